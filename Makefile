@@ -1,0 +1,31 @@
+# edgecache: one entry point for setup, build, tests, benchmarks and the demo.
+# `make test` is what CI runs (.ci/run); it works on a fresh Debian 12 machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export WRANGLER_SEND_METRICS := false
+
+.PHONY: setup build test test-rust test-wasm test-js bench dev clean
+
+## Install what a fresh machine lacks (idempotent).
+setup:
+	@scripts/setup.sh
+
+## Build the npm package into dist/ (wasm + JS + .d.ts).
+build: setup
+	@scripts/build.sh
+
+## Every test suite: Rust (unit, doctests, proptest, glob vs real Redis),
+## wasm-bindgen-test in Node and headless Chromium, JS tests of dist/.
+test: build
+	@scripts/test.sh
+
+## Benchmarks against the peers named in the issues, in one process each.
+bench: build
+	@for f in bench/*.bench.mjs; do echo "== $$f"; node --expose-gc "$$f"; done
+
+## The main job: until the example Worker lands, a Node demo of the L1 cache.
+dev: build
+	@node examples/node-demo.mjs
+
+clean:
+	rm -rf target dist js/wasm node_modules

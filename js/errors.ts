@@ -1,0 +1,62 @@
+/**
+ * The one error class of edgecache. Branch on {@link EdgeCacheError.code},
+ * never on the message.
+ *
+ * @example
+ * ```ts
+ * try { cache.set('k', hugeValue) } catch (e) {
+ *   if (e instanceof EdgeCacheError && e.code === 'VALUE_TOO_LARGE') { ... }
+ * }
+ * ```
+ */
+export class EdgeCacheError extends Error {
+  /** A stable, machine-readable code, such as `'INVALID_KEY'`. */
+  readonly code: EdgeCacheErrorCode;
+
+  constructor(code: EdgeCacheErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EdgeCacheError';
+    this.code = code;
+  }
+}
+
+/** Every code an {@link EdgeCacheError} can carry. */
+export type EdgeCacheErrorCode =
+  /** A key is not a string. */
+  | 'INVALID_KEY'
+  /** A TTL is negative, NaN or infinite. */
+  | 'INVALID_TTL'
+  /** A constructor or method option is out of range. */
+  | 'INVALID_OPTION'
+  /** A value (with its key and the per-entry overhead) is larger than `maxBytes`. */
+  | 'VALUE_TOO_LARGE'
+  /** The default size estimate could not measure a value: pass `sizeOf`. */
+  | 'UNMEASURABLE_VALUE'
+  /** `incr`/`decr` on a value that is not an integer. */
+  | 'NOT_AN_INTEGER'
+  /** `incr`/`decr` would leave the safe-integer range. */
+  | 'OVERFLOW'
+  /** A scope without a tenant or user, with an empty one, or one that widens a view. */
+  | 'INVALID_SCOPE'
+  /** The cache was used after `free()`. */
+  | 'FREED'
+  /** An envelope's tag does not match its key, scope or contents. */
+  | 'BAD_SIGNATURE'
+  /** An envelope was signed with a key id the signer does not know. */
+  | 'UNKNOWN_KEY_ID'
+  /** An envelope is not well formed (truncated, bad base64, wrong version...). */
+  | 'MALFORMED_ENVELOPE'
+  /** A signing key is shorter than 32 bytes. */
+  | 'WEAK_KEY';
+
+/**
+ * Re-throws an error raised by the wasm core (a JS `Error` with a `code`
+ * property) as an {@link EdgeCacheError}; anything else unchanged.
+ * @internal
+ */
+export function rethrow(e: unknown): never {
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string') {
+    throw new EdgeCacheError((e as { code: EdgeCacheErrorCode }).code, e.message);
+  }
+  throw e;
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what building and testing edgecache needs. Idempotent: a second
+# run installs nothing and takes a few seconds.
+#
+# Two kinds of machine:
+#   * a rustup toolchain with the wasm32-unknown-unknown target (an ordinary
+#     laptop after `rustup target add wasm32-unknown-unknown`): used as is;
+#   * a machine whose rustup cannot fetch that target (our CI, Debian 12):
+#     Debian's rustc-web, whose std for wasm32 is built from source with
+#     cargo's build-std (see scripts/wasm-env.sh).
+# It writes target/wasm-env.sh, which the build sources for wasm builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+APT_UPDATED=0
+apt_install() {
+  # apt_install PKG... : installs the Debian packages that are missing.
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    log "please install: ${missing[*]} (no apt-get here)"; return 1
+  fi
+  if [ $APT_UPDATED = 0 ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+mkdir -p target
+
+# ---- 1. a Rust compiler that targets wasm32 ----
+if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  log "wasm32: rustup toolchain with the wasm32 target"
+  cat > target/wasm-env.sh <<'ENV'
+# wasm32 builds use the rustup toolchain as is.
+WASM_CARGO=cargo
+ENV
+else
+  apt_install rustc-web cargo-web rust-web-src lld-22
+  # worker-build and some tools check that the target libdir exists; with
+  # build-std an empty one is enough.
+  mkdir -p "$(/usr/bin/rustc --target wasm32-unknown-unknown --print target-libdir)"
+  log "wasm32: Debian rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2) with build-std"
+  cat > target/wasm-env.sh <<'ENV'
+# wasm32 builds use Debian's rustc-web and build std from source.
+export PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+WASM_CARGO=/usr/bin/cargo
+ENV
+fi
+
+# ---- 2. wasm-bindgen CLI, exactly the version in Cargo.lock ----
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WB_VERSION" ]; then
+  log "cargo install wasm-bindgen-cli $WB_VERSION (a few minutes)"
+  # --locked pins a webpki-roots release the registry no longer serves;
+  # fall back to a fresh resolution of the same CLI version.
+  cargo install -q wasm-bindgen-cli --version "$WB_VERSION" --locked \
+    || cargo install -q wasm-bindgen-cli --version "$WB_VERSION"
+fi
+
+# ---- 3. real servers and a real browser for the tests ----
+apt_install redis-server webdis chromium chromium-driver
+
+# ---- 4. Node.js and the npm dev dependencies ----
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  apt_install nodejs npm
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "ready"

@@ -1,0 +1,33 @@
+//! # edgecache
+//!
+//! An LRU + TTL cache for edge runtimes, written in Rust and compiled to
+//! WebAssembly. This crate is the pure-Rust core; it builds and tests on the
+//! host. The wasm-bindgen glue for the JavaScript package lives in the
+//! `wasm` module and is compiled only for `wasm32`.
+//!
+//! * [`Lru`]: the slot engine (recency, expiry, bytes, statistics).
+//! * [`Store`]: a complete cache for Rust callers, with [`Scope`]s.
+//! * [`Glob`]: Redis `KEYS` patterns.
+//! * [`Clock`]: injected time.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod error;
+mod glob;
+mod lru;
+mod scope;
+mod store;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use clock::{Clock, ManualClock};
+pub use error::{Error, Result};
+pub use glob::{glob_match, Glob};
+pub use lru::{
+    Counters, Inserted, Limits, Lru, NsId, Slot, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
+    ENTRY_OVERHEAD, NO_NS, ROOT,
+};
+pub use scope::Scope;
+pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};

@@ -1,0 +1,163 @@
+//! wasm-bindgen glue for the JavaScript package. Thin on purpose: every
+//! decision is made in the pure-Rust core, and errors become JS `Error`s
+//! with a `code` property only here, at the boundary (the JS wrapper turns
+//! them into `EdgeCacheError`).
+//!
+//! The hot methods of [`WasmLru`] take and return plain numbers so that a
+//! call costs no allocation and no string copy.
+
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+use crate::glob::Glob;
+use crate::lru::{Counters, Limits, Lru};
+use crate::scope::Scope;
+
+/// Converts a core error into a JS `Error` carrying `code`.
+pub(crate) fn to_js(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(e.code()));
+    err.into()
+}
+
+const TWO_32: f64 = 4_294_967_296.0;
+
+fn counters(c: Counters) -> Vec<f64> {
+    [c.hits, c.misses, c.sets, c.deletes, c.evictions, c.expirations, c.entries, c.bytes]
+        .map(|n| n as f64)
+        .to_vec()
+}
+
+/// The slot engine, for `MemoryCache` (js/cache.ts).
+#[wasm_bindgen(js_name = Lru)]
+pub struct WasmLru(Lru);
+
+#[wasm_bindgen(js_class = Lru)]
+impl WasmLru {
+    /// `maxEntries`, `maxBytes` (integers >= 1; `maxBytes` may exceed 2^32).
+    #[wasm_bindgen(constructor)]
+    pub fn new(max_entries: f64, max_bytes: f64) -> Result<WasmLru, JsValue> {
+        let entries = if max_entries.fract() == 0.0 && (1.0..4_294_967_294.0).contains(&max_entries) {
+            max_entries as u32
+        } else {
+            0
+        };
+        let bytes = if max_bytes.fract() == 0.0 && max_bytes >= 1.0 {
+            max_bytes as u64
+        } else {
+            0
+        };
+        Limits::new(entries, bytes).map(|l| WasmLru(Lru::new(l))).map_err(to_js)
+    }
+
+    /// A new entry: returns `slot + removed * 2^32`, or -1 if too large.
+    pub fn insert(&mut self, ns: u32, size: f64, expires: f64, now: f64) -> f64 {
+        match self.0.insert(ns, size as u64, expires, now) {
+            Ok(i) => f64::from(i.slot) + f64::from(i.removed) * TWO_32,
+            Err(_) => -1.0,
+        }
+    }
+
+    /// Overwrite: returns how many entries were evicted, or -1 if too large.
+    pub fn update(&mut self, slot: u32, size: f64, expires: f64) -> f64 {
+        match self.0.update(slot, size as u64, expires) {
+            Ok(n) => f64::from(n),
+            Err(_) => -1.0,
+        }
+    }
+
+    /// Lookup hit (true) or expired and removed (false).
+    pub fn touch(&mut self, slot: u32, now: f64) -> bool {
+        self.0.touch(slot, now)
+    }
+
+    /// A lookup that found no slot.
+    pub fn miss(&mut self, ns: u32) {
+        self.0.miss(ns)
+    }
+
+    /// Alive (true) or expired and removed (false); recency unchanged.
+    pub fn alive(&mut self, slot: u32, now: f64) -> bool {
+        self.0.alive(slot, now)
+    }
+
+    /// A counter write to an alive entry.
+    pub fn write(&mut self, slot: u32) {
+        self.0.write(slot)
+    }
+
+    /// Delete; true if the entry was alive.
+    pub fn remove(&mut self, slot: u32, now: f64) -> bool {
+        self.0.remove(slot, now)
+    }
+
+    /// Remove without counting (clear).
+    pub fn discard(&mut self, slot: u32) {
+        self.0.discard(slot)
+    }
+
+    /// Remaining ms, `Infinity` for no expiry, -1 if expired (and removed).
+    pub fn ttl(&mut self, slot: u32, now: f64) -> f64 {
+        self.0.ttl(slot, now).unwrap_or(-1.0)
+    }
+
+    /// Slots removed by the last insert or update.
+    pub fn removed(&self) -> Vec<u32> {
+        self.0.removed().to_vec()
+    }
+
+    /// `[hits, misses, sets, deletes, evictions, expirations, entries, bytes]`
+    /// of a namespace (all zero if it is not open).
+    pub fn stats(&self, ns: u32) -> Vec<f64> {
+        counters(self.0.stats(ns).unwrap_or_default())
+    }
+
+    /// The same for the whole cache.
+    pub fn totals(&self) -> Vec<f64> {
+        counters(self.0.totals())
+    }
+
+    /// A new namespace id.
+    #[wasm_bindgen(js_name = openNs)]
+    pub fn open_ns(&mut self) -> u32 {
+        self.0.open_ns()
+    }
+
+    /// Frees an empty namespace id.
+    #[wasm_bindgen(js_name = closeNs)]
+    pub fn close_ns(&mut self, ns: u32) -> bool {
+        self.0.close_ns(ns)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.0.clear()
+    }
+}
+
+/// A compiled Redis glob.
+#[wasm_bindgen(js_name = Glob)]
+pub struct WasmGlob(Glob);
+
+#[wasm_bindgen(js_class = Glob)]
+impl WasmGlob {
+    /// Compiles `pattern`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(pattern: &str) -> WasmGlob {
+        WasmGlob(Glob::new(pattern))
+    }
+
+    /// Whether `key` matches (byte-wise on its UTF-8 form, as Redis).
+    pub fn matches(&self, key: &str) -> bool {
+        self.0.matches(key)
+    }
+}
+
+/// The unambiguous encoding of a scope (see `Scope::encode`).
+#[wasm_bindgen(js_name = encodeScope)]
+pub fn encode_scope(tenant: Option<String>, user: Option<String>) -> Result<String, JsValue> {
+    Scope::new(tenant.as_deref(), user.as_deref())
+        .map(|s| s.encode())
+        .map_err(to_js)
+}
