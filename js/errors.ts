@@ -55,8 +55,7 @@ export type EdgeCacheErrorCode =
  * @internal
  */
 export function rethrow(e: unknown): never {
-  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string') {
-    throw new EdgeCacheError((e as { code: EdgeCacheErrorCode }).code, e.message);
-  }
+  const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  if (typeof code === 'string') throw new EdgeCacheError(code as EdgeCacheErrorCode, (e as Error).message);
   throw e;
 }

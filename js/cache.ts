@@ -1,0 +1,767 @@
+// MemoryCache: the L1 cache, one per isolate.
+//
+// Division of labour, chosen by measurement (see bench/cache.bench.mjs):
+// keys and values stay in JS (a `Map` from key to slot, and two arrays by
+// slot), because handing a JS string to wasm costs a UTF-8 copy per call;
+// the wasm slot engine (src/lru.rs) owns recency, expiry, byte accounting,
+// eviction and statistics, and is called with plain numbers only.
+import { Lru, Glob, encodeScope } from './wasm/edgecache.js';
+import { EdgeCacheError, rethrow } from './errors.js';
+
+/** Options of {@link MemoryCache}. */
+export interface MemoryCacheOptions<V = unknown> {
+  /**
+   * The most entries the cache holds, all scopes together; the least
+   * recently used entry is evicted to make room. An integer >= 1.
+   * @default 10000
+   */
+  maxEntries?: number;
+  /**
+   * The most bytes the cache holds, all scopes together: for each entry its
+   * key (2 bytes per UTF-16 code unit), its value as measured by `sizeOf`,
+   * and a fixed overhead of 64 bytes. `Infinity` for no byte bound.
+   * @default 33554432 (32 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * TTL in milliseconds for writes that do not give one. `0`: entries do not
+   * expire.
+   * @default 0
+   */
+  defaultTtl?: number;
+  /**
+   * Measures a value in bytes (the key is added by the cache). The default
+   * estimate: strings 2 bytes per UTF-16 code unit; numbers, booleans,
+   * `null` 8; `ArrayBuffer`s and typed arrays their `byteLength`; bigints
+   * 16; functions and symbols 64; other objects 2 bytes per character of
+   * their `JSON.stringify` form (pass `sizeOf` to avoid that cost, or to
+   * cache values that JSON cannot represent, such as cyclic objects).
+   * @default the estimate above
+   */
+  sizeOf?: (value: V, key: string) => number;
+  /**
+   * The clock, in milliseconds. Inject one in tests to move time by hand.
+   * It is called only once TTLs are in use.
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+/** Options of {@link MemoryCache.set}. */
+export interface SetOptions {
+  /**
+   * Milliseconds this entry lives; `0` for no expiry.
+   * @default the cache's `defaultTtl`
+   */
+  ttl?: number;
+}
+
+/** A scope: a tenant, a user, or both. Numbers stand for their decimal string. */
+export interface ScopeOptions {
+  /** The tenant; a non-empty string or a finite number. */
+  tenant?: string | number;
+  /** The user; a non-empty string or a finite number. */
+  user?: string | number;
+}
+
+/** What {@link MemoryCache.stats} returns. */
+export interface CacheStats {
+  /** Lookups (`get`, `getMany`) that found a live entry. */
+  hits: number;
+  /** Lookups that found nothing or an expired entry. */
+  misses: number;
+  /** `hits / (hits + misses)`, `0` before the first lookup. */
+  hitRate: number;
+  /** Writes: new entries, overwrites and counter updates. */
+  sets: number;
+  /** Explicit deletions of live entries. */
+  deletes: number;
+  /** Live entries evicted to make room. */
+  evictions: number;
+  /** Entries removed because their TTL ran out. */
+  expirations: number;
+  /** Entries held now (expired ones not yet reclaimed included). */
+  entries: number;
+  /** Bytes charged now. */
+  bytes: number;
+  /** The cache's bound on entries (shared by all scopes). */
+  maxEntries: number;
+  /** The cache's bound on bytes (shared by all scopes). */
+  maxBytes: number;
+}
+
+const TWO_32 = 4294967296;
+/** Bytes charged per entry on top of key and value (ENTRY_OVERHEAD in src/lru.rs). */
+export const ENTRY_OVERHEAD = 64;
+const NO_NS = 0xffffffff;
+const DEFAULT_MAX_ENTRIES = 10_000;
+const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
+const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 'now']);
+const dispose: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('Symbol.dispose');
+
+/** A namespace: the keys of the root or of one scope. */
+class Space {
+  readonly map = new Map<string, number>();
+  live = true;
+  constructor(
+    readonly id: number,
+    readonly name: string,
+  ) {}
+}
+
+function describe(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 60 ? `${x.slice(0, 60)}…` : x);
+  if (x === null) return 'null';
+  return typeof x === 'object' || typeof x === 'function' ? typeof x : `${typeof x} ${String(x)}`;
+}
+
+function badKey(key: unknown): EdgeCacheError {
+  return new EdgeCacheError('INVALID_KEY', `keys are strings, got ${describe(key)}`);
+}
+
+function checkTtl(ttl: unknown, name = 'ttl'): number {
+  if (typeof ttl !== 'number' || !(ttl >= 0) || ttl === Infinity) {
+    throw new EdgeCacheError(
+      'INVALID_TTL',
+      `${name} must be a finite number of milliseconds >= 0 (0 = no expiry), got ${describe(ttl)}`,
+    );
+  }
+  return ttl;
+}
+
+function estimate(value: unknown, key: string): number {
+  switch (typeof value) {
+    case 'string':
+      return 2 * value.length;
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return 8;
+    case 'bigint':
+      return 16;
+    case 'object': {
+      if (value === null) return 8;
+      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
+      let json: string | undefined;
+      try {
+        json = JSON.stringify(value);
+      } catch (cause) {
+        throw new EdgeCacheError(
+          'UNMEASURABLE_VALUE',
+          `cannot estimate the size of the value for key ${describe(key)} (${String(cause)}); pass a sizeOf option`,
+          { cause },
+        );
+      }
+      return 2 * (json === undefined ? 0 : json.length);
+    }
+    default:
+      return 64;
+  }
+}
+
+function freedLru(): Lru {
+  const fail = () => {
+    throw new EdgeCacheError('FREED', 'this cache was freed with free(); create a new one');
+  };
+  return new Proxy({} as Lru, { get: () => fail });
+}
+
+/** State shared by a cache and all its scope views. */
+class Core<V> {
+  lru: Lru;
+  keys: (string | undefined)[];
+  values: (V | undefined)[];
+  /** The space of each scoped slot; `null` until the first scope is written. */
+  slotSpace: (Space | undefined)[] | null = null;
+  readonly root = new Space(0, '');
+  readonly spaces = new Map<string, Space>();
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  readonly defaultTtl: number;
+  readonly sizeOf: ((value: V, key: string) => number) | undefined;
+  readonly clock: () => number;
+  /** Whether any entry may have an expiry; until then the clock is not read. */
+  ttlUsed: boolean;
+
+  constructor(options: MemoryCacheOptions<V>) {
+    if (options === null || typeof options !== 'object') {
+      throw new EdgeCacheError('INVALID_OPTION', `options must be an object, got ${describe(options)}`);
+    }
+    for (const name of Object.keys(options)) {
+      if (!OPTION_NAMES.has(name)) {
+        throw new EdgeCacheError(
+          'INVALID_OPTION',
+          `unknown option ${JSON.stringify(name)}; known: ${[...OPTION_NAMES].join(', ')}`,
+        );
+      }
+    }
+    const { maxEntries = DEFAULT_MAX_ENTRIES, maxBytes = DEFAULT_MAX_BYTES, defaultTtl = 0, sizeOf, now } = options;
+    if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries >= 0xfffffffe) {
+      throw new EdgeCacheError(
+        'INVALID_OPTION',
+        `maxEntries must be an integer from 1 to 4294967293, got ${describe(maxEntries)}`,
+      );
+    }
+    if (maxBytes !== Infinity && (!Number.isInteger(maxBytes) || maxBytes < 1)) {
+      throw new EdgeCacheError(
+        'INVALID_OPTION',
+        `maxBytes must be an integer >= 1 or Infinity, got ${describe(maxBytes)}`,
+      );
+    }
+    this.defaultTtl = checkTtl(defaultTtl, 'defaultTtl');
+    for (const [name, f] of [['sizeOf', sizeOf], ['now', now]] as const) {
+      if (f !== undefined && typeof f !== 'function') {
+        throw new EdgeCacheError('INVALID_OPTION', `${name} must be a function, got ${describe(f)}`);
+      }
+    }
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes === Infinity ? Number.MAX_SAFE_INTEGER : maxBytes;
+    this.sizeOf = sizeOf;
+    this.clock = now ?? Date.now;
+    this.ttlUsed = this.defaultTtl > 0;
+    try {
+      this.lru = new Lru(this.maxEntries, this.maxBytes);
+    } catch (e) {
+      rethrow(e);
+    }
+    // Reserved up front like lru-cache's arrays (and the wasm slot arrays).
+    const reserve = Math.min(maxEntries, 1 << 20);
+    this.keys = new Array(reserve).fill(undefined);
+    this.values = new Array(reserve).fill(undefined);
+  }
+
+  /** Bytes of key + value, validated. */
+  measure(key: string, value: V): number {
+    let size: number;
+    if (this.sizeOf === undefined) {
+      size = estimate(value, key);
+    } else {
+      size = this.sizeOf(value, key);
+      if (typeof size !== 'number' || !(size >= 0) || !Number.isFinite(size)) {
+        throw new EdgeCacheError(
+          'INVALID_OPTION',
+          `sizeOf must return a finite number >= 0, returned ${describe(size)} for key ${describe(key)}`,
+        );
+      }
+    }
+    return 2 * key.length + Math.ceil(size);
+  }
+
+  tooLarge(key: string, size: number): EdgeCacheError {
+    return new EdgeCacheError(
+      'VALUE_TOO_LARGE',
+      `entry for key ${describe(key)} needs ${size + ENTRY_OVERHEAD} bytes (key + value + ${ENTRY_OVERHEAD}) ` +
+        `but maxBytes is ${this.maxBytes}; nothing was stored or removed`,
+    );
+  }
+
+  /** Forgets the key and value of a slot the engine has freed. */
+  forget(slot: number): void {
+    let space = this.root;
+    if (this.slotSpace !== null) {
+      const s = this.slotSpace[slot];
+      if (s !== undefined) {
+        space = s;
+        this.slotSpace[slot] = undefined;
+      }
+    }
+    space.map.delete(this.keys[slot]!);
+    this.keys[slot] = undefined;
+    this.values[slot] = undefined;
+    if (space !== this.root && space.map.size === 0) this.close(space);
+  }
+
+  /** Forgets every slot the last insert/update removed. */
+  forgetRemoved(): void {
+    for (const s of this.lru.removed()) this.forget(s);
+  }
+
+  /** Closes an empty scope space; views re-open it on their next write. */
+  close(space: Space): void {
+    if (this.lru.closeNs(space.id)) {
+      space.live = false;
+      this.spaces.delete(space.name);
+    }
+  }
+
+  open(name: string): Space {
+    const space = new Space(this.lru.openNs(), name);
+    this.spaces.set(name, space);
+    if (this.slotSpace === null) this.slotSpace = [];
+    return space;
+  }
+
+  clearAll(): void {
+    this.lru.clear();
+    this.keys.fill(undefined);
+    this.values.fill(undefined);
+    this.slotSpace = null;
+    this.root.map.clear();
+    for (const space of this.spaces.values()) {
+      space.map.clear();
+      this.lru.closeNs(space.id);
+      space.live = false;
+    }
+    this.spaces.clear();
+  }
+
+  stats(counters: ArrayLike<number>): CacheStats {
+    const [hits, misses, sets, deletes, evictions, expirations, entries, bytes] = Array.from(counters);
+    return {
+      hits,
+      misses,
+      hitRate: hits + misses === 0 ? 0 : hits / (hits + misses),
+      sets,
+      deletes,
+      evictions,
+      expirations,
+      entries,
+      bytes,
+      maxEntries: this.maxEntries,
+      maxBytes: this.maxBytes,
+    };
+  }
+}
+
+const VIEW = Symbol('view');
+interface ViewInit<V> {
+  [VIEW]: true;
+  core: Core<V>;
+  space: Space;
+  tenant: string | undefined;
+  user: string | undefined;
+}
+
+function scopePart(name: 'tenant' | 'user', x: unknown): string | undefined {
+  if (x === undefined) return undefined;
+  if (typeof x === 'number' && Number.isFinite(x)) return String(x);
+  if (typeof x === 'string' && x !== '') return x;
+  throw new EdgeCacheError(
+    'INVALID_SCOPE',
+    `${name} must be a non-empty string or a finite number, got ${describe(x)}`,
+  );
+}
+
+/**
+ * An LRU + TTL cache bounded by entries and bytes, with statistics, batch
+ * operations, counters, Redis glob patterns and tenant/user scopes. All
+ * methods are synchronous.
+ *
+ * @example
+ * ```ts
+ * import { MemoryCache } from 'edgecache';
+ * const cache = new MemoryCache({ maxEntries: 1000, defaultTtl: 60_000 });
+ * cache.set('user:1:profile', { name: 'Ada' });
+ * cache.get('user:1:profile'); // { name: 'Ada' }
+ * cache.incr('visits');         // 1
+ * cache.keys('user:*');         // ['user:1:profile']
+ * const acme = cache.scope({ tenant: 'acme' });
+ * acme.get('user:1:profile');   // undefined: scopes never see each other
+ * ```
+ */
+export class MemoryCache<V = unknown> {
+  readonly #core: Core<V>;
+  #space: Space;
+  readonly #tenant: string | undefined;
+  readonly #user: string | undefined;
+
+  constructor(options: MemoryCacheOptions<V> = {}) {
+    const init = options as unknown as ViewInit<V>;
+    if (init !== null && typeof init === 'object' && init[VIEW] === true) {
+      this.#core = init.core;
+      this.#space = init.space;
+      this.#tenant = init.tenant;
+      this.#user = init.user;
+    } else {
+      this.#core = new Core(options);
+      this.#space = this.#core.root;
+    }
+  }
+
+  /** The live space of this view, or `null` while its scope holds nothing. */
+  #read(): Space | null {
+    const space = this.#space;
+    if (space.live) return space;
+    const found = this.#core.spaces.get(space.name);
+    if (found === undefined) return null;
+    this.#space = found;
+    return found;
+  }
+
+  #write(): Space {
+    const space = this.#read();
+    if (space !== null) return space;
+    return (this.#space = this.#core.open(this.#space.name));
+  }
+
+  #now(): number {
+    const c = this.#core;
+    return c.ttlUsed ? c.clock() : 0;
+  }
+
+  /**
+   * The value of `key`, or `undefined`; marks the entry most recently used.
+   * @throws {EdgeCacheError} `INVALID_KEY` if `key` is not a string.
+   */
+  get(key: string): V | undefined {
+    if (typeof key !== 'string') throw badKey(key);
+    const c = this.#core;
+    const space = this.#space.live ? this.#space : this.#read();
+    if (space === null) {
+      c.lru.miss(NO_NS);
+      return undefined;
+    }
+    const slot = space.map.get(key);
+    if (slot === undefined) {
+      c.lru.miss(space.id);
+      return undefined;
+    }
+    if (c.lru.touch(slot, c.ttlUsed ? c.clock() : 0)) return c.values[slot];
+    c.forget(slot);
+    return undefined;
+  }
+
+  /**
+   * Stores `value` under `key`, as the most recently used entry, evicting
+   * least recently used entries if a bound requires it. Setting `undefined`
+   * deletes the key.
+   * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL`, `VALUE_TOO_LARGE`
+   * (the entry alone exceeds `maxBytes`), `UNMEASURABLE_VALUE`; the cache is
+   * then unchanged.
+   */
+  set(key: string, value: V, options?: SetOptions): this {
+    if (typeof key !== 'string') throw badKey(key);
+    if (value === undefined) {
+      this.delete(key);
+      return this;
+    }
+    const c = this.#core;
+    const ttl = options === undefined || options.ttl === undefined ? c.defaultTtl : checkTtl(options.ttl);
+    this.#store(key, value, ttl, c.measure(key, value));
+    return this;
+  }
+
+  /** The write itself, after validation. */
+  #store(key: string, value: V, ttl: number, size: number): void {
+    const c = this.#core;
+    let now = 0;
+    let expires = 0;
+    if (ttl > 0) {
+      c.ttlUsed = true;
+      now = c.clock();
+      expires = now + ttl;
+    } else if (c.ttlUsed) {
+      now = c.clock();
+    }
+    const space = this.#space.live ? this.#space : this.#write();
+    const slot = space.map.get(key);
+    if (slot !== undefined) {
+      const r = c.lru.update(slot, size, expires);
+      if (r < 0) throw c.tooLarge(key, size);
+      c.values[slot] = value;
+      if (r > 0) c.forgetRemoved();
+      return;
+    }
+    const r = c.lru.insert(space.id, size, expires, now);
+    let s: number;
+    if (r < TWO_32) {
+      if (r < 0) {
+        if (space !== c.root && space.map.size === 0) c.close(space);
+        throw c.tooLarge(key, size);
+      }
+      s = r;
+    } else if (r < 2 * TWO_32) {
+      // One entry removed: its slot is the one handed out again.
+      s = r - TWO_32;
+      c.forget(s);
+    } else {
+      s = r % TWO_32;
+      c.forgetRemoved();
+    }
+    c.keys[s] = key;
+    c.values[s] = value;
+    space.map.set(key, s);
+    if (space !== c.root) c.slotSpace![s] = space;
+  }
+
+  /**
+   * Whether `key` holds a live value. Does not change recency or statistics.
+   * @throws {EdgeCacheError} `INVALID_KEY`.
+   */
+  has(key: string): boolean {
+    if (typeof key !== 'string') throw badKey(key);
+    const space = this.#read();
+    const slot = space?.map.get(key);
+    if (slot === undefined) return false;
+    const c = this.#core;
+    if (c.lru.alive(slot, this.#now())) return true;
+    c.forget(slot);
+    return false;
+  }
+
+  /**
+   * Deletes `key`. Returns whether it held a live value.
+   * @throws {EdgeCacheError} `INVALID_KEY`.
+   */
+  delete(key: string): boolean {
+    if (typeof key !== 'string') throw badKey(key);
+    const space = this.#read();
+    const slot = space?.map.get(key);
+    if (slot === undefined) return false;
+    const c = this.#core;
+    const alive = c.lru.remove(slot, this.#now());
+    c.forget(slot);
+    return alive;
+  }
+
+  /**
+   * The values of `keys`, in order, with `undefined` for each miss.
+   * @throws {EdgeCacheError} `INVALID_KEY` if any key is not a string (nothing is read).
+   */
+  getMany(keys: readonly string[]): (V | undefined)[] {
+    if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_OPTION', 'getMany takes an array of keys');
+    for (const k of keys) if (typeof k !== 'string') throw badKey(k);
+    const out = new Array<V | undefined>(keys.length);
+    for (let i = 0; i < keys.length; i++) out[i] = this.get(keys[i]);
+    return out;
+  }
+
+  /**
+   * Stores `[key, value]` or `[key, value, { ttl }]` tuples. Every entry is
+   * validated (keys, TTLs, sizes) before any is written: on an error the
+   * cache is unchanged.
+   * @throws {EdgeCacheError} as {@link MemoryCache.set}.
+   */
+  setMany(entries: Iterable<readonly [string, V] | readonly [string, V, SetOptions | undefined]>): this {
+    const c = this.#core;
+    const checked: [string, V, number, number][] = [];
+    for (const entry of entries) {
+      if (!Array.isArray(entry) || entry.length < 2) {
+        throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value] or [key, value, { ttl }] tuples');
+      }
+      const [key, value, options] = entry as [string, V, SetOptions | undefined];
+      if (typeof key !== 'string') throw badKey(key);
+      const ttl = options === undefined || options.ttl === undefined ? c.defaultTtl : checkTtl(options.ttl);
+      const size = value === undefined ? -1 : c.measure(key, value);
+      if (size + ENTRY_OVERHEAD > c.maxBytes) throw c.tooLarge(key, size);
+      checked.push([key, value, ttl, size]);
+    }
+    for (const [key, value, ttl, size] of checked) {
+      if (value === undefined) this.delete(key);
+      else this.#store(key, value, ttl, size);
+    }
+    return this;
+  }
+
+  /**
+   * Deletes `keys`; returns how many held a live value.
+   * @throws {EdgeCacheError} `INVALID_KEY` if any key is not a string (nothing is deleted).
+   */
+  deleteMany(keys: readonly string[]): number {
+    if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_OPTION', 'deleteMany takes an array of keys');
+    for (const k of keys) if (typeof k !== 'string') throw badKey(k);
+    let n = 0;
+    for (const k of keys) if (this.delete(k)) n++;
+    return n;
+  }
+
+  /**
+   * Adds `by` to the integer under `key` and returns the result. A missing
+   * key starts from 0 (and gets the default TTL); an existing one keeps its
+   * TTL, as Redis `INCRBY` does.
+   * @throws {EdgeCacheError} `NOT_AN_INTEGER` if the value (or `by`) is not a
+   * safe integer, `OVERFLOW` if the result would not be one; the value is
+   * then unchanged.
+   */
+  incr(key: string, by = 1): number {
+    if (typeof key !== 'string') throw badKey(key);
+    if (!Number.isSafeInteger(by)) {
+      throw new EdgeCacheError('NOT_AN_INTEGER', `the increment must be a safe integer, got ${describe(by)}`);
+    }
+    const c = this.#core;
+    const space = this.#read();
+    const slot = space?.map.get(key);
+    if (slot !== undefined) {
+      if (c.lru.alive(slot, this.#now())) {
+        const v = c.values[slot];
+        if (typeof v !== 'number' || !Number.isInteger(v)) {
+          throw new EdgeCacheError('NOT_AN_INTEGER', `the value of key ${describe(key)} is not an integer`);
+        }
+        const n = v + by;
+        if (!Number.isSafeInteger(n)) {
+          throw new EdgeCacheError(
+            'OVERFLOW',
+            `${v} + ${by} for key ${describe(key)} leaves the safe-integer range`,
+          );
+        }
+        c.values[slot] = n as V;
+        c.lru.write(slot);
+        return n;
+      }
+      c.forget(slot);
+    }
+    this.#store(key, by as V, c.defaultTtl, c.measure(key, by as V));
+    return by;
+  }
+
+  /**
+   * Subtracts `by` from the integer under `key`; see {@link MemoryCache.incr}.
+   */
+  decr(key: string, by = 1): number {
+    if (!Number.isSafeInteger(by)) {
+      throw new EdgeCacheError('NOT_AN_INTEGER', `the decrement must be a safe integer, got ${describe(by)}`);
+    }
+    return this.incr(key, -by);
+  }
+
+  /**
+   * Milliseconds `key` has left to live: `Infinity` if it does not expire,
+   * `undefined` if it is absent or expired.
+   * @throws {EdgeCacheError} `INVALID_KEY`.
+   */
+  ttl(key: string): number | undefined {
+    if (typeof key !== 'string') throw badKey(key);
+    const slot = this.#read()?.map.get(key);
+    if (slot === undefined) return undefined;
+    const c = this.#core;
+    const left = c.lru.ttl(slot, this.#now());
+    if (left >= 0) return left;
+    c.forget(slot);
+    return undefined;
+  }
+
+  /**
+   * The live keys of this view (the root's keys for the cache itself, a
+   * scope's keys for a scope view) that match a Redis glob pattern, in no
+   * particular order: `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\` escapes,
+   * matched on the UTF-8 bytes of the key exactly as Redis `KEYS` does.
+   * @throws {EdgeCacheError} `INVALID_OPTION` if `pattern` is not a string.
+   */
+  keys(pattern = '*'): string[] {
+    if (typeof pattern !== 'string') {
+      throw new EdgeCacheError('INVALID_OPTION', `a pattern is a string, got ${describe(pattern)}`);
+    }
+    const space = this.#read();
+    if (space === null) return [];
+    const c = this.#core;
+    const glob = pattern === '*' ? null : new Glob(pattern);
+    const out: string[] = [];
+    const expired: number[] = [];
+    const now = this.#now();
+    try {
+      for (const [key, slot] of space.map) {
+        if (c.ttlUsed && !c.lru.alive(slot, now)) expired.push(slot);
+        else if (glob === null || glob.matches(key)) out.push(key);
+      }
+    } finally {
+      glob?.free();
+    }
+    for (const slot of expired) c.forget(slot);
+    return out;
+  }
+
+  /**
+   * Deletes the keys {@link MemoryCache.keys} would return for `pattern`;
+   * returns how many.
+   */
+  deletePattern(pattern: string): number {
+    let n = 0;
+    for (const key of this.keys(pattern)) if (this.delete(key)) n++;
+    return n;
+  }
+
+  /**
+   * Statistics. On the cache itself they cover the whole cache, every scope
+   * included; on a scope view, that scope only (a scope that empties is
+   * forgotten, and its counters start again from zero).
+   */
+  stats(): CacheStats {
+    const c = this.#core;
+    if (this.#space === c.root) return c.stats(c.lru.totals());
+    const space = this.#read();
+    return c.stats(space === null ? [0, 0, 0, 0, 0, 0, 0, 0] : c.lru.stats(space.id));
+  }
+
+  /**
+   * Removes entries: on the cache itself, every entry of every scope; on a
+   * scope view, that scope's. Statistics counters are kept.
+   */
+  clear(): void {
+    const c = this.#core;
+    if (this.#space === c.root) {
+      c.clearAll();
+      return;
+    }
+    const space = this.#read();
+    if (space === null) return;
+    const slots = [...space.map.values()];
+    for (const slot of slots) {
+      c.lru.discard(slot);
+      c.forget(slot);
+    }
+  }
+
+  /**
+   * A view of this cache whose keys live apart from the root's and every
+   * other scope's, whatever characters they contain. It has the same API;
+   * its `keys`, `deletePattern`, `clear` and `stats` cover only its scope.
+   * Bounds are shared with the whole cache. A view can narrow its scope
+   * (add a user to a tenant) but never switch tenant or user.
+   * @throws {EdgeCacheError} `INVALID_SCOPE`.
+   */
+  scope(scope: ScopeOptions): MemoryCache<V> {
+    if (scope === null || typeof scope !== 'object') {
+      throw new EdgeCacheError('INVALID_SCOPE', `scope takes { tenant?, user? }, got ${describe(scope)}`);
+    }
+    let tenant = scopePart('tenant', scope.tenant);
+    let user = scopePart('user', scope.user);
+    if (tenant === undefined && user === undefined) {
+      throw new EdgeCacheError('INVALID_SCOPE', 'a scope needs a tenant, a user, or both');
+    }
+    for (const [name, mine, theirs] of [
+      ['tenant', this.#tenant, tenant],
+      ['user', this.#user, user],
+    ] as const) {
+      if (mine !== undefined && theirs !== undefined && mine !== theirs) {
+        throw new EdgeCacheError(
+          'INVALID_SCOPE',
+          `this view is bound to ${name} ${JSON.stringify(mine)} and cannot switch to ${JSON.stringify(theirs)}`,
+        );
+      }
+    }
+    tenant ??= this.#tenant;
+    user ??= this.#user;
+    let name: string;
+    try {
+      name = encodeScope(tenant, user);
+    } catch (e) {
+      rethrow(e);
+    }
+    const c = this.#core;
+    const space = c.spaces.get(name) ?? new Space(NO_NS, name);
+    if (space.id === NO_NS) space.live = false;
+    const init: ViewInit<V> = { [VIEW]: true, core: c, space, tenant, user };
+    return new MemoryCache<V>(init as unknown as MemoryCacheOptions<V>);
+  }
+
+  /**
+   * Releases the wasm memory of the cache (and of all its views). Any later
+   * call throws `FREED`. On a scope view this does nothing: free the cache.
+   */
+  free(): void {
+    const c = this.#core;
+    if (this.#space !== c.root) return;
+    const lru = c.lru;
+    c.lru = freedLru();
+    c.keys = [];
+    c.values = [];
+    c.root.map.clear();
+    c.spaces.clear();
+    lru.free();
+  }
+
+  /** Same as {@link MemoryCache.free}, for `using cache = new MemoryCache()`. */
+  [dispose](): void {
+    this.free();
+  }
+}
