@@ -135,6 +135,12 @@ pub struct Inserted {
     pub removed: u32,
 }
 
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cause {
     Deleted,
@@ -158,8 +164,8 @@ enum Cause {
 #[derive(Clone, Debug)]
 pub struct Lru {
     limits: Limits,
-    prev: Vec<u32>,
-    next: Vec<u32>,
+    /// Recency links, interleaved so one cache line holds both of a slot's.
+    links: Vec<Link>,
     size: Vec<u32>,
     /// Empty until the first entry with an expiry arrives.
     expires: Vec<f64>,
@@ -168,7 +174,11 @@ pub struct Lru {
     head: u32,
     tail: u32,
     free: u32,
+    /// Entries and bytes of the whole cache (its other counters are the sum
+    /// of `spaces` and `retired`, so a hit updates one counter, not two).
     total: Counters,
+    /// Event counters of closed namespaces and of misses in no namespace.
+    retired: Counters,
     spaces: Vec<Option<Counters>>,
     free_spaces: Vec<NsId>,
     removed: Vec<Slot>,
@@ -181,8 +191,7 @@ impl Lru {
         let cap = limits.max_entries.min(PREALLOC_LIMIT) as usize;
         Lru {
             limits,
-            prev: Vec::with_capacity(cap),
-            next: Vec::with_capacity(cap),
+            links: Vec::with_capacity(cap),
             size: Vec::with_capacity(cap),
             expires: Vec::new(),
             ns: Vec::new(),
@@ -190,6 +199,7 @@ impl Lru {
             tail: NIL,
             free: NIL,
             total: Counters::default(),
+            retired: Counters::default(),
             spaces: vec![Some(Counters::default())],
             free_spaces: Vec::new(),
             removed: Vec::new(),
@@ -250,7 +260,6 @@ impl Lru {
         c.sets += 1;
         c.entries += 1;
         c.bytes += u64::from(charge);
-        self.total.sets += 1;
         self.total.entries += 1;
         self.total.bytes += u64::from(charge);
         Ok(Inserted {
@@ -274,7 +283,6 @@ impl Lru {
         let c = self.counters_mut(ns);
         c.sets += 1;
         c.bytes = c.bytes - old + u64::from(charge);
-        self.total.sets += 1;
         self.total.bytes = self.total.bytes - old + u64::from(charge);
         // `slot` is at the front and fits on its own, so it is never the tail here.
         while self.total.bytes > self.limits.max_bytes {
@@ -291,22 +299,20 @@ impl Lru {
         if self.is_expired(slot, now) {
             self.remove_slot(slot, Cause::Expired);
             self.counters_mut(ns).misses += 1;
-            self.total.misses += 1;
             return false;
         }
         self.move_front(slot);
         self.counters_mut(ns).hits += 1;
-        self.total.hits += 1;
         true
     }
 
     /// Counts a lookup that found no slot, in namespace `ns` ([`NO_NS`] for
     /// a scope that holds nothing).
     pub fn miss(&mut self, ns: NsId) {
-        if let Some(Some(c)) = self.spaces.get_mut(ns as usize) {
-            c.misses += 1;
+        match self.spaces.get_mut(ns as usize) {
+            Some(Some(c)) => c.misses += 1,
+            _ => self.retired.misses += 1,
         }
-        self.total.misses += 1;
     }
 
     /// Whether the entry is alive, without changing its recency or the
@@ -325,7 +331,6 @@ impl Lru {
         self.move_front(slot);
         let ns = self.slot_ns(slot);
         self.counters_mut(ns).sets += 1;
-        self.total.sets += 1;
     }
 
     /// Deletes the entry. Returns `true` if it was alive (a delete is
@@ -376,7 +381,7 @@ impl Lru {
 
     /// Whether `slot` currently holds an entry (alive or expired).
     pub fn is_occupied(&self, slot: Slot) -> bool {
-        self.prev.get(slot as usize).is_some_and(|&p| p != FREE)
+        self.links.get(slot as usize).is_some_and(|l| l.prev != FREE)
     }
 
     /// Statistics of one namespace, `None` if it is not open.
@@ -386,7 +391,18 @@ impl Lru {
 
     /// Statistics of the whole cache, all namespaces together.
     pub fn totals(&self) -> Counters {
-        self.total
+        let mut t = self.retired;
+        for c in self.spaces.iter().flatten() {
+            t.hits += c.hits;
+            t.misses += c.misses;
+            t.sets += c.sets;
+            t.deletes += c.deletes;
+            t.evictions += c.evictions;
+            t.expirations += c.expirations;
+        }
+        t.entries = self.total.entries;
+        t.bytes = self.total.bytes;
+        t
     }
 
     /// Opens a new, empty namespace and returns its id.
@@ -406,6 +422,14 @@ impl Lru {
     pub fn close_ns(&mut self, ns: NsId) -> bool {
         match self.spaces.get(ns as usize) {
             Some(Some(c)) if ns != ROOT && c.entries == 0 => {
+                let c = *c;
+                let r = &mut self.retired;
+                r.hits += c.hits;
+                r.misses += c.misses;
+                r.sets += c.sets;
+                r.deletes += c.deletes;
+                r.evictions += c.evictions;
+                r.expirations += c.expirations;
                 self.spaces[ns as usize] = None;
                 self.free_spaces.push(ns);
                 true
@@ -417,8 +441,7 @@ impl Lru {
     /// Removes every entry, keeping the statistics counters (but `entries`
     /// and `bytes`) and the namespaces.
     pub fn clear(&mut self) {
-        self.prev.clear();
-        self.next.clear();
+        self.links.clear();
         self.size.clear();
         self.expires.clear();
         self.ns.clear();
@@ -443,13 +466,14 @@ impl Lru {
                 return None;
             }
             let s = at;
-            at = self.next[s as usize];
+            at = self.links[s as usize].next;
             Some(s)
         })
     }
 
     // ---- internals ----
 
+    #[inline]
     fn counters_mut(&mut self, ns: NsId) -> &mut Counters {
         self.spaces[ns as usize]
             .as_mut()
@@ -468,8 +492,8 @@ impl Lru {
             if at == 0.0 {
                 return;
             }
-            self.expires.reserve_exact(self.prev.capacity());
-            self.expires.resize(self.prev.len(), 0.0);
+            self.expires.reserve_exact(self.links.capacity());
+            self.expires.resize(self.links.len(), 0.0);
         }
         self.expires[slot as usize] = at;
     }
@@ -479,8 +503,8 @@ impl Lru {
             if ns == ROOT {
                 return;
             }
-            self.ns.reserve_exact(self.prev.capacity());
-            self.ns.resize(self.prev.len(), ROOT);
+            self.ns.reserve_exact(self.links.capacity());
+            self.ns.resize(self.links.len(), ROOT);
         }
         self.ns[slot as usize] = ns;
     }
@@ -488,12 +512,11 @@ impl Lru {
     fn alloc(&mut self) -> Slot {
         if self.free != NIL {
             let s = self.free;
-            self.free = self.next[s as usize];
+            self.free = self.links[s as usize].next;
             return s;
         }
-        let s = self.prev.len() as Slot;
-        self.prev.push(NIL);
-        self.next.push(NIL);
+        let s = self.links.len() as Slot;
+        self.links.push(Link { prev: NIL, next: NIL });
         self.size.push(0);
         if !self.expires.is_empty() {
             self.expires.push(0.0);
@@ -504,26 +527,30 @@ impl Lru {
         s
     }
 
+    #[inline]
     fn link_front(&mut self, s: Slot) {
-        self.prev[s as usize] = NIL;
-        self.next[s as usize] = self.head;
+        self.links[s as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
         if self.head != NIL {
-            self.prev[self.head as usize] = s;
+            self.links[self.head as usize].prev = s;
         } else {
             self.tail = s;
         }
         self.head = s;
     }
 
+    #[inline]
     fn unlink(&mut self, s: Slot) {
-        let (p, n) = (self.prev[s as usize], self.next[s as usize]);
+        let Link { prev: p, next: n } = self.links[s as usize];
         if p != NIL {
-            self.next[p as usize] = n;
+            self.links[p as usize].next = n;
         } else {
             self.head = n;
         }
         if n != NIL {
-            self.prev[n as usize] = p;
+            self.links[n as usize].prev = p;
         } else {
             self.tail = p;
         }
@@ -541,21 +568,24 @@ impl Lru {
         self.unlink(s);
         let ns = self.slot_ns(s);
         let bytes = u64::from(self.size[s as usize]);
-        for c in [&mut self.total, self.spaces[ns as usize].as_mut().expect("open")] {
-            c.entries -= 1;
-            c.bytes -= bytes;
-            match cause {
-                Cause::Deleted => c.deletes += 1,
-                Cause::Evicted => c.evictions += 1,
-                Cause::Expired => c.expirations += 1,
-                Cause::Cleared => {}
-            }
+        self.total.entries -= 1;
+        self.total.bytes -= bytes;
+        let c = self.counters_mut(ns);
+        c.entries -= 1;
+        c.bytes -= bytes;
+        match cause {
+            Cause::Deleted => c.deletes += 1,
+            Cause::Evicted => c.evictions += 1,
+            Cause::Expired => c.expirations += 1,
+            Cause::Cleared => {}
         }
         if let Some(e) = self.expires.get_mut(s as usize) {
             *e = 0.0;
         }
-        self.prev[s as usize] = FREE;
-        self.next[s as usize] = self.free;
+        self.links[s as usize] = Link {
+            prev: FREE,
+            next: self.free,
+        };
         self.free = s;
     }
 
@@ -569,7 +599,7 @@ impl Lru {
     /// Reclaims expired entries a few slots at a time, so memory held by
     /// expired entries that are never read again is bounded without timers.
     fn purge_step(&mut self, now: f64) {
-        let len = self.prev.len() as u32;
+        let len = self.links.len() as u32;
         if self.expires.is_empty() || len == 0 {
             return;
         }
@@ -579,7 +609,7 @@ impl Lru {
             }
             let s = self.cursor;
             self.cursor += 1;
-            if self.prev[s as usize] != FREE && self.is_expired(s, now) {
+            if self.links[s as usize].prev != FREE && self.is_expired(s, now) {
                 self.remove_slot(s, Cause::Expired);
                 self.removed.push(s);
             }

@@ -328,28 +328,33 @@ impl<V: Weigh, C: Clock> Store<V, C> {
         }
     }
 
-    fn incr_in(&mut self, ns: NsId, key: &str, by: i64) -> Result<i64>
+    /// `incr` on an entry that exists and is alive; `None` otherwise (an
+    /// expired entry is removed first, which may close its namespace).
+    fn incr_existing(&mut self, ns: NsId, key: &str, by: i64) -> Option<Result<i64>>
     where
         V: Counter,
     {
-        let now = self.now();
-        if let Some(slot) = self.find(ns, key) {
-            if self.lru.alive(slot, now) {
-                let entry = self.entries[slot as usize].as_mut().expect("live slot");
-                let n = entry.value.to_i64().ok_or(Error::NotAnInteger)?;
-                let n = n.checked_add(by).ok_or(Error::Overflow)?;
-                let value = V::from_i64(n);
-                let size = key.len() as u64 + value.weigh();
-                let expires = self.lru.expires_at(slot);
-                self.lru.update(slot, size, expires)?;
-                self.entries[slot as usize].as_mut().expect("live slot").value = value;
-                self.forget_removed();
-                return Ok(n);
-            }
+        let slot = self.find(ns, key)?;
+        if !self.lru.alive(slot, self.now()) {
             self.forget(slot);
+            return None;
         }
-        self.set_in(ns, key, V::from_i64(by), None)?;
-        Ok(by)
+        let entry = self.entries[slot as usize].as_mut().expect("live slot");
+        let Some(n) = entry.value.to_i64() else {
+            return Some(Err(Error::NotAnInteger));
+        };
+        let Some(n) = n.checked_add(by) else {
+            return Some(Err(Error::Overflow));
+        };
+        let value = V::from_i64(n);
+        let size = key.len() as u64 + value.weigh();
+        let expires = self.lru.expires_at(slot);
+        if let Err(e) = self.lru.update(slot, size, expires) {
+            return Some(Err(e));
+        }
+        self.entries[slot as usize].as_mut().expect("live slot").value = value;
+        self.forget_removed();
+        Some(Ok(n))
     }
 
     // ---- the root keyspace ----
@@ -407,7 +412,10 @@ impl<V: Weigh, C: Clock> Store<V, C> {
     where
         V: Counter,
     {
-        self.incr_in(ROOT, key, by)
+        match self.incr_existing(ROOT, key, by) {
+            Some(r) => r,
+            None => self.set_in(ROOT, key, V::from_i64(by), None).map(|()| by),
+        }
     }
 
     /// Removes every entry of every scope.
@@ -511,12 +519,10 @@ impl<V: Weigh, C: Clock> Scoped<'_, V, C> {
     where
         V: Counter,
     {
-        let ns = self.ns_or_open();
-        let r = self.store.incr_in(ns, key, by);
-        if self.store.lru.stats(ns).is_some_and(|c| c.entries == 0) {
-            self.store.close_scope(ns);
+        if let Some(r) = self.ns().and_then(|ns| self.store.incr_existing(ns, key, by)) {
+            return r;
         }
-        r
+        self.set(key, V::from_i64(by), None).map(|()| by)
     }
 
     /// Removes every entry of this scope.
