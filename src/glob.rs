@@ -9,7 +9,7 @@
 //! | `?` | exactly one byte |
 //! | `[abc]` | one of the listed bytes |
 //! | `[^a]` | any byte but the listed ones |
-//! | `[a-z]` | a byte in the range (either order: `[z-a]` is the same) |
+//! | `[a-z]` | a byte in the range (either order: `[z-a]` is the same; bounds compare as signed C `char`s, as in Redis) |
 //! | `\x` | the byte `x` itself, also inside `[...]` |
 //!
 //! An unterminated `[` class runs to the end of the pattern, and a trailing
@@ -122,12 +122,15 @@ fn matchlen(pat: &[u8], s: &[u8], skip_longer: &mut bool, nesting: u32) -> bool 
                         p -= 1;
                         break;
                     } else if left >= 3 && pat[p + 1] == b'-' {
-                        let (mut lo, mut hi) = (pat[p], pat[p + 2]);
+                        // Redis compares range bounds as C `char`, which is
+                        // signed on the platforms it runs on: bytes >= 0x80
+                        // sort below ASCII ("[b-\xc3]" spans 0xc3..=b'b').
+                        let (mut lo, mut hi) = (pat[p] as i8, pat[p + 2] as i8);
                         if lo > hi {
                             core::mem::swap(&mut lo, &mut hi);
                         }
                         p += 2;
-                        if c >= lo && c <= hi {
+                        if (lo..=hi).contains(&(c as i8)) {
                             matched = true;
                         }
                     } else if pat[p] == c {
@@ -199,6 +202,7 @@ mod tests {
         assert!(m(b"a*", b"a"));
         assert!(!m(b"?", b""));
         assert!(m(b"[z-a]", b"m"), "reversed range");
+        assert!(m("[b-é]".as_bytes(), b"a"), "signed char range, found against redis-server");
         assert!(m(b"[\\]]", b"]"), "escaped bracket in class");
         assert!(m(b"a\\", b"a\\"), "trailing backslash is literal");
         assert!(m(b"[abc", b"c"), "unterminated class");
