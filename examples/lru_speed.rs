@@ -15,7 +15,10 @@ fn main() {
     for _ in 0..N {
         sink += u64::from(lru.insert(ROOT, 10, 0.0, 0.0).unwrap().slot);
     }
-    println!("insert+evict: {:.1} ns/op", t.elapsed().as_nanos() as f64 / f64::from(N));
+    println!(
+        "insert+evict: {:.1} ns/op",
+        t.elapsed().as_nanos() as f64 / f64::from(N)
+    );
     let mut x: u32 = 2_463_534_242;
     let t = Instant::now();
     for _ in 0..N {
@@ -24,5 +27,8 @@ fn main() {
         x ^= x << 5;
         sink += u64::from(lru.touch(x % CAP, 0.0));
     }
-    println!("touch: {:.1} ns/op ({sink})", t.elapsed().as_nanos() as f64 / f64::from(N));
+    println!(
+        "touch: {:.1} ns/op ({sink})",
+        t.elapsed().as_nanos() as f64 / f64::from(N)
+    );
 }

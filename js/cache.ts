@@ -400,6 +400,15 @@ export class MemoryCache<V = unknown> {
   }
 
   /**
+   * The cache's clock (the `now` option, or `Date.now`), in milliseconds.
+   * Helpers such as {@link memoize} read time through it, so one injected
+   * clock drives the cache and everything built on it.
+   */
+  now(): number {
+    return this.#core.clock();
+  }
+
+  /**
    * The value of `key`, or `undefined`; marks the entry most recently used.
    * @throws {EdgeCacheError} `INVALID_KEY` if `key` is not a string.
    */

@@ -20,7 +20,8 @@ mod scope;
 mod store;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+#[doc(hidden)]
+pub mod wasm;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};

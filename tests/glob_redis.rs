@@ -5,6 +5,8 @@
 //! The test starts its own redis-server on a free loopback port (installed
 //! by `make setup`) and stops it when done.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -28,9 +30,22 @@ impl Drop for Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server not found: run `make setup` (it installs Debian's redis-server)");
@@ -103,7 +118,10 @@ fn glob_matches_redis_keys_command() {
         cases: 1000,
         ..Config::default()
     });
-    let case = (proptest::collection::btree_set(text(5), 1..25), proptest::collection::vec(text(6), 1..8));
+    let case = (
+        proptest::collection::btree_set(text(5), 1..25),
+        proptest::collection::vec(text(6), 1..8),
+    );
     runner
         .run(&case, |(keys, patterns)| {
             let mut redis = redis.borrow_mut();
@@ -124,8 +142,11 @@ fn glob_matches_redis_keys_command() {
                     .collect();
                 want.sort();
                 let glob = Glob::new(p);
-                let mut got: Vec<Vec<u8>> =
-                    keys.iter().filter(|k| glob.matches(k)).map(|k| k.as_bytes().to_vec()).collect();
+                let mut got: Vec<Vec<u8>> = keys
+                    .iter()
+                    .filter(|k| glob.matches(k))
+                    .map(|k| k.as_bytes().to_vec())
+                    .collect();
                 got.sort();
                 prop_assert_eq!(got, want, "pattern {:?}", p);
             }

@@ -8,6 +8,8 @@
 //! allocation (LIFO reuse) and its incremental purge cursor, because which
 //! expired entry the purge reclaims decides which live entry is evicted.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use edgecache::{glob_match, Config, Counters, Limits, ManualClock, Scope, Store, ENTRY_OVERHEAD};
 use proptest::prelude::*;
 
@@ -24,15 +26,44 @@ fn scope_of(i: usize) -> Option<Scope> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Set { s: usize, key: String, value: String, ttl: Option<u64> },
-    Get { s: usize, key: String },
-    Has { s: usize, key: String },
-    Delete { s: usize, key: String },
-    Ttl { s: usize, key: String },
-    Incr { s: usize, key: String, by: i64 },
-    Keys { s: usize, pattern: String },
-    DeletePattern { s: usize, pattern: String },
-    Clear { s: usize },
+    Set {
+        s: usize,
+        key: String,
+        value: String,
+        ttl: Option<u64>,
+    },
+    Get {
+        s: usize,
+        key: String,
+    },
+    Has {
+        s: usize,
+        key: String,
+    },
+    Delete {
+        s: usize,
+        key: String,
+    },
+    Ttl {
+        s: usize,
+        key: String,
+    },
+    Incr {
+        s: usize,
+        key: String,
+        by: i64,
+    },
+    Keys {
+        s: usize,
+        pattern: String,
+    },
+    DeletePattern {
+        s: usize,
+        pattern: String,
+    },
+    Clear {
+        s: usize,
+    },
     Advance(u64),
 }
 
@@ -190,7 +221,13 @@ impl Model {
         }
     }
 
-    fn set(&mut self, s: usize, key: &str, value: String, ttl: Option<u64>) -> Result<(), &'static str> {
+    fn set(
+        &mut self,
+        s: usize,
+        key: &str,
+        value: String,
+        ttl: Option<u64>,
+    ) -> Result<(), &'static str> {
         let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD;
         if charge > self.limits.max_bytes {
             return Err("VALUE_TOO_LARGE");
@@ -251,7 +288,9 @@ impl Model {
 
     fn apply(&mut self, op: &Op) -> Out {
         match op {
-            Op::Set { s, key, value, ttl } => Out::Err(self.set(*s, key, value.clone(), *ttl).err()),
+            Op::Set { s, key, value, ttl } => {
+                Out::Err(self.set(*s, key, value.clone(), *ttl).err())
+            }
             Op::Get { s, key } => {
                 let Some(slot) = self.find(*s, key) else {
                     self.totals.misses += 1;
@@ -384,9 +423,10 @@ fn apply_store(store: &mut Store<String, ManualClock>, clock: &ManualClock, op: 
         };
     }
     match op {
-        Op::Set { s, key, value, ttl } => {
-            Out::Err(on!(s, |v| v.set(key, value.clone(), *ttl).err().map(|e| e.code())))
-        }
+        Op::Set { s, key, value, ttl } => Out::Err(on!(s, |v| v
+            .set(key, value.clone(), *ttl)
+            .err()
+            .map(|e| e.code()))),
         Op::Get { s, key } => Out::Value(on!(s, |v| v.get(key).cloned())),
         Op::Has { s, key } => Out::Bool(on!(s, |v| v.has(key))),
         Op::Delete { s, key } => Out::Bool(on!(s, |v| v.delete(key))),
@@ -422,7 +462,13 @@ fn check(limits: Limits, ops: &[Op]) -> Result<(), TestCaseError> {
         let mut totals = model.totals;
         totals.entries = model.entries();
         totals.bytes = model.bytes();
-        prop_assert_eq!(store.stats().counters, totals, "totals after step {}: {:?}", i, op);
+        prop_assert_eq!(
+            store.stats().counters,
+            totals,
+            "totals after step {}: {:?}",
+            i,
+            op
+        );
         for s in 1..SCOPES {
             let sc = scope_of(s).unwrap();
             let mut want = model.scopes[s].unwrap_or_default();
@@ -434,7 +480,14 @@ fn check(limits: Limits, ops: &[Op]) -> Result<(), TestCaseError> {
                 .filter(|e| e.s == s)
                 .map(|e| e.charge)
                 .sum();
-            prop_assert_eq!(store.scoped(&sc).stats().counters, want, "scope {} after step {}: {:?}", s, i, op);
+            prop_assert_eq!(
+                store.scoped(&sc).stats().counters,
+                want,
+                "scope {} after step {}: {:?}",
+                s,
+                i,
+                op
+            );
         }
         prop_assert!(store.len() as u64 <= u64::from(limits.max_entries));
         prop_assert!(store.stats().counters.bytes <= limits.max_bytes);
@@ -454,4 +507,3 @@ proptest! {
         check(Limits::new(max_entries, max_bytes).unwrap(), &ops)?;
     }
 }
-

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test suite. Run through `make test`, which sets up and builds first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+section "Rust: format and lints"
+cargo fmt --all -- --check
+cargo clippy --quiet --all-targets -- -D warnings
+
+section "Rust: unit tests, doctests, model-based proptest, Glob vs redis-server"
+cargo test --quiet
+
+wasm_test() {
+  (
+    # shellcheck source=/dev/null
+    . target/wasm-env.sh
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+    $WASM_CARGO test --quiet --target wasm32-unknown-unknown --test web "$@"
+  )
+}
+section "wasm-bindgen-test in Node"
+wasm_test
+section "wasm-bindgen-test in headless Chromium"
+CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_USE_BROWSER=1 wasm_test
+
+section "JS tests of the built package (dist/)"
+node --test --test-concurrency=1 tests/js/

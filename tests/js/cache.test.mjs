@@ -1,0 +1,541 @@
+// MemoryCache through the built package (dist/), as users import it.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryCache, EdgeCacheError } from 'edgecache';
+
+const OVERHEAD = 64;
+/** A clock the test moves by hand. */
+function manualClock(start = 1_000_000) {
+  const clock = { t: start, now: () => clock.t, advance: (ms) => (clock.t += ms) };
+  return clock;
+}
+function throwsCode(fn, code) {
+  assert.throws(fn, (e) => {
+    assert.ok(e instanceof EdgeCacheError, `expected EdgeCacheError, got ${e}`);
+    assert.equal(e.name, 'EdgeCacheError');
+    assert.equal(e.code, code, e.message);
+    assert.ok(e.message.length > 10);
+    return true;
+  });
+}
+/** Everything observable about a cache, to check that a failed call changed nothing. */
+function snapshot(c) {
+  // hits and hitRate leave out: reading the values is a hit each time
+  const { hits, hitRate, ...stats } = c.stats();
+  const keys = c.keys().sort();
+  return { keys, values: keys.map((k) => c.get(k)), stats };
+}
+
+describe('construction', () => {
+  test('defaults', () => {
+    const s = new MemoryCache().stats();
+    assert.deepEqual(s, {
+      hits: 0, misses: 0, hitRate: 0, sets: 0, deletes: 0, evictions: 0, expirations: 0,
+      entries: 0, bytes: 0, maxEntries: 10_000, maxBytes: 32 * 1024 * 1024,
+    });
+  });
+
+  test('bad options throw INVALID_OPTION / INVALID_TTL', () => {
+    for (const maxEntries of [0, -1, 1.5, NaN, '10', 2 ** 32]) {
+      throwsCode(() => new MemoryCache({ maxEntries }), 'INVALID_OPTION');
+    }
+    for (const maxBytes of [0, -5, 2.5, NaN, '1']) throwsCode(() => new MemoryCache({ maxBytes }), 'INVALID_OPTION');
+    for (const defaultTtl of [-1, NaN, Infinity, '5']) throwsCode(() => new MemoryCache({ defaultTtl }), 'INVALID_TTL');
+    throwsCode(() => new MemoryCache({ maxEntry: 5 }), 'INVALID_OPTION');
+    throwsCode(() => new MemoryCache({ sizeOf: 3 }), 'INVALID_OPTION');
+    throwsCode(() => new MemoryCache({ now: 'later' }), 'INVALID_OPTION');
+    throwsCode(() => new MemoryCache(null), 'INVALID_OPTION');
+    assert.equal(new MemoryCache({ maxBytes: Infinity }).stats().maxBytes, Number.MAX_SAFE_INTEGER);
+  });
+
+  test('now() is the injected clock', () => {
+    const clock = manualClock(42);
+    assert.equal(new MemoryCache({ now: clock.now }).now(), 42);
+    const t = Date.now();
+    assert.ok(Math.abs(new MemoryCache().now() - t) < 1000);
+  });
+});
+
+describe('get / set / has / delete', () => {
+  test('round trip of any JS value, by reference', () => {
+    const c = new MemoryCache();
+    const obj = { a: [1, 2] };
+    assert.equal(c.set('o', obj), c, 'set returns the cache');
+    c.set('n', 0).set('s', '').set('f', false).set('null', null);
+    assert.equal(c.get('o'), obj);
+    assert.equal(c.get('n'), 0);
+    assert.equal(c.get('s'), '');
+    assert.equal(c.get('f'), false);
+    assert.equal(c.get('null'), null);
+    assert.equal(c.get('missing'), undefined);
+    assert.equal(c.has('o'), true);
+    assert.equal(c.has('missing'), false);
+    c.set('o', 'replaced');
+    assert.equal(c.get('o'), 'replaced');
+    assert.equal(c.delete('o'), true);
+    assert.equal(c.delete('o'), false);
+    assert.equal(c.get('o'), undefined);
+  });
+
+  test('set(key, undefined) deletes', () => {
+    const c = new MemoryCache();
+    c.set('k', 1).set('k', undefined);
+    assert.equal(c.has('k'), false);
+    assert.equal(c.stats().entries, 0);
+  });
+
+  test('every method refuses a non-string key and changes nothing', () => {
+    const c = new MemoryCache();
+    c.set('a', 1);
+    const before = snapshot(c);
+    for (const key of [1, null, undefined, {}, Symbol('s'), ['a']]) {
+      throwsCode(() => c.get(key), 'INVALID_KEY');
+      throwsCode(() => c.set(key, 1), 'INVALID_KEY');
+      throwsCode(() => c.has(key), 'INVALID_KEY');
+      throwsCode(() => c.delete(key), 'INVALID_KEY');
+      throwsCode(() => c.incr(key), 'INVALID_KEY');
+      throwsCode(() => c.ttl(key), 'INVALID_KEY');
+      throwsCode(() => c.getMany(['a', key]), 'INVALID_KEY');
+      throwsCode(() => c.deleteMany(['a', key]), 'INVALID_KEY');
+      throwsCode(() => c.setMany([['b', 2], [key, 1]]), 'INVALID_KEY');
+    }
+    assert.deepEqual(snapshot(c), before);
+  });
+});
+
+describe('LRU bounds', () => {
+  test('maxEntries evicts the least recently used; get refreshes, has does not', () => {
+    const c = new MemoryCache({ maxEntries: 3 });
+    c.set('a', 1).set('b', 2).set('c', 3);
+    c.get('a'); // a is now most recent; b is the LRU
+    c.has('b'); // has() does not refresh
+    c.set('d', 4);
+    assert.deepEqual(c.keys().sort(), ['a', 'c', 'd']);
+    c.set('c', 33); // overwrite refreshes c
+    c.set('e', 5); // evicts a (LRU after c was refreshed? order: a, d, c -> a is LRU)
+    assert.deepEqual(c.keys().sort(), ['c', 'd', 'e']);
+    assert.equal(c.stats().evictions, 2);
+    assert.equal(c.stats().entries, 3);
+  });
+
+  test('maxBytes counts key, value and the per-entry overhead, and evicts to fit', () => {
+    const size = (k, v) => 2 * k.length + 2 * v.length + OVERHEAD;
+    const c = new MemoryCache({ maxBytes: 3 * size('k1', 'x'.repeat(10)) });
+    c.set('k1', 'x'.repeat(10)).set('k2', 'y'.repeat(10)).set('k3', 'z'.repeat(10));
+    assert.equal(c.stats().bytes, 3 * size('k1', 'x'.repeat(10)));
+    c.set('k4', 'w'.repeat(20)); // needs the room of k1 and k2
+    assert.deepEqual(c.keys().sort(), ['k3', 'k4']);
+    assert.equal(c.stats().bytes, size('k3', 'z'.repeat(10)) + size('k4', 'w'.repeat(20)));
+    assert.equal(c.stats().evictions, 2);
+  });
+
+  test('an oversized value is refused with VALUE_TOO_LARGE and nothing is lost', () => {
+    const c = new MemoryCache({ maxBytes: 1000 });
+    c.set('keep', 'v').set('big', 'small');
+    const before = snapshot(c);
+    throwsCode(() => c.set('huge', 'x'.repeat(1000)), 'VALUE_TOO_LARGE');
+    throwsCode(() => c.set('big', 'x'.repeat(1000)), 'VALUE_TOO_LARGE'); // overwrite too
+    throwsCode(() => c.setMany([['ok', 1], ['huge', 'x'.repeat(1000)]]), 'VALUE_TOO_LARGE');
+    assert.deepEqual(snapshot(c), before);
+    assert.equal(c.get('big'), 'small');
+  });
+
+  test('size estimate by type, and sizeOf', () => {
+    const c = new MemoryCache();
+    const bytes = (v) => {
+      c.clear();
+      c.set('k', v);
+      return c.stats().bytes - 2 - OVERHEAD;
+    };
+    assert.equal(bytes('abcd'), 8);
+    assert.equal(bytes(12.5), 8);
+    assert.equal(bytes(new Uint8Array(100)), 100);
+    assert.equal(bytes(new ArrayBuffer(7)), 7);
+    assert.equal(bytes({ a: 1 }), 2 * JSON.stringify({ a: 1 }).length);
+    const cyclic = {};
+    cyclic.self = cyclic;
+    throwsCode(() => c.set('k', cyclic), 'UNMEASURABLE_VALUE');
+    const sized = new MemoryCache({ sizeOf: (v) => v.n });
+    sized.set('k', { n: 500 });
+    assert.equal(sized.stats().bytes, 2 + 500 + OVERHEAD);
+    const bad = new MemoryCache({ sizeOf: () => -1 });
+    throwsCode(() => bad.set('k', 1), 'INVALID_OPTION');
+    assert.equal(bad.stats().entries, 0);
+  });
+});
+
+describe('TTL with an injected clock', () => {
+  test('an entry lives for exactly its ttl', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now });
+    c.set('k', 'v', { ttl: 100 });
+    assert.equal(c.ttl('k'), 100);
+    clock.advance(99);
+    assert.equal(c.ttl('k'), 1);
+    assert.equal(c.get('k'), 'v');
+    clock.advance(1);
+    assert.equal(c.get('k'), undefined);
+    assert.equal(c.ttl('k'), undefined);
+    assert.equal(c.stats().expirations, 1);
+    assert.equal(c.stats().entries, 0);
+  });
+
+  test('defaultTtl, ttl: 0 for no expiry, overwrite resets the ttl', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now, defaultTtl: 50 });
+    c.set('d', 1).set('forever', 2, { ttl: 0 }).set('long', 3, { ttl: 500 });
+    assert.equal(c.ttl('d'), 50);
+    assert.equal(c.ttl('forever'), Infinity);
+    clock.advance(40);
+    c.set('d', 11); // a new write gets a new ttl
+    clock.advance(40);
+    assert.equal(c.get('d'), 11);
+    clock.advance(10);
+    assert.equal(c.has('d'), false);
+    assert.equal(c.get('forever'), 2);
+    assert.equal(c.ttl('long'), 410);
+  });
+
+  test('bad ttls are refused with INVALID_TTL and change nothing', () => {
+    const c = new MemoryCache();
+    c.set('k', 'old');
+    const before = snapshot(c);
+    for (const ttl of [-1, NaN, Infinity, -Infinity, '100', null]) {
+      throwsCode(() => c.set('k', 'new', { ttl }), 'INVALID_TTL');
+      throwsCode(() => c.setMany([['x', 1], ['k', 'new', { ttl }]]), 'INVALID_TTL');
+    }
+    assert.deepEqual(snapshot(c), before);
+  });
+
+  test('has, delete, keys and incr treat expired entries as absent', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now });
+    c.set('a', 1, { ttl: 10 }).set('b', 2, { ttl: 10 }).set('c', 3, { ttl: 10 }).set('n', 5, { ttl: 10 });
+    c.set('stay', 0);
+    clock.advance(10);
+    assert.equal(c.has('a'), false);
+    assert.equal(c.delete('b'), false);
+    assert.deepEqual(c.keys(), ['stay']);
+    assert.equal(c.incr('n'), 1, 'an expired counter starts again from 0');
+    assert.equal(c.ttl('n'), Infinity);
+    assert.equal(c.stats().deletes, 0);
+    assert.equal(c.stats().expirations, 4);
+  });
+
+  test('expired entries are purged by later writes without being read', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now });
+    for (let i = 0; i < 100; i++) c.set(`old:${i}`, i, { ttl: 10 });
+    clock.advance(10);
+    for (let i = 0; i < 30; i++) c.set(`new:${i}`, i);
+    const s = c.stats();
+    assert.ok(s.expirations >= 100, `purged ${s.expirations}`);
+    assert.equal(s.entries, 30);
+    assert.equal(s.bytes, 30 * (2 * 'new:0'.length + 8 + OVERHEAD) + 20 * 2, 'keys new:10..29 are one char longer');
+  });
+});
+
+describe('batch operations', () => {
+  test('getMany is aligned with its keys', () => {
+    const c = new MemoryCache();
+    c.set('a', 1).set('c', 3);
+    assert.deepEqual(c.getMany(['a', 'b', 'c', 'a']), [1, undefined, 3, 1]);
+    assert.equal(c.stats().hits, 3);
+    assert.equal(c.stats().misses, 1);
+  });
+
+  test('setMany takes [k, v] and [k, v, { ttl }] tuples', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now });
+    c.setMany([['a', 1], ['b', 2, { ttl: 5 }], ['c', 3, undefined]]);
+    assert.deepEqual(c.getMany(['a', 'b', 'c']), [1, 2, 3]);
+    assert.equal(c.ttl('b'), 5);
+    throwsCode(() => c.setMany([['d', 4], ['bad']]), 'INVALID_OPTION');
+    assert.equal(c.has('d'), false, 'nothing of a failed setMany is written');
+  });
+
+  test('deleteMany counts the live keys it deleted', () => {
+    const c = new MemoryCache();
+    c.setMany([['a', 1], ['b', 2], ['c', 3]]);
+    assert.equal(c.deleteMany(['a', 'c', 'zz']), 2);
+    assert.deepEqual(c.keys(), ['b']);
+    assert.equal(c.stats().deletes, 2);
+  });
+});
+
+describe('counters', () => {
+  test('incr/decr start at 0, take a step, keep the ttl', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ now: clock.now });
+    assert.equal(c.incr('hits'), 1);
+    assert.equal(c.incr('hits', 10), 11);
+    assert.equal(c.decr('hits'), 10);
+    assert.equal(c.decr('new', 3), -3);
+    c.set('t', 5, { ttl: 100 });
+    clock.advance(30);
+    assert.equal(c.incr('t'), 6);
+    assert.equal(c.ttl('t'), 70, 'incr keeps the ttl, as INCRBY does');
+  });
+
+  test('errors leave the value unchanged', () => {
+    const c = new MemoryCache();
+    c.set('s', 'text').set('f', 1.5).set('max', Number.MAX_SAFE_INTEGER).set('min', Number.MIN_SAFE_INTEGER);
+    throwsCode(() => c.incr('s'), 'NOT_AN_INTEGER');
+    throwsCode(() => c.incr('f'), 'NOT_AN_INTEGER');
+    throwsCode(() => c.incr('max'), 'OVERFLOW');
+    throwsCode(() => c.decr('min'), 'OVERFLOW');
+    for (const by of [1.5, NaN, Infinity, '1']) throwsCode(() => c.incr('n', by), 'NOT_AN_INTEGER');
+    assert.deepEqual(c.getMany(['s', 'f', 'max', 'min', 'n']), ['text', 1.5, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, undefined]);
+  });
+});
+
+describe('patterns', () => {
+  const keys = ['user:1:profile', 'user:2:profile', 'user:10:cart', 'hello', 'hallo', 'hxllo', 'hllo', 'a*b', 'axb', 'é'];
+  const cache = () => {
+    const c = new MemoryCache();
+    for (const k of keys) c.set(k, k);
+    return c;
+  };
+  const cases = {
+    '*': keys,
+    'user:*': ['user:1:profile', 'user:2:profile', 'user:10:cart'],
+    'user:?:profile': ['user:1:profile', 'user:2:profile'],
+    'user:[0-9]*:cart': ['user:10:cart'],
+    'h?llo': ['hello', 'hallo', 'hxllo'],
+    'h*llo': ['hello', 'hallo', 'hxllo', 'hllo'],
+    'h[ae]llo': ['hello', 'hallo'],
+    'h[^e]llo': ['hallo', 'hxllo'],
+    'h[a-b]llo': ['hallo'],
+    'a\\*b': ['a*b'],
+    '?': [],
+    '??': ['é'],
+    'nothing*': [],
+  };
+  for (const [pattern, want] of Object.entries(cases)) {
+    test(`keys(${JSON.stringify(pattern)})`, () => {
+      assert.deepEqual(cache().keys(pattern).sort(), [...want].sort());
+    });
+  }
+
+  test('deletePattern returns how many it deleted', () => {
+    const c = cache();
+    assert.equal(c.deletePattern('user:*'), 3);
+    assert.equal(c.deletePattern('user:*'), 0);
+    assert.equal(c.keys().length, keys.length - 3);
+    throwsCode(() => c.keys(5), 'INVALID_OPTION');
+  });
+});
+
+describe('stats', () => {
+  test('counts every event', () => {
+    const clock = manualClock();
+    const c = new MemoryCache({ maxEntries: 2, now: clock.now });
+    c.set('a', 1).set('b', 2, { ttl: 5 });
+    c.get('a');
+    c.get('nope');
+    c.set('c', 3); // evicts b (LRU)
+    c.delete('a');
+    c.set('d', 4, { ttl: 5 });
+    clock.advance(5);
+    c.get('d'); // expired: a miss and an expiration
+    const s = c.stats();
+    assert.deepEqual(
+      { ...s, hitRate: Math.round(s.hitRate * 1000) / 1000 },
+      { hits: 1, misses: 2, hitRate: 0.333, sets: 4, deletes: 1, evictions: 1, expirations: 1, entries: 1, bytes: 2 + 8 + OVERHEAD, maxEntries: 2, maxBytes: 32 * 1024 * 1024 },
+    );
+  });
+
+  test('clear keeps the counters but drops every entry', () => {
+    const c = new MemoryCache();
+    c.set('a', 1).get('a');
+    c.scope({ tenant: 't' }).set('a', 2);
+    c.clear();
+    const s = c.stats();
+    assert.equal(s.entries, 0);
+    assert.equal(s.bytes, 0);
+    assert.equal(s.hits, 1);
+    assert.equal(s.sets, 2);
+    assert.equal(c.scope({ tenant: 't' }).get('a'), undefined);
+  });
+});
+
+describe('scopes', () => {
+  test('root, tenant, user and tenant+user never see each other', () => {
+    const c = new MemoryCache();
+    const views = [c, c.scope({ tenant: 'acme' }), c.scope({ user: 'acme' }), c.scope({ tenant: 'acme', user: 'acme' })];
+    views.forEach((v, i) => v.set('k', i));
+    views.forEach((v, i) => {
+      assert.equal(v.get('k'), i);
+      assert.deepEqual(v.keys(), ['k']);
+    });
+    assert.equal(c.stats().entries, 4, 'root stats cover the whole cache');
+    assert.equal(views[1].stats().entries, 1, 'a scope covers itself only');
+  });
+
+  test('no choice of separators makes two scopes collide', () => {
+    const c = new MemoryCache();
+    c.scope({ tenant: 'a:b' }).set('c', 'first');
+    c.scope({ tenant: 'a' }).set('b:c', 'second');
+    c.set('t3:a:b|c', 'root'); // looks like an encoded scope
+    assert.equal(c.scope({ tenant: 'a:b' }).get('c'), 'first');
+    assert.equal(c.scope({ tenant: 'a' }).get('b:c'), 'second');
+    assert.equal(c.scope({ tenant: 'a' }).get('b'), undefined);
+    assert.equal(c.scope({ tenant: 'a:b' }).get('b:c'), undefined);
+    assert.deepEqual(c.keys(), ['t3:a:b|c']);
+    c.scope({ tenant: 'x', user: 'y' }).set('k', 1);
+    assert.equal(c.scope({ tenant: 'x' }).scope({ user: 'y' }).get('k'), 1, 'narrowing reaches the same scope');
+    assert.equal(c.scope({ tenant: 'xy' }).get('k'), undefined);
+    assert.equal(c.scope({ user: 'x' }).scope({ tenant: 'y' }).get('k'), undefined);
+  });
+
+  test('numbers stand for their decimal string', () => {
+    const c = new MemoryCache();
+    c.scope({ tenant: 7, user: 42 }).set('k', 'v');
+    assert.equal(c.scope({ tenant: '7', user: '42' }).get('k'), 'v');
+  });
+
+  test('keys, deletePattern, clear and stats of a scope cover only that scope', () => {
+    const c = new MemoryCache();
+    const a = c.scope({ tenant: 'a' });
+    const b = c.scope({ tenant: 'b' });
+    for (const v of [c, a, b]) v.setMany([['user:1', 1], ['user:2', 2], ['other', 3]]);
+    assert.equal(a.deletePattern('user:*'), 2);
+    assert.deepEqual(a.keys(), ['other']);
+    assert.deepEqual(b.keys('user:*').sort(), ['user:1', 'user:2']);
+    a.get('other');
+    b.get('missing');
+    assert.equal(a.stats().hits, 1);
+    assert.equal(a.stats().misses, 0);
+    assert.equal(b.stats().misses, 1);
+    b.clear();
+    assert.deepEqual(b.keys(), []);
+    assert.equal(b.stats().entries, 0);
+    assert.deepEqual(c.keys().sort(), ['other', 'user:1', 'user:2'], 'the root is untouched');
+    assert.deepEqual(a.keys(), ['other']);
+    assert.equal(c.stats().entries, 4);
+  });
+
+  test('scopes share the bounds: evictions reach across and stats follow', () => {
+    const c = new MemoryCache({ maxEntries: 2 });
+    const t = c.scope({ tenant: 't' });
+    t.set('a', 1);
+    c.set('x', 1).set('y', 2); // evicts t's only entry
+    assert.equal(t.get('a'), undefined);
+    assert.deepEqual(t.keys(), []);
+    assert.equal(t.stats().entries, 0);
+    t.set('b', 2); // the scope comes back to life
+    assert.equal(t.get('b'), 2);
+    assert.equal(c.stats().evictions, 2);
+  });
+
+  test('invalid scopes and widening are refused with INVALID_SCOPE', () => {
+    const c = new MemoryCache();
+    for (const s of [{}, { tenant: '' }, { user: NaN }, { tenant: {} }, null, 'acme', { tenant: Infinity }]) {
+      throwsCode(() => c.scope(s), 'INVALID_SCOPE');
+    }
+    const t = c.scope({ tenant: 'acme' });
+    throwsCode(() => t.scope({ tenant: 'evil' }), 'INVALID_SCOPE');
+    assert.equal(t.scope({ tenant: 'acme' }).stats().entries, 0);
+  });
+});
+
+describe('free', () => {
+  test('a freed cache throws FREED; Symbol.dispose frees', () => {
+    const c = new MemoryCache();
+    c.set('a', 1);
+    const view = c.scope({ user: 'u' });
+    view.free(); // a no-op on a view
+    assert.equal(c.get('a'), 1);
+    c.free();
+    throwsCode(() => c.get('a'), 'FREED');
+    throwsCode(() => view.set('a', 1), 'FREED');
+    // what `using d = new MemoryCache()` calls at the end of its block
+    const d = new MemoryCache();
+    d.set('x', 1);
+    assert.equal(typeof Symbol.dispose, 'symbol');
+    d[Symbol.dispose]();
+    throwsCode(() => d.get('x'), 'FREED');
+  });
+});
+
+describe('model-based: random operations against a reference', () => {
+  // The reference: one Map per scope (insertion order = recency), and a
+  // global recency list to find the LRU entry across scopes.
+  function reference(maxEntries) {
+    const order = new Map(); // "scope\0key" -> [scope, key, value], oldest first
+    const id = (s, k) => `${s}\0${k}`;
+    return {
+      get(s, k) {
+        const e = order.get(id(s, k));
+        if (!e) return undefined;
+        order.delete(id(s, k));
+        order.set(id(s, k), e);
+        return e[2];
+      },
+      set(s, k, v) {
+        order.delete(id(s, k));
+        if (order.size >= maxEntries) order.delete(order.keys().next().value);
+        order.set(id(s, k), [s, k, v]);
+      },
+      delete(s, k) {
+        return order.delete(id(s, k));
+      },
+      keys(s) {
+        return [...order.values()].filter((e) => e[0] === s).map((e) => e[1]).sort();
+      },
+      clear(s) {
+        for (const [i, e] of order) if (s === null || e[0] === s) order.delete(i);
+      },
+      get size() {
+        return order.size;
+      },
+    };
+  }
+
+  test('1000 random sequences', () => {
+    let seed = 12345;
+    const rand = (n) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    for (let run = 0; run < 1000; run++) {
+      const max = 1 + rand(6);
+      const cache = new MemoryCache({ maxEntries: max });
+      const views = [cache, cache.scope({ tenant: 't' }), cache.scope({ tenant: 't', user: 'u' })];
+      const ref = reference(max);
+      for (let step = 0; step < 60; step++) {
+        const s = rand(3);
+        const v = views[s];
+        const k = 'abcd'[rand(4)];
+        const where = `run ${run} step ${step} scope ${s} key ${k}`;
+        switch (rand(6)) {
+          case 0:
+          case 1:
+            v.set(k, step);
+            ref.set(s, k, step);
+            break;
+          case 2:
+            assert.equal(v.get(k), ref.get(s, k), where);
+            break;
+          case 3:
+            assert.equal(v.delete(k), ref.delete(s, k), where);
+            break;
+          case 4:
+            if (rand(10) === 0) {
+              v.clear();
+              ref.clear(s === 0 ? null : s);
+            } else {
+              assert.equal(v.incr(k + 'n'), (ref.get(s, k + 'n') ?? 0) + 1, where);
+              ref.set(s, k + 'n', (ref.get(s, k + 'n') ?? 0) + 1);
+            }
+            break;
+          default:
+            assert.deepEqual(v.keys().sort(), ref.keys(s), where);
+        }
+        assert.equal(cache.stats().entries, ref.size, where);
+      }
+      for (let s = 0; s < 3; s++) assert.deepEqual(views[s].keys().sort(), ref.keys(s));
+      cache.free();
+    }
+  });
+});

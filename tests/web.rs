@@ -1,0 +1,81 @@
+//! wasm-bindgen tests: the core and its JS glue, run inside a real JS engine.
+//! `scripts/test.sh` runs this file twice: in Node, and in headless
+//! Chromium (WASM_BINDGEN_USE_BROWSER=1 with Debian's chromedriver).
+#![cfg(target_arch = "wasm32")]
+
+use edgecache::wasm::{encode_scope, WasmGlob, WasmLru};
+use edgecache::{Clock, Config, Scope, Store};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+fn code_of(e: &JsValue) -> String {
+    js_sys::Reflect::get(e, &"code".into())
+        .unwrap()
+        .as_string()
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+fn lru_packs_slot_and_removals_into_one_number() {
+    let mut lru = WasmLru::new(2.0, 1e9).unwrap();
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 0.0);
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1.0);
+    assert!(lru.touch(0, 0.0));
+    // third insert evicts slot 1 (least recently used) and reuses it
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1.0 + 4_294_967_296.0);
+    assert_eq!(lru.removed(), vec![1]);
+    assert_eq!(lru.totals()[4], 1.0, "one eviction");
+}
+
+#[wasm_bindgen_test]
+fn lru_expiry_uses_the_given_time() {
+    let now = js_sys::Date::now();
+    let mut lru = WasmLru::new(10.0, 1e9).unwrap();
+    let slot = lru.insert(0, 1.0, now + 50.0, now) as u32;
+    assert_eq!(lru.ttl(slot, now + 20.0), 30.0);
+    assert!(lru.touch(slot, now + 49.0));
+    assert!(!lru.touch(slot, now + 50.0));
+}
+
+#[wasm_bindgen_test]
+fn errors_cross_the_boundary_with_a_code() {
+    let e = WasmLru::new(0.0, 1e9)
+        .err()
+        .expect("maxEntries 0 is refused");
+    assert_eq!(code_of(&e), "INVALID_OPTION");
+    assert!(e.is_instance_of::<js_sys::Error>());
+    let e = encode_scope(None, None).unwrap_err();
+    assert_eq!(code_of(&e), "INVALID_SCOPE");
+    assert_eq!(encode_scope(Some("acme".into()), None).unwrap(), "t4:acme|");
+    let mut lru = WasmLru::new(10.0, 100.0).unwrap();
+    assert_eq!(lru.insert(0, 1000.0, 0.0, 0.0), -1.0, "too large");
+    assert_eq!(lru.totals()[6], 0.0, "nothing stored");
+}
+
+#[wasm_bindgen_test]
+fn glob_matches_utf8_bytes() {
+    assert!(WasmGlob::new("user:*:profile").matches("user:é:profile"));
+    assert!(
+        !WasmGlob::new("user:?:profile").matches("user:é:profile"),
+        "é is two bytes"
+    );
+    assert!(WasmGlob::new("user:??:profile").matches("user:é:profile"));
+}
+
+struct JsClock;
+impl Clock for JsClock {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+}
+
+#[wasm_bindgen_test]
+fn store_runs_on_wasm_with_a_js_clock() {
+    let mut store: Store<String, _> = Store::new(Config::default(), JsClock);
+    store.set("k", "v".into(), Some(60_000)).unwrap();
+    let left = store.ttl("k").unwrap();
+    assert!(left > 59_000 && left <= 60_000, "{left}");
+    let t = Scope::tenant("acme").unwrap();
+    assert!(store.scoped(&t).get("k").is_none());
+    assert_eq!(store.stats().counters.entries, 1);
+}
