@@ -47,7 +47,9 @@ export type EdgeCacheErrorCode =
   /** An envelope is not well formed (truncated, bad base64, wrong version...). */
   | 'MALFORMED_ENVELOPE'
   /** A signing key is shorter than 32 bytes. */
-  | 'WEAK_KEY';
+  | 'WEAK_KEY'
+  /** `memoize`/`@cached` cannot derive a key from an argument (a function, a symbol, a cycle...): pass `key`. */
+  | 'UNSERIALIZABLE_ARGUMENT';
 
 /**
  * Re-throws an error raised by the wasm core (a JS `Error` with a `code`

@@ -2,3 +2,7 @@
 // initialises the wasm for its platform, then re-exports this module.
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
+export { memoize, type Memoized, type MemoizeOptions, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';
+export { argsKey } from './keys.js';
+export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type CacheSource } from './decorators.js';
+export { cachePage, type CachePageOptions, type FetchHandler } from './page.js';

@@ -1,0 +1,302 @@
+// Stage-3 (TC39) method decorators: @cached, @invalidates, @invalidatesPattern.
+// They need TypeScript >= 5.0 *without* `experimentalDecorators` (or any
+// compiler that implements the standard decorators).
+//
+// How a decorator finds its cache, first match wins:
+//   1. its `cache` option: a cache, or a function of the instance (`this`)
+//      that returns one;
+//   2. `this.cache`, if the instance (or, for a static method, the class)
+//      has a property `cache` with get/set/delete/deletePattern methods;
+//   3. the shared default cache (`getDefaultCache()`, replaceable with
+//      `setDefaultCache()`).
+// @cached and the invalidation decorators of a class resolve it the same way,
+// so with the same options they read and delete in the same cache.
+//
+// Keys: @cached stores a result at `prefix + key(...args)`, where `key`
+// defaults to `argsKey(args)` and `prefix` to the method name and a colon.
+// @invalidates deletes the *full* keys its `keys` function returns, and
+// @invalidatesPattern the keys matching a Redis glob: give @cached an explicit
+// prefix such as 'user:' and a readable `key`, and invalidate 'user:42' or
+// 'user:*'.
+import { EdgeCacheError } from './errors.js';
+import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
+import { clockOf, Engine, isCacheLike, ownCache, policy, type CacheLike } from './memoize.js';
+
+/** Where a decorator finds its cache: a cache, or a function of `this` returning one. */
+export type CacheSource<This> = CacheLike | ((self: This) => CacheLike);
+
+/** Options of {@link cached}. */
+export interface CachedOptions<This = any, A extends any[] = any[]> {
+  /**
+   * Milliseconds a result stays fresh; `0` for no expiry.
+   * @default the cache's `defaultTtl`
+   */
+  ttl?: number;
+  /**
+   * Prepended to the key of every result. Use the same prefix in the keys or
+   * pattern of `@invalidates` / `@invalidatesPattern`.
+   * @default the method name and a colon, e.g. `'getUser:'`
+   */
+  prefix?: string;
+  /**
+   * Maps the arguments (with `this` bound to the instance) to the part of the
+   * key after the prefix. `this` is not part of the default key: include
+   * what distinguishes instances here if their results differ.
+   * @default argsKey(args)
+   */
+  key?: (this: This, ...args: A) => string;
+  /**
+   * The cache, or a function of the instance that returns it.
+   * @default `this.cache` if it is a cache, else the shared default cache
+   */
+  cache?: CacheSource<This>;
+  /**
+   * Milliseconds after `ttl` during which a stale result is served while
+   * one call refreshes it in the background. Needs `ttl > 0`.
+   * @default 0
+   */
+  staleWhileRevalidate?: number;
+  /**
+   * Whether errors (rejections) are cached like results.
+   * @default false
+   */
+  cacheErrors?: boolean | ((error: unknown) => boolean);
+  /**
+   * The clock for stale-while-revalidate, in milliseconds.
+   * @default the cache's `now()` if it has one, else `Date.now`
+   */
+  now?: () => number;
+}
+
+/** Options of {@link invalidates}. */
+export interface InvalidatesOptions<This = any, A extends any[] = any[]> {
+  /**
+   * The full keys (prefix included) to delete once the method has
+   * succeeded, computed from its arguments (with `this` bound).
+   */
+  keys: (this: This, ...args: A) => readonly string[];
+  /**
+   * The cache, or a function of the instance that returns it.
+   * @default `this.cache` if it is a cache, else the shared default cache
+   */
+  cache?: CacheSource<This>;
+}
+
+/** Options of {@link invalidatesPattern}. */
+export interface InvalidatesPatternOptions<This = any> {
+  /**
+   * The cache, or a function of the instance that returns it.
+   * @default `this.cache` if it is a cache, else the shared default cache
+   */
+  cache?: CacheSource<This>;
+}
+
+type Method<This, A extends any[], R> = (this: This, ...args: A) => R;
+// The decorators accept methods whose parameters start with those of the
+// `key`/`keys`/pattern function (which may ignore trailing ones).
+
+let shared: CacheLike | undefined;
+
+/**
+ * The cache that decorators use when they have no `cache` option and the
+ * instance no `cache` property: a `MemoryCache` with the default bounds,
+ * created on first use.
+ */
+export function getDefaultCache(): CacheLike {
+  return (shared ??= ownCache());
+}
+
+/** Replaces the shared default cache of the decorators (e.g. one per test). */
+export function setDefaultCache(cache: CacheLike): void {
+  if (!isCacheLike(cache)) {
+    throw new EdgeCacheError('INVALID_OPTION', 'setDefaultCache takes a cache (get, set, delete, deletePattern)');
+  }
+  shared = cache;
+}
+
+function resolveCache<This>(source: CacheSource<This> | undefined, self: This, where: string): CacheLike {
+  if (source !== undefined) {
+    const c = typeof source === 'function' ? source(self) : source;
+    if (!isCacheLike(c)) {
+      throw new EdgeCacheError('INVALID_OPTION', `${where}: the cache option did not give a cache (get, set, delete, deletePattern)`);
+    }
+    return c;
+  }
+  if (self !== null && self !== undefined) {
+    const own = (self as { cache?: unknown }).cache;
+    if (isCacheLike(own)) return own;
+  }
+  return getDefaultCache();
+}
+
+function checkSource(source: unknown, where: string): void {
+  if (source !== undefined && typeof source !== 'function' && !isCacheLike(source)) {
+    throw new EdgeCacheError('INVALID_OPTION', `${where}: cache must be a cache or a function returning one`);
+  }
+}
+
+function methodName(context: ClassMethodDecoratorContext<any, any>): string {
+  return typeof context.name === 'symbol' ? (context.name.description ?? '') : context.name;
+}
+
+function checkKind(context: ClassMethodDecoratorContext<any, any>, where: string): void {
+  if (context === null || typeof context !== 'object' || context.kind !== 'method') {
+    throw new EdgeCacheError(
+      'INVALID_OPTION',
+      `${where} decorates methods with standard (stage-3) decorators; turn off experimentalDecorators`,
+    );
+  }
+}
+
+/**
+ * Caches a method's results (sync or async) by its arguments, with the
+ * single-flight and stale-while-revalidate behaviour of `memoize`.
+ *
+ * @example
+ * ```ts
+ * class Users {
+ *   constructor(readonly cache: MemoryCache) {}
+ *   @cached({ prefix: 'user:', key: (id: number) => String(id), ttl: 60_000 })
+ *   async get(id: number) { return db.user(id) }
+ *   @invalidates({ keys: (id: number) => [`user:${id}`] })
+ *   async rename(id: number, name: string) { await db.rename(id, name) }
+ * }
+ * ```
+ */
+export function cached<This = any, A extends any[] = any[]>(options: CachedOptions<This, A> = {}) {
+  if (options === null || typeof options !== 'object') {
+    throw new EdgeCacheError('INVALID_OPTION', '@cached: options must be an object');
+  }
+  const p = policy(options, '@cached');
+  const key = options.key;
+  if (key !== undefined && typeof key !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', '@cached: key must be a function returning a string');
+  }
+  if (options.prefix !== undefined && typeof options.prefix !== 'string') {
+    throw new EdgeCacheError('INVALID_OPTION', '@cached: prefix must be a string');
+  }
+  checkSource(options.cache, '@cached');
+  return function <T extends This, M extends [...A, ...any[]], R>(
+    target: Method<T, M, R>,
+    context: ClassMethodDecoratorContext<T, Method<T, M, R>>,
+  ): Method<T, M, R> {
+    checkKind(context, '@cached');
+    const prefix = options.prefix ?? `${methodName(context)}:`;
+    const engine = new Engine(target, p);
+    return function (this: T, ...args: M): R {
+      const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@cached');
+      let k: string;
+      if (key === undefined) k = prefix + argsKey(args);
+      else {
+        const part = key.apply(this, args as unknown as A);
+        if (typeof part !== 'string') {
+          throw new EdgeCacheError('INVALID_KEY', `@cached: the key function must return a string, got ${typeof part}`);
+        }
+        k = prefix + part;
+      }
+      return engine.call(cache, clockOf(p, cache), this, args, k) as R;
+    };
+  };
+}
+
+/**
+ * Runs `invalidate(result)` after the method has succeeded: at once for a
+ * synchronous result, after resolution for a promise (whose settlement then
+ * waits for the invalidation). A throw or a rejection skips it.
+ */
+function afterSuccess<R>(result: R, invalidate: () => unknown): R {
+  if (isThenable(result)) {
+    return Promise.resolve(result).then((v) => {
+      const done = invalidate();
+      return isThenable(done) ? Promise.resolve(done).then(() => v) : v;
+    }) as R;
+  }
+  const done = invalidate();
+  // A synchronous method cannot wait for an asynchronous cache: the
+  // deletion goes on in the background and its failure is ignored.
+  if (isThenable(done)) Promise.resolve(done).catch(() => {});
+  return result;
+}
+
+function all(results: unknown[]): unknown {
+  return results.some(isThenable) ? Promise.all(results) : undefined;
+}
+
+/**
+ * Deletes cache keys after the method succeeds (after its promise resolves
+ * for an async method; not if it throws or rejects). Computations of those
+ * keys already under way in `memoize`/`@cached` will not store their results.
+ *
+ * @example
+ * ```ts
+ * @invalidates({ keys: (id: number) => [`user:${id}`, `user:${id}:posts`] })
+ * async updateUser(id: number, patch: Patch) { ... }
+ * ```
+ */
+export function invalidates<This = any, A extends any[] = any[]>(options: InvalidatesOptions<This, A>) {
+  if (options === null || typeof options !== 'object' || typeof options.keys !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', '@invalidates takes { keys: (...args) => string[] }');
+  }
+  checkSource(options.cache, '@invalidates');
+  const keysOf = options.keys;
+  return function <T extends This, M extends [...A, ...any[]], R>(
+    target: Method<T, M, R>,
+    context: ClassMethodDecoratorContext<T, Method<T, M, R>>,
+  ): Method<T, M, R> {
+    checkKind(context, '@invalidates');
+    return function (this: T, ...args: M): R {
+      const result = target.apply(this, args);
+      return afterSuccess(result, () => {
+        const keys = keysOf.apply(this, args as unknown as A);
+        if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) {
+          throw new EdgeCacheError('INVALID_KEY', '@invalidates: keys must return an array of strings');
+        }
+        const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@invalidates');
+        dropFlights(cache, keys);
+        return all(keys.map((k) => cache.delete(k)));
+      });
+    };
+  };
+}
+
+/**
+ * Deletes the cache keys matching a Redis glob pattern (`*`, `?`, `[a-z]`,
+ * `\` escapes) after the method succeeds. The pattern may be a function of
+ * the arguments: `(id) => \`user:${id}:*\``.
+ *
+ * @example
+ * ```ts
+ * @invalidatesPattern('user:*')
+ * async importUsers(rows: Row[]) { ... }
+ * ```
+ */
+export function invalidatesPattern<This = any, A extends any[] = any[]>(
+  pattern: string | ((this: This, ...args: A) => string),
+  options: InvalidatesPatternOptions<This> = {},
+) {
+  if (typeof pattern !== 'string' && typeof pattern !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', '@invalidatesPattern takes a glob pattern or a function returning one');
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new EdgeCacheError('INVALID_OPTION', '@invalidatesPattern: options must be an object');
+  }
+  checkSource(options.cache, '@invalidatesPattern');
+  return function <T extends This, M extends [...A, ...any[]], R>(
+    target: Method<T, M, R>,
+    context: ClassMethodDecoratorContext<T, Method<T, M, R>>,
+  ): Method<T, M, R> {
+    checkKind(context, '@invalidatesPattern');
+    return function (this: T, ...args: M): R {
+      const result = target.apply(this, args);
+      return afterSuccess(result, () => {
+        const glob = typeof pattern === 'string' ? pattern : pattern.apply(this, args as unknown as A);
+        if (typeof glob !== 'string') {
+          throw new EdgeCacheError('INVALID_OPTION', '@invalidatesPattern: the pattern function must return a string');
+        }
+        const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@invalidatesPattern');
+        dropFlightsMatching(cache, glob);
+        return cache.deletePattern(glob);
+      });
+    };
+  };
+}

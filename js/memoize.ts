@@ -1,0 +1,505 @@
+// memoize(): read-through caching of a function's results in any cache that
+// has get/set/delete (the synchronous MemoryCache, or an asynchronous tier),
+// with single-flight, optional stale-while-revalidate and error caching.
+//
+// Hot path (a MemoryCache hit): build the key, one `cache.get`, one
+// `instanceof` check, return the value, or for an async function the
+// promise kept on the entry: no promise is allocated per hit.
+import { EdgeCacheError } from './errors.js';
+import { MemoryCache } from './cache.js';
+import { argsKey, flightsOf, isThenable, type Flight } from './keys.js';
+
+/**
+ * What `memoize`, the decorators and `cachePage` need from a cache: the
+ * synchronous {@link MemoryCache} has it, and so does a cache whose methods
+ * return promises. Results are awaited only when they are thenables.
+ */
+export interface CacheLike {
+  /** The value of `key`, or `undefined` (or a promise of either). */
+  get(key: string): unknown;
+  /** Stores `value` under `key`; `ttl` in milliseconds, `0` for no expiry. */
+  set(key: string, value: never, options?: { ttl?: number }): unknown;
+  /** Deletes `key`. */
+  delete(key: string): unknown;
+  /** Deletes the keys matching a Redis glob pattern. */
+  deletePattern(pattern: string): unknown;
+}
+
+/** @internal Whether `x` has the methods of a {@link CacheLike}. */
+export function isCacheLike(x: unknown): x is CacheLike {
+  if (x === null || typeof x !== 'object') return false;
+  const c = x as Record<string, unknown>;
+  return (
+    typeof c.get === 'function' &&
+    typeof c.set === 'function' &&
+    typeof c.delete === 'function' &&
+    typeof c.deletePattern === 'function'
+  );
+}
+
+/** `true` if the cache's `get` returns a promise. */
+export type IsAsyncCache<C> = C extends { get(key: string): infer G }
+  ? [G] extends [PromiseLike<unknown>]
+    ? true
+    : false
+  : false;
+
+/** `T`, or a promise of `T` when the cache `C` is asynchronous. */
+export type CacheResult<C, T> = IsAsyncCache<C> extends true ? Promise<T> : T;
+
+/** What a memoized call returns: `R` itself, or a promise when the cache is asynchronous. */
+export type MemoizedReturn<C, R> = IsAsyncCache<C> extends true ? Promise<Awaited<R>> : R;
+
+/** Options of {@link memoize}. */
+export interface MemoizeOptions<F extends (...args: any[]) => any, C extends CacheLike = MemoryCache> {
+  /**
+   * Where results live. Share one cache between several memoized functions
+   * by giving each a distinct `prefix`.
+   * @default a new `MemoryCache()` of this function's own
+   */
+  cache?: C;
+  /**
+   * Milliseconds a result stays fresh; `0` for no expiry.
+   * @default the cache's `defaultTtl`
+   */
+  ttl?: number;
+  /**
+   * Maps the arguments (and `this`) to the key of the result, instead of the
+   * default serialization ({@link argsKey}). The prefix is prepended.
+   * @default argsKey(args)
+   */
+  key?: (this: ThisParameterType<F>, ...args: Parameters<F>) => string;
+  /**
+   * Prepended to every key, to keep functions apart in a shared cache and to
+   * invalidate them all with `cache.deletePattern(prefix + '*')`.
+   * @default ''
+   */
+  prefix?: string;
+  /**
+   * Milliseconds after `ttl` during which a stale result is still served
+   * while one call refreshes it in the background. Needs `ttl > 0`.
+   * A failed refresh keeps the stale result.
+   * @default 0 (no stale results)
+   */
+  staleWhileRevalidate?: number;
+  /**
+   * Whether a thrown error (or a rejection) is cached like a result, for
+   * `ttl`, and thrown (rejected) again on later calls. A function decides
+   * per error.
+   * @default false
+   */
+  cacheErrors?: boolean | ((error: unknown) => boolean);
+  /**
+   * The clock, in milliseconds, for stale-while-revalidate: give the same
+   * clock as the cache's `now` option.
+   * @default the cache's `now()` if it has one, else `Date.now`
+   */
+  now?: () => number;
+}
+
+/** A memoized function: `fn`'s parameters and result, plus cache controls. */
+export type Memoized<F extends (...args: any[]) => any, C extends CacheLike = MemoryCache> = ((
+  this: ThisParameterType<F>,
+  ...args: Parameters<F>
+) => MemoizedReturn<C, ReturnType<F>>) & {
+  /**
+   * Deletes the result for these arguments (a computation under way for
+   * them will not store its result). Returns what the cache's `delete` does.
+   */
+  invalidate(...args: Parameters<F>): ReturnType<C['delete']>;
+  /**
+   * The result that a call with these arguments would serve from the cache
+   * (fresh or stale), without calling the function; `undefined` if none or
+   * if an error is cached.
+   */
+  peek(...args: Parameters<F>): CacheResult<C, Awaited<ReturnType<F>> | undefined>;
+  /** The cache holding the results. */
+  readonly cache: C;
+};
+
+// ---- entries ----
+
+/** Entry status bits. */
+const ASYNC = 1;
+const ERROR = 2;
+
+/**
+ * @internal What memoize stores: the value (or error), whether it came from
+ * a promise, and until when it is fresh (0: no stale-while-revalidate).
+ * `p` keeps the resolved promise served to async callers; it is not part of
+ * the serialized form.
+ */
+export class Memo {
+  p: Promise<unknown> | undefined = undefined;
+  constructor(
+    readonly v: unknown,
+    readonly s: number,
+    readonly f: number,
+  ) {}
+  toJSON(): { v: unknown; s: number; f: number } {
+    return { v: this.v, s: this.s, f: this.f };
+  }
+}
+
+/** An entry read from the cache: a Memo, its JSON form (from a remote tier), or not ours. */
+function asMemo(x: unknown): Memo | undefined {
+  if (x instanceof Memo) return x;
+  if (x !== null && typeof x === 'object' && typeof (x as Memo).s === 'number' && 'v' in x) {
+    const m = x as Memo;
+    return new Memo(m.v, m.s, typeof m.f === 'number' ? m.f : 0);
+  }
+  return undefined;
+}
+
+/** The result of a hit: the value, its promise, or the cached error. */
+function replay(m: Memo): unknown {
+  switch (m.s) {
+    case 0:
+      return m.v;
+    case ASYNC:
+      return (m.p ??= Promise.resolve(m.v));
+    case ERROR:
+      throw m.v;
+    default:
+      return Promise.reject(m.v);
+  }
+}
+
+function noop(): void {}
+
+/** @internal Whether a cache error means "this value cannot be cached" (then the result is just not stored). */
+export function isTooLarge(e: unknown): boolean {
+  return e instanceof EdgeCacheError && (e.code === 'VALUE_TOO_LARGE' || e.code === 'UNMEASURABLE_VALUE');
+}
+
+function checkTtl(ttl: unknown, name: string): number | undefined {
+  if (ttl === undefined) return undefined;
+  if (typeof ttl !== 'number' || !(ttl >= 0) || ttl === Infinity) {
+    throw new EdgeCacheError(
+      'INVALID_TTL',
+      `${name} must be a finite number of milliseconds >= 0 (0 = no expiry), got ${String(ttl)}`,
+    );
+  }
+  return ttl;
+}
+
+/** @internal The validated policy shared by `memoize` and `@cached`. */
+export interface Policy {
+  ttl: number | undefined;
+  swr: number;
+  cacheErrors: (e: unknown) => boolean;
+  now: (() => number) | undefined;
+  /** `{ ttl: ttl + swr }`, allocated once. */
+  setOptions: { ttl: number } | undefined;
+}
+
+/** @internal */
+export function policy(
+  o: { ttl?: number; staleWhileRevalidate?: number; cacheErrors?: boolean | ((e: unknown) => boolean); now?: () => number },
+  where: string,
+): Policy {
+  const ttl = checkTtl(o.ttl, `${where}: ttl`);
+  const swr = o.staleWhileRevalidate ?? 0;
+  if (typeof swr !== 'number' || !(swr >= 0) || swr === Infinity) {
+    throw new EdgeCacheError(
+      'INVALID_OPTION',
+      `${where}: staleWhileRevalidate must be a finite number of milliseconds >= 0, got ${String(swr)}`,
+    );
+  }
+  if (swr > 0 && !(ttl !== undefined && ttl > 0)) {
+    throw new EdgeCacheError(
+      'INVALID_OPTION',
+      `${where}: staleWhileRevalidate needs a ttl > 0 (the time a result stays fresh)`,
+    );
+  }
+  const ce = o.cacheErrors ?? false;
+  if (typeof ce !== 'boolean' && typeof ce !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', `${where}: cacheErrors must be a boolean or a function`);
+  }
+  if (o.now !== undefined && typeof o.now !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', `${where}: now must be a function returning milliseconds`);
+  }
+  return {
+    ttl,
+    swr,
+    cacheErrors: typeof ce === 'function' ? ce : () => ce,
+    now: o.now,
+    setOptions: ttl === undefined ? undefined : { ttl: ttl + swr },
+  };
+}
+
+/** @internal The clock for freshness: the option, the cache's own, or Date.now. */
+export function clockOf(p: Policy, cache: CacheLike): () => number {
+  if (p.now !== undefined) return p.now;
+  const c = (cache as { now?: unknown }).now;
+  if (typeof c === 'function') return () => (c as () => number).call(cache);
+  return Date.now;
+}
+
+/**
+ * @internal The read-through machinery after the cache lookup: hit (fresh
+ * or stale), miss, single-flight, storing, refresh. `memoize` inlines the
+ * fresh-hit test and calls `after` for everything else; `@cached` calls
+ * `call`.
+ */
+export class Engine {
+  constructor(
+    readonly fn: (...args: any[]) => unknown,
+    readonly p: Policy,
+  ) {}
+
+  /** A whole call: lookup, then hit or compute. */
+  call(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string): unknown {
+    const e = cache.get(k);
+    if (isThenable(e)) return Promise.resolve(e).then((x) => this.after(cache, now, self, args, k, x));
+    return this.after(cache, now, self, args, k, e);
+  }
+
+  /** Everything after the lookup returned `e` (already awaited). */
+  after(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string, e: unknown): unknown {
+    const m = asMemo(e);
+    if (m !== undefined) {
+      if (m.f !== 0 && m.f <= now()) this.refresh(cache, now, self, args, k, m);
+      return replay(m);
+    }
+    const flights = flightsOf(cache);
+    const flight = flights.get(k);
+    if (flight !== undefined && !flight.sync) return flight.promise;
+    return this.compute(cache, now, flights, self, args, k);
+  }
+
+  /** A miss: call the function once, share its promise, store its result. */
+  compute(
+    cache: CacheLike,
+    now: () => number,
+    flights: Map<string, Flight>,
+    self: unknown,
+    args: unknown[],
+    k: string,
+  ): unknown {
+    let r: unknown;
+    try {
+      r = this.fn.apply(self, args);
+    } catch (err) {
+      if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ERROR, 0), undefined, flights);
+      throw err;
+    }
+    if (!isThenable(r)) {
+      this.store(cache, now, k, new Memo(r, 0, 0), undefined, flights);
+      return r;
+    }
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: false };
+    flight.promise = Promise.resolve(r).then(
+      (v) => {
+        if (flights.get(k) === flight) {
+          const m = new Memo(v, ASYNC, 0);
+          m.p = flight.promise;
+          this.store(cache, now, k, m, flight, flights);
+        }
+        return v;
+      },
+      (err) => {
+        if (flights.get(k) === flight) {
+          if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ASYNC | ERROR, 0), flight, flights);
+          else flights.delete(k);
+        }
+        throw err;
+      },
+    );
+    flights.set(k, flight);
+    return flight.promise;
+  }
+
+  /**
+   * Writes an entry (stamping its freshness), then releases the flight once
+   * the write is done, so that no caller misses in between. A value the
+   * cache refuses as too large (or unmeasurable) is just not stored.
+   */
+  store(
+    cache: CacheLike,
+    now: () => number,
+    k: string,
+    m: Memo,
+    flight: Flight | undefined,
+    flights: Map<string, Flight>,
+  ): void {
+    const p = this.p;
+    const entry = p.swr > 0 ? withFreshness(m, now() + p.ttl!) : m;
+    let w: unknown;
+    try {
+      w = cache.set(k, entry as never, p.setOptions);
+    } catch (err) {
+      if (flight !== undefined && flights.get(k) === flight) flights.delete(k);
+      if (isTooLarge(err)) return;
+      throw err;
+    }
+    if (flight === undefined) return;
+    const release = () => {
+      if (flights.get(k) === flight) flights.delete(k);
+    };
+    if (isThenable(w)) w.then(release, release);
+    else release();
+  }
+
+  /** Serves stale, refreshes once in the background; a failed refresh keeps the stale entry. */
+  refresh(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string, stale: Memo): void {
+    const flights = flightsOf(cache);
+    if (flights.has(k)) return;
+    // Only async functions may join a refresh: a sync caller that misses
+    // computes on its own rather than get a promise.
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: (stale.s & ASYNC) === 0 };
+    let status = stale.s & ASYNC;
+    flight.promise = Promise.resolve()
+      .then(() => {
+        const r = this.fn.apply(self, args);
+        if (isThenable(r)) status = ASYNC;
+        else status = 0;
+        return r;
+      })
+      .then(
+        (v) => {
+          if (flights.get(k) === flight) this.store(cache, now, k, new Memo(v, status, 0), flight, flights);
+          return v;
+        },
+        (err) => {
+          if (flights.get(k) === flight) flights.delete(k);
+          throw err;
+        },
+      );
+    flight.promise.catch(noop);
+    flights.set(k, flight);
+  }
+}
+
+function withFreshness(m: Memo, freshUntil: number): Memo {
+  const out = new Memo(m.v, m.s, freshUntil);
+  out.p = m.p;
+  return out;
+}
+
+// ---- a size estimate for memoize's own cache: never refuses a value ----
+
+function sizeOfMemo(value: unknown): number {
+  const v = value instanceof Memo ? value.v : value;
+  switch (typeof v) {
+    case 'string':
+      return 2 * v.length;
+    case 'object':
+      if (v === null) return 8;
+      if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v.byteLength;
+      try {
+        const json = JSON.stringify(v);
+        return json === undefined ? 64 : 2 * json.length;
+      } catch {
+        return 1024;
+      }
+    case 'bigint':
+      return 16;
+    default:
+      return 8;
+  }
+}
+
+/** @internal A MemoryCache whose size estimate accepts any value (BigInt, cycles...). */
+export function ownCache(): MemoryCache {
+  return new MemoryCache({ sizeOf: sizeOfMemo });
+}
+
+/**
+ * Caches the results of `fn` (sync or async) by its arguments.
+ *
+ * - Concurrent calls that miss the same key share one call of `fn` and its
+ *   result or rejection (single-flight); a rejection is not cached unless
+ *   `cacheErrors` says so.
+ * - With `staleWhileRevalidate`, a result older than `ttl` is still served
+ *   for that long while one background call refreshes it.
+ * - Async results are served as the same resolved promise on every hit.
+ *
+ * `this` is passed to `fn` and `key` but is not part of the default key.
+ *
+ * @example
+ * ```ts
+ * const getUser = memoize(async (id: number) => db.user(id), { ttl: 60_000, prefix: 'user:' });
+ * await getUser(1);      // calls db.user(1)
+ * await getUser(1);      // cached
+ * getUser.invalidate(1); // the next call reloads
+ * ```
+ * @throws {EdgeCacheError} `INVALID_TTL` / `INVALID_OPTION` for bad options;
+ * a call throws `UNSERIALIZABLE_ARGUMENT` for arguments the default key
+ * refuses (functions, symbols, cycles, class instances without `toJSON`).
+ */
+export function memoize<F extends (...args: any[]) => any, C extends CacheLike = MemoryCache>(
+  fn: F,
+  options: MemoizeOptions<F, C> = {},
+): Memoized<F, C> {
+  if (typeof fn !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', `memoize takes a function, got ${typeof fn}`);
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new EdgeCacheError('INVALID_OPTION', 'memoize: options must be an object');
+  }
+  const p = policy(options, 'memoize');
+  const cache = (options.cache ?? ownCache()) as C;
+  if (!isCacheLike(cache)) {
+    throw new EdgeCacheError('INVALID_OPTION', 'memoize: cache must have get, set, delete and deletePattern methods');
+  }
+  const prefix = options.prefix ?? '';
+  if (typeof prefix !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'memoize: prefix must be a string');
+  const noPrefix = prefix === '';
+  const keyFn = options.key as ((...args: unknown[]) => string) | undefined;
+  if (keyFn !== undefined && typeof keyFn !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', 'memoize: key must be a function returning a string');
+  }
+  const engine = new Engine(fn, p);
+  const now = clockOf(p, cache);
+  const swr = p.swr > 0;
+
+  const keyOf = (self: unknown, args: unknown[]): string => {
+    if (keyFn === undefined) return prefix + argsKey(args);
+    const k = keyFn.apply(self, args);
+    if (typeof k !== 'string') {
+      throw new EdgeCacheError('INVALID_KEY', `memoize: the key function must return a string, got ${typeof k}`);
+    }
+    return prefix + k;
+  };
+
+  const memoized = function (this: unknown, a: unknown): unknown {
+    // The commonest shape, one string argument and the default key: the
+    // argument is the key (see argsKey), so the cache hashes a string that
+    // is already hashed, and nothing is allocated (not even an arguments
+    // array: `arguments` is only copied on the other paths).
+    let k: string;
+    let args: unknown[] | undefined;
+    if (keyFn === undefined && arguments.length === 1 && typeof a === 'string' && a.charCodeAt(0) !== 126) {
+      k = noPrefix ? a : prefix + a;
+    } else {
+      args = Array.prototype.slice.call(arguments);
+      k = keyOf(this, args);
+    }
+    const e = cache.get(k);
+    if (e instanceof Memo && (!swr || e.f > now())) {
+      if (e.s === ASYNC) return e.p ?? (e.p = Promise.resolve(e.v));
+      if (e.s === 0) return e.v;
+    }
+    const all = args ?? [a];
+    if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, this, all, k, x));
+    return engine.after(cache, now, this, all, k, e);
+  };
+
+  Object.defineProperty(memoized, 'name', { value: `memoized ${fn.name}`.trimEnd() });
+  Object.defineProperty(memoized, 'cache', { value: cache, enumerable: true });
+  (memoized as { invalidate?: unknown }).invalidate = function (this: unknown, ...args: unknown[]) {
+    const k = keyOf(this, args);
+    flightsOf(cache).delete(k);
+    return cache.delete(k);
+  };
+  (memoized as { peek?: unknown }).peek = function (this: unknown, ...args: unknown[]) {
+    const e = cache.get(keyOf(this, args));
+    const value = (x: unknown) => {
+      const m = asMemo(x);
+      return m !== undefined && (m.s & ERROR) === 0 ? m.v : undefined;
+    };
+    return isThenable(e) ? Promise.resolve(e).then(value) : value(e);
+  };
+  return memoized as unknown as Memoized<F, C>;
+}

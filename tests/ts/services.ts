@@ -1,0 +1,120 @@
+// Classes decorated with edgecache's standard decorators, compiled by tsc
+// (no experimentalDecorators) and exercised by tests/js/decorators.test.mjs.
+import {
+  MemoryCache,
+  argsKey,
+  cached,
+  invalidates,
+  invalidatesPattern,
+  type CacheLike,
+} from 'edgecache';
+
+const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 1));
+
+/** Finds its cache at `this.cache`. */
+export class UserService {
+  calls = 0;
+  readonly db = new Map<number, string>([
+    [1, 'ada'],
+    [2, 'grace'],
+  ]);
+
+  constructor(readonly cache: MemoryCache) {}
+
+  @cached({ prefix: 'user:', key: (id: number) => String(id), ttl: 60_000 })
+  async getUser(id: number): Promise<string | undefined> {
+    this.calls++;
+    await tick();
+    return this.db.get(id);
+  }
+
+  /** Default key (argsKey) and default prefix (the method name). */
+  @cached()
+  nameLength(id: number): number {
+    this.calls++;
+    return this.db.get(id)?.length ?? -1;
+  }
+
+  @invalidates({ keys: (id: number) => [`user:${id}`, `nameLength:${argsKey([id])}`] })
+  async rename(id: number, name: string): Promise<void> {
+    await tick();
+    if (name === '') throw new Error('empty name');
+    this.db.set(id, name);
+  }
+
+  @invalidates({ keys: (id: number) => [`user:${id}`] })
+  renameSync(id: number, name: string): string {
+    if (name === '') throw new Error('empty name');
+    this.db.set(id, name);
+    return name;
+  }
+
+  @invalidatesPattern('user:*')
+  async importAll(rows: [number, string][]): Promise<number> {
+    await tick();
+    for (const [id, name] of rows) this.db.set(id, name);
+    return rows.length;
+  }
+
+  @invalidatesPattern((id: number) => `user:${id}`)
+  touch(id: number): void {
+    void id;
+  }
+
+  @invalidatesPattern('user:*')
+  async failingImport(): Promise<void> {
+    await tick();
+    throw new Error('import failed');
+  }
+}
+
+/** No `cache` property: uses the shared default cache. */
+export class Clock {
+  static calls = 0;
+  @cached({ prefix: 'clock:' })
+  static now(zone: string): string {
+    Clock.calls++;
+    return `${zone}#${Clock.calls}`;
+  }
+
+  @invalidatesPattern('clock:*')
+  static reset(): void {}
+}
+
+/** An explicit cache option (a function of the instance) and a key using `this`. */
+export class TenantRepo {
+  calls = 0;
+  constructor(
+    readonly tenant: string,
+    readonly store: CacheLike,
+  ) {}
+
+  @cached<TenantRepo, [string]>({
+    cache: (self) => self.store,
+    prefix: 'doc:',
+    key(id) {
+      return `${this.tenant}/${id}`;
+    },
+    ttl: 1000,
+    staleWhileRevalidate: 1000,
+    now: () => TenantRepo.time,
+  })
+  async doc(id: string): Promise<{ id: string; version: number }> {
+    this.calls++;
+    await tick();
+    return { id, version: this.calls };
+  }
+
+  @invalidates<TenantRepo, [string]>({
+    cache: (self) => self.store,
+    keys(id) {
+      return [`doc:${this.tenant}/${id}`];
+    },
+  })
+  async save(id: string): Promise<string> {
+    await tick();
+    return id;
+  }
+
+  static time = 0;
+}
