@@ -202,7 +202,10 @@ mod tests {
         assert!(m(b"a*", b"a"));
         assert!(!m(b"?", b""));
         assert!(m(b"[z-a]", b"m"), "reversed range");
-        assert!(m("[b-é]".as_bytes(), b"a"), "signed char range, found against redis-server");
+        assert!(
+            m("[b-é]".as_bytes(), b"a"),
+            "signed char range, found against redis-server"
+        );
         assert!(m(b"[\\]]", b"]"), "escaped bracket in class");
         assert!(m(b"a\\", b"a\\"), "trailing backslash is literal");
         assert!(m(b"[abc", b"c"), "unterminated class");

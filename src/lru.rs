@@ -381,7 +381,9 @@ impl Lru {
 
     /// Whether `slot` currently holds an entry (alive or expired).
     pub fn is_occupied(&self, slot: Slot) -> bool {
-        self.links.get(slot as usize).is_some_and(|l| l.prev != FREE)
+        self.links
+            .get(slot as usize)
+            .is_some_and(|l| l.prev != FREE)
     }
 
     /// Statistics of one namespace, `None` if it is not open.
@@ -516,7 +518,10 @@ impl Lru {
             return s;
         }
         let s = self.links.len() as Slot;
-        self.links.push(Link { prev: NIL, next: NIL });
+        self.links.push(Link {
+            prev: NIL,
+            next: NIL,
+        });
         self.size.push(0);
         if !self.expires.is_empty() {
             self.expires.push(0.0);

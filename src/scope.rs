@@ -96,7 +96,8 @@ impl Scope {
     /// each part as `<utf-8 byte length>:<part>`, then `|`.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(
-            8 + self.tenant.as_ref().map_or(0, String::len) + self.user.as_ref().map_or(0, String::len),
+            8 + self.tenant.as_ref().map_or(0, String::len)
+                + self.user.as_ref().map_or(0, String::len),
         );
         out.push(match (&self.tenant, &self.user) {
             (Some(_), Some(_)) => 'b',

@@ -182,7 +182,10 @@ impl<V: Weigh, C: Clock> Store<V, C> {
     fn find(&self, ns: NsId, key: &str) -> Option<Slot> {
         let h = hash_key(&self.hasher, ns, key);
         self.table
-            .find(h, |&s| matches!(&self.entries[s as usize], Some(e) if e.ns == ns && &*e.key == key))
+            .find(
+                h,
+                |&s| matches!(&self.entries[s as usize], Some(e) if e.ns == ns && &*e.key == key),
+            )
             .copied()
     }
 
@@ -240,7 +243,10 @@ impl<V: Weigh, C: Clock> Store<V, C> {
         let expires = self.expiry(ttl, now);
         if let Some(slot) = self.find(ns, key) {
             self.lru.update(slot, size, expires)?;
-            self.entries[slot as usize].as_mut().expect("live slot").value = value;
+            self.entries[slot as usize]
+                .as_mut()
+                .expect("live slot")
+                .value = value;
         } else {
             let ins = self.lru.insert(ns, size, expires, now)?;
             self.forget_removed();
@@ -300,7 +306,11 @@ impl<V: Weigh, C: Clock> Store<V, C> {
     fn keys_in(&mut self, ns: NsId, pattern: &str) -> Vec<String> {
         let glob = Glob::new(pattern);
         let now = self.now();
-        let slots: Vec<Slot> = self.lru.iter().filter(|&s| self.lru.slot_ns(s) == ns).collect();
+        let slots: Vec<Slot> = self
+            .lru
+            .iter()
+            .filter(|&s| self.lru.slot_ns(s) == ns)
+            .collect();
         let mut out = Vec::new();
         for s in slots {
             if !self.lru.alive(s, now) {
@@ -321,7 +331,11 @@ impl<V: Weigh, C: Clock> Store<V, C> {
     }
 
     fn clear_in(&mut self, ns: NsId) {
-        let slots: Vec<Slot> = self.lru.iter().filter(|&s| self.lru.slot_ns(s) == ns).collect();
+        let slots: Vec<Slot> = self
+            .lru
+            .iter()
+            .filter(|&s| self.lru.slot_ns(s) == ns)
+            .collect();
         for s in slots {
             self.lru.discard(s);
             self.forget(s);
@@ -352,7 +366,10 @@ impl<V: Weigh, C: Clock> Store<V, C> {
         if let Err(e) = self.lru.update(slot, size, expires) {
             return Some(Err(e));
         }
-        self.entries[slot as usize].as_mut().expect("live slot").value = value;
+        self.entries[slot as usize]
+            .as_mut()
+            .expect("live slot")
+            .value = value;
         self.forget_removed();
         Some(Ok(n))
     }
@@ -506,12 +523,15 @@ impl<V: Weigh, C: Clock> Scoped<'_, V, C> {
 
     /// See [`Store::keys`].
     pub fn keys(&mut self, pattern: &str) -> Vec<String> {
-        self.ns().map(|ns| self.store.keys_in(ns, pattern)).unwrap_or_default()
+        self.ns()
+            .map(|ns| self.store.keys_in(ns, pattern))
+            .unwrap_or_default()
     }
 
     /// See [`Store::delete_pattern`].
     pub fn delete_pattern(&mut self, pattern: &str) -> usize {
-        self.ns().map_or(0, |ns| self.store.delete_pattern_in(ns, pattern))
+        self.ns()
+            .map_or(0, |ns| self.store.delete_pattern_in(ns, pattern))
     }
 
     /// See [`Store::incr`].
@@ -519,7 +539,10 @@ impl<V: Weigh, C: Clock> Scoped<'_, V, C> {
     where
         V: Counter,
     {
-        if let Some(r) = self.ns().and_then(|ns| self.store.incr_existing(ns, key, by)) {
+        if let Some(r) = self
+            .ns()
+            .and_then(|ns| self.store.incr_existing(ns, key, by))
+        {
             return r;
         }
         self.set(key, V::from_i64(by), None).map(|()| by)

@@ -17,16 +17,29 @@ use crate::scope::Scope;
 pub(crate) fn to_js(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     // Setting a property on a fresh Error object cannot fail.
-    let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(e.code()));
+    let _ = js_sys::Reflect::set(
+        &err,
+        &JsValue::from_str("code"),
+        &JsValue::from_str(e.code()),
+    );
     err.into()
 }
 
 const TWO_32: f64 = 4_294_967_296.0;
 
 fn counters(c: Counters) -> Vec<f64> {
-    [c.hits, c.misses, c.sets, c.deletes, c.evictions, c.expirations, c.entries, c.bytes]
-        .map(|n| n as f64)
-        .to_vec()
+    [
+        c.hits,
+        c.misses,
+        c.sets,
+        c.deletes,
+        c.evictions,
+        c.expirations,
+        c.entries,
+        c.bytes,
+    ]
+    .map(|n| n as f64)
+    .to_vec()
 }
 
 /// The slot engine, for `MemoryCache` (js/cache.ts).
@@ -38,7 +51,8 @@ impl WasmLru {
     /// `maxEntries`, `maxBytes` (integers >= 1; `maxBytes` may exceed 2^32).
     #[wasm_bindgen(constructor)]
     pub fn new(max_entries: f64, max_bytes: f64) -> Result<WasmLru, JsValue> {
-        let entries = if max_entries.fract() == 0.0 && (1.0..4_294_967_294.0).contains(&max_entries) {
+        let entries = if max_entries.fract() == 0.0 && (1.0..4_294_967_294.0).contains(&max_entries)
+        {
             max_entries as u32
         } else {
             0
@@ -48,7 +62,9 @@ impl WasmLru {
         } else {
             0
         };
-        Limits::new(entries, bytes).map(|l| WasmLru(Lru::new(l))).map_err(to_js)
+        Limits::new(entries, bytes)
+            .map(|l| WasmLru(Lru::new(l)))
+            .map_err(to_js)
     }
 
     /// A new entry: returns `slot + removed * 2^32`, or -1 if too large.
