@@ -5,7 +5,10 @@ use std::time::Instant;
 
 fn main() {
     const CAP: u32 = 10_000;
-    const N: u32 = 5_000_000;
+    const N: u32 = match option_env!("N") {
+        Some(_) => 200_000,
+        None => 5_000_000,
+    };
     let mut lru = Lru::new(Limits::new(CAP, u64::MAX / 2).unwrap());
     for _ in 0..CAP {
         lru.insert(ROOT, 10, 0.0, 0.0).unwrap();

@@ -90,7 +90,10 @@ export interface CacheStats {
   maxBytes: number;
 }
 
-const TWO_32 = 4294967296;
+/** Bits of `Lru.insert`'s answer (src/wasm.rs): the slot is in the low 29. */
+const SLOT_MASK = (1 << 29) - 1;
+const ONE_REMOVED = 1 << 29;
+const MAX_ENTRIES = SLOT_MASK;
 /** Bytes charged per entry on top of key and value (ENTRY_OVERHEAD in src/lru.rs). */
 export const ENTRY_OVERHEAD = 64;
 const NO_NS = 0xffffffff;
@@ -196,10 +199,10 @@ class Core<V> {
       }
     }
     const { maxEntries = DEFAULT_MAX_ENTRIES, maxBytes = DEFAULT_MAX_BYTES, defaultTtl = 0, sizeOf, now } = options;
-    if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries >= 0xfffffffe) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries > MAX_ENTRIES) {
       throw new EdgeCacheError(
         'INVALID_OPTION',
-        `maxEntries must be an integer from 1 to 4294967293, got ${describe(maxEntries)}`,
+        `maxEntries must be an integer from 1 to ${MAX_ENTRIES}, got ${describe(maxEntries)}`,
       );
     }
     if (maxBytes !== Infinity && (!Number.isInteger(maxBytes) || maxBytes < 1)) {
@@ -232,17 +235,13 @@ class Core<V> {
 
   /** Bytes of key + value, validated. */
   measure(key: string, value: V): number {
-    let size: number;
-    if (this.sizeOf === undefined) {
-      size = estimate(value, key);
-    } else {
-      size = this.sizeOf(value, key);
-      if (typeof size !== 'number' || !(size >= 0) || !Number.isFinite(size)) {
-        throw new EdgeCacheError(
-          'INVALID_OPTION',
-          `sizeOf must return a finite number >= 0, returned ${describe(size)} for key ${describe(key)}`,
-        );
-      }
+    if (this.sizeOf === undefined) return 2 * key.length + estimate(value, key);
+    const size = this.sizeOf(value, key);
+    if (typeof size !== 'number' || !(size >= 0) || !Number.isFinite(size)) {
+      throw new EdgeCacheError(
+        'INVALID_OPTION',
+        `sizeOf must return a finite number >= 0, returned ${describe(size)} for key ${describe(key)}`,
+      );
     }
     return 2 * key.length + Math.ceil(size);
   }
@@ -472,20 +471,15 @@ export class MemoryCache<V = unknown> {
       return;
     }
     const r = c.lru.insert(space.id, size, expires, now);
-    let s: number;
-    if (r < TWO_32) {
-      if (r < 0) {
-        if (space !== c.root && space.map.size === 0) c.close(space);
-        throw c.tooLarge(key, size);
-      }
-      s = r;
-    } else if (r < 2 * TWO_32) {
+    if (r < 0) {
+      if (space !== c.root && space.map.size === 0) c.close(space);
+      throw c.tooLarge(key, size);
+    }
+    const s = r & SLOT_MASK;
+    if (r !== s) {
       // One entry removed: its slot is the one handed out again.
-      s = r - TWO_32;
-      c.forget(s);
-    } else {
-      s = r % TWO_32;
-      c.forgetRemoved();
+      if ((r & ONE_REMOVED) !== 0) c.forget(s);
+      else c.forgetRemoved();
     }
     c.keys[s] = key;
     c.values[s] = value;

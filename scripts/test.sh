@@ -17,7 +17,7 @@ wasm_test() {
     # shellcheck source=/dev/null
     . target/wasm-env.sh
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
-    $WASM_CARGO test --quiet --target wasm32-unknown-unknown --test web "$@"
+    $WASM_CARGO test --target wasm32-unknown-unknown --test web "$@"
   )
 }
 section "wasm-bindgen-test in Node"

@@ -227,6 +227,7 @@ impl Lru {
         size.saturating_add(ENTRY_OVERHEAD)
     }
 
+    #[inline(always)]
     fn check_size(&self, size: u64) -> Result<u32> {
         let charge = Self::charge(size);
         if charge > self.limits.max_bytes || charge > u64::from(u32::MAX) {
@@ -246,6 +247,10 @@ impl Lru {
         let charge = self.check_size(size)?;
         self.removed.clear();
         self.purge_step(now);
+        if let Some(slot) = self.recycle_tail(ns, charge) {
+            self.set_expiry(slot, expires_at);
+            return Ok(Inserted { slot, removed: 1 });
+        }
         while self.total.entries >= u64::from(self.limits.max_entries)
             || self.total.bytes + u64::from(charge) > self.limits.max_bytes
         {
@@ -375,6 +380,7 @@ impl Lru {
     }
 
     /// The namespace an entry belongs to.
+    #[inline(always)]
     pub fn slot_ns(&self, slot: Slot) -> NsId {
         self.ns.get(slot as usize).copied().unwrap_or(ROOT)
     }
@@ -475,13 +481,14 @@ impl Lru {
 
     // ---- internals ----
 
-    #[inline]
+    #[inline(always)]
     fn counters_mut(&mut self, ns: NsId) -> &mut Counters {
         self.spaces[ns as usize]
             .as_mut()
             .expect("namespace is open while it holds entries")
     }
 
+    #[inline(always)]
     fn is_expired(&self, slot: Slot, now: f64) -> bool {
         match self.expires.get(slot as usize) {
             Some(&e) => e != 0.0 && now >= e,
@@ -489,15 +496,21 @@ impl Lru {
         }
     }
 
+    #[inline(always)]
     fn set_expiry(&mut self, slot: Slot, at: f64) {
         if self.expires.is_empty() {
             if at == 0.0 {
                 return;
             }
-            self.expires.reserve_exact(self.links.capacity());
-            self.expires.resize(self.links.len(), 0.0);
+            self.start_expiry();
         }
         self.expires[slot as usize] = at;
+    }
+
+    #[cold]
+    fn start_expiry(&mut self) {
+        self.expires.reserve_exact(self.links.capacity());
+        self.expires.resize(self.links.len(), 0.0);
     }
 
     fn set_ns(&mut self, slot: Slot, ns: NsId) {
@@ -532,7 +545,7 @@ impl Lru {
         s
     }
 
-    #[inline]
+    #[inline(always)]
     fn link_front(&mut self, s: Slot) {
         self.links[s as usize] = Link {
             prev: NIL,
@@ -546,7 +559,7 @@ impl Lru {
         self.head = s;
     }
 
-    #[inline]
+    #[inline(always)]
     fn unlink(&mut self, s: Slot) {
         let Link { prev: p, next: n } = self.links[s as usize];
         if p != NIL {
@@ -561,6 +574,7 @@ impl Lru {
         }
     }
 
+    #[inline(always)]
     fn move_front(&mut self, s: Slot) {
         if self.head != s {
             self.unlink(s);
@@ -592,6 +606,33 @@ impl Lru {
             next: self.free,
         };
         self.free = s;
+    }
+
+    /// The common case of an insert into a full cache: evicting the least
+    /// recently used entry alone makes room, and the new entry takes over
+    /// its slot in place. Same effect as `evict_tail` + `alloc`, without the
+    /// free-list round trip. `None` (nothing done) when that is not the case.
+    #[inline(always)]
+    fn recycle_tail(&mut self, ns: NsId, charge: u32) -> Option<Slot> {
+        let s = self.tail;
+        if s == NIL || self.total.entries < u64::from(self.limits.max_entries) {
+            return None;
+        }
+        let old = self.size[s as usize];
+        let bytes = self.total.bytes - u64::from(old) + u64::from(charge);
+        let old_ns = self.slot_ns(s);
+        if bytes > self.limits.max_bytes || old_ns != ns {
+            return None;
+        }
+        let c = self.counters_mut(ns);
+        c.evictions += 1;
+        c.sets += 1;
+        c.bytes = c.bytes - u64::from(old) + u64::from(charge);
+        self.total.bytes = bytes;
+        self.size[s as usize] = charge;
+        self.move_front(s);
+        self.removed.push(s);
+        Some(s)
     }
 
     fn evict_tail(&mut self) {

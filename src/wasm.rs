@@ -25,7 +25,15 @@ pub(crate) fn to_js(e: Error) -> JsValue {
     err.into()
 }
 
-const TWO_32: f64 = 4_294_967_296.0;
+/// `insert` packs its answer into one small integer, so that V8 receives a
+/// Smi (no heap number is allocated per call): the slot in the low 29 bits,
+/// [`ONE_REMOVED`] if one entry was removed (its slot is the one returned),
+/// [`SEVERAL_REMOVED`] if more were (read them with `removed()`).
+const SLOT_BITS: u32 = 29;
+/// The most entries the JS cache may hold (the slot must fit in 29 bits).
+pub const MAX_JS_ENTRIES: u32 = (1 << SLOT_BITS) - 1;
+const ONE_REMOVED: i32 = 1 << SLOT_BITS;
+const SEVERAL_REMOVED: i32 = 1 << (SLOT_BITS + 1);
 
 fn counters(c: Counters) -> Vec<f64> {
     [
@@ -48,11 +56,16 @@ pub struct WasmLru(Lru);
 
 #[wasm_bindgen(js_class = Lru)]
 impl WasmLru {
-    /// `maxEntries`, `maxBytes` (integers >= 1; `maxBytes` may exceed 2^32).
+    /// `maxEntries` (1 to 2^29 - 1), `maxBytes` (an integer >= 1).
     #[wasm_bindgen(constructor)]
     pub fn new(max_entries: f64, max_bytes: f64) -> Result<WasmLru, JsValue> {
-        let entries = if max_entries.fract() == 0.0 && (1.0..4_294_967_294.0).contains(&max_entries)
-        {
+        if max_entries > f64::from(MAX_JS_ENTRIES) {
+            return Err(to_js(Error::InvalidOption {
+                name: "maxEntries",
+                reason: format!("must be at most {MAX_JS_ENTRIES}"),
+            }));
+        }
+        let entries = if max_entries.fract() == 0.0 && max_entries >= 1.0 {
             max_entries as u32
         } else {
             0
@@ -67,19 +80,27 @@ impl WasmLru {
             .map_err(to_js)
     }
 
-    /// A new entry: returns `slot + removed * 2^32`, or -1 if too large.
-    pub fn insert(&mut self, ns: u32, size: f64, expires: f64, now: f64) -> f64 {
+    /// A new entry: the slot, with `ONE_REMOVED` or `SEVERAL_REMOVED` set
+    /// when entries were removed to make room; -1 if the entry is too large.
+    pub fn insert(&mut self, ns: u32, size: f64, expires: f64, now: f64) -> i32 {
         match self.0.insert(ns, size as u64, expires, now) {
-            Ok(i) => f64::from(i.slot) + f64::from(i.removed) * TWO_32,
-            Err(_) => -1.0,
+            Ok(i) => {
+                let flag = match i.removed {
+                    0 => 0,
+                    1 => ONE_REMOVED,
+                    _ => SEVERAL_REMOVED,
+                };
+                i.slot as i32 | flag
+            }
+            Err(_) => -1,
         }
     }
 
-    /// Overwrite: returns how many entries were evicted, or -1 if too large.
-    pub fn update(&mut self, slot: u32, size: f64, expires: f64) -> f64 {
+    /// Overwrite: how many entries were evicted, or -1 if too large.
+    pub fn update(&mut self, slot: u32, size: f64, expires: f64) -> i32 {
         match self.0.update(slot, size as u64, expires) {
-            Ok(n) => f64::from(n),
-            Err(_) => -1.0,
+            Ok(n) => n as i32,
+            Err(_) => -1,
         }
     }
 

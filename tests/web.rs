@@ -16,15 +16,25 @@ fn code_of(e: &JsValue) -> String {
 }
 
 #[wasm_bindgen_test]
-fn lru_packs_slot_and_removals_into_one_number() {
+fn lru_packs_slot_and_removals_into_one_small_integer() {
     let mut lru = WasmLru::new(2.0, 1e9).unwrap();
-    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 0.0);
-    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1.0);
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 0);
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1);
     assert!(lru.touch(0, 0.0));
-    // third insert evicts slot 1 (least recently used) and reuses it
-    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1.0 + 4_294_967_296.0);
+    // the third insert evicts slot 1 (least recently used) and reuses it
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1 | 1 << 29);
     assert_eq!(lru.removed(), vec![1]);
     assert_eq!(lru.totals()[4], 1.0, "one eviction");
+    // an entry that needs the room of both: several removed
+    let mut lru = WasmLru::new(10.0, 3.0 * 74.0).unwrap();
+    lru.insert(0, 10.0, 0.0, 0.0);
+    lru.insert(0, 10.0, 0.0, 0.0);
+    assert_eq!(lru.insert(0, 140.0, 0.0, 0.0), 0 | 1 << 30);
+    assert_eq!(lru.removed(), vec![0, 1]);
+    let e = WasmLru::new(f64::from(1u32 << 29), 1e9)
+        .err()
+        .expect("over 2^29 - 1 entries");
+    assert_eq!(code_of(&e), "INVALID_OPTION");
 }
 
 #[wasm_bindgen_test]
@@ -32,6 +42,7 @@ fn lru_expiry_uses_the_given_time() {
     let now = js_sys::Date::now();
     let mut lru = WasmLru::new(10.0, 1e9).unwrap();
     let slot = lru.insert(0, 1.0, now + 50.0, now) as u32;
+    assert_eq!(slot, 0);
     assert_eq!(lru.ttl(slot, now + 20.0), 30.0);
     assert!(lru.touch(slot, now + 49.0));
     assert!(!lru.touch(slot, now + 50.0));
@@ -48,7 +59,7 @@ fn errors_cross_the_boundary_with_a_code() {
     assert_eq!(code_of(&e), "INVALID_SCOPE");
     assert_eq!(encode_scope(Some("acme".into()), None).unwrap(), "t4:acme|");
     let mut lru = WasmLru::new(10.0, 100.0).unwrap();
-    assert_eq!(lru.insert(0, 1000.0, 0.0, 0.0), -1.0, "too large");
+    assert_eq!(lru.insert(0, 1000.0, 0.0, 0.0), -1, "too large");
     assert_eq!(lru.totals()[6], 0.0, "nothing stored");
 }
 
