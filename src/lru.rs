@@ -124,6 +124,18 @@ pub struct Counters {
     pub bytes: u64,
 }
 
+impl Counters {
+    /// Adds the event counters of `other` (not `entries` or `bytes`).
+    fn add_events(&mut self, other: &Counters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.sets += other.sets;
+        self.deletes += other.deletes;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+    }
+}
+
 /// What an [`Lru::insert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inserted {
@@ -401,12 +413,7 @@ impl Lru {
     pub fn totals(&self) -> Counters {
         let mut t = self.retired;
         for c in self.spaces.iter().flatten() {
-            t.hits += c.hits;
-            t.misses += c.misses;
-            t.sets += c.sets;
-            t.deletes += c.deletes;
-            t.evictions += c.evictions;
-            t.expirations += c.expirations;
+            t.add_events(c);
         }
         t.entries = self.total.entries;
         t.bytes = self.total.bytes;
@@ -431,13 +438,7 @@ impl Lru {
         match self.spaces.get(ns as usize) {
             Some(Some(c)) if ns != ROOT && c.entries == 0 => {
                 let c = *c;
-                let r = &mut self.retired;
-                r.hits += c.hits;
-                r.misses += c.misses;
-                r.sets += c.sets;
-                r.deletes += c.deletes;
-                r.evictions += c.evictions;
-                r.expirations += c.expirations;
+                self.retired.add_events(&c);
                 self.spaces[ns as usize] = None;
                 self.free_spaces.push(ns);
                 true
