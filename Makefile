@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: setup build test test-rust test-wasm test-js bench dev clean
+.PHONY: setup build test bench dev demo clean
 
 ## Install what a fresh machine lacks (idempotent).
 setup:
@@ -23,8 +23,13 @@ test: build
 bench: build
 	@for f in bench/*.bench.mjs; do echo "== $$f"; node --expose-gc "$$f"; done
 
-## The main job: until the example Worker lands, a Node demo of the L1 cache.
+## The main job: the example Worker (wrangler.toml) on a local workerd, L1 only,
+## at http://127.0.0.1:8787 (try /item/42 twice, then /stats).
 dev: build
+	@node_modules/.bin/wrangler dev
+
+## A tour of the L1 cache in Node.
+demo: build
 	@node examples/node-demo.mjs
 
 clean:

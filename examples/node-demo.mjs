@@ -1,5 +1,5 @@
-// `make dev`: a small tour of the L1 cache in Node (the example Worker comes
-// with the Workers-binding work). Run it after `make build`.
+// `make demo`: a small tour of the L1 cache in Node (`make dev` serves the
+// example Worker instead).
 import { MemoryCache, memoize, EdgeCacheError } from 'edgecache';
 
 const cache = new MemoryCache({ maxEntries: 1000, maxBytes: 1 << 20, defaultTtl: 60_000 });

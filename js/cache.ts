@@ -7,6 +7,7 @@
 // eviction and statistics, and is called with plain numbers only.
 import { Lru, Glob, encodeScope } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
+import { ensureWasm } from '#wasm-init';
 
 /** Options of {@link MemoryCache}. */
 export interface MemoryCacheOptions<V = unknown> {
@@ -222,6 +223,7 @@ class Core<V> {
     this.sizeOf = sizeOf;
     this.clock = now ?? Date.now;
     this.ttlUsed = this.defaultTtl > 0;
+    ensureWasm();
     try {
       this.lru = new Lru(this.maxEntries, this.maxBytes);
     } catch (e) {

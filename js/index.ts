@@ -1,5 +1,7 @@
-// The public surface of the `edgecache` package. Each entry in entry/
-// initialises the wasm for its platform, then re-exports this module.
+// The public surface of the `edgecache` package. Nothing here runs at import
+// time: the wasm module is instantiated by the platform's loader
+// (js/wasm-init/, chosen through package.json "imports") when the first
+// cache or signer is created.
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
 export { memoize, type Memoized, type MemoizeOptions, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';

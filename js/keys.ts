@@ -34,6 +34,7 @@
 
 import { EdgeCacheError } from './errors.js';
 import { Glob } from './wasm/edgecache.js';
+import { ensureWasm } from '#wasm-init';
 
 const hasOwn = Object.prototype.hasOwnProperty;
 const objectProto = Object.prototype;
@@ -217,6 +218,7 @@ export function dropFlightsMatching(cache: object, pattern: string): void {
   if (m === undefined || m.size === 0) return;
   // The cache's own matcher (wasm), so in-flight keys match exactly as
   // deletePattern matches stored ones (UTF-8 bytes, as Redis).
+  ensureWasm();
   const glob = new Glob(pattern);
   try {
     for (const k of m.keys()) if (glob.matches(k)) m.delete(k);

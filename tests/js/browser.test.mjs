@@ -53,7 +53,7 @@ function startServer() {
 }
 
 before(async () => {
-  assert.ok(existsSync(path.join(root, 'dist/entry/browser.js')), 'run `make build` first');
+  assert.ok(existsSync(path.join(root, 'dist/wasm-init/browser.js')), 'run `make build` first');
   server = await startServer();
   base = `http://127.0.0.1:${server.address().port}`;
   browser = await chromium.launch({
