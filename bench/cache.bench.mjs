@@ -7,30 +7,14 @@
 // benchmark, not a test: nothing here fails on a slow machine.
 import { LRUCache } from 'lru-cache';
 import { MemoryCache } from 'edgecache';
+import { QUICK, requireGc, randomIndexes } from './lib.mjs';
 
-const QUICK = process.argv.includes('--quick');
 const N_KEYS = 100_000;
 const N_OPS = QUICK ? 500_000 : 2_000_000;
 const ROUNDS = QUICK ? 3 : 7;
 const MEM_ENTRIES = QUICK ? 200_000 : 1_000_000;
 
-if (typeof globalThis.gc !== 'function') {
-  console.error('run with node --expose-gc');
-  process.exit(2);
-}
-
-// xorshift32: the same access sequence for every contender.
-function randomIndexes(n, range, seed = 2463534242) {
-  const out = new Uint32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) % range;
-  }
-  return out;
-}
+requireGc();
 
 // Flat 100-byte strings (no cons strings), distinct per index.
 const value100 = (i) => `${'v'.repeat(90)}${String(i).padStart(10, '0')}`.split('').join('');

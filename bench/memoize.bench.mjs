@@ -12,29 +12,13 @@
 import memoizee from 'memoizee';
 import { LRUCache } from 'lru-cache';
 import { memoize } from 'edgecache';
+import { QUICK, requireGc, randomIndexes } from './lib.mjs';
 
-const QUICK = process.argv.includes('--quick');
 const N_ARGS = 1000;
 const N_OPS = QUICK ? 300_000 : 1_000_000;
 const ROUNDS = QUICK ? 3 : 7;
 
-if (typeof globalThis.gc !== 'function') {
-  console.error('run with node --expose-gc');
-  process.exit(2);
-}
-
-// xorshift32: the same access sequence for every contender.
-function randomIndexes(n, range, seed = 2463534242) {
-  const out = new Uint32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) % range;
-  }
-  return out;
-}
+requireGc();
 
 const args = Array.from({ length: N_ARGS }, (_, i) => `item:${i}`);
 const order = randomIndexes(N_OPS, N_ARGS);
