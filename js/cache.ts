@@ -133,6 +133,14 @@ function checkTtl(ttl: unknown, name = 'ttl'): number {
   return ttl;
 }
 
+/** The TTL that `options` of a write ask for. */
+function ttlOf(options: SetOptions, defaultTtl: number): number {
+  if (options === null || typeof options !== 'object') {
+    throw new EdgeCacheError('INVALID_OPTION', `write options are { ttl? }, got ${describe(options)}`);
+  }
+  return options.ttl === undefined ? defaultTtl : checkTtl(options.ttl);
+}
+
 function estimate(value: unknown, key: string): number {
   switch (typeof value) {
     case 'string':
@@ -446,7 +454,7 @@ export class MemoryCache<V = unknown> {
       return this;
     }
     const c = this.#core;
-    const ttl = options === undefined || options.ttl === undefined ? c.defaultTtl : checkTtl(options.ttl);
+    const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
     this.#store(key, value, ttl, c.measure(key, value));
     return this;
   }
@@ -546,7 +554,7 @@ export class MemoryCache<V = unknown> {
       }
       const [key, value, options] = entry as [string, V, SetOptions | undefined];
       if (typeof key !== 'string') throw badKey(key);
-      const ttl = options === undefined || options.ttl === undefined ? c.defaultTtl : checkTtl(options.ttl);
+      const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
       const size = value === undefined ? -1 : c.measure(key, value);
       if (size + ENTRY_OVERHEAD > c.maxBytes) throw c.tooLarge(key, size);
       checked.push([key, value, ttl, size]);

@@ -204,6 +204,7 @@ describe('TTL with an injected clock', () => {
       throwsCode(() => c.set('k', 'new', { ttl }), 'INVALID_TTL');
       throwsCode(() => c.setMany([['x', 1], ['k', 'new', { ttl }]]), 'INVALID_TTL');
     }
+    for (const options of [null, 5, 'ttl']) throwsCode(() => c.set('k', 'new', options), 'INVALID_OPTION');
     assert.deepEqual(snapshot(c), before);
   });
 
