@@ -46,8 +46,12 @@ export type EdgeCacheErrorCode =
   | 'UNKNOWN_KEY_ID'
   /** An envelope is not well formed (truncated, bad base64, wrong version...). */
   | 'MALFORMED_ENVELOPE'
-  /** A signing key is shorter than 32 bytes. */
+  /** A signing key is shorter than 32 bytes, or one byte repeated. */
   | 'WEAK_KEY'
+  /** An envelope (or a payload to seal) is larger than the signer's limit. */
+  | 'ENVELOPE_TOO_LARGE'
+  /** The platform gave no secure random numbers (`crypto.getRandomValues`). */
+  | 'RANDOM_UNAVAILABLE'
   /** `memoize`/`@cached` cannot derive a key from an argument (a function, a symbol, a cycle...): pass `key`. */
   | 'UNSERIALIZABLE_ARGUMENT';
 

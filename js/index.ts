@@ -4,6 +4,7 @@
 // cache or signer is created.
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
+export { Signer, generateSecureKey, type SignerOptions, type SealOptions, type OpenOptions, type EnvelopeScope, type SignerSecret } from './signer.js';
 export { memoize, type Memoized, type MemoizeOptions, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';
 export { argsKey } from './keys.js';
 export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type CacheSource } from './decorators.js';

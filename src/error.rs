@@ -36,6 +36,26 @@ pub enum Error {
     Overflow,
     /// A scope without a tenant or user, or with an empty one.
     InvalidScope(String),
+    /// An envelope's tag does not match its contents, cache key and scope:
+    /// it was tampered with, or written under another key, scope or secret.
+    BadSignature,
+    /// An envelope names a key id the signer does not hold (never added, or
+    /// removed by a rotation).
+    UnknownKeyId(String),
+    /// An envelope is not well formed: bad base64url, truncated, overlong,
+    /// an unknown version or payload encoding, a bad key id.
+    MalformedEnvelope(String),
+    /// A signing secret is too short (under 32 bytes) or trivially guessable.
+    WeakKey(String),
+    /// An envelope or its payload is larger than the signer's limit.
+    EnvelopeTooLarge {
+        /// The payload bytes (or, before decoding, the most the envelope could hold).
+        size: u64,
+        /// The signer's `maxPayloadBytes`.
+        max: u64,
+    },
+    /// The platform's secure random source failed.
+    RandomUnavailable(String),
 }
 
 impl Error {
@@ -53,6 +73,12 @@ impl Error {
             Error::NotAnInteger => "NOT_AN_INTEGER",
             Error::Overflow => "OVERFLOW",
             Error::InvalidScope(_) => "INVALID_SCOPE",
+            Error::BadSignature => "BAD_SIGNATURE",
+            Error::UnknownKeyId(_) => "UNKNOWN_KEY_ID",
+            Error::MalformedEnvelope(_) => "MALFORMED_ENVELOPE",
+            Error::WeakKey(_) => "WEAK_KEY",
+            Error::EnvelopeTooLarge { .. } => "ENVELOPE_TOO_LARGE",
+            Error::RandomUnavailable(_) => "RANDOM_UNAVAILABLE",
         }
     }
 }
@@ -72,6 +98,24 @@ impl fmt::Display for Error {
             Error::NotAnInteger => write!(f, "value is not an integer; incr/decr need an integer value"),
             Error::Overflow => write!(f, "increment or decrement would overflow"),
             Error::InvalidScope(why) => write!(f, "invalid scope: {why}"),
+            Error::BadSignature => write!(
+                f,
+                "envelope signature does not match: it was altered, or sealed for another key, scope or secret"
+            ),
+            Error::UnknownKeyId(id) => write!(
+                f,
+                "unknown key id {id:?}: the signer does not hold it (add it to `keys`; a rotation may have removed it)"
+            ),
+            Error::MalformedEnvelope(why) => write!(f, "malformed envelope: {why}"),
+            Error::WeakKey(why) => write!(
+                f,
+                "weak signing key: {why}; use 32 random bytes (generateSecureKey())"
+            ),
+            Error::EnvelopeTooLarge { size, max } => write!(
+                f,
+                "envelope payload of {size} bytes is larger than maxPayloadBytes ({max}); raise the limit or store less"
+            ),
+            Error::RandomUnavailable(why) => write!(f, "secure random source unavailable: {why}"),
         }
     }
 }

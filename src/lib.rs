@@ -13,17 +13,25 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod envelope;
 mod error;
 mod glob;
 mod lru;
 mod scope;
+mod secure_key;
 mod store;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_signer;
 
 pub use clock::{Clock, ManualClock};
+pub use envelope::{
+    Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
+    MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
+};
 pub use error::{Error, Result};
 pub use glob::{glob_match, Glob};
 pub use lru::{
@@ -31,4 +39,7 @@ pub use lru::{
     ENTRY_OVERHEAD, NO_NS, ROOT,
 };
 pub use scope::Scope;
+pub use secure_key::{
+    check_secret, decode_secret, generate_secure_key, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
+};
 pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};

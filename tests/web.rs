@@ -29,7 +29,8 @@ fn lru_packs_slot_and_removals_into_one_small_integer() {
     let mut lru = WasmLru::new(10.0, 3.0 * 74.0).unwrap();
     lru.insert(0, 10.0, 0.0, 0.0);
     lru.insert(0, 10.0, 0.0, 0.0);
-    assert_eq!(lru.insert(0, 140.0, 0.0, 0.0), 0 | 1 << 30);
+    // both are evicted, oldest first, and the last one freed is reused
+    assert_eq!(lru.insert(0, 140.0, 0.0, 0.0), 1 | 1 << 30);
     assert_eq!(lru.removed(), vec![0, 1]);
     let e = WasmLru::new(f64::from(1u32 << 29), 1e9)
         .err()

@@ -1,0 +1,306 @@
+// Signed envelopes: values sealed with HMAC-SHA256 (computed in wasm)
+// before they leave the isolate. The format is specified, with test
+// vectors, in docs/ENVELOPE.md.
+import { EdgeCacheError, rethrow } from './errors.js';
+import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, signerMemory } from './wasm/edgecache.js';
+import { ensureWasm } from '#wasm-init';
+
+/**
+ * A new signing secret: 32 bytes from `crypto.getRandomValues`, as 43
+ * characters of base64url. Store it as a secret (`wrangler secret put`)
+ * and pass it in {@link SignerOptions.keys}.
+ *
+ * @example
+ * ```ts
+ * const signer = new Signer({ keys: { k1: generateSecureKey() }, current: 'k1' });
+ * ```
+ */
+export function generateSecureKey(): string {
+  ensureWasm();
+  try {
+    return coreGenerateSecureKey();
+  } catch (e) {
+    rethrow(e);
+  }
+}
+
+/** A signing secret: base64url or base64 text of at least 32 bytes, or the raw bytes. */
+export type SignerSecret = string | Uint8Array | ArrayBuffer;
+
+/** The tenant and/or user an envelope is bound to. */
+export interface EnvelopeScope {
+  /**
+   * The tenant. A number becomes its decimal string.
+   * @default undefined (no tenant)
+   */
+  tenant?: string | number;
+  /**
+   * The user. A number becomes its decimal string.
+   * @default undefined (no user)
+   */
+  user?: string | number;
+}
+
+/** Options of {@link Signer}. */
+export interface SignerOptions {
+  /**
+   * Key id → secret. Every key verifies; {@link SignerOptions.current} seals.
+   * A key id is 1 to 64 printable ASCII characters without spaces. A secret
+   * is at least 32 bytes ({@link generateSecureKey} makes one); text is
+   * read as base64url or base64, shorter secrets throw `WEAK_KEY`.
+   *
+   * To rotate: add the new key and make it current (old envelopes still
+   * open), then, once they have expired or been rewritten, remove the old
+   * key (its envelopes then throw `UNKNOWN_KEY_ID`).
+   */
+  keys: Record<string, SignerSecret>;
+  /**
+   * The id of the key that seals.
+   * @default the only key, when `keys` has exactly one
+   */
+  current?: string;
+  /**
+   * The clock, in ms since the Unix epoch, used for `ttl` and expiry.
+   * @default Date.now
+   */
+  now?: () => number;
+  /**
+   * The largest payload in bytes (UTF-8 JSON or raw) that `seal` writes
+   * and `open` reads; larger ones throw `ENVELOPE_TOO_LARGE`, and `open`
+   * refuses them from their length alone.
+   * @default 1048576 (1 MiB)
+   */
+  maxPayloadBytes?: number;
+}
+
+/** Options of {@link Signer.seal}. */
+export interface SealOptions {
+  /**
+   * The scope the value is written for; `open` must give the same one.
+   * @default undefined (the root keyspace, distinct from every scope)
+   */
+  scope?: EnvelopeScope;
+  /**
+   * Time to live in ms; after it `open` returns `undefined`.
+   * @default 0 (never expires)
+   */
+  ttl?: number;
+}
+
+/** Options of {@link Signer.open}. */
+export interface OpenOptions {
+  /**
+   * The scope the value was written for.
+   * @default undefined (the root keyspace)
+   */
+  scope?: EnvelopeScope;
+}
+
+function secretBytes(id: string, secret: SignerSecret): Uint8Array {
+  if (typeof secret === 'string') return decodeSecret(secret);
+  if (secret instanceof Uint8Array) return secret;
+  if (secret instanceof ArrayBuffer) return new Uint8Array(secret);
+  throw new EdgeCacheError('INVALID_OPTION', `the secret of key id ${JSON.stringify(id)} must be a string, Uint8Array or ArrayBuffer`);
+}
+
+function part(name: string, v: string | number | undefined): string | undefined {
+  if (v === undefined || typeof v === 'string') return v;
+  if (typeof v === 'number') return String(v);
+  throw new EdgeCacheError('INVALID_SCOPE', `${name} must be a string or a number`);
+}
+
+// ---- moving arguments into wasm ----
+// A call writes its strings back to back into the signer's input buffer in
+// wasm memory with TextEncoder.encodeInto (a native copy) and passes only
+// their lengths; see src/wasm_signer.rs.
+
+const encoder = new TextEncoder();
+let memory: WebAssembly.Memory | undefined;
+let heap = new Uint8Array(0);
+
+/** A view of wasm memory (renewed after the memory grows, which detaches the old one). */
+function wasmBytes(): Uint8Array {
+  if (heap.byteLength === 0) {
+    memory ??= signerMemory() as WebAssembly.Memory;
+    heap = new Uint8Array(memory.buffer);
+  }
+  return heap;
+}
+
+// The lengths written by the last `put`, passed on to the core (-1: absent).
+let keyLen = 0;
+let tenantLen = -1;
+let userLen = -1;
+let restLen = 0;
+
+/** Writes key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
+function put(core: SignerCore, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
+  const small = 3 * (key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
+  // Room for ASCII text first (the usual case for JSON and always for
+  // envelopes); the UTF-8 worst case only if that did not fit.
+  let room = small + rest.length + 8;
+  for (;;) {
+    const start = core.input(room);
+    const mem = wasmBytes();
+    const end = start + room;
+    let at = start;
+    at += keyLen = encoder.encodeInto(key, mem.subarray(at, end)).written;
+    tenantLen = userLen = -1;
+    if (tenant !== undefined) at += tenantLen = encoder.encodeInto(tenant, mem.subarray(at, end)).written;
+    if (user !== undefined) at += userLen = encoder.encodeInto(user, mem.subarray(at, end)).written;
+    if (typeof rest !== 'string') {
+      mem.set(rest, at);
+      restLen = rest.length;
+      return;
+    }
+    const r = encoder.encodeInto(rest, mem.subarray(at, end));
+    if (r.read === rest.length) {
+      restLen = r.written;
+      return;
+    }
+    room = small + 3 * rest.length + 8;
+  }
+}
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `key must be a string, got ${typeof key}`);
+}
+
+/**
+ * Seals values in signed envelopes (HMAC-SHA256, computed in wasm) before
+ * they leave the isolate, and opens them again. An envelope is bound to the
+ * cache key and scope it was written for: a reader never gets back a value
+ * that was altered, moved to another key, tenant or user, sealed with an
+ * unknown key, or expired.
+ *
+ * JS values travel as UTF-8 JSON; a `Uint8Array` or `ArrayBuffer` travels
+ * as raw bytes and opens as a `Uint8Array`. The envelope is a base64url
+ * string, safe to store in Redis.
+ *
+ * @example
+ * ```ts
+ * const signer = new Signer({ keys: { k1: env.CACHE_KEY }, current: 'k1' });
+ * const sealed = signer.seal('user:1', { name: 'Ada' }, { scope: { tenant: 'acme' }, ttl: 60_000 });
+ * signer.open('user:1', sealed, { scope: { tenant: 'acme' } }); // { name: 'Ada' }
+ * ```
+ */
+export class Signer {
+  #core: SignerCore | undefined;
+  readonly #now: () => number;
+  /** The core's envelope length limit, checked before copying an envelope into wasm. */
+  #maxEnvelope = 0;
+
+  constructor(options: SignerOptions) {
+    ensureWasm();
+    const keys = Object.entries(options?.keys ?? {});
+    if (keys.length === 0) throw new EdgeCacheError('INVALID_OPTION', 'invalid option `keys`: give at least one key, e.g. { k1: generateSecureKey() }');
+    const current = options.current ?? (keys.length === 1 ? keys[0]![0] : undefined);
+    if (current === undefined) throw new EdgeCacheError('INVALID_OPTION', 'invalid option `current`: name the key id that seals when `keys` has several');
+    if (options.now !== undefined && typeof options.now !== 'function') throw new EdgeCacheError('INVALID_OPTION', 'invalid option `now`: a function returning ms since the Unix epoch');
+    this.#now = options.now ?? Date.now;
+    let core: SignerCore | undefined;
+    try {
+      for (const [id, secret] of keys) {
+        const bytes = secretBytes(id, secret);
+        if (core === undefined) core = new SignerCore(id, bytes);
+        else core.addKey(id, bytes);
+      }
+      core!.setCurrent(current);
+      if (options.maxPayloadBytes !== undefined) core!.setMaxPayload(options.maxPayloadBytes);
+    } catch (e) {
+      core?.free();
+      rethrow(e);
+    }
+    this.#core = core;
+    this.#maxEnvelope = core!.maxEnvelopeLength();
+  }
+
+  #live(): SignerCore {
+    if (this.#core === undefined) throw new EdgeCacheError('FREED', 'this Signer was used after free()');
+    return this.#core;
+  }
+
+  /** The id of the key that seals. */
+  get currentKeyId(): string {
+    return this.#live().currentKeyId();
+  }
+
+  /**
+   * Seals `value` for `key` (and `options.scope`) with the current key.
+   * Deterministic: the same value, key, scope, key id and expiry give the
+   * same envelope.
+   *
+   * @throws TypeError if `value` cannot be JSON-serialised (`undefined`, a
+   * function, a symbol, a BigInt).
+   */
+  seal(key: string, value: unknown, options?: SealOptions): string {
+    const core = this.#live();
+    checkKey(key);
+    const scope = options?.scope;
+    const scoped = scope !== undefined;
+    const tenant = scoped ? part('tenant', scope.tenant) : undefined;
+    const user = scoped ? part('user', scope.user) : undefined;
+    const ttl = options?.ttl ?? 0;
+    let rest: string | Uint8Array;
+    let encoding: number;
+    if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
+      rest = value instanceof ArrayBuffer ? new Uint8Array(value) : value;
+      encoding = 0;
+    } else {
+      const json = JSON.stringify(value);
+      if (json === undefined) throw new TypeError(`a ${typeof value} cannot be sealed: give a JSON value, a Uint8Array or an ArrayBuffer`);
+      rest = json;
+      encoding = 1;
+    }
+    const now = this.#now();
+    try {
+      put(core, key, tenant, user, rest);
+      return core.seal(scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
+  /**
+   * Opens an envelope sealed for `key` (and `options.scope`): the value,
+   * or `undefined` if it has expired. `T` is not checked: the tag proves
+   * who wrote the value, not its shape.
+   *
+   * @throws EdgeCacheError `BAD_SIGNATURE` if it was altered or sealed for
+   * another key, scope or secret; `UNKNOWN_KEY_ID` if its key is not in
+   * `keys`; `MALFORMED_ENVELOPE` if it is not an envelope (not a string,
+   * bad base64url, truncated, overlong, another version); and
+   * `ENVELOPE_TOO_LARGE` if it is over `maxPayloadBytes`.
+   */
+  open<T = unknown>(key: string, sealed: string, options?: OpenOptions): T | undefined {
+    const core = this.#live();
+    checkKey(key);
+    if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
+    const scope = options?.scope;
+    const scoped = scope !== undefined;
+    const tenant = scoped ? part('tenant', scope.tenant) : undefined;
+    const user = scoped ? part('user', scope.user) : undefined;
+    const now = this.#now();
+    let out: unknown;
+    try {
+      // Too long to be an envelope: refused before it is copied.
+      if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
+      put(core, key, tenant, user, sealed);
+      out = core.open(scoped, keyLen, tenantLen, userLen, restLen, now);
+    } catch (e) {
+      rethrow(e);
+    }
+    return (typeof out === 'string' ? JSON.parse(out) : out) as T | undefined;
+  }
+
+  /** Releases the wasm memory now; later calls throw `FREED`. Idempotent. */
+  free(): void {
+    this.#core?.free();
+    this.#core = undefined;
+  }
+
+  /** `using signer = new Signer(...)` frees it at the end of the block. */
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}

@@ -1,0 +1,751 @@
+//! Signed envelopes: values sealed with HMAC-SHA256 before they leave the
+//! isolate (for Redis or any other shared store).
+//!
+//! An envelope carries a version, a key id, an absolute expiry, the payload
+//! encoding and the payload, followed by a tag: HMAC-SHA256 over all of
+//! that **and** the [`Scope`] and cache key the value was written for. The
+//! scope and key are not stored, only bound, so an envelope copied to
+//! another key, tenant or user fails to open. The transport form is
+//! unpadded base64url. `docs/ENVELOPE.md` specifies the bytes precisely,
+//! with test vectors, so any HMAC library can verify one.
+//!
+//! [`Signer::open`] checks the version, key id, lengths and size limit from
+//! the first few characters before it decodes or hashes the payload, and
+//! compares tags in constant time.
+
+pub(crate) mod base64url;
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+use crate::scope::Scope;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The envelope format version this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// The longest key id, in bytes.
+pub const MAX_KEY_ID_LEN: usize = 64;
+
+/// The default payload limit of a [`Signer`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: u32 = 1 << 20;
+
+/// The largest payload limit a [`Signer`] accepts: 1 GiB.
+pub const MAX_PAYLOAD_LIMIT: u32 = 1 << 30;
+
+/// Domain separation: the first bytes of every MAC input, so a tag made for
+/// an envelope can never be mistaken for one made by other code that
+/// happens to share the secret.
+pub const MAC_LABEL: &[u8] = b"edgecache/envelope\0";
+
+/// The bytes of the tag.
+pub const TAG_LEN: usize = 32;
+
+/// Version, key id length, expiry, encoding, payload length.
+const FIXED_HEADER: usize = 1 + 1 + 8 + 1 + 4;
+
+/// Envelope bytes besides the key id and the payload.
+pub const OVERHEAD: usize = FIXED_HEADER + TAG_LEN;
+
+/// Base64url characters that always cover the longest header.
+const HEADER_CHARS: usize = (FIXED_HEADER + MAX_KEY_ID_LEN).div_ceil(3) * 4;
+
+/// How a payload is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    /// Raw bytes (a JS `Uint8Array` or `ArrayBuffer`).
+    Bytes = 0,
+    /// UTF-8 JSON text (any other JS value, through `JSON.stringify`).
+    Json = 1,
+}
+
+impl Encoding {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Encoding::Bytes),
+            1 => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A payload to seal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// Raw bytes.
+    Bytes(&'a [u8]),
+    /// JSON text (the caller serialises; the signer does not parse it).
+    Json(&'a str),
+}
+
+impl Payload<'_> {
+    fn parts(&self) -> (Encoding, &[u8]) {
+        match *self {
+            Payload::Bytes(b) => (Encoding::Bytes, b),
+            Payload::Json(s) => (Encoding::Json, s.as_bytes()),
+        }
+    }
+}
+
+/// A verified, unexpired envelope's contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    encoding: Encoding,
+    expires_at: u64,
+    key_id: Arc<str>,
+}
+
+impl Opened {
+    /// How the payload is encoded.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// The payload bytes, owned.
+    pub fn into_payload(mut self) -> Vec<u8> {
+        self.buf.truncate(self.end);
+        self.buf.drain(..self.start);
+        self.buf
+    }
+
+    /// The payload as JSON text; an error if it was sealed as bytes or is
+    /// not UTF-8.
+    pub fn json(&self) -> Result<&str> {
+        if self.encoding != Encoding::Json {
+            return Err(Error::MalformedEnvelope(
+                "payload was sealed as bytes, not JSON".into(),
+            ));
+        }
+        std::str::from_utf8(self.payload())
+            .map_err(|_| Error::MalformedEnvelope("JSON payload is not UTF-8".into()))
+    }
+
+    /// Absolute expiry in ms since the Unix epoch; 0 for none.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// The id of the key that sealed it (compare with
+    /// [`Signer::current_key_id`] to re-seal values after a rotation).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+struct Key {
+    id: Arc<str>,
+    /// Keyed once (and fed [`MAC_LABEL`]); cloned for every tag, so a call
+    /// never rehashes the secret.
+    mac: HmacSha256,
+}
+
+/// Seals and opens envelopes with a set of keys: every key verifies, the
+/// current one seals.
+///
+/// ```
+/// use edgecache::{Payload, Scope, Signer};
+/// let secret: Vec<u8> = (1..=32).collect();
+/// let signer = Signer::new("k1", &secret).unwrap();
+/// let acme = Scope::tenant("acme").unwrap();
+///
+/// let sealed = signer.seal(Some(&acme), "user:1", Payload::Json("{\"n\":1}"), 0).unwrap();
+/// let opened = signer.open(Some(&acme), "user:1", &sealed, 1_000).unwrap().unwrap();
+/// assert_eq!(opened.json().unwrap(), "{\"n\":1}");
+///
+/// // Another key, or another scope: refused.
+/// assert_eq!(signer.open(Some(&acme), "user:2", &sealed, 0).unwrap_err().code(), "BAD_SIGNATURE");
+/// assert_eq!(signer.open(None, "user:1", &sealed, 0).unwrap_err().code(), "BAD_SIGNATURE");
+/// ```
+pub struct Signer {
+    keys: Vec<Key>,
+    current: usize,
+    max_payload: u32,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints key material.
+        f.debug_struct("Signer")
+            .field("key_ids", &self.key_ids().collect::<Vec<_>>())
+            .field("current", &self.current_key_id())
+            .field("max_payload", &self.max_payload)
+            .finish()
+    }
+}
+
+fn check_key_id(id: &[u8]) -> std::result::Result<(), &'static str> {
+    if id.is_empty() || id.len() > MAX_KEY_ID_LEN {
+        return Err("a key id is 1 to 64 bytes");
+    }
+    if !id.iter().all(|b| (0x21..=0x7E).contains(b)) {
+        return Err("a key id is printable ASCII without spaces");
+    }
+    Ok(())
+}
+
+/// Feeds the scope and cache key into `mac` (see `docs/ENVELOPE.md`).
+fn bind(mac: &mut HmacSha256, scope: Option<&str>, key: &str) {
+    match scope {
+        None => mac.update(&[0]),
+        Some(enc) => {
+            mac.update(&[1]);
+            mac.update(&(enc.len() as u64).to_be_bytes());
+            mac.update(enc.as_bytes());
+        }
+    }
+    mac.update(&(key.len() as u64).to_be_bytes());
+    mac.update(key.as_bytes());
+}
+
+/// The fields of a header, read before any work on the payload.
+struct Header {
+    key: usize,
+    expires_at: u64,
+    encoding: Encoding,
+    /// Offset of the payload.
+    start: usize,
+    /// Offset of the tag.
+    end: usize,
+}
+
+impl Signer {
+    /// A signer with one key, which seals.
+    ///
+    /// `key_id` is 1 to 64 printable ASCII characters; `secret` at least 32
+    /// bytes (see [`check_secret`](crate::check_secret)).
+    pub fn new(key_id: &str, secret: &[u8]) -> Result<Self> {
+        let mut s = Signer {
+            keys: Vec::new(),
+            current: 0,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        };
+        s.add_key(key_id, secret)?;
+        Ok(s)
+    }
+
+    /// Adds a key that verifies (and seals once made current).
+    ///
+    /// ```
+    /// # use edgecache::{Payload, Signer};
+    /// let old: Vec<u8> = (1..=32).collect();
+    /// let new: Vec<u8> = (101..=132).collect();
+    /// let mut a = Signer::new("k1", &old).unwrap();
+    /// let sealed = a.seal(None, "k", Payload::Bytes(b"v"), 0).unwrap();
+    ///
+    /// // Rotate: k2 seals, k1 still verifies.
+    /// a.add_key("k2", &new).unwrap();
+    /// a.set_current("k2").unwrap();
+    /// assert_eq!(a.open(None, "k", &sealed, 0).unwrap().unwrap().key_id(), "k1");
+    ///
+    /// // Retire k1: its envelopes are refused.
+    /// assert!(a.remove_key("k1").unwrap());
+    /// assert_eq!(a.open(None, "k", &sealed, 0).unwrap_err().code(), "UNKNOWN_KEY_ID");
+    /// ```
+    pub fn add_key(&mut self, key_id: &str, secret: &[u8]) -> Result<()> {
+        check_key_id(key_id.as_bytes()).map_err(|why| Error::InvalidOption {
+            name: "keys",
+            reason: format!("key id {key_id:?}: {why}"),
+        })?;
+        if self.find(key_id.as_bytes()).is_some() {
+            return Err(Error::InvalidOption {
+                name: "keys",
+                reason: format!("key id {key_id:?} is given twice"),
+            });
+        }
+        crate::secure_key::check_secret(secret)?;
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(MAC_LABEL);
+        self.keys.push(Key {
+            id: Arc::from(key_id),
+            mac,
+        });
+        Ok(())
+    }
+
+    /// Makes `key_id` the key that seals.
+    pub fn set_current(&mut self, key_id: &str) -> Result<()> {
+        self.current = self
+            .find(key_id.as_bytes())
+            .ok_or_else(|| Error::UnknownKeyId(key_id.to_owned()))?;
+        Ok(())
+    }
+
+    /// Removes a key: envelopes sealed with it no longer open. Returns
+    /// whether it was there. The current key cannot be removed.
+    pub fn remove_key(&mut self, key_id: &str) -> Result<bool> {
+        let Some(i) = self.find(key_id.as_bytes()) else {
+            return Ok(false);
+        };
+        if i == self.current {
+            return Err(Error::InvalidOption {
+                name: "current",
+                reason: format!(
+                    "key id {key_id:?} seals; make another key current before removing it"
+                ),
+            });
+        }
+        self.keys.remove(i);
+        if self.current > i {
+            self.current -= 1;
+        }
+        Ok(true)
+    }
+
+    /// Sets the largest payload, in bytes, that [`seal`](Self::seal) writes
+    /// and [`open`](Self::open) reads (1 to [`MAX_PAYLOAD_LIMIT`];
+    /// default [`DEFAULT_MAX_PAYLOAD`]).
+    ///
+    /// ```
+    /// # use edgecache::{Payload, Signer};
+    /// let mut s = Signer::new("k", &(1..=32).collect::<Vec<u8>>()).unwrap();
+    /// s.set_max_payload(4).unwrap();
+    /// assert!(s.seal(None, "k", Payload::Bytes(b"1234"), 0).is_ok());
+    /// let e = s.seal(None, "k", Payload::Bytes(b"12345"), 0).unwrap_err();
+    /// assert_eq!(e.code(), "ENVELOPE_TOO_LARGE");
+    /// ```
+    pub fn set_max_payload(&mut self, max: u32) -> Result<()> {
+        if !(1..=MAX_PAYLOAD_LIMIT).contains(&max) {
+            return Err(Error::InvalidOption {
+                name: "maxPayloadBytes",
+                reason: format!("{max} is not in 1..={MAX_PAYLOAD_LIMIT}"),
+            });
+        }
+        self.max_payload = max;
+        Ok(())
+    }
+
+    /// The payload limit in bytes.
+    pub fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// The longest envelope text, in bytes, that [`open`](Self::open)
+    /// reads: that of a [`max_payload`](Self::max_payload) payload under
+    /// the longest key id.
+    pub fn max_envelope_len(&self) -> usize {
+        base64url::encoded_len(OVERHEAD + MAX_KEY_ID_LEN + self.max_payload as usize)
+    }
+
+    /// [`Error::EnvelopeTooLarge`] if an envelope of `len` bytes of text is
+    /// longer than [`max_envelope_len`](Self::max_envelope_len); the first
+    /// check of [`open`](Self::open).
+    ///
+    /// ```
+    /// # use edgecache::Signer;
+    /// let s = Signer::new("k", &(1..=32).collect::<Vec<u8>>()).unwrap();
+    /// assert!(s.check_envelope_len(s.max_envelope_len()).is_ok());
+    /// assert_eq!(s.check_envelope_len(s.max_envelope_len() + 1).unwrap_err().code(), "ENVELOPE_TOO_LARGE");
+    /// ```
+    pub fn check_envelope_len(&self, len: usize) -> Result<()> {
+        if len > self.max_envelope_len() {
+            return Err(Error::EnvelopeTooLarge {
+                size: (len / 4 * 3).saturating_sub(OVERHEAD + 1) as u64,
+                max: u64::from(self.max_payload),
+            });
+        }
+        Ok(())
+    }
+
+    /// The id of the key that seals.
+    pub fn current_key_id(&self) -> &str {
+        &self.keys[self.current].id
+    }
+
+    /// Every key id, in the order they were added.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| &*k.id)
+    }
+
+    fn find(&self, id: &[u8]) -> Option<usize> {
+        self.keys.iter().position(|k| k.id.as_bytes() == id)
+    }
+
+    /// Seals `payload` for `key` in `scope` (`None`: the root keyspace) with
+    /// the current key. `expires_at` is absolute, in ms since the Unix
+    /// epoch; 0 means never. Deterministic: the same inputs give the same
+    /// envelope.
+    pub fn seal(
+        &self,
+        scope: Option<&Scope>,
+        key: &str,
+        payload: Payload<'_>,
+        expires_at: u64,
+    ) -> Result<String> {
+        let (encoding, bytes) = payload.parts();
+        self.seal_encoded(scope, key, encoding, bytes, expires_at)
+    }
+
+    /// [`seal`](Self::seal) with the encoding given apart from the bytes,
+    /// for callers that already hold JSON as UTF-8 bytes (the caller
+    /// vouches that [`Encoding::Json`] bytes are UTF-8 JSON text).
+    ///
+    /// ```
+    /// # use edgecache::{Encoding, Payload, Signer};
+    /// let s = Signer::new("k", &(1..=32).collect::<Vec<u8>>()).unwrap();
+    /// assert_eq!(
+    ///     s.seal_encoded(None, "k", Encoding::Json, b"[1]", 0).unwrap(),
+    ///     s.seal(None, "k", Payload::Json("[1]"), 0).unwrap(),
+    /// );
+    /// ```
+    pub fn seal_encoded(
+        &self,
+        scope: Option<&Scope>,
+        key: &str,
+        encoding: Encoding,
+        bytes: &[u8],
+        expires_at: u64,
+    ) -> Result<String> {
+        let enc = scope.map(Scope::encode);
+        self.seal_bound(enc.as_deref(), key, encoding, bytes, expires_at)
+    }
+
+    /// [`seal_encoded`](Self::seal_encoded) with the scope already encoded
+    /// ([`Scope::encode`]), for callers that reuse one scope across calls.
+    pub(crate) fn seal_bound(
+        &self,
+        scope: Option<&str>,
+        key: &str,
+        encoding: Encoding,
+        bytes: &[u8],
+        expires_at: u64,
+    ) -> Result<String> {
+        if bytes.len() > self.max_payload as usize {
+            return Err(Error::EnvelopeTooLarge {
+                size: bytes.len() as u64,
+                max: u64::from(self.max_payload),
+            });
+        }
+        let k = &self.keys[self.current];
+        let id = k.id.as_bytes();
+        let mut buf = Vec::with_capacity(OVERHEAD + id.len() + bytes.len());
+        buf.push(ENVELOPE_VERSION);
+        buf.push(id.len() as u8);
+        buf.extend_from_slice(id);
+        buf.extend_from_slice(&expires_at.to_be_bytes());
+        buf.push(encoding as u8);
+        buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        buf.extend_from_slice(bytes);
+        let mut mac = k.mac.clone();
+        mac.update(&buf);
+        bind(&mut mac, scope, key);
+        buf.extend_from_slice(&mac.finalize().into_bytes());
+        Ok(base64url::encode(&buf))
+    }
+
+    /// Reads the header from the first characters of `text` and checks
+    /// everything that needs no work proportional to the payload: size
+    /// limit, base64url length, version, key id, encoding, exact length.
+    ///
+    /// Decodes those characters into `head`, which
+    /// [`open_bound`](Self::open_bound) then extends with the rest.
+    fn header(&self, text: &[u8], head: &mut Vec<u8>) -> Result<Header> {
+        fn malformed(why: &str) -> Error {
+            Error::MalformedEnvelope(why.to_owned())
+        }
+        let n = text.len();
+        self.check_envelope_len(n)?;
+        let total = base64url::decoded_len(n)
+            .ok_or_else(|| malformed("its length is not a base64url length"))?;
+        // The header lies in the first HEADER_CHARS characters (a multiple
+        // of 4, so the prefix decodes on its own).
+        head.reserve_exact(total);
+        base64url::decode_into(&text[..n.min(HEADER_CHARS)], head)
+            .map_err(|()| malformed("it is not base64url"))?;
+        if head.len() < 2 {
+            return Err(malformed("it is truncated"));
+        }
+        if head[0] != ENVELOPE_VERSION {
+            return Err(Error::MalformedEnvelope(format!(
+                "version {} is not supported (this build reads version {ENVELOPE_VERSION})",
+                head[0]
+            )));
+        }
+        let id_len = usize::from(head[1]);
+        if id_len == 0 || id_len > MAX_KEY_ID_LEN {
+            return Err(malformed("its key id length is out of range"));
+        }
+        let start = FIXED_HEADER + id_len;
+        if head.len() < start {
+            return Err(malformed("it is truncated"));
+        }
+        let id = &head[2..2 + id_len];
+        check_key_id(id).map_err(malformed)?;
+        let at = 2 + id_len;
+        let expires_at = u64::from_be_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+        let encoding = Encoding::from_byte(head[at + 8])
+            .ok_or_else(|| malformed("its payload encoding is unknown"))?;
+        let len = u32::from_be_bytes(head[at + 9..at + 13].try_into().expect("4 bytes"));
+        if len > self.max_payload {
+            return Err(Error::EnvelopeTooLarge {
+                size: u64::from(len),
+                max: u64::from(self.max_payload),
+            });
+        }
+        let end = start + len as usize;
+        match total.cmp(&(end + TAG_LEN)) {
+            std::cmp::Ordering::Less => return Err(malformed("it is truncated")),
+            std::cmp::Ordering::Greater => return Err(malformed("it has bytes after the tag")),
+            std::cmp::Ordering::Equal => {}
+        }
+        let key = self.find(id).ok_or_else(|| {
+            // check_key_id passed, so the id is ASCII.
+            Error::UnknownKeyId(String::from_utf8_lossy(id).into_owned())
+        })?;
+        Ok(Header {
+            key,
+            expires_at,
+            encoding,
+            start,
+            end,
+        })
+    }
+
+    /// Verifies `envelope` for `key` in `scope` (`None`: the root keyspace).
+    ///
+    /// Returns `Ok(None)` if it verifies but has expired (`now >=
+    /// expires_at`, `now` in ms since the Unix epoch), and an error if it
+    /// does not verify: [`Error::BadSignature`] (altered, or sealed for
+    /// another key, scope or secret), [`Error::UnknownKeyId`],
+    /// [`Error::MalformedEnvelope`] or [`Error::EnvelopeTooLarge`]. The
+    /// last three are decided from the header and lengths alone, before
+    /// the payload is decoded or hashed; tags are compared in constant
+    /// time.
+    ///
+    /// `envelope` is the base64url text, as a `&str` or as its bytes.
+    pub fn open<E: AsRef<[u8]> + ?Sized>(
+        &self,
+        scope: Option<&Scope>,
+        key: &str,
+        envelope: &E,
+        now: u64,
+    ) -> Result<Option<Opened>> {
+        let enc = scope.map(Scope::encode);
+        self.open_bound(enc.as_deref(), key, envelope.as_ref(), now)
+    }
+
+    /// [`open`](Self::open) with the scope already encoded ([`Scope::encode`]).
+    pub(crate) fn open_bound(
+        &self,
+        scope: Option<&str>,
+        key: &str,
+        text: &[u8],
+        now: u64,
+    ) -> Result<Option<Opened>> {
+        let mut buf = Vec::new();
+        let h = self.header(text, &mut buf)?;
+        // The header took the first HEADER_CHARS characters (or all of a
+        // shorter text); decode the rest after them.
+        if text.len() > HEADER_CHARS {
+            base64url::decode_into(&text[HEADER_CHARS..], &mut buf)
+                .map_err(|()| Error::MalformedEnvelope("it is not base64url".into()))?;
+        }
+        debug_assert_eq!(buf.len(), h.end + TAG_LEN);
+        let k = &self.keys[h.key];
+        let mut mac = k.mac.clone();
+        mac.update(&buf[..h.end]);
+        bind(&mut mac, scope, key);
+        mac.verify_slice(&buf[h.end..])
+            .map_err(|_| Error::BadSignature)?;
+        if h.expires_at != 0 && now >= h.expires_at {
+            return Ok(None);
+        }
+        Ok(Some(Opened {
+            buf,
+            start: h.start,
+            end: h.end,
+            encoding: h.encoding,
+            expires_at: h.expires_at,
+            key_id: k.id.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(seed: u8) -> Vec<u8> {
+        (0..32).map(|i| seed.wrapping_add(i * 7)).collect()
+    }
+
+    fn signer() -> Signer {
+        Signer::new("k1", &secret(1)).unwrap()
+    }
+
+    #[test]
+    fn round_trips_both_encodings() {
+        let s = signer();
+        let e = s.seal(None, "a", Payload::Json("[1,2]"), 0).unwrap();
+        let o = s.open(None, "a", &e, u64::MAX).unwrap().unwrap();
+        assert_eq!(
+            (o.encoding(), o.json().unwrap(), o.expires_at()),
+            (Encoding::Json, "[1,2]", 0)
+        );
+        let e = s.seal(None, "a", Payload::Bytes(&[0, 255, 7]), 5).unwrap();
+        let o = s.open(None, "a", &e, 4).unwrap().unwrap();
+        assert_eq!(o.encoding(), Encoding::Bytes);
+        assert!(o.json().is_err());
+        assert_eq!(o.into_payload(), [0, 255, 7]);
+        // Empty payloads too.
+        let e = s.seal(None, "", Payload::Bytes(&[]), 0).unwrap();
+        assert_eq!(s.open(None, "", &e, 0).unwrap().unwrap().payload(), b"");
+    }
+
+    #[test]
+    fn expiry_boundary() {
+        let s = signer();
+        let e = s.seal(None, "a", Payload::Json("1"), 1_000).unwrap();
+        assert!(s.open(None, "a", &e, 999).unwrap().is_some());
+        assert!(s.open(None, "a", &e, 1_000).unwrap().is_none());
+        assert!(s.open(None, "a", &e, 1_001).unwrap().is_none());
+        // Expired but altered is still an error, not a quiet miss.
+        let mut b = base64url::decode(e.as_bytes()).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        let err = s
+            .open(None, "a", &base64url::encode(&b), 5_000)
+            .unwrap_err();
+        assert_eq!(err, Error::BadSignature);
+    }
+
+    #[test]
+    fn binds_key_and_scope() {
+        let s = signer();
+        let t = Scope::tenant("acme").unwrap();
+        let u = Scope::user("acme").unwrap();
+        let tu = Scope::new(Some("acme"), Some("1")).unwrap();
+        let scopes = [None, Some(&t), Some(&u), Some(&tu)];
+        for (i, a) in scopes.iter().enumerate() {
+            let e = s.seal(*a, "k", Payload::Json("1"), 0).unwrap();
+            for (j, b) in scopes.iter().enumerate() {
+                assert_eq!(
+                    s.open(*b, "k", &e, 0).is_ok(),
+                    i == j,
+                    "{a:?} opened as {b:?}"
+                );
+            }
+            for other in ["j", "K", "k2", ""] {
+                assert_eq!(s.open(*a, other, &e, 0).unwrap_err(), Error::BadSignature);
+            }
+        }
+    }
+
+    #[test]
+    fn header_checks_come_before_the_payload() {
+        let mut s = signer();
+        s.set_max_payload(1000).unwrap();
+        let e = s.seal(None, "a", Payload::Bytes(&[9; 600]), 0).unwrap();
+        // Garbage in the payload region: with an unknown key id the error is
+        // about the key id, so the payload was never decoded.
+        let other = Signer::new("zz", &secret(2)).unwrap();
+        let mut garbled = e.clone().into_bytes();
+        garbled[400] = b'!';
+        let garbled = String::from_utf8(garbled).unwrap();
+        assert_eq!(
+            other.open(None, "a", &garbled, 0).unwrap_err(),
+            Error::UnknownKeyId("k1".into())
+        );
+        assert_eq!(
+            s.open(None, "a", &garbled, 0).unwrap_err().code(),
+            "MALFORMED_ENVELOPE"
+        );
+        // Over the limit: refused from its length.
+        s.set_max_payload(100).unwrap();
+        assert_eq!(
+            s.open(None, "a", &e, 0).unwrap_err().code(),
+            "ENVELOPE_TOO_LARGE"
+        );
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        let s = signer();
+        let e = s.seal(None, "a", Payload::Json("\"hello\""), 0).unwrap();
+        let raw = base64url::decode(e.as_bytes()).unwrap();
+        let code = |bytes: &[u8]| {
+            s.open(None, "a", &base64url::encode(bytes), 0)
+                .unwrap_err()
+                .code()
+        };
+        for cut in 0..raw.len() {
+            assert_eq!(
+                code(&raw[..cut]),
+                "MALFORMED_ENVELOPE",
+                "truncated to {cut}"
+            );
+        }
+        let mut long = raw.clone();
+        long.push(0);
+        assert_eq!(code(&long), "MALFORMED_ENVELOPE");
+        let mut v = raw.clone();
+        v[0] = 2;
+        assert_eq!(code(&v), "MALFORMED_ENVELOPE");
+        let mut enc = raw.clone();
+        enc[2 + 2 + 8] = 7;
+        assert_eq!(code(&enc), "MALFORMED_ENVELOPE");
+        for bad in ["", "A", "!!!!", &(e.clone() + "="), &e[..e.len() - 1]] {
+            assert_eq!(
+                s.open(None, "a", bad, 0).unwrap_err().code(),
+                "MALFORMED_ENVELOPE",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_management() {
+        let mut s = signer();
+        assert_eq!(
+            s.add_key("k1", &secret(3)).unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            s.add_key("", &secret(3)).unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            s.add_key("a b", &secret(3)).unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            s.add_key(&"x".repeat(65), &secret(3)).unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(s.add_key("k2", &[1; 31]).unwrap_err().code(), "WEAK_KEY");
+        s.add_key(&"x".repeat(64), &secret(3)).unwrap();
+        assert_eq!(s.set_current("nope").unwrap_err().code(), "UNKNOWN_KEY_ID");
+        assert_eq!(s.remove_key("k1").unwrap_err().code(), "INVALID_OPTION");
+        assert!(!s.remove_key("nope").unwrap());
+        s.set_current(&"x".repeat(64)).unwrap();
+        let e = s.seal(None, "a", Payload::Json("1"), 0).unwrap();
+        assert!(s.remove_key("k1").unwrap());
+        assert_eq!(s.current_key_id(), "x".repeat(64));
+        assert_eq!(
+            s.open(None, "a", &e, 0).unwrap().unwrap().key_id(),
+            "x".repeat(64)
+        );
+        assert!(!format!("{s:?}").contains("mac"));
+        assert_eq!(s.set_max_payload(0).unwrap_err().code(), "INVALID_OPTION");
+    }
+
+    #[test]
+    fn same_id_other_secret_is_a_bad_signature() {
+        let a = Signer::new("k1", &secret(1)).unwrap();
+        let b = Signer::new("k1", &secret(2)).unwrap();
+        let e = a.seal(None, "a", Payload::Json("1"), 0).unwrap();
+        assert_eq!(b.open(None, "a", &e, 0).unwrap_err(), Error::BadSignature);
+    }
+}

@@ -1,0 +1,409 @@
+//! Integration tests of signed envelopes: the documented test vectors,
+//! tampering (exhaustive bit flips, proptest mutations), scope and key
+//! binding, rotation, and a proptest smoke of the fuzz target.
+
+use edgecache::{Error, Payload, Scope, Signer, OVERHEAD};
+use hmac::{Hmac, Mac};
+use proptest::prelude::*;
+use sha2::Sha256;
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64url without padding, written out here so the tests do not lean on
+/// the crate's own codec.
+fn b64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=c.len() {
+            out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    let v: Vec<u32> = s
+        .bytes()
+        .map(|c| B64.iter().position(|&x| x == c).unwrap() as u32)
+        .collect();
+    let mut out = Vec::new();
+    for c in v.chunks(4) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | d << (18 - 6 * i));
+        for i in 0..c.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Vector {
+    secret: Vec<u8>,
+    key_id: &'static str,
+    tenant: Option<&'static str>,
+    user: Option<&'static str>,
+    key: &'static str,
+    json: Option<&'static str>,
+    bytes: &'static [u8],
+    expires_at: u64,
+}
+
+impl Vector {
+    fn scope(&self) -> Option<Scope> {
+        (self.tenant.is_some() || self.user.is_some())
+            .then(|| Scope::new(self.tenant, self.user).unwrap())
+    }
+
+    fn payload(&self) -> Payload<'_> {
+        match self.json {
+            Some(j) => Payload::Json(j),
+            None => Payload::Bytes(self.bytes),
+        }
+    }
+
+    fn payload_bytes(&self) -> &[u8] {
+        self.json.map_or(self.bytes, str::as_bytes)
+    }
+
+    /// The envelope body and MAC input, built by hand from docs/ENVELOPE.md.
+    fn body_and_mac_input(&self) -> (Vec<u8>, Vec<u8>) {
+        let p = self.payload_bytes();
+        let mut body = vec![1, self.key_id.len() as u8];
+        body.extend_from_slice(self.key_id.as_bytes());
+        body.extend_from_slice(&self.expires_at.to_be_bytes());
+        body.push(if self.json.is_some() { 1 } else { 0 });
+        body.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        body.extend_from_slice(p);
+        let mut mac = b"edgecache/envelope\0".to_vec();
+        mac.extend_from_slice(&body);
+        match self.scope() {
+            None => mac.push(0),
+            Some(s) => {
+                let e = s.encode();
+                mac.push(1);
+                mac.extend_from_slice(&(e.len() as u64).to_be_bytes());
+                mac.extend_from_slice(e.as_bytes());
+            }
+        }
+        mac.extend_from_slice(&(self.key.len() as u64).to_be_bytes());
+        mac.extend_from_slice(self.key.as_bytes());
+        (body, mac)
+    }
+
+    fn signer(&self) -> Signer {
+        Signer::new(self.key_id, &self.secret).unwrap()
+    }
+}
+
+fn vectors() -> Vec<Vector> {
+    let s1: Vec<u8> = (0u8..32).collect();
+    let s2: Vec<u8> = (0u8..32).map(|i| 0xA0 ^ i.wrapping_mul(37)).collect();
+    vec![
+        Vector {
+            secret: s1.clone(),
+            key_id: "k1",
+            tenant: None,
+            user: None,
+            key: "user:1",
+            json: Some(r#"{"name":"Ada","n":1}"#),
+            bytes: b"",
+            expires_at: 0,
+        },
+        Vector {
+            secret: s2,
+            key_id: "k2",
+            tenant: Some("acme"),
+            user: Some("42"),
+            key: "user:42",
+            json: Some(r#""hello""#),
+            bytes: b"",
+            expires_at: 1_767_225_600_000,
+        },
+        Vector {
+            secret: s1.clone(),
+            key_id: "k1",
+            tenant: Some("acme"),
+            user: None,
+            key: "blob",
+            json: None,
+            bytes: &[0x00, 0x01, 0x02, 0xFF],
+            expires_at: 1_700_000_000_000,
+        },
+        Vector {
+            secret: s1,
+            key_id: "2026-01.main",
+            tenant: None,
+            user: Some("Zoë"),
+            key: "ключ",
+            json: Some("[1,2,3]"),
+            bytes: b"",
+            expires_at: 0,
+        },
+    ]
+}
+
+fn vector_tag(v: &Vector) -> Vec<u8> {
+    let (_, input) = v.body_and_mac_input();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&v.secret).unwrap();
+    mac.update(&input);
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[test]
+fn seal_matches_the_documented_layout_and_vectors() {
+    let doc = include_str!("../docs/ENVELOPE.md");
+    for v in vectors() {
+        let sealed = v
+            .signer()
+            .seal(v.scope().as_ref(), v.key, v.payload(), v.expires_at)
+            .unwrap();
+        let (mut body, _) = v.body_and_mac_input();
+        let tag = vector_tag(&v);
+        body.extend_from_slice(&tag);
+        assert_eq!(sealed, b64(&body), "layout of {}", v.key);
+        assert!(
+            doc.contains(&format!("\"envelope\": \"{sealed}\"")),
+            "docs/ENVELOPE.md lacks the envelope of {}",
+            v.key
+        );
+        assert!(
+            doc.contains(&format!("\"tagHex\": \"{}\"", hex(&tag))),
+            "docs/ENVELOPE.md lacks the tag of {}",
+            v.key
+        );
+        let opened = v
+            .signer()
+            .open(v.scope().as_ref(), v.key, &sealed, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(opened.payload(), v.payload_bytes());
+        assert_eq!(opened.expires_at(), v.expires_at);
+    }
+}
+
+/// `cargo test --test envelope print_vectors -- --ignored --nocapture`
+/// prints the vectors block of docs/ENVELOPE.md.
+#[test]
+#[ignore]
+fn print_vectors() {
+    let items: Vec<String> = vectors()
+        .iter()
+        .map(|v| {
+            let scope = match v.scope() {
+                None => "null".to_string(),
+                Some(_) => {
+                    let mut parts = vec![];
+                    if let Some(t) = v.tenant {
+                        parts.push(format!("\"tenant\": \"{t}\""));
+                    }
+                    if let Some(u) = v.user {
+                        parts.push(format!("\"user\": \"{u}\""));
+                    }
+                    format!("{{ {} }}", parts.join(", "))
+                }
+            };
+            let sealed = v.signer().seal(v.scope().as_ref(), v.key, v.payload(), v.expires_at).unwrap();
+            let (_, input) = v.body_and_mac_input();
+            let payload = match v.json {
+                Some(j) => format!("\"json\": {:?}", j),
+                None => format!("\"bytesHex\": \"{}\"", hex(v.bytes)),
+            };
+            format!(
+                "  {{\n    \"secret\": \"{}\",\n    \"secretHex\": \"{}\",\n    \"keyId\": \"{}\",\n    \"scope\": {},\n    \"scopeEncoding\": {},\n    \"key\": \"{}\",\n    {},\n    \"expiresAt\": {},\n    \"macInputHex\": \"{}\",\n    \"tagHex\": \"{}\",\n    \"envelope\": \"{}\"\n  }}",
+                b64(&v.secret),
+                hex(&v.secret),
+                v.key_id,
+                scope,
+                v.scope().map_or("null".into(), |s| format!("\"{}\"", s.encode())),
+                v.key,
+                payload,
+                v.expires_at,
+                hex(&input),
+                hex(&vector_tag(v)),
+                sealed
+            )
+        })
+        .collect();
+    println!("[\n{}\n]", items.join(",\n"));
+}
+
+fn sample() -> (Signer, Scope, String) {
+    let signer = Signer::new("k1", &(0u8..32).collect::<Vec<_>>()).unwrap();
+    let scope = Scope::new(Some("t"), Some("u")).unwrap();
+    let sealed = signer
+        .seal(Some(&scope), "k", Payload::Json("[1]"), 0)
+        .unwrap();
+    (signer, scope, sealed)
+}
+
+#[test]
+fn every_bit_flip_is_rejected() {
+    let (signer, scope, sealed) = sample();
+    let raw = unb64(&sealed);
+    assert_eq!(raw.len(), OVERHEAD + 2 + 3);
+    for i in 0..raw.len() * 8 {
+        let mut b = raw.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(
+            signer.open(Some(&scope), "k", &b64(&b), 0).is_err(),
+            "flip of bit {i} accepted"
+        );
+    }
+    // Flips of the characters' own bits: each yields another (possibly
+    // non-ASCII) string.
+    let chars = sealed.as_bytes();
+    for i in 0..chars.len() * 7 {
+        let mut c = chars.to_vec();
+        c[i / 7] ^= 1 << (i % 7);
+        let s = String::from_utf8(c).unwrap();
+        assert!(
+            signer.open(Some(&scope), "k", &s, 0).is_err(),
+            "char flip {i} accepted: {s}"
+        );
+    }
+    assert!(signer
+        .open(Some(&scope), "k", &sealed, 0)
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn other_keys_and_scopes_are_rejected() {
+    let (signer, scope, sealed) = sample();
+    let others = [
+        None,
+        Some(Scope::tenant("t").unwrap()),
+        Some(Scope::user("u").unwrap()),
+        Some(Scope::new(Some("t"), Some("v")).unwrap()),
+        Some(Scope::new(Some("T"), Some("u")).unwrap()),
+        Some(Scope::new(Some("u"), Some("t")).unwrap()),
+    ];
+    for o in &others {
+        assert_eq!(
+            signer.open(o.as_ref(), "k", &sealed, 0).unwrap_err(),
+            Error::BadSignature,
+            "{o:?}"
+        );
+    }
+    for k in ["", "K", "k ", "kk"] {
+        assert_eq!(
+            signer.open(Some(&scope), k, &sealed, 0).unwrap_err(),
+            Error::BadSignature
+        );
+    }
+}
+
+#[test]
+fn root_and_scope_cannot_collide() {
+    // A root key that spells a scope's encoding plus a key must not verify
+    // as that scope and key, nor the other way round.
+    let (signer, scope, _) = sample();
+    let sealed = signer
+        .seal(None, &(scope.encode() + "k"), Payload::Json("[1]"), 0)
+        .unwrap();
+    assert_eq!(
+        signer.open(Some(&scope), "k", &sealed, 0).unwrap_err(),
+        Error::BadSignature
+    );
+}
+
+fn mutate(raw: &[u8], op: u8, at: usize, byte: u8) -> Vec<u8> {
+    let mut b = raw.to_vec();
+    let at = at % (b.len() + 1);
+    match op % 4 {
+        0 if at < b.len() => b[at] ^= byte.max(1),
+        0 | 1 => b.insert(at, byte),
+        2 => b.truncate(at.min(b.len().saturating_sub(1))),
+        _ => {
+            if at < b.len() {
+                b.remove(at);
+            } else {
+                b.pop();
+            }
+        }
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The fuzz target's property on arbitrary text: open never panics.
+    #[test]
+    fn open_never_panics(text in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (signer, scope, _) = sample();
+        let _ = signer.open(Some(&scope), "k", &text, 0);
+        let _ = signer.open(None, "k", &b64(&raw), 0);
+        // Bytes behind a valid-looking header.
+        let mut framed = vec![1, 2, b'k', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        framed.extend_from_slice(&raw);
+        let _ = signer.open(Some(&scope), "k", &b64(&framed), 0);
+    }
+
+    /// Random edits of a valid envelope (bit flips, inserted, removed and
+    /// truncated bytes) never open.
+    #[test]
+    fn mutations_are_rejected(ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4)) {
+        let (signer, scope, sealed) = sample();
+        let raw = unb64(&sealed);
+        let mut b = raw.clone();
+        for (op, at, byte) in ops {
+            b = mutate(&b, op, at, byte);
+        }
+        prop_assume!(b != raw);
+        prop_assert!(signer.open(Some(&scope), "k", &b64(&b), 0).is_err());
+    }
+
+    /// Any payload, key and scope round-trips, and only there.
+    #[test]
+    fn round_trip(payload in proptest::collection::vec(any::<u8>(), 0..300), key in ".{0,8}", tenant in "[a-z0-9]{1,4}", exp in 0u64..u64::MAX) {
+        let (signer, _, _) = sample();
+        let s = Scope::tenant(&tenant).unwrap();
+        let sealed = signer.seal(Some(&s), &key, Payload::Bytes(&payload), exp).unwrap();
+        let opened = signer.open(Some(&s), &key, &sealed, 0).unwrap().unwrap();
+        prop_assert_eq!(opened.payload(), &payload[..]);
+        prop_assert_eq!(opened.expires_at(), exp);
+        prop_assert!(signer.open(None, &key, &sealed, 0).is_err());
+    }
+}
+
+#[test]
+fn rotation() {
+    let s1: Vec<u8> = (0u8..32).collect();
+    let s2: Vec<u8> = (100u8..132).collect();
+    let mut signer = Signer::new("k1", &s1).unwrap();
+    let old = signer.seal(None, "k", Payload::Json("1"), 0).unwrap();
+    signer.add_key("k2", &s2).unwrap();
+    signer.set_current("k2").unwrap();
+    let new = signer.seal(None, "k", Payload::Json("2"), 0).unwrap();
+    assert_eq!(
+        signer.open(None, "k", &old, 0).unwrap().unwrap().key_id(),
+        "k1"
+    );
+    assert_eq!(
+        signer.open(None, "k", &new, 0).unwrap().unwrap().key_id(),
+        "k2"
+    );
+    // A reader that only knows k1 cannot open k2's envelopes.
+    let reader = Signer::new("k1", &s1).unwrap();
+    assert_eq!(
+        reader.open(None, "k", &new, 0).unwrap_err(),
+        Error::UnknownKeyId("k2".into())
+    );
+    signer.remove_key("k1").unwrap();
+    assert_eq!(
+        signer.open(None, "k", &old, 0).unwrap_err(),
+        Error::UnknownKeyId("k1".into())
+    );
+    assert!(signer.open(None, "k", &new, 0).unwrap().is_some());
+}

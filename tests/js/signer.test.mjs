@@ -1,0 +1,389 @@
+// Tests of signed envelopes (js/signer.ts over src/envelope.rs), through
+// the package's public entry. The test vectors come from docs/ENVELOPE.md
+// and are re-derived here with node:crypto from the documented layout.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { EdgeCacheError, Signer, generateSecureKey } from 'edgecache';
+
+const doc = readFileSync(new URL('../../docs/ENVELOPE.md', import.meta.url), 'utf8');
+const vectors = JSON.parse(doc.split('<!-- vectors:begin -->')[1].split('<!-- vectors:end -->')[0].replace(/```(json)?/g, ''));
+
+const SECRET = 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8';
+const SECRET2 = generateSecureKey();
+
+/** Asserts that `fn` throws an EdgeCacheError with `code` (or one of `code`). */
+function throwsCode(fn, code, what = '') {
+  const codes = Array.isArray(code) ? code : [code];
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof EdgeCacheError, `${what}: expected EdgeCacheError, got ${e}`);
+    assert.ok(codes.includes(e.code), `${what}: expected ${codes.join('|')}, got ${e.code}: ${e.message}`);
+    return e;
+  }
+  assert.fail(`${what}: expected ${codes.join('|')}, nothing thrown`);
+}
+
+// ---- an independent implementation of docs/ENVELOPE.md ----
+
+const u64 = (n) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+};
+const u32 = (n) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+};
+
+/** The scope encoding as the document describes it. */
+function scopeEncoding(scope) {
+  const parts = [scope.tenant, scope.user].filter((p) => p !== undefined).map(String);
+  const tag = scope.tenant !== undefined && scope.user !== undefined ? 'b' : scope.tenant !== undefined ? 't' : 'u';
+  return tag + parts.map((p) => `${Buffer.byteLength(p)}:${p}`).join('') + '|';
+}
+
+function body({ keyId, expiresAt, encoding, payload }) {
+  return Buffer.concat([Buffer.from([1, keyId.length]), Buffer.from(keyId, 'ascii'), u64(expiresAt), Buffer.from([encoding]), u32(payload.length), payload]);
+}
+
+function macInput(bodyBytes, scope, key) {
+  const scopeField = scope == null
+    ? Buffer.from([0])
+    : (() => {
+        const e = Buffer.from(scopeEncoding(scope));
+        return Buffer.concat([Buffer.from([1]), u64(e.length), e]);
+      })();
+  const k = Buffer.from(key);
+  return Buffer.concat([Buffer.from('edgecache/envelope\0'), bodyBytes, scopeField, u64(k.length), k]);
+}
+
+const payloadOf = (v) => (v.json !== undefined ? Buffer.from(v.json) : Buffer.from(v.bytesHex, 'hex'));
+
+test('test vectors: node:crypto reproduces every documented tag and envelope', () => {
+  assert.ok(vectors.length >= 4);
+  for (const v of vectors) {
+    const secret = Buffer.from(v.secret, 'base64url');
+    assert.equal(secret.toString('hex'), v.secretHex);
+    if (v.scope) assert.equal(scopeEncoding(v.scope), v.scopeEncoding);
+    const b = body({ keyId: v.keyId, expiresAt: v.expiresAt, encoding: v.json !== undefined ? 1 : 0, payload: payloadOf(v) });
+    const input = macInput(b, v.scope, v.key);
+    assert.equal(input.toString('hex'), v.macInputHex, `MAC input of ${v.key}`);
+    const tag = createHmac('sha256', secret).update(input).digest();
+    assert.equal(tag.toString('hex'), v.tagHex, `tag of ${v.key}`);
+    assert.equal(Buffer.concat([b, tag]).toString('base64url'), v.envelope, `envelope of ${v.key}`);
+  }
+});
+
+test('test vectors: open accepts them and seal reproduces them', () => {
+  for (const v of vectors) {
+    const now = v.expiresAt === 0 ? 1_000 : v.expiresAt - 60_000;
+    const opts = v.scope ? { scope: v.scope } : {};
+    for (const secret of [v.secret, Buffer.from(v.secretHex, 'hex'), new Uint8Array(Buffer.from(v.secretHex, 'hex')).buffer]) {
+      const signer = new Signer({ keys: { [v.keyId]: secret }, current: v.keyId, now: () => now });
+      const value = signer.open(v.key, v.envelope, opts);
+      if (v.json !== undefined) assert.deepEqual(value, JSON.parse(v.json));
+      else assert.deepEqual(value, new Uint8Array(Buffer.from(v.bytesHex, 'hex')));
+      const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now;
+      assert.equal(signer.seal(v.key, value, { ...opts, ttl }), v.envelope, `seal of ${v.key}`);
+      signer.free();
+    }
+  }
+});
+
+test('independently sealed envelopes open (node:crypto as the writer)', () => {
+  const secret = Buffer.from(SECRET2, 'base64url');
+  const scope = { tenant: 'acme', user: 7 };
+  const b = body({ keyId: 'ext', expiresAt: 0, encoding: 1, payload: Buffer.from('{"a":[1,"é"]}') });
+  const tag = createHmac('sha256', secret).update(macInput(b, scope, 'k')).digest();
+  const signer = new Signer({ keys: { ext: SECRET2 } });
+  assert.deepEqual(signer.open('k', Buffer.concat([b, tag]).toString('base64url'), { scope }), { a: [1, 'é'] });
+});
+
+// ---- tampering ----
+
+function small() {
+  const signer = new Signer({ keys: { k1: SECRET }, current: 'k1', now: () => 0 });
+  const scope = { tenant: 't', user: 'u' };
+  return { signer, scope, sealed: signer.seal('k', 1, { scope }) };
+}
+
+test('every single-bit flip of the envelope bytes is rejected', () => {
+  const { signer, scope, sealed } = small();
+  const raw = Buffer.from(sealed, 'base64url');
+  assert.equal(raw.length, 47 + 2 + 1);
+  const tagStart = raw.length - 32;
+  let checked = 0;
+  for (let i = 0; i < raw.length * 8; i++) {
+    const b = Buffer.from(raw);
+    b[i >> 3] ^= 1 << (i & 7);
+    const byte = i >> 3;
+    // Flips in the expiry, payload or tag leave a well-formed envelope whose
+    // tag no longer matches; flips elsewhere break the header.
+    const expected = (byte >= 4 && byte < 12) || byte >= 17 ? 'BAD_SIGNATURE'
+      : ['BAD_SIGNATURE', 'MALFORMED_ENVELOPE', 'UNKNOWN_KEY_ID', 'ENVELOPE_TOO_LARGE'];
+    throwsCode(() => signer.open('k', b.toString('base64url'), { scope }), expected, `bit ${i} (byte ${byte}, tag at ${tagStart})`);
+    checked++;
+  }
+  assert.equal(checked, 400);
+  assert.equal(signer.open('k', sealed, { scope }), 1);
+});
+
+test('every bit flip and every substitution of an envelope character is rejected', () => {
+  const { signer, scope, sealed } = small();
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let checked = 0;
+  for (let i = 0; i < sealed.length; i++) {
+    const variants = new Set();
+    for (let bit = 0; bit < 16; bit++) variants.add(String.fromCharCode(sealed.charCodeAt(i) ^ (1 << bit)));
+    for (const c of alphabet) variants.add(c);
+    variants.delete(sealed[i]);
+    for (const c of variants) {
+      const s = sealed.slice(0, i) + c + sealed.slice(i + 1);
+      throwsCode(() => signer.open('k', s, { scope }), ['BAD_SIGNATURE', 'MALFORMED_ENVELOPE', 'UNKNOWN_KEY_ID', 'ENVELOPE_TOO_LARGE'], `char ${i} -> ${JSON.stringify(c)}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > sealed.length * 70);
+});
+
+test('an envelope moved to another key or scope is rejected', () => {
+  const signer = new Signer({ keys: { k1: SECRET }, now: () => 0 });
+  const contexts = [
+    undefined,
+    { tenant: 'acme' },
+    { user: 'acme' },
+    { tenant: 'acme', user: '1' },
+    { tenant: 'acme', user: '2' },
+    { tenant: 'other', user: '1' },
+    { tenant: '1', user: 'acme' },
+  ];
+  for (const [i, scope] of contexts.entries()) {
+    const sealed = signer.seal('user:1', { i }, { scope });
+    for (const [j, other] of contexts.entries()) {
+      if (i === j) assert.deepEqual(signer.open('user:1', sealed, { scope: other }), { i });
+      else throwsCode(() => signer.open('user:1', sealed, { scope: other }), 'BAD_SIGNATURE', `${i} as ${j}`);
+    }
+    for (const key of ['user:2', 'user:1 ', 'User:1', '']) throwsCode(() => signer.open(key, sealed, { scope }), 'BAD_SIGNATURE', key);
+  }
+  // A root key spelled like a scope's encoding plus a key is not that scope.
+  const root = signer.seal('t4:acme|user:1', 1);
+  throwsCode(() => signer.open('user:1', root, { scope: { tenant: 'acme' } }), 'BAD_SIGNATURE');
+  // Numbers are their decimal string, as in MemoryCache.scope.
+  const n = signer.seal('k', 1, { scope: { tenant: 7, user: 42 } });
+  assert.equal(signer.open('k', n, { scope: { tenant: '7', user: '42' } }), 1);
+  // A refused scope between two calls changes nothing (the core caches the last scope).
+  const a = signer.seal('k', 'a', { scope: { tenant: 'a' } });
+  throwsCode(() => signer.seal('k', 'a', { scope: { tenant: '' } }), 'INVALID_SCOPE');
+  throwsCode(() => signer.open('k', a, { scope: { tenant: 'a', user: '' } }), 'INVALID_SCOPE');
+  assert.equal(signer.open('k', a, { scope: { tenant: 'a' } }), 'a');
+  throwsCode(() => signer.open('k', a, { scope: { user: 'a' } }), 'BAD_SIGNATURE');
+  throwsCode(() => signer.open('k', a), 'BAD_SIGNATURE');
+  assert.equal(signer.open('k', a, { scope: { tenant: 'a' } }), 'a');
+  // Another secret under the same key id.
+  const impostor = new Signer({ keys: { k1: SECRET2 } });
+  throwsCode(() => impostor.open('k', n, { scope: { tenant: 7, user: 42 } }), 'BAD_SIGNATURE');
+});
+
+// ---- rotation ----
+
+test('rotation: k2 seals while k1 still verifies; removing k1 refuses its envelopes', () => {
+  const v1 = new Signer({ keys: { k1: SECRET }, current: 'k1' });
+  const old = v1.seal('k', 'old');
+  const v2 = new Signer({ keys: { k1: SECRET, k2: SECRET2 }, current: 'k2' });
+  assert.equal(v2.currentKeyId, 'k2');
+  const fresh = v2.seal('k', 'new');
+  const header = Buffer.from(fresh, 'base64url');
+  assert.equal(header.subarray(2, 2 + header[1]).toString(), 'k2');
+  assert.equal(v2.open('k', old), 'old');
+  assert.equal(v2.open('k', fresh), 'new');
+  throwsCode(() => v1.open('k', fresh), 'UNKNOWN_KEY_ID');
+  const v3 = new Signer({ keys: { k2: SECRET2 }, current: 'k2' });
+  assert.equal(v3.open('k', fresh), 'new');
+  const e = throwsCode(() => v3.open('k', old), 'UNKNOWN_KEY_ID');
+  assert.match(e.message, /"k1"/);
+});
+
+// ---- expiry ----
+
+test('expiry follows the injected clock; exactly at the expiry time it has expired', () => {
+  let t = 1_000_000;
+  const signer = new Signer({ keys: { k1: SECRET }, now: () => t });
+  const sealed = signer.seal('k', { v: 1 }, { ttl: 100 });
+  const forever = signer.seal('k', { v: 2 });
+  t += 99;
+  assert.deepEqual(signer.open('k', sealed), { v: 1 });
+  t += 1;
+  assert.equal(signer.open('k', sealed), undefined);
+  t += 1;
+  assert.equal(signer.open('k', sealed), undefined);
+  t = 8.64e15;
+  assert.deepEqual(signer.open('k', forever), { v: 2 });
+  // The absolute expiry is in the envelope: another signer agrees.
+  const other = new Signer({ keys: { k1: SECRET }, now: () => 1_000_099 });
+  assert.deepEqual(other.open('k', sealed), { v: 1 });
+  // A fractional clock rounds the expiry up, never down.
+  t = 500.5;
+  const frac = signer.seal('k', 1, { ttl: 10 });
+  t = 510.9;
+  assert.equal(signer.open('k', frac), 1);
+  t = 511;
+  assert.equal(signer.open('k', frac), undefined);
+  // An altered expired envelope is an error, not a quiet miss.
+  t = 2_000_000;
+  assert.equal(signer.open('k', sealed), undefined);
+  const raw = Buffer.from(sealed, 'base64url');
+  raw[raw.length - 1] ^= 1;
+  throwsCode(() => signer.open('k', raw.toString('base64url')), 'BAD_SIGNATURE');
+  for (const ttl of [-1, NaN, Infinity]) throwsCode(() => signer.seal('k', 1, { ttl }), 'INVALID_TTL', String(ttl));
+});
+
+// ---- keys ----
+
+test('generateSecureKey: 43 base64url characters of 32 random bytes', () => {
+  const keys = new Set();
+  for (let i = 0; i < 100; i++) {
+    const k = generateSecureKey();
+    assert.match(k, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(Buffer.from(k, 'base64url').length, 32);
+    keys.add(k);
+  }
+  assert.equal(keys.size, 100);
+});
+
+test('weak and invalid keys are refused', () => {
+  for (const secret of ['short', 'hunter2', 'A'.repeat(42), new Uint8Array(31), new Uint8Array(32), new ArrayBuffer(16), 'A'.repeat(43)]) {
+    throwsCode(() => new Signer({ keys: { k1: secret } }), 'WEAK_KEY', String(secret));
+  }
+  throwsCode(() => new Signer({ keys: { k1: '!'.repeat(43) } }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { k1: 42 } }), 'INVALID_OPTION');
+  // Standard base64 with padding (openssl rand -base64 32) is the same key.
+  const std = Buffer.from(SECRET2, 'base64url').toString('base64');
+  const a = new Signer({ keys: { k: SECRET2 } });
+  const b = new Signer({ keys: { k: std } });
+  assert.equal(b.open('x', a.seal('x', 1)), 1);
+});
+
+test('signer options are checked', () => {
+  throwsCode(() => new Signer({ keys: {} }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { a: SECRET, b: SECRET2 } }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { a: SECRET }, current: 'b' }), 'UNKNOWN_KEY_ID');
+  throwsCode(() => new Signer({ keys: { 'a b': SECRET } }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { ['x'.repeat(65)]: SECRET } }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { a: SECRET }, maxPayloadBytes: 0 }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { a: SECRET }, maxPayloadBytes: 1.5 }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { a: SECRET }, now: 5 }), 'INVALID_OPTION');
+  const s = new Signer({ keys: { a: SECRET } });
+  throwsCode(() => s.seal(1, 'v'), 'INVALID_KEY');
+  throwsCode(() => s.open(undefined, 'v'), 'INVALID_KEY');
+  throwsCode(() => s.seal('k', 'v', { scope: {} }), 'INVALID_SCOPE');
+  throwsCode(() => s.seal('k', 'v', { scope: { tenant: '' } }), 'INVALID_SCOPE');
+  throwsCode(() => s.open('k', 'v', { scope: { user: {} } }), 'INVALID_SCOPE');
+});
+
+// ---- malformed input and limits ----
+
+test('malformed envelopes are refused', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  const sealed = signer.seal('k', 'hello');
+  const raw = Buffer.from(sealed, 'base64url');
+  const open = (s) => () => signer.open('k', s);
+  const bytes = (b) => open(Buffer.from(b).toString('base64url'));
+  for (const s of [undefined, 42, null, {}]) throwsCode(open(s), 'MALFORMED_ENVELOPE', String(s));
+  for (const s of ['', 'A', 'AA', '!!!!', sealed + '=', sealed + 'A', sealed.slice(0, -1), ' ' + sealed, sealed.slice(0, 5) + '+' + sealed.slice(6), sealed.slice(0, 20) + '\u00e9' + sealed.slice(21)]) {
+    throwsCode(open(s), 'MALFORMED_ENVELOPE', JSON.stringify(s));
+  }
+  for (let cut = 0; cut < raw.length; cut++) throwsCode(bytes(raw.subarray(0, cut)), 'MALFORMED_ENVELOPE', `truncated to ${cut}`);
+  throwsCode(bytes(Buffer.concat([raw, Buffer.from([0])])), 'MALFORMED_ENVELOPE', 'overlong');
+  for (const version of [0, 2, 255]) {
+    const b = Buffer.from(raw);
+    b[0] = version;
+    const e = throwsCode(bytes(b), 'MALFORMED_ENVELOPE', `version ${version}`);
+    assert.match(e.message, /version/);
+  }
+  const enc = Buffer.from(raw);
+  enc[2 + 2 + 8] = 9;
+  throwsCode(bytes(enc), 'MALFORMED_ENVELOPE', 'encoding');
+  const kid = Buffer.from(raw);
+  kid[1] = 0;
+  throwsCode(bytes(kid), 'MALFORMED_ENVELOPE', 'empty key id');
+  kid[1] = 65;
+  throwsCode(bytes(kid), 'MALFORMED_ENVELOPE', 'key id too long');
+  // The header decides before the payload: an unknown key id with a
+  // garbled payload is reported as the unknown key id.
+  const big = signer.seal('k', 'x'.repeat(3000));
+  const garbled = big.slice(0, 500) + '!' + big.slice(501);
+  throwsCode(() => new Signer({ keys: { zz: SECRET2 } }).open('k', garbled), 'UNKNOWN_KEY_ID');
+  throwsCode(() => signer.open('k', garbled), 'MALFORMED_ENVELOPE');
+});
+
+test('the payload size limit applies to seal and open', () => {
+  const small = new Signer({ keys: { k1: SECRET }, maxPayloadBytes: 16 });
+  const big = new Signer({ keys: { k1: SECRET } });
+  assert.equal(small.open('k', small.seal('k', 'x'.repeat(14))), 'x'.repeat(14)); // "xx..." is 16 bytes of JSON
+  throwsCode(() => small.seal('k', 'x'.repeat(15)), 'ENVELOPE_TOO_LARGE');
+  throwsCode(() => small.seal('k', new Uint8Array(17)), 'ENVELOPE_TOO_LARGE');
+  throwsCode(() => small.open('k', big.seal('k', 'x'.repeat(15))), 'ENVELOPE_TOO_LARGE');
+  // Judged from the length: a huge string of garbage is refused as too large.
+  throwsCode(() => big.open('k', '!'.repeat(4 << 20)), 'ENVELOPE_TOO_LARGE');
+  // Unicode counts in UTF-8 bytes: "é" is 2.
+  throwsCode(() => small.seal('k', 'é'.repeat(8)), 'ENVELOPE_TOO_LARGE');
+});
+
+// ---- values ----
+
+test('JS values round-trip as JSON, bytes as Uint8Array', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  const rt = (v) => signer.open('k', signer.seal('k', v));
+  for (const v of [null, 0, -1.5, true, '', 'héllo 🦀', [], [1, 'a', null], { a: { b: [1, 2] }, c: 'd' }, 'x'.repeat(10_000)]) {
+    assert.deepEqual(rt(v), v);
+  }
+  assert.deepEqual(rt(new Date(0)), new Date(0).toISOString());
+  const u8 = new Uint8Array([0, 1, 2, 253, 254, 255]);
+  const out = rt(u8);
+  assert.ok(out instanceof Uint8Array);
+  assert.deepEqual(out, u8);
+  assert.deepEqual(rt(u8.buffer), u8);
+  assert.deepEqual(rt(u8.subarray(2, 4)), new Uint8Array([2, 253]));
+  assert.deepEqual(rt(new Uint8Array(0)), new Uint8Array(0));
+  // A sealed Uint8Array is bytes, not the JSON of an object.
+  assert.notEqual(signer.seal('k', u8), signer.seal('k', { 0: 0, 1: 1, 2: 2, 3: 253, 4: 254, 5: 255 }));
+  for (const v of [undefined, () => 1, Symbol('s'), 10n]) assert.throws(() => signer.seal('k', v), TypeError);
+});
+
+test('seal is deterministic; free() and Symbol.dispose release the signer', () => {
+  let t = 0;
+  const signer = new Signer({ keys: { k1: SECRET }, now: () => t++ });
+  assert.equal(signer.seal('k', { a: 1 }), signer.seal('k', { a: 1 }));
+  const sealed = signer.seal('k', 1);
+  signer.free();
+  signer.free();
+  throwsCode(() => signer.open('k', sealed), 'FREED');
+  throwsCode(() => signer.seal('k', 1), 'FREED');
+  const d = new Signer({ keys: { k1: SECRET } });
+  d[Symbol.dispose]();
+  throwsCode(() => d.currentKeyId, 'FREED');
+});
+
+test('non-ASCII keys, scopes and values, and payloads that grow wasm memory', () => {
+  const signer = new Signer({ keys: { k1: SECRET }, maxPayloadBytes: 4 << 20 });
+  const other = new Signer({ keys: { k1: SECRET } });
+  const scope = { tenant: 'Zoë', user: '🦀' };
+  const v = { s: 'ключ 🦀 é'.repeat(50) };
+  const sealed = signer.seal('ключ:🦀', v, { scope });
+  assert.deepEqual(other.open('ключ:🦀', sealed, { scope }), v);
+  throwsCode(() => other.open('ключ:🦀', sealed, { scope: { tenant: 'Zoe', user: '🦀' } }), 'BAD_SIGNATURE');
+  // Growing wasm memory detaches old views: later calls must still work.
+  for (const size of [1 << 20, 3 << 20]) {
+    const big = { s: 'é'.repeat(size / 2 - 8) };
+    const e = signer.seal('big', big);
+    assert.deepEqual(signer.open('big', e), big);
+    const bytes = new Uint8Array(size).map((_, i) => i * 7);
+    assert.deepEqual(signer.open('big', signer.seal('big', bytes)), bytes);
+  }
+  assert.deepEqual(other.open('ключ:🦀', sealed, { scope }), v);
+  assert.equal(signer.open('k', signer.seal('k', 'small')), 'small');
+});
