@@ -8,6 +8,7 @@
 import { Lru, Glob, encodeScope } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
+import { wellFormed } from './text.js';
 
 /** Options of {@link MemoryCache}. */
 export interface MemoryCacheOptions<V = unknown> {
@@ -344,10 +345,10 @@ interface ViewInit<V> {
 function scopePart(name: 'tenant' | 'user', x: unknown): string | undefined {
   if (x === undefined) return undefined;
   if (typeof x === 'number' && Number.isFinite(x)) return String(x);
-  if (typeof x === 'string' && x !== '') return x;
+  if (typeof x === 'string' && x !== '' && wellFormed(x)) return x;
   throw new EdgeCacheError(
     'INVALID_SCOPE',
-    `${name} must be a non-empty string or a finite number, got ${describe(x)}`,
+    `${name} must be a non-empty string of well-formed Unicode or a finite number, got ${describe(x)}`,
   );
 }
 

@@ -4,6 +4,7 @@
 import { EdgeCacheError, rethrow } from './errors.js';
 import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, signerMemory } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
+import { wellFormed } from './text.js';
 
 /**
  * A new signing secret: 32 bytes from `crypto.getRandomValues`, as 43
@@ -104,9 +105,10 @@ function secretBytes(id: string, secret: SignerSecret): Uint8Array {
 }
 
 function part(name: string, v: string | number | undefined): string | undefined {
-  if (v === undefined || typeof v === 'string') return v;
+  if (v === undefined) return v;
   if (typeof v === 'number') return String(v);
-  throw new EdgeCacheError('INVALID_SCOPE', `${name} must be a string or a number`);
+  if (typeof v === 'string' && wellFormed(v)) return v;
+  throw new EdgeCacheError('INVALID_SCOPE', `${name} must be a number or a string of well-formed Unicode (no lone surrogates)`);
 }
 
 // ---- moving arguments into wasm ----
@@ -164,6 +166,7 @@ function put(core: SignerCore, key: string, tenant: string | undefined, user: st
 
 function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `key must be a string, got ${typeof key}`);
+  if (!wellFormed(key)) throw new EdgeCacheError('INVALID_KEY', 'key must be well-formed Unicode: a lone surrogate has no UTF-8 form, so it could not be bound to the envelope');
 }
 
 /**

@@ -282,6 +282,11 @@ test('signer options are checked', () => {
   throwsCode(() => s.seal('k', 'v', { scope: {} }), 'INVALID_SCOPE');
   throwsCode(() => s.seal('k', 'v', { scope: { tenant: '' } }), 'INVALID_SCOPE');
   throwsCode(() => s.open('k', 'v', { scope: { user: {} } }), 'INVALID_SCOPE');
+  // lone surrogates would encode as U+FFFD: 'a\uD800' and 'a\uDC00' would bind the same bytes
+  throwsCode(() => s.seal('a\uD800', 'v'), 'INVALID_KEY');
+  throwsCode(() => s.open('a\uDC00', s.seal('a\uFFFD', 'v')), 'INVALID_KEY');
+  throwsCode(() => s.seal('k', 'v', { scope: { tenant: 'x\uDBFF' } }), 'INVALID_SCOPE');
+  assert.equal(s.open('a\u{1F600}', s.seal('a\u{1F600}', 'ok')), 'ok', 'a surrogate pair is fine');
 });
 
 // ---- malformed input and limits ----
