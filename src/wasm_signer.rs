@@ -212,6 +212,32 @@ impl WasmSigner {
             .map_err(to_js)
     }
 
+    /// The signer and the strings of this call, read from the input buffer.
+    fn call(
+        &mut self,
+        scoped: bool,
+        key_len: usize,
+        tenant_len: i32,
+        user_len: i32,
+        rest_len: usize,
+    ) -> Result<(&Signer, Args<'_>), JsValue> {
+        let WasmSigner {
+            signer,
+            input,
+            scope_cache,
+        } = self;
+        let a = args(
+            input,
+            scope_cache,
+            scoped,
+            key_len,
+            tenant_len,
+            user_len,
+            rest_len,
+        )?;
+        Ok((signer, a))
+    }
+
     /// Makes the input buffer at least `n` bytes long and returns its
     /// address in wasm memory. Valid until the next call on this signer.
     pub fn input(&mut self, n: usize) -> usize {
@@ -237,20 +263,7 @@ impl WasmSigner {
         now: f64,
         ttl: f64,
     ) -> Result<String, JsValue> {
-        let WasmSigner {
-            signer,
-            input,
-            scope_cache,
-        } = self;
-        let a = args(
-            input,
-            scope_cache,
-            scoped,
-            key_len,
-            tenant_len,
-            user_len,
-            payload_len,
-        )?;
+        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, payload_len)?;
         let at = expiry(now, ttl)?;
         let encoding = if encoding == 1 {
             Encoding::Json
@@ -277,20 +290,7 @@ impl WasmSigner {
         if now.is_nan() {
             return Err(to_js(bad_clock(now)));
         }
-        let WasmSigner {
-            signer,
-            input,
-            scope_cache,
-        } = self;
-        let a = args(
-            input,
-            scope_cache,
-            scoped,
-            key_len,
-            tenant_len,
-            user_len,
-            envelope_len,
-        )?;
+        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, envelope_len)?;
         // Saturating: a negative time reads as 0, which expires nothing.
         let now = now.floor() as u64;
         let Some(opened) = signer
