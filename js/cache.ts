@@ -404,6 +404,12 @@ export class MemoryCache<V = unknown> {
     return (this.#space = this.#core.open(this.#space.name));
   }
 
+  /** The slot of `key` in this view (alive or expired), after checking the key. */
+  #slotOf(key: string): number | undefined {
+    if (typeof key !== 'string') throw badKey(key);
+    return this.#read()?.map.get(key);
+  }
+
   #now(): number {
     const c = this.#core;
     return c.ttlUsed ? c.clock() : 0;
@@ -503,9 +509,7 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_KEY`.
    */
   has(key: string): boolean {
-    if (typeof key !== 'string') throw badKey(key);
-    const space = this.#read();
-    const slot = space?.map.get(key);
+    const slot = this.#slotOf(key);
     if (slot === undefined) return false;
     const c = this.#core;
     if (c.lru.alive(slot, this.#now())) return true;
@@ -518,9 +522,7 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_KEY`.
    */
   delete(key: string): boolean {
-    if (typeof key !== 'string') throw badKey(key);
-    const space = this.#read();
-    const slot = space?.map.get(key);
+    const slot = this.#slotOf(key);
     if (slot === undefined) return false;
     const c = this.#core;
     const alive = c.lru.remove(slot, this.#now());
@@ -634,8 +636,7 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_KEY`.
    */
   ttl(key: string): number | undefined {
-    if (typeof key !== 'string') throw badKey(key);
-    const slot = this.#read()?.map.get(key);
+    const slot = this.#slotOf(key);
     if (slot === undefined) return undefined;
     const c = this.#core;
     const left = c.lru.ttl(slot, this.#now());
