@@ -56,6 +56,23 @@ pub enum Error {
     },
     /// The platform's secure random source failed.
     RandomUnavailable(String),
+    /// The shared tier (L2) did not answer in time.
+    L2Timeout(String),
+    /// The shared tier answered with an unexpected HTTP status.
+    L2Http {
+        /// The HTTP status.
+        status: u16,
+        /// The server's error message, if it gave one.
+        message: String,
+    },
+    /// The shared tier refused the token (missing, wrong, or not allowed
+    /// to run this command).
+    L2Auth(String),
+    /// Redis answered with an error (`ERR ...`, `WRONGTYPE ...`).
+    L2Redis(String),
+    /// The shared tier's answer is not what the protocol allows (not JSON,
+    /// the wrong shape or length, a result of the wrong type, bad base64).
+    L2Protocol(String),
 }
 
 impl Error {
@@ -79,6 +96,11 @@ impl Error {
             Error::WeakKey(_) => "WEAK_KEY",
             Error::EnvelopeTooLarge { .. } => "ENVELOPE_TOO_LARGE",
             Error::RandomUnavailable(_) => "RANDOM_UNAVAILABLE",
+            Error::L2Timeout(_) => "L2_TIMEOUT",
+            Error::L2Http { .. } => "L2_HTTP",
+            Error::L2Auth(_) => "L2_AUTH",
+            Error::L2Redis(_) => "L2_REDIS",
+            Error::L2Protocol(_) => "L2_PROTOCOL",
         }
     }
 }
@@ -116,6 +138,16 @@ impl fmt::Display for Error {
                 "envelope payload of {size} bytes is larger than maxPayloadBytes ({max}); raise the limit or store less"
             ),
             Error::RandomUnavailable(why) => write!(f, "secure random source unavailable: {why}"),
+            Error::L2Timeout(why) => write!(f, "redis tier timed out: {why}"),
+            Error::L2Http { status, message } => {
+                write!(f, "redis tier answered HTTP {status}: {message}")
+            }
+            Error::L2Auth(why) => write!(
+                f,
+                "redis tier refused the token: {why}; check the url and token (EDGECACHE_REDIS_TOKEN)"
+            ),
+            Error::L2Redis(why) => write!(f, "redis error: {why}"),
+            Error::L2Protocol(why) => write!(f, "malformed answer from the redis tier: {why}"),
         }
     }
 }

@@ -9,6 +9,9 @@
 //! * [`Store`]: a complete cache for Rust callers, with [`Scope`]s.
 //! * [`Glob`]: Redis `KEYS` patterns.
 //! * [`Clock`]: injected time.
+//! * [`Layout`], [`Breaker`], [`promotion_ttl`]: the rules of the Redis
+//!   tier (key layout, circuit breaker, how long L1 keeps an L2 value).
+//! * [`command_body`], [`decode_pipeline`]: the Upstash REST protocol.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -16,16 +19,21 @@ mod clock;
 mod envelope;
 mod error;
 mod glob;
+mod layout;
 mod lru;
+mod rest;
 mod scope;
 mod secure_key;
 mod store;
+mod tier;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]
 mod wasm_signer;
+#[cfg(target_arch = "wasm32")]
+mod wasm_tier;
 
 pub use clock::{Clock, ManualClock};
 pub use envelope::{
@@ -34,12 +42,15 @@ pub use envelope::{
 };
 pub use error::{Error, Result};
 pub use glob::{glob_match, Glob};
+pub use layout::{escape_glob, Kind, Layout, MAX_PREFIX_LEN};
 pub use lru::{
     Counters, Inserted, Limits, Lru, NsId, Slot, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
     ENTRY_OVERHEAD, NO_NS, ROOT,
 };
+pub use rest::{command_body, decode_command, decode_pipeline, pipeline_body, Arg, Reply};
 pub use scope::Scope;
 pub use secure_key::{
     check_secret, decode_secret, generate_secure_key, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
 };
 pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};
+pub use tier::{promotion_ttl, Breaker, BreakerState};

@@ -1,0 +1,241 @@
+//! The Redis key layout of the shared tier (L2).
+//!
+//! Every process that shares a Redis database (a JS `TieredCache` in Node,
+//! a browser, a JS Worker, and the Rust Workers binding) must name the same
+//! logical entry with the same Redis key, so the layout is written once,
+//! here, and the JS package reaches it through wasm. It is specified in
+//! `docs/REDIS.md`; the tests below pin it byte for byte.
+//!
+//! ```text
+//! <prefix> ":" <kind> ":" <space> <key>
+//!   prefix = 1..=64 of [A-Za-z0-9_.-]     (no ':', so it ends at the first ':')
+//!   kind   = "v"  a signed value (an envelope, docs/ENVELOPE.md)
+//!          | "n"  a counter: a plain Redis integer, unsigned
+//!   space  = "r|"                         the root keyspace
+//!          | Scope::encode()              e.g. "t4:acme|", "b4:acme2:42|"
+//! ```
+//!
+//! The layout is injective: the prefix ends at its first `:`, the kind is
+//! one character, and the space is self-delimiting (`r|`, or a scope tag
+//! `t`/`u`/`b` followed by length-prefixed parts and `|`), so no choice of
+//! prefix, scope or key makes two different entries share a Redis key. In
+//! particular a root key can never look like a scoped one, and tenant `a`
+//! can never reach tenant `ab`'s keys.
+//!
+//! Patterns ([`Layout::pattern`]) escape every glob character of the fixed
+//! part, so the caller's glob applies to the caller's keys only: a tenant
+//! named `a*` matches nothing of tenant `ab`.
+
+use crate::error::{Error, Result};
+use crate::scope::Scope;
+
+/// The longest prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// What a Redis key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A signed envelope.
+    Value,
+    /// A counter: a plain integer that Redis `INCRBY` updates.
+    Counter,
+}
+
+impl Kind {
+    fn tag(self) -> char {
+        match self {
+            Kind::Value => 'v',
+            Kind::Counter => 'n',
+        }
+    }
+}
+
+/// The key layout of one cache (one prefix).
+///
+/// ```
+/// use edgecache::{Kind, Layout, Scope};
+/// let l = Layout::new("app").unwrap();
+/// assert_eq!(l.key(Kind::Value, None, "user:1"), "app:v:r|user:1");
+/// let acme = Scope::tenant("acme").unwrap();
+/// assert_eq!(l.key(Kind::Counter, Some(&acme), "hits"), "app:n:t4:acme|hits");
+/// assert_eq!(l.pattern(Some(&acme), "user:*"), "app:[vn]:t4:acme|user:*");
+/// assert!(Layout::new("a:b").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    /// A layout under `prefix`: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(Error::InvalidOption {
+                name: "prefix",
+                reason: format!(
+                    "{prefix:?} must be 1 to {MAX_PREFIX_LEN} characters of A-Z a-z 0-9 _ . - (it ends at the first ':' of every Redis key)"
+                ),
+            });
+        }
+        Ok(Layout {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key of `key` in `scope` (`None`: the root keyspace).
+    pub fn key(&self, kind: Kind, scope: Option<&Scope>, key: &str) -> String {
+        let mut out = self.space(kind, scope);
+        out.push_str(key);
+        out
+    }
+
+    /// What every Redis key of `kind` in `scope` starts with: the key is
+    /// this followed by the cache key.
+    pub fn space(&self, kind: Kind, scope: Option<&Scope>) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 16);
+        out.push_str(&self.prefix);
+        out.push(':');
+        out.push(kind.tag());
+        out.push(':');
+        match scope {
+            None => out.push_str("r|"),
+            Some(s) => out.push_str(&s.encode()),
+        }
+        out
+    }
+
+    /// A `SCAN MATCH` pattern for the keys of both kinds in `scope` whose
+    /// cache key matches `glob`. The fixed part is escaped; `glob` is used
+    /// as given, so it means exactly what it means to `MemoryCache.keys`.
+    pub fn pattern(&self, scope: Option<&Scope>, glob: &str) -> String {
+        let space = self.space(Kind::Value, scope);
+        // "<prefix>:" + "[vn]" + the rest of the space after "v"
+        let (head, tail) = space.split_at(self.prefix.len() + 1);
+        let mut out = escape_glob(head);
+        out.push_str("[vn]");
+        out.push_str(&escape_glob(&tail[1..]));
+        out.push_str(glob);
+        out
+    }
+
+    /// A `SCAN MATCH` pattern for every key under this prefix: every kind,
+    /// the root and every scope.
+    pub fn everything(&self) -> String {
+        let mut out = escape_glob(&self.prefix);
+        out.push_str(":*");
+        out
+    }
+}
+
+/// Escapes the glob characters of `literal` (`*`, `?`, `[`, `]`, `\`) so
+/// that Redis matches it literally.
+///
+/// ```
+/// use edgecache::{escape_glob, Glob};
+/// assert_eq!(escape_glob("a*[b]"), r"a\*\[b\]");
+/// assert!(Glob::new(&escape_glob("t2:a*|")).matches("t2:a*|"));
+/// assert!(!Glob::new(&escape_glob("t2:a*|")).matches("t2:ab|"));
+/// ```
+pub fn escape_glob(literal: &str) -> String {
+    let mut out = String::with_capacity(literal.len() + 4);
+    for c in literal.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::glob::Glob;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pinned_layout() {
+        let l = Layout::new("ec").unwrap();
+        let both = Scope::new(Some("acme"), Some("42")).unwrap();
+        assert_eq!(l.key(Kind::Value, None, "k"), "ec:v:r|k");
+        assert_eq!(l.key(Kind::Value, Some(&both), "k"), "ec:v:b4:acme2:42|k");
+        assert_eq!(
+            l.key(Kind::Counter, Some(&Scope::user("Zoë").unwrap()), ""),
+            "ec:n:u4:Zoë|"
+        );
+        assert_eq!(l.everything(), "ec:*");
+        assert_eq!(Layout::new("a.b-c_9").unwrap().everything(), "a.b-c_9:*");
+    }
+
+    #[test]
+    fn bad_prefixes() {
+        for p in ["", "a:b", "a*", "a b", "é", &"x".repeat(65)] {
+            let e = Layout::new(p).unwrap_err();
+            assert_eq!(e.code(), "INVALID_OPTION", "{p:?}");
+        }
+        assert!(Layout::new(&"x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn glob_tenants_are_escaped() {
+        let l = Layout::new("p").unwrap();
+        let star = Scope::tenant("a*").unwrap();
+        let ab = Scope::tenant("ab").unwrap();
+        let pat = Glob::new(&l.pattern(Some(&star), "*"));
+        assert!(pat.matches(&l.key(Kind::Value, Some(&star), "x")));
+        assert!(pat.matches(&l.key(Kind::Counter, Some(&star), "x")));
+        assert!(!pat.matches(&l.key(Kind::Value, Some(&ab), "x")));
+        let root = Glob::new(&l.pattern(None, "*"));
+        assert!(!root.matches(&l.key(Kind::Value, Some(&ab), "x")));
+        assert!(root.matches(&l.key(Kind::Value, None, "t2:ab|x")));
+    }
+
+    fn scope() -> impl Strategy<Value = Option<Scope>> {
+        let part = proptest::option::of("[a-c:|*?\\[\\]\\\\0-9]{1,4}");
+        proptest::option::of(
+            (part.clone(), part)
+                .prop_filter("needs a part", |(t, u)| t.is_some() || u.is_some())
+                .prop_map(|(t, u)| Scope::new(t.as_deref(), u.as_deref()).unwrap()),
+        )
+    }
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![Just(Kind::Value), Just(Kind::Counter)]
+    }
+    const KEY: &str = "[a-c:|rvn*?\\[\\]0-9]{0,5}";
+
+    proptest! {
+        /// Two entries share a Redis key only if they are the same entry.
+        #[test]
+        fn injective(p1 in "[ab]{1,3}", k1 in kind(), s1 in scope(), key1 in KEY,
+                     p2 in "[ab]{1,3}", k2 in kind(), s2 in scope(), key2 in KEY) {
+            let a = Layout::new(&p1).unwrap().key(k1, s1.as_ref(), &key1);
+            let b = Layout::new(&p2).unwrap().key(k2, s2.as_ref(), &key2);
+            prop_assert_eq!(a == b, (p1, k1, s1, key1) == (p2, k2, s2, key2));
+        }
+
+        /// A scope's pattern matches a key exactly when the key is in that
+        /// scope under that prefix and its cache key matches the glob.
+        #[test]
+        fn patterns_match_only_their_space(s1 in scope(), s2 in scope(), k in kind(),
+                                           key in KEY, glob in "[a-c*?]{0,4}") {
+            let l = Layout::new("p").unwrap();
+            let redis_key = l.key(k, s2.as_ref(), &key);
+            let hit = Glob::new(&l.pattern(s1.as_ref(), &glob)).matches(&redis_key);
+            // The glob is matched as the tail of a longer string, where
+            // Redis lets a trailing `*` match nothing (so `*` finds the
+            // empty key, as `MemoryCache.keys('*')` does).
+            let tail = crate::glob::glob_match(format!("x{glob}").as_bytes(), format!("x{key}").as_bytes());
+            prop_assert_eq!(hit, s1 == s2 && tail);
+        }
+    }
+}
