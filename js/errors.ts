@@ -53,7 +53,21 @@ export type EdgeCacheErrorCode =
   /** The platform gave no secure random numbers (`crypto.getRandomValues`). */
   | 'RANDOM_UNAVAILABLE'
   /** `memoize`/`@cached` cannot derive a key from an argument (a function, a symbol, a cycle...): pass `key`. */
-  | 'UNSERIALIZABLE_ARGUMENT';
+  | 'UNSERIALIZABLE_ARGUMENT'
+  /** A value the Redis tier cannot serialize (a function, a symbol, a BigInt, `undefined`, a cycle): see `serializer`. */
+  | 'UNSERIALIZABLE_VALUE'
+  /** The Redis tier did not answer within `timeout`. */
+  | 'L2_TIMEOUT'
+  /** The Redis tier could not be reached, or answered with an unexpected HTTP status (`status` on the error). */
+  | 'L2_HTTP'
+  /** The Redis tier refused the token (missing, wrong, or not allowed to run the command). */
+  | 'L2_AUTH'
+  /** Redis answered with an error (`ERR ...`, `WRONGTYPE ...`). */
+  | 'L2_REDIS'
+  /** The Redis tier's answer is not what the protocol allows (not JSON, wrong shape or length, bad base64...). */
+  | 'L2_PROTOCOL'
+  /** The circuit breaker is open: Redis failed repeatedly and is not called until the cool-down ends. */
+  | 'L2_UNAVAILABLE';
 
 /**
  * Re-throws an error raised by the wasm core (a JS `Error` with a `code`

@@ -296,6 +296,45 @@ export class Signer {
     return (typeof out === 'string' ? JSON.parse(out) : out) as T | undefined;
   }
 
+  /**
+   * @internal Seals a payload that is already serialized: JSON text
+   * (`encoding` 1) or bytes (0). For the Redis tier, whose serializer is
+   * its own.
+   */
+  sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number): string {
+    const core = this.#live();
+    checkKey(key);
+    const tenant = scope !== undefined ? part('tenant', scope.tenant) : undefined;
+    const user = scope !== undefined ? part('user', scope.user) : undefined;
+    try {
+      put(core, key, tenant, user, payload);
+      return core.seal(scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
+  /**
+   * @internal Opens an envelope without parsing its payload: the JSON text
+   * or bytes and the absolute expiry (ms, 0 = never), or `undefined` if it
+   * has expired. Throws as {@link Signer.open} does.
+   */
+  openPayload(key: string, sealed: unknown, scope: EnvelopeScope | undefined): { payload: string | Uint8Array; expiresAt: number } | undefined {
+    const core = this.#live();
+    checkKey(key);
+    if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
+    const tenant = scope !== undefined ? part('tenant', scope.tenant) : undefined;
+    const user = scope !== undefined ? part('user', scope.user) : undefined;
+    try {
+      if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
+      put(core, key, tenant, user, sealed);
+      const out = core.open(scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now()) as string | Uint8Array | undefined;
+      return out === undefined ? undefined : { payload: out, expiresAt: core.lastExpiresAt() };
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
   /** Releases the wasm memory now; later calls throw `FREED`. Idempotent. */
   free(): void {
     this.#core?.free();

@@ -68,6 +68,8 @@ pub struct WasmSigner {
     signer: Signer,
     input: Vec<u8>,
     scope_cache: Option<ScopeCache>,
+    /// The expiry of the envelope the last successful `open` returned.
+    last_expires_at: u64,
 }
 
 /// The strings of one call, read from the input buffer.
@@ -155,6 +157,7 @@ impl WasmSigner {
                 signer,
                 input: Vec::new(),
                 scope_cache: None,
+                last_expires_at: 0,
             })
             .map_err(to_js)
     }
@@ -225,6 +228,7 @@ impl WasmSigner {
             signer,
             input,
             scope_cache,
+            ..
         } = self;
         let a = args(
             input,
@@ -299,9 +303,17 @@ impl WasmSigner {
         else {
             return Ok(JsValue::UNDEFINED);
         };
+        self.last_expires_at = opened.expires_at();
         Ok(match opened.encoding() {
             Encoding::Json => JsValue::from_str(opened.json().map_err(to_js)?),
             Encoding::Bytes => js_sys::Uint8Array::from(opened.payload()).into(),
         })
+    }
+
+    /// The absolute expiry (ms since the epoch, 0 = never) of the envelope
+    /// the last successful `open` returned: how long L1 may keep it.
+    #[wasm_bindgen(js_name = lastExpiresAt)]
+    pub fn last_expires_at(&self) -> f64 {
+        self.last_expires_at as f64
     }
 }
