@@ -9,3 +9,5 @@ export { memoize, type Memoized, type MemoizeOptions, type CacheLike, type IsAsy
 export { argsKey } from './keys.js';
 export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type CacheSource } from './decorators.js';
 export { cachePage, type CachePageOptions, type FetchHandler } from './page.js';
+export { RedisRest, type RedisRestOptions, type RedisSetOptions, type RedisArg, type RedisValue, type RedisEnv, type Outcome } from './redis.js';
+export { TieredCache, jsonSerializer, type TieredCacheOptions, type TieredStats, type L2Stats, type Serializer } from './tiered.js';

@@ -1,0 +1,789 @@
+// TieredCache: the L1 MemoryCache of this isolate in front of Redis (L2),
+// reached over HTTP with RedisRest. Values in Redis are signed envelopes
+// (docs/ENVELOPE.md) bound to their key and scope, so a value altered,
+// moved or forged in Redis is never served.
+//
+// The rules are the Rust core's, through wasm: the Redis key layout
+// (src/layout.rs, docs/REDIS.md), how long L1 keeps a value read from L2
+// (src/tier.rs promotion_ttl) and the circuit breaker (src/tier.rs). This
+// file does the I/O and keeps an L1 hit as cheap as a MemoryCache hit plus
+// one `await`.
+import { EdgeCacheError } from './errors.js';
+import { MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
+import { Signer, type EnvelopeScope, type SignerOptions } from './signer.js';
+import { RedisRest, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
+import { BreakerCore, LayoutCore, promotionTtl } from './wasm/edgecache.js';
+import { ensureWasm } from '#wasm-init';
+import { wellFormed } from './text.js';
+
+/** Turns values into envelope payloads and back. */
+export interface Serializer {
+  /** A string is sealed as JSON text, a `Uint8Array` as raw bytes. Throw to refuse a value. */
+  serialize(value: unknown): string | Uint8Array;
+  /** The inverse of `serialize`. */
+  deserialize(payload: string | Uint8Array): unknown;
+}
+
+/** Options of {@link TieredCache}. */
+export interface TieredCacheOptions {
+  /** The Redis tier: a {@link RedisRest}, or the options to make one. */
+  redis: RedisRest | RedisRestOptions;
+  /** Signs what goes to Redis: a {@link Signer}, or the options to make one. */
+  signer: Signer | SignerOptions;
+  /**
+   * Names this cache's keys in Redis (`<prefix>:v:...`): 1 to 64 characters
+   * of `A-Z a-z 0-9 _ . -`. Caches with different prefixes never see each
+   * other's keys; `clear()` removes exactly the keys under it.
+   */
+  prefix: string;
+  /**
+   * The L1 cache: a {@link MemoryCache} (used as given, so several tiers or
+   * helpers can share one), or the options to make one.
+   * @default new MemoryCache()
+   */
+  l1?: MemoryCache | MemoryCacheOptions;
+  /**
+   * The longest time, in ms, that L1 keeps a value (read from Redis or
+   * written here) before asking Redis again: it bounds how stale another
+   * isolate's write can look here. `0`: as long as the value lives.
+   * @default 10000
+   */
+  l1Ttl?: number;
+  /**
+   * ms a value lives when `set` gives no `ttl`; `0` = no expiry.
+   * @default 0
+   */
+  defaultTtl?: number;
+  /**
+   * When Redis fails (timeout, unreachable, 5xx, malformed answer): `true`
+   * serves what L1 holds, treats a miss as a miss, and lands writes in L1
+   * only, counting the error; `false` throws the error instead. Deletes and
+   * counters always throw, since a delete that never reached Redis would let
+   * the value come back, and a counter cannot be counted locally.
+   * @default true
+   */
+  failOpen?: boolean;
+  /**
+   * The circuit breaker: after `threshold` consecutive failures, calls to
+   * Redis stop (`L2_UNAVAILABLE`) for `cooldown` ms, then one call probes.
+   * @default { threshold: 5, cooldown: 5000 }
+   */
+  breaker?: { threshold?: number; cooldown?: number };
+  /**
+   * How values become payloads. The default is JSON (`Uint8Array` and
+   * `ArrayBuffer` travel as bytes): it refuses functions, symbols, BigInts,
+   * `undefined` and cycles, and changes what JSON changes (a `Date` comes
+   * back as its ISO string, `NaN` as `null`, `Map`/`Set` as `{}`).
+   * @default JSON
+   */
+  serializer?: Serializer;
+  /**
+   * Where warnings go (a rejected envelope, the breaker opening), once per
+   * kind and cache.
+   * @default console.warn
+   */
+  log?: (message: string) => void;
+  /**
+   * The clock, ms since the Unix epoch, for TTLs and the breaker. Give the
+   * signer (when passed as options) and L1 the same one.
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+/** L2 figures of {@link TieredCache.stats}, for the whole cache (all scopes). */
+export interface L2Stats {
+  /** Reads answered by Redis with a valid value. */
+  hits: number;
+  /** Reads Redis answered with nothing (or an expired envelope). */
+  misses: number;
+  /** Values that failed to open (altered, moved, forged, unknown key id): never served, not deleted. */
+  rejected: number;
+  /** Errors by code (`L2_TIMEOUT`, `L2_HTTP`, `L2_AUTH`, `L2_REDIS`, `L2_PROTOCOL`, `L2_UNAVAILABLE`). */
+  errors: Record<string, number>;
+  /** Writes that reached Redis. */
+  writes: number;
+  /** Round trips to Redis that answered, and their latency in ms over the last 1024. */
+  latency: { count: number; p50: number; p99: number; max: number };
+}
+
+/** What {@link TieredCache.stats} returns. */
+export interface TieredStats {
+  /** The L1 figures of this view (as {@link MemoryCache.stats}). */
+  l1: CacheStats;
+  /** Redis, for the whole cache. */
+  l2: L2Stats;
+  /** The circuit breaker. */
+  breaker: { state: 'closed' | 'open' | 'half-open'; opened: number };
+}
+
+const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now']);
+const STATES = ['closed', 'open', 'half-open'] as const;
+/** L1 keeps counters apart from values: under the key prefixed with U+0000. */
+const COUNTER = '\u0000';
+/** What `#l2` returns when Redis failed and the cache fails open. */
+const FAILED: unique symbol = Symbol('failed');
+const SAMPLES = 1024;
+
+/** A read in flight; `stale` once a write to its key began, so its result is not promoted. */
+interface Flight {
+  promise: Promise<unknown>;
+  stale: boolean;
+}
+
+/** State shared by a cache and its scope views. */
+class Shared {
+  readonly flights = new Map<string, Flight>();
+  readonly errors: Record<string, number> = {};
+  hits = 0;
+  misses = 0;
+  rejected = 0;
+  writes = 0;
+  readonly samples = new Float64Array(SAMPLES);
+  sampled = 0;
+  readonly warned = new Set<string>();
+
+  constructor(
+    readonly redis: RedisRest,
+    readonly signer: Signer,
+    readonly layout: LayoutCore,
+    readonly breaker: BreakerCore,
+    readonly l1Ttl: number,
+    readonly defaultTtl: number,
+    readonly failOpen: boolean,
+    readonly serializer: Serializer,
+    readonly log: (message: string) => void,
+    readonly now: () => number,
+  ) {}
+
+  warn(kind: string, message: string): void {
+    if (this.warned.has(kind)) return;
+    this.warned.add(kind);
+    this.log(`edgecache: ${message}`);
+  }
+
+  count(code: string): void {
+    this.errors[code] = (this.errors[code] ?? 0) + 1;
+  }
+
+  /** Marks reads in flight stale: all of them, or those of one Redis key. */
+  invalidate(redisKey?: string): void {
+    if (redisKey === undefined) for (const f of this.flights.values()) f.stale = true;
+    else {
+      const f = this.flights.get(redisKey);
+      if (f !== undefined) f.stale = true;
+    }
+  }
+}
+
+// ---- serialization ----
+
+function refuse(what: string): never {
+  throw new EdgeCacheError('UNSERIALIZABLE_VALUE', `${what} cannot be stored in the Redis tier as JSON: store plain data, or pass a \`serializer\``);
+}
+
+function replacer(_key: string, v: unknown): unknown {
+  switch (typeof v) {
+    case 'function':
+      return refuse('a function');
+    case 'symbol':
+      return refuse('a symbol');
+    case 'bigint':
+      return refuse('a BigInt');
+  }
+  return v;
+}
+
+/** JSON for JS values, raw bytes for `Uint8Array`/`ArrayBuffer`. */
+export const jsonSerializer: Serializer = {
+  serialize(value: unknown): string | Uint8Array {
+    if (value instanceof Uint8Array) return value;
+    if (value instanceof ArrayBuffer) return new Uint8Array(value);
+    if (value === undefined) refuse('undefined');
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value, replacer);
+    } catch (e) {
+      if (e instanceof EdgeCacheError) throw e;
+      refuse(`this value (${e instanceof Error ? e.message : String(e)})`);
+    }
+    if (text === undefined) refuse(`a ${typeof value}`);
+    return text;
+  },
+  deserialize(payload: string | Uint8Array): unknown {
+    return typeof payload === 'string' ? JSON.parse(payload) : payload;
+  },
+};
+
+// ---- options ----
+
+function ms(v: unknown, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !(v >= 0) || v === Infinity) {
+    throw new EdgeCacheError(name.endsWith('Ttl') || name === 'ttl' ? 'INVALID_TTL' : 'INVALID_OPTION', `${name} must be a finite number of milliseconds >= 0, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `key must be a string, got ${typeof key}`);
+  if (key.charCodeAt(0) === 0) throw new EdgeCacheError('INVALID_KEY', 'keys starting with U+0000 are reserved by TieredCache (its L1 keeps counters there)');
+  if (!wellFormed(key)) throw new EdgeCacheError('INVALID_KEY', 'key must be well-formed Unicode (no lone surrogates)');
+}
+
+function ttlOf(options: SetOptions | undefined, dflt: number): number {
+  if (options === undefined) return dflt;
+  if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'set options are { ttl? }');
+  for (const k of Object.keys(options)) if (k !== 'ttl') throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of set; known: ttl`);
+  return ms(options.ttl, 'ttl', dflt);
+}
+
+function part(x: unknown): string | undefined {
+  return x === undefined ? undefined : String(x);
+}
+
+/**
+ * A two-tier cache: this isolate's L1 {@link MemoryCache} in front of
+ * Redis over HTTP ({@link RedisRest}: the `edgecache-bridge`, or hosted
+ * Upstash). Methods have `MemoryCache`'s names and return promises.
+ *
+ * - Reads: L1, then Redis; concurrent misses of one key share one request;
+ *   a value read from Redis is verified, then kept in L1 for at most
+ *   `l1Ttl` and at most its remaining TTL.
+ * - Writes: Redis (`SET ... PX`), then L1.
+ * - Values in Redis are signed envelopes bound to key and scope; one that
+ *   fails to open is a miss, counted in `stats().l2.rejected`, never
+ *   served, never deleted (during a key rotation another isolate may hold
+ *   the key that opens it).
+ * - Counters (`incr`/`decr`) are Redis `INCRBY`, shared by every isolate,
+ *   plain integers in Redis (not signed), kept apart from values: read them
+ *   with {@link TieredCache.counter}; `get` never returns one.
+ *
+ * @example
+ * ```ts
+ * const cache = new TieredCache({
+ *   redis: RedisRest.fromEnv(),
+ *   signer: new Signer({ keys: { k1: process.env.EDGECACHE_SIGNING_KEY! } }),
+ *   prefix: 'app',
+ * });
+ * await cache.set('user:1', { name: 'Ada' }, { ttl: 60_000 });
+ * await cache.get('user:1');   // { name: 'Ada' }, from L1; other isolates read it from Redis
+ * ```
+ */
+export class TieredCache<V = unknown> {
+  readonly #s: Shared;
+  readonly #l1: MemoryCache<unknown>;
+  readonly #ownsL1: boolean;
+  readonly #scope: EnvelopeScope | undefined;
+  /** What this view's value and counter keys start with in Redis. */
+  readonly #vspace: string;
+  readonly #nspace: string;
+
+  constructor(options: TieredCacheOptions);
+  /** @internal a scope view */
+  constructor(options: TieredCacheOptions, view: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope });
+  constructor(options: TieredCacheOptions, view?: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope }) {
+    ensureWasm();
+    if (view !== undefined) {
+      this.#s = view.s;
+      this.#l1 = view.l1;
+      this.#ownsL1 = false;
+      this.#scope = view.scope;
+    } else {
+      if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'TieredCache needs { redis, signer, prefix }');
+      for (const k of Object.keys(options)) {
+        if (!OPTIONS.has(k)) throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of TieredCache; known: ${[...OPTIONS].join(', ')}`);
+      }
+      const o = options;
+      if (o.redis === undefined) throw new EdgeCacheError('INVALID_OPTION', 'TieredCache needs `redis`: a RedisRest, or { url, token }');
+      if (o.signer === undefined) throw new EdgeCacheError('INVALID_OPTION', 'TieredCache needs `signer`: values in Redis are always signed (generateSecureKey() makes a key)');
+      const now = o.now ?? Date.now;
+      if (typeof now !== 'function') throw new EdgeCacheError('INVALID_OPTION', '`now` must be a function returning ms since the Unix epoch');
+      const l1Ttl = ms(o.l1Ttl, 'l1Ttl', 10_000);
+      const defaultTtl = ms(o.defaultTtl, 'defaultTtl', 0);
+      if (o.failOpen !== undefined && typeof o.failOpen !== 'boolean') throw new EdgeCacheError('INVALID_OPTION', '`failOpen` must be true or false');
+      const b = o.breaker ?? {};
+      if (b === null || typeof b !== 'object') throw new EdgeCacheError('INVALID_OPTION', '`breaker` is { threshold?, cooldown? }');
+      for (const k of Object.keys(b)) if (k !== 'threshold' && k !== 'cooldown') throw new EdgeCacheError('INVALID_OPTION', `unknown option \`breaker.${k}\`; known: threshold, cooldown`);
+      const threshold = b.threshold ?? 5;
+      if (!Number.isInteger(threshold) || threshold < 1 || threshold > 1e6) throw new EdgeCacheError('INVALID_OPTION', '`breaker.threshold` must be an integer from 1 to 1000000');
+      const cooldown = ms(b.cooldown, 'breaker.cooldown', 5_000);
+      const ser = o.serializer ?? jsonSerializer;
+      if (typeof ser?.serialize !== 'function' || typeof ser?.deserialize !== 'function') throw new EdgeCacheError('INVALID_OPTION', '`serializer` needs serialize() and deserialize()');
+      const log = o.log ?? ((m: string) => console.warn(m));
+      if (typeof log !== 'function') throw new EdgeCacheError('INVALID_OPTION', '`log` must be a function');
+      if (typeof o.prefix !== 'string') throw new EdgeCacheError('INVALID_OPTION', '`prefix` is required: 1 to 64 characters of A-Z a-z 0-9 _ . -');
+      let layout: LayoutCore;
+      let breaker: BreakerCore;
+      try {
+        layout = new LayoutCore(o.prefix);
+        breaker = new BreakerCore(threshold, cooldown);
+      } catch (e) {
+        throw new EdgeCacheError('INVALID_OPTION', (e as Error).message);
+      }
+      const redis = o.redis instanceof RedisRest ? o.redis : new RedisRest(o.redis);
+      const signer = o.signer instanceof Signer ? o.signer : new Signer({ now, ...o.signer });
+      this.#ownsL1 = !(o.l1 instanceof MemoryCache);
+      this.#l1 = o.l1 instanceof MemoryCache ? o.l1 : new MemoryCache<unknown>({ now, ...(o.l1 ?? {}) });
+      this.#s = new Shared(redis, signer, layout, breaker, l1Ttl, defaultTtl, o.failOpen ?? true, ser, log, now);
+      this.#scope = undefined;
+    }
+    const sc = this.#scope;
+    this.#vspace = this.#s.layout.space(false, part(sc?.tenant), part(sc?.user));
+    this.#nspace = this.#s.layout.space(true, part(sc?.tenant), part(sc?.user));
+  }
+
+  // ---- the L2 call, with the breaker, statistics and failOpen ----
+
+  async #l2<T>(op: () => Promise<T>, mustThrow = false): Promise<T | typeof FAILED> {
+    const s = this.#s;
+    if (!s.breaker.allow(s.now())) {
+      s.count('L2_UNAVAILABLE');
+      if (mustThrow || !s.failOpen) {
+        throw new EdgeCacheError('L2_UNAVAILABLE', 'the redis tier is unavailable: the circuit breaker is open after repeated failures (it probes again after `breaker.cooldown`)');
+      }
+      return FAILED;
+    }
+    const t0 = performance.now();
+    try {
+      const r = await op();
+      s.breaker.success();
+      s.samples[s.sampled++ % SAMPLES] = performance.now() - t0;
+      return r;
+    } catch (e) {
+      const code = e instanceof EdgeCacheError ? e.code : 'L2_HTTP';
+      s.count(code);
+      if (code === 'L2_REDIS') {
+        // Redis answered: the tier is healthy, the command was refused.
+        s.breaker.success();
+      } else if (s.breaker.failure(s.now())) {
+        s.warn('breaker', `the redis tier failed repeatedly (${code}): serving from L1 until it recovers`);
+      }
+      if (mustThrow || !s.failOpen) throw e;
+      return FAILED;
+    }
+  }
+
+  /** Opens what Redis holds for `key`: the value, or `undefined` (expired, or rejected and counted). */
+  #open(key: string, raw: RedisValue): { value: unknown; expiresAt: number } | undefined {
+    const s = this.#s;
+    if (typeof raw !== 'string') {
+      s.rejected++;
+      s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} is not a signed envelope; it was not served (counted in stats().l2.rejected)`);
+      return undefined;
+    }
+    let opened: { payload: string | Uint8Array; expiresAt: number } | undefined;
+    try {
+      opened = s.signer.openPayload(key, raw, this.#scope);
+      if (opened === undefined) return undefined;
+      return { value: s.serializer.deserialize(opened.payload), expiresAt: opened.expiresAt };
+    } catch (e) {
+      s.rejected++;
+      s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} failed to open (${e instanceof EdgeCacheError ? e.code : 'deserialize'}); it was not served (counted in stats().l2.rejected)`);
+      return undefined;
+    }
+  }
+
+  /** Keeps a value from L2 in L1, for no longer than the rules allow. */
+  #promote(l1Key: string, value: unknown, expiresAt: number): void {
+    const s = this.#s;
+    const ttl = promotionTtl(s.l1Ttl, expiresAt, s.now());
+    if (ttl < 0) return;
+    try {
+      this.#l1.set(l1Key, value, { ttl });
+    } catch {
+      // Too large for L1: it stays in Redis only.
+      this.#l1.delete(l1Key);
+    }
+  }
+
+  // ---- reads ----
+
+  /** The value of `key`: from L1, else from Redis (verified), else `undefined`. */
+  async get(key: string): Promise<V | undefined> {
+    if (typeof key === 'string' && key.charCodeAt(0) !== 0) {
+      const hit = this.#l1.get(key);
+      if (hit !== undefined) return hit as V;
+    }
+    checkKey(key);
+    return this.#load(key) as Promise<V | undefined>;
+  }
+
+  #load(key: string): Promise<unknown> {
+    const s = this.#s;
+    const rk = this.#vspace + key;
+    const inFlight = s.flights.get(rk);
+    if (inFlight !== undefined) return inFlight.promise;
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, stale: false };
+    flight.promise = this.#fetch(key, rk, flight).finally(() => {
+      if (s.flights.get(rk) === flight) s.flights.delete(rk);
+    });
+    s.flights.set(rk, flight);
+    return flight.promise;
+  }
+
+  async #fetch(key: string, rk: string, flight: Flight): Promise<unknown> {
+    const s = this.#s;
+    const raw = await this.#l2(() => s.redis.command(['GET', rk]));
+    if (raw === FAILED) return undefined;
+    if (raw === null) {
+      s.misses++;
+      return undefined;
+    }
+    const o = this.#open(key, raw);
+    if (o === undefined) {
+      s.misses++;
+      return undefined;
+    }
+    s.hits++;
+    if (!flight.stale) this.#promote(key, o.value, o.expiresAt);
+    return o.value;
+  }
+
+  /** Whether `key` holds a value (`get` would return one). */
+  async has(key: string): Promise<boolean> {
+    checkKey(key);
+    if (this.#l1.has(key)) return true;
+    return (await this.#load(key)) !== undefined;
+  }
+
+  /** The values of `keys`, aligned, `undefined` for misses: L1, then one `MGET` for the rest. */
+  async getMany(keys: readonly string[]): Promise<(V | undefined)[]> {
+    if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_KEY', 'getMany takes an array of keys');
+    for (const k of keys) checkKey(k);
+    const out = this.#l1.getMany(keys) as (V | undefined)[];
+    const missing: number[] = [];
+    for (let i = 0; i < out.length; i++) if (out[i] === undefined) missing.push(i);
+    if (missing.length === 0) return out;
+    const s = this.#s;
+    const rks = missing.map((i) => this.#vspace + keys[i]);
+    const raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
+    if (raws === FAILED) return out;
+    if (!Array.isArray(raws) || raws.length !== rks.length) {
+      s.count('L2_PROTOCOL');
+      if (!s.failOpen) throw new EdgeCacheError('L2_PROTOCOL', `malformed answer from the redis tier: MGET of ${rks.length} keys answered ${Array.isArray(raws) ? raws.length : typeof raws}`);
+      return out;
+    }
+    for (let j = 0; j < missing.length; j++) {
+      const i = missing[j]!;
+      const raw = raws[j]!;
+      if (raw === null) {
+        s.misses++;
+        continue;
+      }
+      const o = this.#open(keys[i]!, raw);
+      if (o === undefined) {
+        s.misses++;
+        continue;
+      }
+      s.hits++;
+      out[i] = o.value as V;
+      if (s.flights.get(rks[j]!)?.stale !== true) this.#promote(keys[i]!, o.value, o.expiresAt);
+    }
+    return out;
+  }
+
+  /** ms left for `key`, `Infinity` if it never expires, `undefined` if absent. */
+  async ttl(key: string): Promise<number | undefined> {
+    checkKey(key);
+    const s = this.#s;
+    const r = await this.#l2(() => s.redis.pipeline([['PTTL', this.#vspace + key], ['PTTL', this.#nspace + key]]));
+    if (r === FAILED) return this.#l1.ttl(key) ?? this.#l1.ttl(COUNTER + key);
+    for (const o of r) {
+      if (!o.ok || typeof o.value !== 'number') continue;
+      if (o.value === -1) return Infinity;
+      if (o.value >= 0) return o.value;
+    }
+    return undefined;
+  }
+
+  /**
+   * The keys of this view (values and counters) whose name matches a Redis
+   * glob, found with `SCAN ... MATCH` (never `KEYS`). In no particular order.
+   */
+  async keys(pattern = '*'): Promise<string[]> {
+    if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
+    const s = this.#s;
+    const match = s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern);
+    const found = new Set<string>();
+    const skip = this.#vspace.length;
+    const done = await this.#l2(async () => {
+      let cursor = '0';
+      do {
+        const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
+        for (const k of batch) found.add(k.slice(skip));
+        cursor = next;
+      } while (cursor !== '0');
+    });
+    if (done === FAILED) {
+      // What L1 knows: its values, and its counters (kept under U+0000).
+      for (const k of this.#l1.keys(pattern)) if (k.charCodeAt(0) !== 0) found.add(k);
+      for (const k of this.#l1.keys(COUNTER + pattern)) found.add(k.slice(1));
+    }
+    return [...found];
+  }
+
+  // ---- writes ----
+
+  /** Serializes and seals `value` for `key`; throws before anything is written. */
+  #seal(key: string, value: unknown, ttl: number): { sealed: string; local: unknown } {
+    const s = this.#s;
+    if (value === undefined) refuse('undefined');
+    const payload = s.serializer.serialize(value);
+    if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
+      throw new EdgeCacheError('INVALID_OPTION', '`serializer.serialize` must return a string or a Uint8Array');
+    }
+    const sealed = s.signer.sealPayload(key, payload, typeof payload === 'string' ? 1 : 0, this.#scope, ttl);
+    // L1 holds what every other isolate will read back, not the caller's object.
+    return { sealed, local: s.serializer.deserialize(payload) };
+  }
+
+  #setArgs(key: string, sealed: string, ttl: number): RedisArg[] {
+    const args: RedisArg[] = ['SET', this.#vspace + key, sealed];
+    if (ttl > 0) args.push('PX', Math.ceil(ttl));
+    return args;
+  }
+
+  #keepLocal(key: string, local: unknown, ttl: number): void {
+    const now = this.#s.now();
+    this.#promote(key, local, ttl > 0 ? now + ttl : 0);
+  }
+
+  /**
+   * Stores `value` under `key` in Redis (signed, with `PX`), then in L1.
+   * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL`, `UNSERIALIZABLE_VALUE`,
+   * `ENVELOPE_TOO_LARGE` before anything is written; with `failOpen: false`,
+   * the L2 error (L1 then unchanged).
+   */
+  async set(key: string, value: V, options?: SetOptions): Promise<this> {
+    checkKey(key);
+    const s = this.#s;
+    const ttl = ttlOf(options, s.defaultTtl);
+    const { sealed, local } = this.#seal(key, value, ttl);
+    s.invalidate(this.#vspace + key);
+    const r = await this.#l2(() => s.redis.command(this.#setArgs(key, sealed, ttl)));
+    if (r !== FAILED) s.writes++;
+    this.#keepLocal(key, local, ttl);
+    return this;
+  }
+
+  /** Stores several entries: all validated and sealed first, then one request to Redis. */
+  async setMany(entries: Iterable<readonly [string, V] | readonly [string, V, SetOptions | undefined]>): Promise<this> {
+    if (entries === null || typeof entries !== 'object' || !(Symbol.iterator in entries)) {
+      throw new EdgeCacheError('INVALID_OPTION', 'setMany takes an iterable of [key, value, options?] tuples');
+    }
+    const s = this.#s;
+    const prepared: { key: string; ttl: number; sealed: string; local: unknown }[] = [];
+    for (const e of entries) {
+      if (!Array.isArray(e)) throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value, options?] tuples');
+      const key = e[0] as string;
+      checkKey(key);
+      const ttl = ttlOf(e[2] as SetOptions | undefined, s.defaultTtl);
+      prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl) });
+    }
+    if (prepared.length === 0) return this;
+    for (const p of prepared) s.invalidate(this.#vspace + p.key);
+    const r = await this.#l2(async () => {
+      const out = await s.redis.pipeline(prepared.map((p) => this.#setArgs(p.key, p.sealed, p.ttl)));
+      const bad = out.find((o) => !o.ok);
+      if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
+    });
+    if (r !== FAILED) s.writes += prepared.length;
+    for (const p of prepared) this.#keepLocal(p.key, p.local, p.ttl);
+    return this;
+  }
+
+  /**
+   * Deletes `key` (its value and its counter) from L1 and Redis. Throws the
+   * L2 error if Redis could not be reached, whatever `failOpen` says: the
+   * value would otherwise come back.
+   */
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    const s = this.#s;
+    s.invalidate(this.#vspace + key);
+    const value = this.#l1.delete(key);
+    const local = this.#l1.delete(COUNTER + key) || value;
+    const n = (await this.#l2(() => s.redis.unlink(this.#vspace + key, this.#nspace + key), true)) as number;
+    s.writes++;
+    return n > 0 || local;
+  }
+
+  /** Deletes several keys in one request; how many Redis keys were removed. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_KEY', 'deleteMany takes an array of keys');
+    for (const k of keys) checkKey(k);
+    if (keys.length === 0) return 0;
+    const s = this.#s;
+    const rks: string[] = [];
+    for (const k of keys) {
+      s.invalidate(this.#vspace + k);
+      this.#l1.delete(k);
+      this.#l1.delete(COUNTER + k);
+      rks.push(this.#vspace + k, this.#nspace + k);
+    }
+    const n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
+    s.writes++;
+    return n;
+  }
+
+  /**
+   * Adds `by` to the counter `key` with Redis `INCRBY` (atomic across every
+   * isolate; a missing counter starts at 0) and returns the new value, also
+   * kept in L1. Never retried after a lost request, and never counted
+   * locally: when Redis fails, it throws.
+   * @throws {EdgeCacheError} `NOT_AN_INTEGER`, `OVERFLOW`, or the L2 error.
+   */
+  async incr(key: string, by = 1): Promise<number> {
+    checkKey(key);
+    if (!Number.isSafeInteger(by)) throw new EdgeCacheError('NOT_AN_INTEGER', `the step must be a safe integer, got ${String(by)}`);
+    const s = this.#s;
+    let n: number;
+    try {
+      n = (await this.#l2(() => s.redis.incrby(this.#nspace + key, by), true)) as number;
+    } catch (e) {
+      if (e instanceof EdgeCacheError && e.code === 'L2_REDIS') {
+        if (/overflow/i.test(e.message)) throw new EdgeCacheError('OVERFLOW', 'increment or decrement would overflow', { cause: e });
+        if (/not an integer/i.test(e.message)) throw new EdgeCacheError('NOT_AN_INTEGER', 'the counter in redis is not an integer', { cause: e });
+      }
+      if (e instanceof EdgeCacheError && e.code === 'L2_PROTOCOL' && /integer JavaScript/.test(e.message)) {
+        throw new EdgeCacheError('OVERFLOW', 'the counter left the safe-integer range', { cause: e });
+      }
+      throw e;
+    }
+    s.writes++;
+    this.#promote(COUNTER + key, n, 0);
+    return n;
+  }
+
+  /** `incr(key, -by)`. */
+  decr(key: string, by = 1): Promise<number> {
+    if (!Number.isSafeInteger(by)) return Promise.reject(new EdgeCacheError('NOT_AN_INTEGER', `the step must be a safe integer, got ${String(by)}`));
+    return this.incr(key, -by);
+  }
+
+  /**
+   * The counter `key` (from L1, else Redis), or `undefined`. Counters are
+   * plain integers in Redis, not signed: anyone who can write to the Redis
+   * database can set one. Keep them to figures that may be wrong (rate
+   * limits, views), never to decisions an attacker must not steer.
+   */
+  async counter(key: string): Promise<number | undefined> {
+    checkKey(key);
+    const hit = this.#l1.get(COUNTER + key);
+    if (typeof hit === 'number') return hit;
+    const s = this.#s;
+    const raw = await this.#l2(() => s.redis.command(['GET', this.#nspace + key]));
+    if (raw === FAILED || raw === null) return undefined;
+    const n = typeof raw === 'string' && /^-?(0|[1-9]\d{0,15})$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n)) {
+      s.rejected++;
+      s.warn('counter', `the counter ${JSON.stringify(key)} in redis is not an integer; it was not served`);
+      return undefined;
+    }
+    this.#promote(COUNTER + key, n, 0);
+    return n;
+  }
+
+  /** SCANs `match` and UNLINKs what it finds, batch by batch; how many keys went. */
+  async #unlinkMatching(match: string): Promise<number> {
+    const s = this.#s;
+    s.invalidate();
+    const n = await this.#l2(async () => {
+      let cursor = '0';
+      let gone = 0;
+      do {
+        const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
+        if (batch.length > 0) gone += await s.redis.unlink(...batch);
+        cursor = next;
+      } while (cursor !== '0');
+      return gone;
+    }, true);
+    s.writes++;
+    return n as number;
+  }
+
+  /**
+   * Deletes the keys of this view matching a Redis glob, in L1 and in
+   * Redis (`SCAN MATCH` + `UNLINK` in batches, never `KEYS`). The glob
+   * applies to this view's keys only. Returns how many Redis keys went.
+   */
+  async deletePattern(pattern: string): Promise<number> {
+    if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
+    this.#l1.deletePattern(pattern);
+    this.#l1.deletePattern(COUNTER + pattern);
+    const s = this.#s;
+    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern));
+  }
+
+  /**
+   * Removes this cache's keys: on the cache, every key under its prefix
+   * (every scope), in Redis and L1; on a scope view, that scope's. Never
+   * `FLUSHDB`.
+   */
+  async clear(): Promise<void> {
+    const s = this.#s;
+    if (this.#scope === undefined) {
+      this.#l1.clear();
+      await this.#unlinkMatching(s.layout.everything());
+    } else {
+      this.#l1.clear();
+      await this.#unlinkMatching(s.layout.pattern(part(this.#scope.tenant), part(this.#scope.user), '*'));
+    }
+  }
+
+  /**
+   * A view whose keys (in L1 and in Redis) live apart from the root's and
+   * every other scope's, and whose envelopes are bound to its scope. Same
+   * API; narrows like {@link MemoryCache.scope}.
+   */
+  scope(scope: ScopeOptions): TieredCache<V> {
+    const l1 = this.#l1.scope(scope);
+    const tenant = part(this.#scope?.tenant) ?? part(scope.tenant);
+    const user = part(this.#scope?.user) ?? part(scope.user);
+    const sc: EnvelopeScope = {};
+    if (tenant !== undefined) sc.tenant = tenant;
+    if (user !== undefined) sc.user = user;
+    return new TieredCache<V>(undefined as unknown as TieredCacheOptions, { s: this.#s, l1, scope: sc });
+  }
+
+  /** L1 figures for this view, L2 and breaker figures for the whole cache. */
+  stats(): TieredStats {
+    const s = this.#s;
+    const n = Math.min(s.sampled, SAMPLES);
+    const sorted = Array.from(s.samples.subarray(0, n)).sort((a, b) => a - b);
+    const at = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(q * n))]!);
+    return {
+      l1: this.#l1.stats(),
+      l2: {
+        hits: s.hits,
+        misses: s.misses,
+        rejected: s.rejected,
+        errors: { ...s.errors },
+        writes: s.writes,
+        latency: { count: s.sampled, p50: at(0.5), p99: at(0.99), max: n === 0 ? 0 : sorted[n - 1]! },
+      },
+      breaker: { state: STATES[s.breaker.state()] ?? 'closed', opened: s.breaker.timesOpened() },
+    };
+  }
+
+  /** The cache's clock, in ms (for `memoize` and friends). */
+  now(): number {
+    return this.#s.now();
+  }
+
+  /** The L1 cache (this view's). */
+  get l1(): MemoryCache<unknown> {
+    return this.#l1;
+  }
+
+  /** The Redis client. */
+  get redis(): RedisRest {
+    return this.#s.redis;
+  }
+
+  /** Frees the L1's wasm memory if this cache made its L1. */
+  free(): void {
+    if (this.#ownsL1 && this.#scope === undefined) this.#l1.free();
+  }
+}
