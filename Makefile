@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: setup build test bench dev demo clean
+.PHONY: setup build test bench dev demo clean fuzz
 
 ## Install what a fresh machine lacks (idempotent).
 setup:
@@ -34,3 +34,8 @@ demo: build
 
 clean:
 	rm -rf target dist js/wasm node_modules
+
+## Fuzz every parser that reads bytes from the network (cargo-fuzz, nightly),
+## FUZZ_SECONDS each (default 600); prints executions per target.
+fuzz:
+	@scripts/fuzz.sh
