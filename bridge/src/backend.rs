@@ -1,0 +1,231 @@
+//! Redis, through fred: a pool of multiplexed connections for commands and
+//! pipelines, and an exclusive pool for transactions.
+//!
+//! Why fred: it multiplexes and pipelines on each connection, reconnects by
+//! itself, and in cluster mode routes every command of a pipeline to the
+//! node that owns its key, which the coming Redis Cluster step needs (one
+//! `/pipeline` request touches many hash slots; redis-rs refuses cross-slot
+//! async pipelines).
+//!
+//! Replies come back as raw RESP frames (`custom_raw`), so values keep their
+//! exact bytes and a Redis error is a frame, not a Rust error: an `Err` here
+//! always means the outcome is unknown (Redis unreachable, connection lost,
+//! timed out). Commands are never retried by the bridge
+//! (`max_command_attempts = 1`): an `INCRBY` whose reply was lost must not
+//! run twice.
+
+use crate::policy;
+use crate::protocol::{self, Command};
+use fred::clients::ExclusivePool;
+use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand, Resp3Frame};
+use std::time::Duration;
+
+/// Why Redis gave no answer: the outcome of a write is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No answer within the request timeout (504).
+    Timeout,
+    /// Redis cannot be reached, or the connection broke (503).
+    Down(String),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Timeout => {
+                f.write_str("ERR Redis did not answer in time (--request-timeout)")
+            }
+            Unavailable::Down(e) => write!(f, "ERR Redis is unreachable: {e}"),
+        }
+    }
+}
+
+fn unavailable(e: Error) -> Unavailable {
+    if *e.kind() == ErrorKind::Timeout {
+        Unavailable::Timeout
+    } else {
+        Unavailable::Down(e.details().to_string())
+    }
+}
+
+/// How a transaction ended.
+#[derive(Debug)]
+pub enum TxOutcome {
+    /// EXEC ran: one reply per command.
+    Executed(Vec<Resp3Frame>),
+    /// Redis refused to queue a command; nothing ran (`EXECABORT ...`).
+    Discarded(String),
+}
+
+/// The Redis side of the bridge.
+pub struct Backend {
+    pool: Pool,
+    tx: ExclusivePool,
+    options: Options,
+}
+
+impl Backend {
+    /// Connects (in the background: the bridge starts while Redis is down
+    /// and serves 503 until it is up) `pool` multiplexed connections and
+    /// `tx` connections for transactions.
+    pub async fn connect(
+        url: &str,
+        pool: usize,
+        tx: usize,
+        timeout: Duration,
+    ) -> Result<Backend, String> {
+        let mut config =
+            Config::from_url(url).map_err(|e| format!("--redis-url {url}: {}", e.details()))?;
+        // Keep reconnecting in the background rather than failing at start.
+        config.fail_fast = false;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+                c.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..Default::default()
+                };
+            })
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2));
+        let pool = builder
+            .build_pool(pool.max(1))
+            .map_err(|e| e.details().to_string())?;
+        let tx = builder
+            .build_exclusive_pool(tx.max(1))
+            .map_err(|e| e.details().to_string())?;
+        pool.connect_pool();
+        tx.connect_pool().await;
+        let options = Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        Ok(Backend { pool, tx, options })
+    }
+
+    /// Runs `cmds` as one pipeline on one connection, in order, and returns
+    /// one reply per command (a Redis error is an error frame in its place).
+    pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
+        let client = self.pool.next().with_options(&self.options);
+        // Every command is handed to the connection's writer before the
+        // first await completes (join_all polls in order), so they leave in
+        // one write, in order: a real pipeline, one round trip.
+        let replies = futures::future::join_all(cmds.iter().map(|c| {
+            let (cmd, args) = custom(c);
+            client.custom_raw(cmd, args)
+        }))
+        .await;
+        replies
+            .into_iter()
+            .map(|r| r.map_err(unavailable))
+            .collect()
+    }
+
+    /// Runs `cmds` in MULTI/EXEC on a connection of its own, so that
+    /// concurrent transactions never interleave.
+    pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
+        let guard = self.tx.acquire().await;
+        let client = guard.with_options(&self.options);
+        let result = run_transaction(&client, cmds).await;
+        if result.is_err() {
+            // The connection may still be inside MULTI: leave it clean for
+            // the next transaction, or drop it.
+            let (cmd, args) = named("DISCARD");
+            if client.custom_raw(cmd, args).await.is_err() {
+                let _ = guard.force_reconnection().await;
+            }
+        }
+        result
+    }
+
+    /// Whether Redis answers PING.
+    pub async fn ping(&self) -> bool {
+        let (cmd, args) = named("PING");
+        matches!(
+            self.pool
+                .next()
+                .with_options(&self.options)
+                .custom_raw(cmd, args)
+                .await,
+            Ok(Resp3Frame::SimpleString { .. })
+        )
+    }
+
+    /// Closes every connection.
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+        let _ = self.tx.quit().await;
+    }
+}
+
+async fn run_transaction<C: ClientLike>(
+    client: &C,
+    cmds: &[Command],
+) -> Result<TxOutcome, Unavailable> {
+    let (multi, none) = named("MULTI");
+    expect_ok(client.custom_raw(multi, none).await.map_err(unavailable)?)?;
+    for c in cmds {
+        let (cmd, args) = custom(c);
+        let reply = client.custom_raw(cmd, args).await.map_err(unavailable)?;
+        if let Some(e) = protocol::error_text(&reply) {
+            let (discard, none) = named("DISCARD");
+            client
+                .custom_raw(discard, none)
+                .await
+                .map_err(unavailable)?;
+            return Ok(TxOutcome::Discarded(format!(
+                "EXECABORT Transaction discarded because of an error in {}: {e}",
+                protocol::command_name(c)
+            )));
+        }
+        if !matches!(&reply, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"QUEUED") {
+            return Err(Unavailable::Down(
+                "the transaction's connection left MULTI".into(),
+            ));
+        }
+    }
+    let (exec, none) = named("EXEC");
+    match client.custom_raw(exec, none).await.map_err(unavailable)? {
+        Resp3Frame::Array { data, .. } if data.len() == cmds.len() => Ok(TxOutcome::Executed(data)),
+        other => match protocol::error_text(&other) {
+            Some(e) => Ok(TxOutcome::Discarded(e)),
+            None => Err(Unavailable::Down(
+                "EXEC answered with something else than one reply per command".into(),
+            )),
+        },
+    }
+}
+
+fn expect_ok(reply: Resp3Frame) -> Result<(), Unavailable> {
+    match &reply {
+        Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"OK" => Ok(()),
+        _ => Err(Unavailable::Down(format!("MULTI answered {reply:?}"))),
+    }
+}
+
+fn named(name: &'static str) -> (CustomCommand, Vec<Value>) {
+    (
+        CustomCommand::new_static(name, ClusterHash::FirstKey, false),
+        Vec::new(),
+    )
+}
+
+/// A command for fred: its name, how a cluster routes it, and its
+/// arguments as bytes.
+fn custom(c: &Command) -> (CustomCommand, Vec<Value>) {
+    let name = protocol::command_name(c);
+    let hash = if policy::is_keyless(&name) {
+        ClusterHash::Random
+    } else {
+        ClusterHash::FirstKey
+    };
+    let blocking = policy::is_blocking(&name);
+    let args = c[1..].iter().map(|a| Value::Bytes(a.clone())).collect();
+    (CustomCommand::new(name, hash, blocking), args)
+}

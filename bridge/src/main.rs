@@ -1,0 +1,152 @@
+//! The `edgecache-bridge` binary: flags (each with an environment
+//! variable), logs, signals; the work is in the library.
+use clap::Parser;
+use edgecache_bridge::{backend::Backend, policy::Policy, server};
+use std::time::Duration;
+
+/// An HTTP-to-Redis bridge speaking the Upstash REST protocol.
+///
+/// Point `@upstash/redis` or edgecache's `RedisRest` at it with its URL and
+/// token. Prefer the environment variables for tokens: command-line
+/// arguments are visible to other users of the machine.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Address to listen on (port 0: any free port; the first line on
+    /// stdout says which: `listening on http://ADDR`).
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_LISTEN",
+        default_value = "127.0.0.1:8079"
+    )]
+    listen: String,
+    /// The Redis server: redis://[[user]:password@]host:port[/db].
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// The bearer token that may run every allowed command.
+    #[arg(long, env = "EDGECACHE_BRIDGE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// A second token that may run reading commands only.
+    #[arg(long, env = "EDGECACHE_BRIDGE_READ_ONLY_TOKEN", hide_env_values = true)]
+    read_only_token: Option<String>,
+    /// Largest request body in bytes; larger ones get 413 unread.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_BODY", default_value_t = 10 << 20)]
+    max_body: usize,
+    /// Most commands in one /pipeline or /multi-exec request.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_PIPELINE", default_value_t = 10_000)]
+    max_pipeline: usize,
+    /// Most open client connections; more wait until one closes.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Milliseconds Redis has to answer a request (then 504).
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_REQUEST_TIMEOUT",
+        default_value_t = 5_000
+    )]
+    request_timeout: u64,
+    /// Milliseconds a client has to send its request headers (idle
+    /// keep-alive connections are closed after this too).
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_HEADER_TIMEOUT",
+        default_value_t = 10_000
+    )]
+    header_timeout: u64,
+    /// Milliseconds a client has to send its request body (then 408).
+    #[arg(long, env = "EDGECACHE_BRIDGE_BODY_TIMEOUT", default_value_t = 10_000)]
+    body_timeout: u64,
+    /// Milliseconds given to requests in flight on SIGTERM or SIGINT.
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_SHUTDOWN_TIMEOUT",
+        default_value_t = 30_000
+    )]
+    shutdown_timeout: u64,
+    /// Multiplexed Redis connections for commands and pipelines.
+    #[arg(long, env = "EDGECACHE_BRIDGE_POOL_SIZE", default_value_t = 4)]
+    pool_size: usize,
+    /// Redis connections reserved for /multi-exec (one transaction each at a time).
+    #[arg(long, env = "EDGECACHE_BRIDGE_TX_POOL_SIZE", default_value_t = 2)]
+    tx_pool_size: usize,
+    /// Commands to deny besides the defaults (comma-separated; CMD or CMD|SUB).
+    #[arg(long, env = "EDGECACHE_BRIDGE_DENY", value_delimiter = ',')]
+    deny: Vec<String>,
+    /// Commands to take off the default deny list (comma-separated).
+    #[arg(long, env = "EDGECACHE_BRIDGE_ALLOW", value_delimiter = ',')]
+    allow: Vec<String>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("edgecache-bridge: {msg}");
+    std::process::exit(2);
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.token.len() < 16 {
+        fail("--token must be at least 16 characters (a random one: openssl rand -base64 32)");
+    }
+    if args.read_only_token.as_deref() == Some(args.token.as_str()) {
+        fail("--read-only-token must differ from --token");
+    }
+    let policy = Policy::new(&args.deny, &args.allow).unwrap_or_else(|e| fail(e));
+    let ms = Duration::from_millis;
+    let backend = Backend::connect(
+        &args.redis_url,
+        args.pool_size,
+        args.tx_pool_size,
+        ms(args.request_timeout),
+    )
+    .await
+    .unwrap_or_else(|e| fail(e));
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .unwrap_or_else(|e| fail(format!("--listen {}: {e}", args.listen)));
+    let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
+    // The first line on stdout, for scripts and tests that start the bridge.
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, redis = %redact(&args.redis_url), "edgecache-bridge ready");
+    let settings = server::Settings {
+        token: args.token,
+        read_only_token: args.read_only_token,
+        policy,
+        max_body: args.max_body,
+        max_pipeline: args.max_pipeline.max(1),
+        max_connections: args.max_connections,
+        request_timeout: ms(args.request_timeout),
+        header_timeout: ms(args.header_timeout),
+        body_timeout: ms(args.body_timeout),
+        shutdown_timeout: ms(args.shutdown_timeout),
+    };
+    server::serve(listener, backend, settings, shutdown_signal()).await;
+}
+
+/// The Redis URL without its password, for the log.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

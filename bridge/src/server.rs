@@ -1,0 +1,386 @@
+//! The HTTP side: an accept loop bounded by a semaphore (as mini-redis
+//! does), hyper's HTTP/1 with a header read timeout, a body read timeout and
+//! size limit, token checks in constant time, and a graceful shutdown that
+//! finishes the requests in flight.
+
+use crate::backend::{Backend, TxOutcome, Unavailable};
+use crate::policy::{self, Policy, Role};
+use crate::protocol::{self, Command};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What the server needs to know, from the command line.
+pub struct Settings {
+    pub token: String,
+    pub read_only_token: Option<String>,
+    pub policy: Policy,
+    pub max_body: usize,
+    pub max_pipeline: usize,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+struct App {
+    backend: Backend,
+    policy: Policy,
+    token: [u8; 32],
+    read_only_token: Option<[u8; 32]>,
+    max_body: usize,
+    max_pipeline: usize,
+    request_timeout: Duration,
+    body_timeout: Duration,
+    /// Advances with every request that writes; sent as `upstash-sync-token`.
+    /// Starts at the clock's milliseconds, so it keeps increasing across a
+    /// restart.
+    sync: AtomicU64,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting,
+/// lets the requests in flight finish (up to `shutdown_timeout`), and
+/// closes the Redis connections.
+pub async fn serve(
+    listener: TcpListener,
+    backend: Backend,
+    s: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let app = Arc::new(App {
+        backend,
+        policy: s.policy,
+        token: digest(&s.token),
+        read_only_token: s.read_only_token.as_deref().map(digest),
+        max_body: s.max_body,
+        max_pipeline: s.max_pipeline,
+        request_timeout: s.request_timeout,
+        body_timeout: s.body_timeout,
+        sync: AtomicU64::new(start),
+    });
+    let permits = Arc::new(Semaphore::new(s.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(s.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        // Past --max-connections, new connections wait in the listen
+        // backlog until one closes.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+            }),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing the requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(s.shutdown_timeout) => tracing::warn!("shutdown timeout: closing the remaining connections"),
+    }
+    app.backend.quit().await;
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> Resp {
+    json(status, protocol::error_body(msg))
+}
+
+/// The token of a request: `Authorization: Bearer <t>`, else `?_token=<t>`.
+fn presented_token(req: &Request<Incoming>) -> Option<Vec<u8>> {
+    if let Some(v) = req.headers().get(AUTHORIZATION) {
+        let v = v.as_bytes();
+        return (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .then(|| v[7..].trim_ascii().to_vec());
+    }
+    let query = req.uri().query()?;
+    query.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("_token=")?;
+        Some(percent_decode_query(v))
+    })
+}
+
+fn percent_decode_query(v: &str) -> Vec<u8> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The role the presented token grants, compared in constant time (both
+/// sides hashed first, so not even the length leaks).
+fn role(app: &App, presented: Option<&[u8]>) -> Option<Role> {
+    let d: [u8; 32] = Sha256::digest(presented?).into();
+    let full = bool::from(d.ct_eq(&app.token));
+    let ro = app.read_only_token.is_some_and(|t| bool::from(d.ct_eq(&t)));
+    if full {
+        Some(Role::Full)
+    } else if ro {
+        Some(Role::ReadOnly)
+    } else {
+        None
+    }
+}
+
+enum Route {
+    Single,
+    Pipeline,
+    Multi,
+    Path,
+}
+
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let mut resp = route(app, req).await;
+    resp.headers_mut().insert(
+        "upstash-sync-token",
+        HeaderValue::from(app.sync.load(Ordering::Relaxed)),
+    );
+    tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        return if app.backend.ping().await {
+            json(StatusCode::OK, br#"{"result":"PONG"}"#.to_vec())
+        } else {
+            error(StatusCode::SERVICE_UNAVAILABLE, "ERR Redis is unreachable")
+        };
+    }
+    let Some(role) = role(app, presented_token(&req).as_deref()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "WRONGPASS invalid or missing auth token",
+        );
+    };
+    let base64 = req
+        .headers()
+        .get("upstash-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"base64"));
+    let m = req.method();
+    let route = match path.as_str() {
+        "/" | "" if m == Method::POST => Route::Single,
+        "/pipeline" if m == Method::POST => Route::Pipeline,
+        "/multi-exec" if m == Method::POST => Route::Multi,
+        "/" | "" | "/pipeline" | "/multi-exec" => return method_not_allowed("POST"),
+        _ if m == Method::GET || m == Method::POST || m == Method::PUT => Route::Path,
+        _ => return method_not_allowed("GET, POST, PUT"),
+    };
+    let has_body = m == Method::POST || m == Method::PUT;
+    let body = if has_body {
+        match read_body(app, req).await {
+            Ok(b) => Some(b),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let parsed = match route {
+        Route::Single => {
+            protocol::parse_command(body.as_deref().unwrap_or_default()).map(|c| vec![c])
+        }
+        Route::Pipeline | Route::Multi => {
+            protocol::parse_commands(body.as_deref().unwrap_or_default(), app.max_pipeline)
+        }
+        Route::Path => protocol::parse_path(&path, body).map(|c| vec![c]),
+    };
+    let cmds = match parsed {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
+    };
+    let mut writes = false;
+    for c in &cmds {
+        let name = protocol::command_name(c);
+        if let Err(r) = app.policy.check(role, &name, c.get(1).map(|b| b.as_ref())) {
+            return error(StatusCode::FORBIDDEN, &r.to_string());
+        }
+        writes |= !policy::is_read(&name);
+    }
+    let resp = match route {
+        Route::Multi => multi_exec(app, &cmds, base64).await,
+        Route::Pipeline => match run(app, app.backend.pipeline(&cmds)).await {
+            Ok(frames) => json(StatusCode::OK, protocol::outcomes(&frames, base64)),
+            Err(r) => r,
+        },
+        Route::Single | Route::Path => match run(app, app.backend.pipeline(&cmds)).await {
+            Ok(frames) => {
+                let f = &frames[0];
+                let mut out = Vec::new();
+                protocol::push_outcome(&mut out, f, base64);
+                let status = if protocol::error_text(f).is_some() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                json(status, out)
+            }
+            Err(r) => r,
+        },
+    };
+    if writes {
+        app.sync.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
+    match run(app, app.backend.transaction(cmds)).await {
+        Ok(TxOutcome::Executed(frames)) => {
+            json(StatusCode::OK, protocol::outcomes(&frames, base64))
+        }
+        Ok(TxOutcome::Discarded(e)) => error(StatusCode::BAD_REQUEST, &e),
+        Err(r) => r,
+    }
+}
+
+/// Runs a Redis call under the request timeout; no answer is a 503 (Redis
+/// down) or a 504 (too slow), and the outcome of its writes is unknown.
+async fn run<T>(
+    app: &App,
+    f: impl std::future::Future<Output = Result<T, Unavailable>>,
+) -> Result<T, Resp> {
+    let r = tokio::time::timeout(app.request_timeout + Duration::from_millis(100), f)
+        .await
+        .unwrap_or(Err(Unavailable::Timeout));
+    r.map_err(|e| {
+        let status = match e {
+            Unavailable::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Unavailable::Down(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        tracing::warn!(error = %e, "redis");
+        error(status, &e.to_string())
+    })
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "ERR method not allowed");
+    r.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    r
+}
+
+/// Reads the body, refusing one larger than `--max-body` (at once when its
+/// Content-Length says so, without reading it) or slower than the body
+/// timeout.
+async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, Resp> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "ERR request body larger than {} bytes (--max-body)",
+                app.max_body
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), app.max_body);
+    match tokio::time::timeout(app.body_timeout, body.collect()).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "ERR the request body was not received in time",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("ERR could not read the request body: {e}"),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode_query;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decode_query("a%2Bb%3D"), b"a+b=");
+        assert_eq!(percent_decode_query("a+b"), b"a b");
+        assert_eq!(percent_decode_query("100%"), b"100%");
+        assert_eq!(percent_decode_query("%zz"), b"%zz");
+    }
+}

@@ -1,0 +1,139 @@
+// Starts and stops the real servers JS tests need, on free loopback ports:
+// a redis-server (Debian's) and the edgecache-bridge binary in front of it.
+// Shared by every test that talks to Redis; keep the exported shapes stable:
+//   startRedis() -> { port, url, stop() }
+//   startBridge({ redisUrl, token, args? }) -> { url, token, proc, stop() }
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(fileURLToPath(import.meta.url), '../../..');
+
+/** The bridge binary: $EDGECACHE_BRIDGE_BIN, else the release build. */
+export const BRIDGE_BIN = process.env.EDGECACHE_BRIDGE_BIN
+  ? path.resolve(root, process.env.EDGECACHE_BRIDGE_BIN)
+  : path.join(root, 'target/release/edgecache-bridge');
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once `port` answers PING with PONG, or rejects after `ms`. */
+async function waitForRedis(port, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.setTimeout(500);
+      s.on('connect', () => s.write('PING\r\n'));
+      s.on('data', (d) => {
+        s.destroy();
+        resolve(d.toString().startsWith('+PONG'));
+      });
+      s.on('error', () => resolve(false));
+      s.on('timeout', () => {
+        s.destroy();
+        resolve(false);
+      });
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+    await sleep(25);
+  }
+}
+
+/** Stops a child: SIGTERM, then SIGKILL if it lingers; resolves on exit. */
+function stopper(proc) {
+  let exited = proc.exitCode !== null || proc.signalCode !== null;
+  const done = new Promise((resolve) => {
+    if (exited) resolve();
+    proc.once('exit', () => {
+      exited = true;
+      resolve();
+    });
+  });
+  return async () => {
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await done;
+      clearTimeout(timer);
+    }
+  };
+}
+
+/** Children still running when the test process exits are killed. */
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function track(proc) {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+}
+
+/** A redis-server on a free port, no persistence. */
+export async function startRedis() {
+  const port = await freePort();
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  track(proc);
+  const spawnError = new Promise((_, reject) => proc.once('error', reject));
+  await Promise.race([waitForRedis(port), spawnError]);
+  return { port, url: `redis://127.0.0.1:${port}`, proc, stop: stopper(proc) };
+}
+
+/**
+ * The bridge on a free port in front of `redisUrl`; resolves once it has
+ * printed `listening on http://…` and reaches Redis (`/healthz`).
+ */
+export async function startBridge({ redisUrl, token, args = [] }) {
+  const proc = spawn(
+    BRIDGE_BIN,
+    ['--listen', '127.0.0.1:0', '--redis-url', redisUrl, '--token', token, ...args],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } },
+  );
+  track(proc);
+  const stop = stopper(proc);
+  const url = await new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: proc.stdout });
+    lines.once('line', (line) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(line);
+      if (m) resolve(m[1]);
+      else reject(new Error(`edgecache-bridge printed ${JSON.stringify(line)}`));
+    });
+    proc.once('error', (e) =>
+      reject(new Error(`cannot run ${BRIDGE_BIN} (build it with scripts/build.sh): ${e.message}`)),
+    );
+    proc.once('exit', (code) => reject(new Error(`edgecache-bridge exited with ${code} before listening`)));
+  }).catch(async (e) => {
+    await stop();
+    throw e;
+  });
+  const deadline = Date.now() + 10_000;
+  while ((await fetch(`${url}/healthz`).catch(() => ({ ok: false }))).ok === false) {
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`edgecache-bridge at ${url} never reached ${redisUrl}`);
+    }
+    await sleep(25);
+  }
+  return { url, token, proc, stop };
+}
