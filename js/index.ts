@@ -1,7 +1,7 @@
 // The public surface of the `edgecache` package. Nothing here runs at import
-// time: the wasm module is instantiated by the platform's loader
-// (js/wasm-init/, chosen through package.json "imports") when the first
-// cache or signer is created.
+// time: the wasm module, carried inline (js/wasm-init/index.ts) or, on
+// Workers, imported as a .wasm module (js/wasm-init/workerd.ts), is
+// instantiated when the first cache or signer is created.
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
 export { Signer, generateSecureKey, type SignerOptions, type SealOptions, type OpenOptions, type EnvelopeScope, type SignerSecret } from './signer.js';

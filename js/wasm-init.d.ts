@@ -1,5 +1,7 @@
-// '#wasm-init' is resolved by package.json "imports" to the loader of the
-// platform (js/wasm-init/*.ts): node, workerd, or browser.
+// '#wasm-init' is the wasm loader. scripts/dist.mjs resolves it at build
+// time: dist/workerd.js (Cloudflare Workers) is bundled with
+// js/wasm-init/workerd.ts; everywhere else dist/ imports
+// js/wasm-init/index.ts by relative path, so no bare specifier is left.
 declare module '#wasm-init' {
   /** Instantiates the wasm module if it is not yet; cheap after the first call. */
   export function ensureWasm(): void;

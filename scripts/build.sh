@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the npm package into dist/: the wasm (release), its wasm-bindgen
-# glue, and the TypeScript front end compiled with its .d.ts types.
+# Builds the npm package into dist/: the wasm (release, without its name
+# section), its wasm-bindgen glue, the same wasm inlined for every platform
+# but Workers, the TypeScript front end with its .d.ts types, and the
+# Workers bundle (scripts/wasm-glue.mjs and scripts/dist.mjs say how).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -11,11 +13,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
   . target/wasm-env.sh
   $WASM_CARGO build --quiet --release --target wasm32-unknown-unknown --lib
 )
-wasm-bindgen --target web --out-dir js/wasm --out-name edgecache \
+# The name section (function names for stack traces) was a fifth of the
+# file; panics abort, and the JS front end names its own errors.
+rm -rf js/wasm
+wasm-bindgen --target web --remove-name-section --remove-producers-section \
+  --out-dir js/wasm --out-name edgecache \
   target/wasm32-unknown-unknown/release/edgecache.wasm
+node scripts/wasm-glue.mjs
 rm -rf dist
 node_modules/.bin/tsc -p js/tsconfig.json
 mkdir -p dist/wasm
-cp js/wasm/edgecache.js js/wasm/edgecache.d.ts js/wasm/edgecache_bg.wasm js/wasm/edgecache_bg.wasm.d.ts dist/wasm/
-printf 'build: dist/ ready (wasm %s bytes, %s gzipped)\n' \
-  "$(wc -c < dist/wasm/edgecache_bg.wasm)" "$(gzip -9c dist/wasm/edgecache_bg.wasm | wc -c)"
+cp js/wasm/edgecache.js js/wasm/edgecache.d.ts js/wasm/edgecache_bg.wasm \
+  js/wasm/edgecache_bg.inline.js js/wasm/edgecache_bg.inline.d.ts dist/wasm/
+node scripts/dist.mjs

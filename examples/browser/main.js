@@ -1,6 +1,7 @@
 // The browser demo: memoize an expensive function with edgecache, show the
-// hits, misses and timings. Loaded by index.html through its import map.
-import { memoize, MemoryCache } from 'edgecache';
+// hits, misses and timings. Loaded by index.html; it imports the package by
+// path, as a page with no bundler does.
+import { memoize, MemoryCache } from '../../dist/index.js';
 
 /** Primes below n, by trial division: expensive on purpose. */
 function countPrimes(n) {

@@ -1,6 +1,8 @@
 // End to end in real headless Chromium: examples/browser/ loads the package
-// (ESM + .wasm, through an import map, no bundler) from a static server on
+// (ESM, no bundler) from a static server on
 // loopback, memoizes an expensive function, and reports hits and misses.
+// The page has no import map: it imports dist/index.js by path, and the
+// wasm is inline, so no .wasm is requested.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -53,7 +55,7 @@ function startServer() {
 }
 
 before(async () => {
-  assert.ok(existsSync(path.join(root, 'dist/wasm-init/browser.js')), 'run `make build` first');
+  assert.ok(existsSync(path.join(root, 'dist/index.js')), 'run `make build` first');
   server = await startServer();
   base = `http://127.0.0.1:${server.address().port}`;
   browser = await chromium.launch({
@@ -79,7 +81,8 @@ test('examples/browser memoizes in Chromium and reports hits, misses and results
   await page.goto(`${base}/examples/browser/`);
   await page.waitForFunction(() => document.getElementById('status')?.textContent === 'done', null, { timeout: 30_000 });
   assert.deepEqual(problems, []);
-  assert.ok(served.includes('/dist/wasm/edgecache_bg.wasm'), 'the wasm was fetched from dist/');
+  assert.ok(served.includes('/dist/index.js'), 'the page imported dist/index.js');
+  assert.ok(!served.some((p) => p.endsWith('.wasm')), `no .wasm was fetched: ${served}`);
 
   const text = (id) => page.locator(`#${id}`).textContent();
   const rows = () =>
