@@ -43,7 +43,8 @@ export interface MemoryCacheOptions<V = unknown> {
   sizeOf?: (value: V, key: string) => number;
   /**
    * The clock, in milliseconds. Inject one in tests to move time by hand.
-   * It is called only once TTLs are in use.
+   * It is called only once TTLs are in use, and must return a finite
+   * number (a write with a TTL throws `INVALID_OPTION` otherwise).
    * @default Date.now
    */
   now?: () => number;
@@ -96,12 +97,25 @@ export interface CacheStats {
 const SLOT_MASK = (1 << 29) - 1;
 const ONE_REMOVED = 1 << 29;
 const MAX_ENTRIES = SLOT_MASK;
+/** `insert`/`update`/`resize` answers (TOO_LARGE, OUT_OF_MEMORY in src/wasm.rs). */
+const TOO_LARGE = -1;
+/** The engine charges an entry at most 2^32 - 1 bytes (a `u32` per slot), whatever `maxBytes` is. */
+export const MAX_ENTRY_BYTES = 2 ** 32 - 1;
 /** Bytes charged per entry on top of key and value (ENTRY_OVERHEAD in src/lru.rs). */
 export const ENTRY_OVERHEAD = 64;
 const NO_NS = 0xffffffff;
 const DEFAULT_MAX_ENTRIES = 10_000;
 const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 'now']);
+/**
+ * @internal How `memoize`, the decorators and `cachePage` tell scope views
+ * of one cache apart (see flightsOf in keys.ts): a cache whose
+ * `[CACHE_IDENTITY]()` returns `{ root, scope }` shares its in-flight
+ * computations with every other view of the same root and scope, even when
+ * views are created per call. A registered symbol, so another cache class
+ * can implement it without importing this module.
+ */
+export const CACHE_IDENTITY: unique symbol = Symbol.for('edgecache.cacheIdentity') as never;
 const dispose: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('Symbol.dispose');
 
 /** A namespace: the keys of the root or of one scope. */
@@ -134,15 +148,44 @@ function checkTtl(ttl: unknown, name = 'ttl'): number {
   return ttl;
 }
 
-/** The TTL that `options` of a write ask for. */
+/** The TTL that `options` of a write ask for; unknown options are refused. */
 function ttlOf(options: SetOptions, defaultTtl: number): number {
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', `write options are { ttl? }, got ${describe(options)}`);
   }
+  for (const name in options) {
+    if (name !== 'ttl') {
+      throw new EdgeCacheError('INVALID_OPTION', `unknown write option ${JSON.stringify(name)}; known: ttl`);
+    }
+  }
   return options.ttl === undefined ? defaultTtl : checkTtl(options.ttl);
 }
 
-function estimate(value: unknown, key: string): number {
+/** @internal Refuses option names outside `known` (a typo must not pass silently). */
+export function checkOptionNames(options: object, known: readonly string[], where: string): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new EdgeCacheError(
+        'INVALID_OPTION',
+        `${where}: unknown option ${JSON.stringify(name)}; known: ${known.join(', ')}`,
+      );
+    }
+  }
+}
+
+/** Bytes a typed array or ArrayBuffer keeps alive: a view keeps its whole buffer. */
+function bufferBytes(x: ArrayBufferView | ArrayBuffer): number {
+  return ArrayBuffer.isView(x) ? x.buffer.byteLength : x.byteLength;
+}
+
+/**
+ * The default size estimate of a value, in bytes; see
+ * {@link MemoryCacheOptions.sizeOf}. Objects are measured by their JSON
+ * form, with Maps and Sets counted by their entries, and buffers (also
+ * nested ones) by the bytes they keep alive.
+ * @internal
+ */
+export function estimate(value: unknown, key: string): number {
   switch (typeof value) {
     case 'string':
       return 2 * value.length;
@@ -154,10 +197,19 @@ function estimate(value: unknown, key: string): number {
       return 16;
     case 'object': {
       if (value === null) return 8;
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
+      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return bufferBytes(value);
       let json: string | undefined;
+      let extra = 0;
       try {
-        json = JSON.stringify(value);
+        json = JSON.stringify(value, function expand(_k: string, v: unknown): unknown {
+          if (typeof v !== 'object' || v === null) return v;
+          if (v instanceof Map || v instanceof Set) return Array.from(v);
+          if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+            extra += bufferBytes(v);
+            return null;
+          }
+          return v;
+        });
       } catch (cause) {
         throw new EdgeCacheError(
           'UNMEASURABLE_VALUE',
@@ -165,16 +217,76 @@ function estimate(value: unknown, key: string): number {
           { cause },
         );
       }
-      return 2 * (json === undefined ? 0 : json.length);
+      return 2 * (json === undefined ? 0 : json.length) + extra;
     }
     default:
       return 64;
   }
 }
 
+/** Encodes a string as WTF-8: UTF-8, except that a lone surrogate keeps its own 3 bytes (not U+FFFD's). */
+function wtf8(s: string): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return Uint8Array.from(out);
+}
+
+/** @internal A compiled Redis glob, as `keys` and `deletePattern` match. */
+export interface KeyMatcher {
+  matches(key: string): boolean;
+  free(): void;
+}
+
+/**
+ * @internal Compiles a Redis glob (wasm). Keys and patterns are matched on
+ * their UTF-8 bytes, as Redis does; a string with a lone surrogate (which
+ * has no UTF-8 form) is matched on its WTF-8 bytes instead, so it matches
+ * only itself and never U+FFFD or another lone surrogate.
+ */
+export function compileGlob(pattern: string): KeyMatcher {
+  ensureWasm();
+  const glob = wellFormed(pattern) ? new Glob(pattern) : Glob.fromBytes(wtf8(pattern));
+  return {
+    matches: (key) => (wellFormed(key) ? glob.matches(key) : glob.matchesBytes(wtf8(key))),
+    free: () => glob.free(),
+  };
+}
+
+function outOfMemory(cause?: unknown): EdgeCacheError {
+  return new EdgeCacheError(
+    'OUT_OF_MEMORY',
+    'the wasm memory cannot grow any further: lower maxEntries, free() caches no longer used, or share one cache',
+    { cause },
+  );
+}
+
+/** A copy of `a` with exactly `n` elements, the new ones `undefined` (a dense array, never a sparse one). */
+function resized<T>(a: (T | undefined)[], n: number): (T | undefined)[] {
+  const out = new Array<T | undefined>(n).fill(undefined);
+  for (let i = 0; i < a.length && i < n; i++) out[i] = a[i];
+  return out;
+}
+
+function freedError(): EdgeCacheError {
+  return new EdgeCacheError('FREED', 'this cache was freed with free(); create a new one');
+}
+
 function freedLru(): Lru {
   const fail = () => {
-    throw new EdgeCacheError('FREED', 'this cache was freed with free(); create a new one');
+    throw freedError();
   };
   return new Proxy({} as Lru, { get: () => fail });
 }
@@ -195,6 +307,8 @@ class Core<V> {
   readonly clock: () => number;
   /** Whether any entry may have an expiry; until then the clock is not read. */
   ttlUsed: boolean;
+  /** Set by `free()`: every later call throws `FREED`. */
+  freed = false;
 
   constructor(options: MemoryCacheOptions<V>) {
     if (options === null || typeof options !== 'object') {
@@ -236,12 +350,51 @@ class Core<V> {
     try {
       this.lru = new Lru(this.maxEntries, this.maxBytes);
     } catch (e) {
+      // A trap here is the allocator failing to grow the wasm memory.
+      if (e instanceof WebAssembly.RuntimeError) throw outOfMemory(e);
       rethrow(e);
     }
-    // Reserved up front like lru-cache's arrays (and the wasm slot arrays).
-    const reserve = Math.min(maxEntries, 1 << 20);
-    this.keys = new Array(reserve).fill(undefined);
-    this.values = new Array(reserve).fill(undefined);
+    // Nothing is reserved up front, here or in the wasm slot arrays: they
+    // grow as entries arrive (slots are handed out densely, so these stay
+    // packed arrays), and an idle cache costs a few hundred bytes.
+    this.keys = [];
+    this.values = [];
+  }
+
+  /**
+   * Makes room in the arrays by slot for `slot`, doubling them like the
+   * engine's (at least 8, at most `maxEntries`) into arrays of exactly
+   * that length, so that no growth slack is left behind.
+   */
+  grow(slot: number): void {
+    const n = Math.min(Math.max(2 * this.keys.length, 8, slot + 1), this.maxEntries);
+    this.keys = resized(this.keys, n);
+    this.values = resized(this.values, n);
+    if (this.slotSpace !== null) this.slotSpace = resized(this.slotSpace, n);
+  }
+
+  /** Throws `FREED` once the cache was freed. */
+  live(): void {
+    if (this.freed) throw freedError();
+  }
+
+  /**
+   * The absolute expiry of an entry written at `now` with `ttl` > 0, off the
+   * fast path: the clock must give a finite time, and an expiry that lands
+   * on exactly 0 (which the engine reads as "never") becomes the instant
+   * just before it.
+   */
+  expiry(now: number, ttl: number): number {
+    if (typeof now !== 'number' || !Number.isFinite(now)) {
+      throw new EdgeCacheError('INVALID_OPTION', `now() must return a finite number of milliseconds, returned ${describe(now)}`);
+    }
+    const at = now + ttl;
+    return at === 0 ? -Number.MIN_VALUE : at;
+  }
+
+  /** The error of a failed insert/update/resize answer. */
+  refused(r: number, key: string, size: number): EdgeCacheError {
+    return r === TOO_LARGE ? this.tooLarge(key, size) : outOfMemory();
   }
 
   /** Bytes of key + value, validated. */
@@ -258,11 +411,18 @@ class Core<V> {
   }
 
   tooLarge(key: string, size: number): EdgeCacheError {
+    const limit = this.maxBytes > MAX_ENTRY_BYTES ? `the most one entry may take is ${MAX_ENTRY_BYTES} bytes` : `maxBytes is ${this.maxBytes}`;
     return new EdgeCacheError(
       'VALUE_TOO_LARGE',
       `entry for key ${describe(key)} needs ${size + ENTRY_OVERHEAD} bytes (key + value + ${ENTRY_OVERHEAD}) ` +
-        `but maxBytes is ${this.maxBytes}; nothing was stored or removed`,
+        `but ${limit}; nothing was stored or removed`,
     );
+  }
+
+  /** Whether the engine would refuse an entry of `size` key + value bytes as too large. */
+  fits(size: number): boolean {
+    const charge = size + ENTRY_OVERHEAD;
+    return charge <= this.maxBytes && charge <= MAX_ENTRY_BYTES;
   }
 
   /** Forgets the key and value of a slot the engine has freed. */
@@ -297,7 +457,7 @@ class Core<V> {
   open(name: string): Space {
     const space = new Space(this.lru.openNs(), name);
     this.spaces.set(name, space);
-    if (this.slotSpace === null) this.slotSpace = [];
+    if (this.slotSpace === null) this.slotSpace = resized([], this.keys.length);
     return space;
   }
 
@@ -404,10 +564,16 @@ export class MemoryCache<V = unknown> {
     return (this.#space = this.#core.open(this.#space.name));
   }
 
-  /** The slot of `key` in this view (alive or expired), after checking the key. */
+  /** The slot of `key` in this view (alive or expired), after checking the key and that the cache is live. */
   #slotOf(key: string): number | undefined {
     if (typeof key !== 'string') throw badKey(key);
+    this.#core.live();
     return this.#read()?.map.get(key);
+  }
+
+  /** @internal See {@link CACHE_IDENTITY}: this view's root and scope. */
+  [CACHE_IDENTITY](): { root: object; scope: string } {
+    return { root: this.#core, scope: this.#space.name };
   }
 
   #now(): number {
@@ -421,6 +587,7 @@ export class MemoryCache<V = unknown> {
    * clock drives the cache and everything built on it.
    */
   now(): number {
+    this.#core.live();
     return this.#core.clock();
   }
 
@@ -456,12 +623,12 @@ export class MemoryCache<V = unknown> {
    */
   set(key: string, value: V, options?: SetOptions): this {
     if (typeof key !== 'string') throw badKey(key);
+    const c = this.#core;
+    const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
     if (value === undefined) {
       this.delete(key);
       return this;
     }
-    const c = this.#core;
-    const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
     this.#store(key, value, ttl, c.measure(key, value));
     return this;
   }
@@ -475,6 +642,9 @@ export class MemoryCache<V = unknown> {
       c.ttlUsed = true;
       now = c.clock();
       expires = now + ttl;
+      // 0 would mean "never", NaN "never expired": both, and any other
+      // non-finite time, go the slow way (x - x is 0 only for finite x).
+      if (expires === 0 || expires - expires !== 0 || typeof expires !== 'number') expires = c.expiry(now, ttl);
     } else if (c.ttlUsed) {
       now = c.clock();
     }
@@ -482,7 +652,7 @@ export class MemoryCache<V = unknown> {
     const slot = space.map.get(key);
     if (slot !== undefined) {
       const r = c.lru.update(slot, size, expires);
-      if (r < 0) throw c.tooLarge(key, size);
+      if (r < 0) throw c.refused(r, key, size);
       c.values[slot] = value;
       if (r > 0) c.forgetRemoved();
       return;
@@ -490,7 +660,7 @@ export class MemoryCache<V = unknown> {
     const r = c.lru.insert(space.id, size, expires, now);
     if (r < 0) {
       if (space !== c.root && space.map.size === 0) c.close(space);
-      throw c.tooLarge(key, size);
+      throw c.refused(r, key, size);
     }
     const s = r & SLOT_MASK;
     if (r !== s) {
@@ -498,6 +668,7 @@ export class MemoryCache<V = unknown> {
       if ((r & ONE_REMOVED) !== 0) c.forget(s);
       else c.forgetRemoved();
     }
+    if (s >= c.keys.length) c.grow(s);
     c.keys[s] = key;
     c.values[s] = value;
     space.map.set(key, s);
@@ -505,7 +676,9 @@ export class MemoryCache<V = unknown> {
   }
 
   /**
-   * Whether `key` holds a live value. Does not change recency or statistics.
+   * Whether `key` holds a live value. Does not change recency, hits or
+   * misses (an expired entry it finds is removed, and counted as an
+   * expiration, as any removal of an expired entry is).
    * @throws {EdgeCacheError} `INVALID_KEY`.
    */
   has(key: string): boolean {
@@ -535,6 +708,7 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_KEY` if any key is not a string (nothing is read).
    */
   getMany(keys: readonly string[]): (V | undefined)[] {
+    this.#core.live();
     if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_OPTION', 'getMany takes an array of keys');
     for (const k of keys) if (typeof k !== 'string') throw badKey(k);
     const out = new Array<V | undefined>(keys.length);
@@ -550,6 +724,10 @@ export class MemoryCache<V = unknown> {
    */
   setMany(entries: Iterable<readonly [string, V] | readonly [string, V, SetOptions | undefined]>): this {
     const c = this.#core;
+    c.live();
+    if (entries === null || typeof entries !== 'object' || typeof (entries as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+      throw new EdgeCacheError('INVALID_OPTION', `setMany takes an iterable of [key, value] or [key, value, { ttl }] tuples, got ${describe(entries)}`);
+    }
     const checked: [string, V, number, number][] = [];
     for (const entry of entries) {
       if (!Array.isArray(entry) || entry.length < 2) {
@@ -559,7 +737,8 @@ export class MemoryCache<V = unknown> {
       if (typeof key !== 'string') throw badKey(key);
       const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
       const size = value === undefined ? -1 : c.measure(key, value);
-      if (size + ENTRY_OVERHEAD > c.maxBytes) throw c.tooLarge(key, size);
+      // The engine's own limits, so that no entry is refused half-way.
+      if (!c.fits(size)) throw c.tooLarge(key, size);
       checked.push([key, value, ttl, size]);
     }
     for (const [key, value, ttl, size] of checked) {
@@ -574,6 +753,7 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_KEY` if any key is not a string (nothing is deleted).
    */
   deleteMany(keys: readonly string[]): number {
+    this.#core.live();
     if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_OPTION', 'deleteMany takes an array of keys');
     for (const k of keys) if (typeof k !== 'string') throw badKey(k);
     let n = 0;
@@ -587,7 +767,8 @@ export class MemoryCache<V = unknown> {
    * TTL, as Redis `INCRBY` does.
    * @throws {EdgeCacheError} `NOT_AN_INTEGER` if the value (or `by`) is not a
    * safe integer, `OVERFLOW` if the result would not be one; the value is
-   * then unchanged.
+   * then unchanged. With a custom `sizeOf`, the new value is measured again
+   * (and may be refused as `VALUE_TOO_LARGE`, or evict others).
    */
   incr(key: string, by = 1): number {
     if (typeof key !== 'string') throw badKey(key);
@@ -595,13 +776,14 @@ export class MemoryCache<V = unknown> {
       throw new EdgeCacheError('NOT_AN_INTEGER', `the increment must be a safe integer, got ${describe(by)}`);
     }
     const c = this.#core;
+    c.live();
     const space = this.#read();
     const slot = space?.map.get(key);
     if (slot !== undefined) {
       if (c.lru.alive(slot, this.#now())) {
         const v = c.values[slot];
-        if (typeof v !== 'number' || !Number.isInteger(v)) {
-          throw new EdgeCacheError('NOT_AN_INTEGER', `the value of key ${describe(key)} is not an integer`);
+        if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+          throw new EdgeCacheError('NOT_AN_INTEGER', `the value of key ${describe(key)} is not a safe integer`);
         }
         const n = v + by;
         if (!Number.isSafeInteger(n)) {
@@ -610,8 +792,17 @@ export class MemoryCache<V = unknown> {
             `${v} + ${by} for key ${describe(key)} leaves the safe-integer range`,
           );
         }
+        if (c.sizeOf === undefined) {
+          // The default estimate of a number does not depend on its value.
+          c.values[slot] = n as V;
+          c.lru.write(slot);
+          return n;
+        }
+        const size = c.measure(key, n as V);
+        const r = c.lru.resize(slot, size);
+        if (r < 0) throw c.refused(r, key, size);
         c.values[slot] = n as V;
-        c.lru.write(slot);
+        if (r > 0) c.forgetRemoved();
         return n;
       }
       c.forget(slot);
@@ -656,10 +847,11 @@ export class MemoryCache<V = unknown> {
     if (typeof pattern !== 'string') {
       throw new EdgeCacheError('INVALID_OPTION', `a pattern is a string, got ${describe(pattern)}`);
     }
+    const c = this.#core;
+    c.live();
     const space = this.#read();
     if (space === null) return [];
-    const c = this.#core;
-    const glob = pattern === '*' ? null : new Glob(pattern);
+    const glob = pattern === '*' ? null : compileGlob(pattern);
     const out: string[] = [];
     const expired: number[] = [];
     const now = this.#now();
@@ -692,6 +884,7 @@ export class MemoryCache<V = unknown> {
    */
   stats(): CacheStats {
     const c = this.#core;
+    c.live();
     if (this.#space === c.root) return c.stats(c.lru.totals());
     const space = this.#read();
     return c.stats(space === null ? [0, 0, 0, 0, 0, 0, 0, 0] : c.lru.stats(space.id));
@@ -703,6 +896,7 @@ export class MemoryCache<V = unknown> {
    */
   clear(): void {
     const c = this.#core;
+    c.live();
     if (this.#space === c.root) {
       c.clearAll();
       return;
@@ -725,9 +919,11 @@ export class MemoryCache<V = unknown> {
    * @throws {EdgeCacheError} `INVALID_SCOPE`.
    */
   scope(scope: ScopeOptions): MemoryCache<V> {
+    this.#core.live();
     if (scope === null || typeof scope !== 'object') {
       throw new EdgeCacheError('INVALID_SCOPE', `scope takes { tenant?, user? }, got ${describe(scope)}`);
     }
+    checkOptionNames(scope, ['tenant', 'user'], 'scope');
     let tenant = scopePart('tenant', scope.tenant);
     let user = scopePart('user', scope.user);
     if (tenant === undefined && user === undefined) {
@@ -761,11 +957,14 @@ export class MemoryCache<V = unknown> {
 
   /**
    * Releases the wasm memory of the cache (and of all its views). Any later
-   * call throws `FREED`. On a scope view this does nothing: free the cache.
+   * call (but `free()` itself, which may be called again) throws `FREED`, on
+   * the cache and on every view. On a scope view this does nothing: free the
+   * cache.
    */
   free(): void {
     const c = this.#core;
-    if (this.#space !== c.root) return;
+    if (this.#space !== c.root || c.freed) return;
+    c.freed = true;
     const lru = c.lru;
     c.lru = freedLru();
     c.keys = [];

@@ -52,6 +52,8 @@ export type EdgeCacheErrorCode =
   | 'ENVELOPE_TOO_LARGE'
   /** The platform gave no secure random numbers (`crypto.getRandomValues`). */
   | 'RANDOM_UNAVAILABLE'
+  /** The wasm memory cannot grow any further (an allocation for a cache failed). */
+  | 'OUT_OF_MEMORY'
   /** `memoize`/`@cached` cannot derive a key from an argument (a function, a symbol, a cycle...): pass `key`. */
   | 'UNSERIALIZABLE_ARGUMENT'
   /** A value the Redis tier cannot serialize (a function, a symbol, a BigInt, `undefined`, a cycle): see `serializer`. */

@@ -56,6 +56,12 @@ pub enum Error {
     },
     /// The platform's secure random source failed.
     RandomUnavailable(String),
+    /// Memory for the cache's slot arrays could not be had (in wasm: its
+    /// linear memory cannot grow any further).
+    OutOfMemory {
+        /// The bytes that were asked for.
+        bytes: u64,
+    },
     /// The shared tier (L2) did not answer in time.
     L2Timeout(String),
     /// The shared tier answered with an unexpected HTTP status.
@@ -96,6 +102,7 @@ impl Error {
             Error::WeakKey(_) => "WEAK_KEY",
             Error::EnvelopeTooLarge { .. } => "ENVELOPE_TOO_LARGE",
             Error::RandomUnavailable(_) => "RANDOM_UNAVAILABLE",
+            Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
             Error::L2Timeout(_) => "L2_TIMEOUT",
             Error::L2Http { .. } => "L2_HTTP",
             Error::L2Auth(_) => "L2_AUTH",
@@ -138,6 +145,10 @@ impl fmt::Display for Error {
                 "envelope payload of {size} bytes is larger than maxPayloadBytes ({max}); raise the limit or store less"
             ),
             Error::RandomUnavailable(why) => write!(f, "secure random source unavailable: {why}"),
+            Error::OutOfMemory { bytes } => write!(
+                f,
+                "out of memory: {bytes} bytes for the cache's slots could not be allocated; lower maxEntries, or free() caches no longer used"
+            ),
             Error::L2Timeout(why) => write!(f, "redis tier timed out: {why}"),
             Error::L2Http { status, message } => {
                 write!(f, "redis tier answered HTTP {status}: {message}")

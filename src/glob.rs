@@ -43,6 +43,31 @@ impl Glob {
         Glob { pattern, match_all }
     }
 
+    /// Compiles a pattern given as bytes. The JS package passes the WTF-8
+    /// form of a string with lone surrogates here, so that such a pattern
+    /// matches exactly the keys it names (UTF-8 would turn every lone
+    /// surrogate into U+FFFD, and `id:\u{D800}` would also match `id:\u{DFFF}`).
+    ///
+    /// ```
+    /// use edgecache::Glob;
+    /// // WTF-8 of "id:" + U+D800 (a lone surrogate) and of "id:" + U+DFFF.
+    /// let d800 = b"id:\xED\xA0\x80";
+    /// let dfff = b"id:\xED\xBF\xBF";
+    /// assert!(Glob::from_bytes(d800).matches_bytes(d800));
+    /// assert!(!Glob::from_bytes(d800).matches_bytes(dfff));
+    /// assert!(!Glob::from_bytes(d800).matches("id:\u{FFFD}"));
+    /// ```
+    pub fn from_bytes(pattern: &[u8]) -> Self {
+        let pattern: Box<[u8]> = pattern.into();
+        let match_all = &*pattern == b"*";
+        Glob { pattern, match_all }
+    }
+
+    /// Whether a key given as bytes matches (see [`Glob::from_bytes`]).
+    pub fn matches_bytes(&self, key: &[u8]) -> bool {
+        self.match_all || glob_match(&self.pattern, key)
+    }
+
     /// Whether the pattern is `*`, which matches every key.
     pub fn matches_all(&self) -> bool {
         self.match_all

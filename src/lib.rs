@@ -50,7 +50,8 @@ pub use lru::{
 pub use rest::{command_body, decode_command, decode_pipeline, pipeline_body, Arg, Reply};
 pub use scope::Scope;
 pub use secure_key::{
-    check_secret, decode_secret, generate_secure_key, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
+    check_secret, decode_secret, estimated_entropy_bits, generate_secure_key, MAX_SECRET_BYTES,
+    MIN_ESTIMATED_BITS, MIN_SECRET_BYTES,
 };
 pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};
 pub use tier::{promotion_ttl, Breaker, BreakerState};

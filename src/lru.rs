@@ -2,7 +2,7 @@
 //!
 //! [`Lru`] knows nothing about keys or values. It hands out *slots* (dense
 //! `u32` indexes) and keeps, per slot, a place in a doubly linked recency list
-//! (two `u32` arrays, no pointers, no `unsafe`), a charged size, an optional
+//! (`u32` links, no pointers, no `unsafe`), a charged size, an optional
 //! expiry time and the namespace (scope) the entry belongs to. Whoever owns
 //! the keys keeps a `key -> slot` index next to it:
 //!
@@ -47,9 +47,11 @@ const NIL: u32 = u32::MAX;
 const FREE: u32 = u32::MAX - 1;
 /// Slots the incremental purge examines per insert.
 const PURGE_STEP: u32 = 4;
-/// Slot arrays are reserved up front up to this many entries, like
-/// lru-cache's typed arrays; past it they grow on demand.
-const PREALLOC_LIMIT: u32 = 1 << 20;
+/// The slot arrays start with room for this many entries and grow by half
+/// as entries arrive, up to `max_entries`: an idle cache costs almost
+/// nothing. (Half, not double: wasm memory never shrinks, and a smaller
+/// step lets the allocator reuse the blocks that earlier steps left.)
+const FIRST_CAPACITY: usize = 8;
 
 /// The bounds of a cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,10 +149,14 @@ pub struct Inserted {
     pub removed: u32,
 }
 
+/// A slot's recency links and charged size, side by side: one array that
+/// grows in place (a second one would leave the first's old copies behind
+/// in wasm memory, which never shrinks) and one cache line per slot.
 #[derive(Clone, Copy, Debug)]
 struct Link {
     prev: u32,
     next: u32,
+    size: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -176,9 +182,8 @@ enum Cause {
 #[derive(Clone, Debug)]
 pub struct Lru {
     limits: Limits,
-    /// Recency links, interleaved so one cache line holds both of a slot's.
+    /// Recency links and sizes, interleaved so one cache line holds a slot's.
     links: Vec<Link>,
-    size: Vec<u32>,
     /// Empty until the first entry with an expiry arrives.
     expires: Vec<f64>,
     /// Empty until the first entry outside [`ROOT`] arrives.
@@ -199,12 +204,14 @@ pub struct Lru {
 
 impl Lru {
     /// An empty engine with the given bounds.
+    ///
+    /// Nothing is reserved up front: the slot arrays grow on demand (by
+    /// half, never past `max_entries`), so a cache that holds little
+    /// costs little, however large its bounds.
     pub fn new(limits: Limits) -> Self {
-        let cap = limits.max_entries.min(PREALLOC_LIMIT) as usize;
         Lru {
             limits,
-            links: Vec::with_capacity(cap),
-            size: Vec::with_capacity(cap),
+            links: Vec::new(),
             expires: Vec::new(),
             ns: Vec::new(),
             head: NIL,
@@ -254,9 +261,11 @@ impl Lru {
     /// Adds a new entry of `size` key+value bytes in namespace `ns`, evicting
     /// least recently used entries as needed. `expires_at` is an absolute
     /// time, `0.0` for none. Fails, changing nothing, if the entry alone is
-    /// larger than `max_bytes`.
+    /// larger than `max_bytes`, or if memory for one more slot cannot be
+    /// had ([`Error::OutOfMemory`]).
     pub fn insert(&mut self, ns: NsId, size: u64, expires_at: f64, now: f64) -> Result<Inserted> {
         let charge = self.check_size(size)?;
+        self.reserve(ns, expires_at)?;
         self.removed.clear();
         self.purge_step(now);
         if let Some(slot) = self.recycle_tail(ns, charge) {
@@ -269,7 +278,7 @@ impl Lru {
             self.evict_tail();
         }
         let slot = self.alloc();
-        self.size[slot as usize] = charge;
+        self.links[slot as usize].size = charge;
         self.set_expiry(slot, expires_at);
         self.set_ns(slot, ns);
         self.link_front(slot);
@@ -288,13 +297,16 @@ impl Lru {
     /// Overwrites the entry in `slot`: new size and expiry, most recently
     /// used. Returns how many other entries were evicted to make room
     /// (listed by [`Lru::removed`]). Fails, changing nothing, if the entry
-    /// alone is larger than `max_bytes`.
+    /// alone is larger than `max_bytes` (or memory for its expiry cannot be had).
     pub fn update(&mut self, slot: Slot, size: u64, expires_at: f64) -> Result<u32> {
         let charge = self.check_size(size)?;
+        if expires_at != 0.0 && self.expires.is_empty() {
+            self.grow(false, ROOT, expires_at)?;
+        }
         self.removed.clear();
         let ns = self.slot_ns(slot);
-        let old = u64::from(self.size[slot as usize]);
-        self.size[slot as usize] = charge;
+        let old = u64::from(self.links[slot as usize].size);
+        self.links[slot as usize].size = charge;
         self.set_expiry(slot, expires_at);
         self.move_front(slot);
         let c = self.counters_mut(ns);
@@ -306,6 +318,22 @@ impl Lru {
             self.evict_tail();
         }
         Ok(self.removed.len() as u32)
+    }
+
+    /// Changes the charged size of the entry in `slot`, keeping its expiry:
+    /// an [`update`](Lru::update) for a value rewritten in place (a counter
+    /// whose custom size changed).
+    ///
+    /// ```
+    /// use edgecache::{Limits, Lru, ROOT};
+    /// let mut lru = Lru::new(Limits::new(10, 1 << 20).unwrap());
+    /// let s = lru.insert(ROOT, 10, 500.0, 0.0).unwrap().slot;
+    /// lru.resize(s, 20).unwrap();
+    /// assert_eq!(lru.expires_at(s), 500.0);
+    /// assert_eq!(lru.totals().bytes, 20 + edgecache::ENTRY_OVERHEAD);
+    /// ```
+    pub fn resize(&mut self, slot: Slot, size: u64) -> Result<u32> {
+        self.update(slot, size, self.expires_at(slot))
     }
 
     /// A lookup of `slot`: if the entry is alive, it becomes the most
@@ -451,7 +479,6 @@ impl Lru {
     /// and `bytes`) and the namespaces.
     pub fn clear(&mut self) {
         self.links.clear();
-        self.size.clear();
         self.expires.clear();
         self.ns.clear();
         self.head = NIL;
@@ -510,8 +537,45 @@ impl Lru {
 
     #[cold]
     fn start_expiry(&mut self) {
-        self.expires.reserve_exact(self.links.capacity());
+        // Room was reserved by `reserve` (or `update`).
         self.expires.resize(self.links.len(), 0.0);
+    }
+
+    /// Makes room, before anything changes, for what an insert may add: one
+    /// more slot in every slot array, and the expiry or namespace array if
+    /// this entry is the first to need it. The arrays grow by half (at least
+    /// [`FIRST_CAPACITY`], at most `max_entries`) with fallible
+    /// reservations, so running out of memory is an [`Error::OutOfMemory`]
+    /// and not an abort (a trap in wasm).
+    #[inline(always)]
+    fn reserve(&mut self, ns: NsId, expires_at: f64) -> Result<()> {
+        let len = self.links.len();
+        let full = self.free == NIL && len == self.links.capacity();
+        let starts =
+            (expires_at != 0.0 && self.expires.is_empty()) || (ns != ROOT && self.ns.is_empty());
+        if full || starts {
+            self.grow(full, ns, expires_at)?;
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn grow(&mut self, full: bool, ns: NsId, expires_at: f64) -> Result<()> {
+        let len = self.links.len();
+        let max = self.limits.max_entries as usize;
+        let cap = if full && len < max {
+            (len + len / 2).max(FIRST_CAPACITY).min(max)
+        } else {
+            self.links.capacity().max(len)
+        };
+        grow_to(&mut self.links, cap)?;
+        if !self.expires.is_empty() || expires_at != 0.0 {
+            grow_to(&mut self.expires, cap)?;
+        }
+        if !self.ns.is_empty() || ns != ROOT {
+            grow_to(&mut self.ns, cap)?;
+        }
+        Ok(())
     }
 
     fn set_ns(&mut self, slot: Slot, ns: NsId) {
@@ -519,7 +583,7 @@ impl Lru {
             if ns == ROOT {
                 return;
             }
-            self.ns.reserve_exact(self.links.capacity());
+            // Room was reserved by `reserve`.
             self.ns.resize(self.links.len(), ROOT);
         }
         self.ns[slot as usize] = ns;
@@ -535,8 +599,8 @@ impl Lru {
         self.links.push(Link {
             prev: NIL,
             next: NIL,
+            size: 0,
         });
-        self.size.push(0);
         if !self.expires.is_empty() {
             self.expires.push(0.0);
         }
@@ -548,10 +612,9 @@ impl Lru {
 
     #[inline(always)]
     fn link_front(&mut self, s: Slot) {
-        self.links[s as usize] = Link {
-            prev: NIL,
-            next: self.head,
-        };
+        let l = &mut self.links[s as usize];
+        l.prev = NIL;
+        l.next = self.head;
         if self.head != NIL {
             self.links[self.head as usize].prev = s;
         } else {
@@ -562,7 +625,9 @@ impl Lru {
 
     #[inline(always)]
     fn unlink(&mut self, s: Slot) {
-        let Link { prev: p, next: n } = self.links[s as usize];
+        let Link {
+            prev: p, next: n, ..
+        } = self.links[s as usize];
         if p != NIL {
             self.links[p as usize].next = n;
         } else {
@@ -587,7 +652,7 @@ impl Lru {
         debug_assert!(self.is_occupied(s), "slot {s} is free");
         self.unlink(s);
         let ns = self.slot_ns(s);
-        let bytes = u64::from(self.size[s as usize]);
+        let bytes = u64::from(self.links[s as usize].size);
         self.total.entries -= 1;
         self.total.bytes -= bytes;
         let c = self.counters_mut(ns);
@@ -602,10 +667,9 @@ impl Lru {
         if let Some(e) = self.expires.get_mut(s as usize) {
             *e = 0.0;
         }
-        self.links[s as usize] = Link {
-            prev: FREE,
-            next: self.free,
-        };
+        let l = &mut self.links[s as usize];
+        l.prev = FREE;
+        l.next = self.free;
         self.free = s;
     }
 
@@ -619,7 +683,7 @@ impl Lru {
         if s == NIL || self.total.entries < u64::from(self.limits.max_entries) {
             return None;
         }
-        let old = self.size[s as usize];
+        let old = self.links[s as usize].size;
         let bytes = self.total.bytes - u64::from(old) + u64::from(charge);
         let old_ns = self.slot_ns(s);
         if bytes > self.limits.max_bytes || old_ns != ns {
@@ -630,7 +694,7 @@ impl Lru {
         c.sets += 1;
         c.bytes = c.bytes - u64::from(old) + u64::from(charge);
         self.total.bytes = bytes;
-        self.size[s as usize] = charge;
+        self.links[s as usize].size = charge;
         self.move_front(s);
         self.removed.push(s);
         Some(s)
@@ -662,6 +726,18 @@ impl Lru {
             }
         }
     }
+}
+
+/// Reserves room for `cap` elements in `v` without aborting when memory
+/// cannot be had.
+fn grow_to<T>(v: &mut Vec<T>, cap: usize) -> Result<()> {
+    if v.capacity() >= cap {
+        return Ok(());
+    }
+    v.try_reserve_exact(cap - v.len())
+        .map_err(|_| Error::OutOfMemory {
+            bytes: cap.saturating_mul(core::mem::size_of::<T>()) as u64,
+        })
 }
 
 #[cfg(test)]
@@ -735,6 +811,36 @@ mod tests {
         assert_eq!(r.removed, PURGE_STEP);
         assert_eq!(l.len(), 2);
         assert_eq!(l.totals().expirations, 8);
+    }
+
+    #[test]
+    fn slot_arrays_grow_on_demand_never_past_max_entries() {
+        let mut l = lru(10_000, 1 << 30);
+        assert_eq!(l.links.capacity(), 0, "nothing reserved up front");
+        l.insert(ROOT, 1, 0.0, 0.0).unwrap();
+        assert_eq!(l.links.capacity(), FIRST_CAPACITY);
+        for _ in 1..9 {
+            l.insert(ROOT, 1, 0.0, 0.0).unwrap();
+        }
+        assert_eq!(l.links.capacity(), FIRST_CAPACITY + FIRST_CAPACITY / 2);
+        for _ in 9..10_000 {
+            l.insert(ROOT, 1, 5.0, 0.0).unwrap();
+        }
+        assert_eq!(l.links.capacity(), 10_000);
+        assert!(l.expires.capacity() >= l.links.len());
+        l.insert(ROOT, 1, 0.0, 0.0).unwrap();
+        assert_eq!(l.links.capacity(), 10_000, "a full cache recycles");
+        let t = l.open_ns();
+        l.insert(t, 1, 0.0, 0.0).unwrap();
+        assert_eq!(l.ns.len(), 10_000);
+    }
+
+    #[test]
+    fn grow_to_reports_out_of_memory() {
+        let mut v: Vec<u64> = Vec::new();
+        let err = grow_to(&mut v, usize::MAX / 4).unwrap_err();
+        assert_eq!(err.code(), "OUT_OF_MEMORY");
+        assert_eq!(v.capacity(), 0);
     }
 
     #[test]

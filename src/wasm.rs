@@ -35,6 +35,19 @@ pub const MAX_JS_ENTRIES: u32 = (1 << SLOT_BITS) - 1;
 const ONE_REMOVED: i32 = 1 << SLOT_BITS;
 const SEVERAL_REMOVED: i32 = 1 << (SLOT_BITS + 1);
 
+/// `insert`/`update`/`resize`: the entry is larger than `maxBytes` (or the
+/// engine's own per-entry limit of 2^32 - 1 bytes).
+pub const TOO_LARGE: i32 = -1;
+/// `insert`/`update`/`resize`: the wasm memory could not grow.
+pub const OUT_OF_MEMORY: i32 = -2;
+
+fn failure(e: Error) -> i32 {
+    match e {
+        Error::OutOfMemory { .. } => OUT_OF_MEMORY,
+        _ => TOO_LARGE,
+    }
+}
+
 fn counters(c: Counters) -> Vec<f64> {
     [
         c.hits,
@@ -81,7 +94,8 @@ impl WasmLru {
     }
 
     /// A new entry: the slot, with `ONE_REMOVED` or `SEVERAL_REMOVED` set
-    /// when entries were removed to make room; -1 if the entry is too large.
+    /// when entries were removed to make room; [`TOO_LARGE`] if the entry
+    /// is too large, [`OUT_OF_MEMORY`] if the slot arrays cannot grow.
     pub fn insert(&mut self, ns: u32, size: f64, expires: f64, now: f64) -> i32 {
         match self.0.insert(ns, size as u64, expires, now) {
             Ok(i) => {
@@ -92,15 +106,25 @@ impl WasmLru {
                 };
                 i.slot as i32 | flag
             }
-            Err(_) => -1,
+            Err(e) => failure(e),
         }
     }
 
-    /// Overwrite: how many entries were evicted, or -1 if too large.
+    /// Overwrite: how many entries were evicted, or [`TOO_LARGE`] /
+    /// [`OUT_OF_MEMORY`].
     pub fn update(&mut self, slot: u32, size: f64, expires: f64) -> i32 {
         match self.0.update(slot, size as u64, expires) {
             Ok(n) => n as i32,
-            Err(_) => -1,
+            Err(e) => failure(e),
+        }
+    }
+
+    /// New size, same expiry (a counter re-measured by a custom `sizeOf`):
+    /// as `update`.
+    pub fn resize(&mut self, slot: u32, size: f64) -> i32 {
+        match self.0.resize(slot, size as u64) {
+            Ok(n) => n as i32,
+            Err(e) => failure(e),
         }
     }
 
@@ -188,6 +212,19 @@ impl WasmGlob {
     /// Whether `key` matches (byte-wise on its UTF-8 form, as Redis).
     pub fn matches(&self, key: &str) -> bool {
         self.0.matches(key)
+    }
+
+    /// Compiles a pattern given as bytes (the WTF-8 form of a string with
+    /// lone surrogates, written by js/cache.ts).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(pattern: &[u8]) -> WasmGlob {
+        WasmGlob(Glob::from_bytes(pattern))
+    }
+
+    /// Whether a key given as bytes (WTF-8) matches.
+    #[wasm_bindgen(js_name = matchesBytes)]
+    pub fn matches_bytes(&self, key: &[u8]) -> bool {
+        self.0.matches_bytes(key)
     }
 }
 

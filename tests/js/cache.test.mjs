@@ -541,3 +541,171 @@ describe('model-based: random operations against a reference', () => {
     }
   });
 });
+
+// ---- issue 8: hardening ----
+
+describe('issue 8: free() is final and idempotent', () => {
+  test('every call after free() throws FREED, on the cache and its views', () => {
+    const c = new MemoryCache();
+    c.set('a', 1);
+    const view = c.scope({ tenant: 't' });
+    view.set('k', 1);
+    c.free();
+    const calls = {
+      get: (x) => x.get('zzz'), set: (x) => x.set('zzz', 1), has: (x) => x.has('a'), delete: (x) => x.delete('a'),
+      ttl: (x) => x.ttl('a'), keys: (x) => x.keys(), deletePattern: (x) => x.deletePattern('*'),
+      getMany: (x) => x.getMany([]), setMany: (x) => x.setMany([]), deleteMany: (x) => x.deleteMany([]),
+      incr: (x) => x.incr('n'), decr: (x) => x.decr('n'), stats: (x) => x.stats(), clear: (x) => x.clear(),
+      scope: (x) => x.scope({ user: 'u' }), now: (x) => x.now(), setUndefined: (x) => x.set('a', undefined),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      for (const [which, x] of [['cache', c], ['view', view]]) {
+        assert.throws(() => call(x), (e) => e instanceof EdgeCacheError && e.code === 'FREED', `${which}.${name}`);
+      }
+    }
+  });
+
+  test('free() may be called twice, like Signer.free()', () => {
+    const c = new MemoryCache();
+    c.free();
+    c.free();
+    c[Symbol.dispose]();
+    throwsCode(() => c.get('a'), 'FREED');
+  });
+});
+
+describe('issue 8: options and inputs are validated, never coerced or ignored', () => {
+  test('unknown write options are refused', () => {
+    const c = new MemoryCache();
+    throwsCode(() => c.set('k', 1, { tll: 10 }), 'INVALID_OPTION');
+    throwsCode(() => c.set('k', undefined, { tll: 10 }), 'INVALID_OPTION');
+    throwsCode(() => c.setMany([['k', 1, { tll: 10 }]]), 'INVALID_OPTION');
+    throwsCode(() => c.scope({ tenant: 'a', usr: 'b' }), 'INVALID_OPTION');
+    assert.equal(c.has('k'), false);
+  });
+
+  test('setMany(null) and other non-iterables are an EdgeCacheError', () => {
+    const c = new MemoryCache();
+    for (const x of [null, undefined, 5, {}, 'ab']) throwsCode(() => c.setMany(x), 'INVALID_OPTION');
+  });
+
+  test('setMany checks the engine\'s own per-entry limit first: all or nothing', () => {
+    const c = new MemoryCache({ maxBytes: Infinity, sizeOf: (v) => v });
+    throwsCode(() => c.setMany([['small', 10], ['huge', 2 ** 32]]), 'VALUE_TOO_LARGE');
+    assert.equal(c.has('small'), false, 'nothing was stored');
+    throwsCode(() => c.set('huge', 2 ** 32), 'VALUE_TOO_LARGE');
+    assert.deepEqual(c.keys(), []);
+  });
+});
+
+describe('issue 8: sizes see what values keep alive', () => {
+  test('Maps and Sets are measured by their entries', () => {
+    const c = new MemoryCache();
+    const big = 'x'.repeat(10_000);
+    c.set('m', new Map([['k', big]]));
+    c.set('s', new Set([big]));
+    c.set('nested', { inner: new Map([[1, big]]) });
+    // each entry is charged at least the 20 000 bytes of its string
+    assert.ok(c.stats().bytes > 3 * 20_000, `bytes ${c.stats().bytes}`);
+  });
+
+  test('a typed-array view is charged the whole buffer it keeps alive, nested ones too', () => {
+    const c = new MemoryCache();
+    const buffer = new ArrayBuffer(100_000);
+    c.set('view', new Uint8Array(buffer, 0, 10));
+    assert.ok(c.stats().bytes >= 100_000);
+    c.clear();
+    c.set('dv', { page: new DataView(buffer, 0, 4) });
+    assert.ok(c.stats().bytes >= 100_000, 'a DataView inside an object is not "{}"');
+  });
+});
+
+describe('issue 8: patterns match keys with lone surrogates exactly', () => {
+  test('deletePattern(\'id:\\uD800\') deletes that key only', () => {
+    const c = new MemoryCache();
+    for (const k of ['id:\uD800', 'id:\uDFFF', 'id:\uFFFD', 'id:\uD800\uDC00']) c.set(k, 1);
+    assert.deepEqual(c.keys('id:\uD800'), ['id:\uD800']);
+    assert.equal(c.deletePattern('id:\uD800'), 1);
+    assert.deepEqual(c.keys().sort(), ['id:\uD800\uDC00', 'id:\uDFFF', 'id:\uFFFD'].sort());
+    assert.deepEqual(c.keys('id:?').sort(), [], '? is one byte; a lone surrogate is three, as in WTF-8');
+    assert.deepEqual(c.keys('id:*').length, 3);
+    assert.deepEqual(c.keys('id:\uFFFD'), ['id:\uFFFD']);
+  });
+});
+
+describe('issue 8: counters and clocks as documented', () => {
+  test('incr on a value that is not a safe integer is NOT_AN_INTEGER', () => {
+    const c = new MemoryCache();
+    c.set('big', 2 ** 60);
+    throwsCode(() => c.incr('big'), 'NOT_AN_INTEGER');
+    c.set('edge', Number.MAX_SAFE_INTEGER);
+    throwsCode(() => c.incr('edge'), 'OVERFLOW');
+  });
+
+  test('incr measures the new value again with a custom sizeOf', () => {
+    const c = new MemoryCache({ maxBytes: 1000, sizeOf: (v) => (typeof v === 'number' ? Math.abs(v) : 8) });
+    c.incr('n', 10);
+    assert.equal(c.stats().bytes, 2 + 10 + OVERHEAD);
+    c.incr('n', 90);
+    assert.equal(c.stats().bytes, 2 + 100 + OVERHEAD);
+    throwsCode(() => c.incr('n', 900), 'VALUE_TOO_LARGE');
+    assert.equal(c.get('n'), 100, 'unchanged');
+  });
+
+  test('an expiry that lands on time 0 still expires (0 is "never")', () => {
+    const clock = manualClock(-1000);
+    const c = new MemoryCache({ now: clock.now });
+    c.set('k', 1, { ttl: 1000 });
+    assert.equal(c.get('k'), 1);
+    clock.advance(1000);
+    assert.equal(c.get('k'), undefined);
+  });
+
+  test('a clock that gives no finite time is refused, not read as "never expires"', () => {
+    for (const t of [NaN, Infinity, undefined, '5']) {
+      const c = new MemoryCache({ now: () => t });
+      throwsCode(() => c.set('k', 1, { ttl: 10 }), 'INVALID_OPTION');
+      assert.equal(c.has('k'), false);
+    }
+  });
+});
+
+describe('issue 8: wasm memory is taken on demand, and running out is an EdgeCacheError', () => {
+  test('an empty cache reserves (almost) nothing', async () => {
+    const { signerMemory } = await import('../../dist/wasm/edgecache.js');
+    new MemoryCache().free(); // the wasm is instantiated
+    const before = signerMemory().buffer.byteLength;
+    const caches = Array.from({ length: 1000 }, () => new MemoryCache());
+    const grown = signerMemory().buffer.byteLength - before;
+    // 120 KB each were reserved up front before: 117 MiB for these
+    assert.ok(grown <= 1 << 20, `1000 empty caches grew wasm memory by ${grown} bytes`);
+    for (const c of caches) c.free();
+  });
+
+  test('out of wasm memory: OUT_OF_MEMORY, never a trap; the cache stays usable', async () => {
+    const { execFileSync } = await import('node:child_process');
+    // In a child process: the memory grown here is never given back.
+    const script = `
+      import { MemoryCache } from 'edgecache';
+      import { signerMemory } from './dist/wasm/edgecache.js';
+      new MemoryCache().free();
+      const mem = signerMemory();
+      mem.grow(65536 - mem.buffer.byteLength / 65536 - 1); // all but 64 KiB of the 4 GiB
+      const out = {};
+      const c = new MemoryCache({ maxEntries: 2 ** 29 - 1, maxBytes: Infinity });
+      let i = 0;
+      try { for (; i < 1e7; i++) c.set('k' + i, i); } catch (e) { out.set = [e.name, e.code]; }
+      out.usable = [c.get('k0'), c.get('k' + (i - 1)), c.stats().entries === i];
+      try { for (let j = 0; j < 1e6; j++) new MemoryCache(); } catch (e) { out.create = [e.name, e.code]; }
+      console.log(JSON.stringify(out));`;
+    const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url),
+      encoding: 'utf8',
+    });
+    const out = JSON.parse(stdout);
+    assert.deepEqual(out.set, ['EdgeCacheError', 'OUT_OF_MEMORY']);
+    assert.equal(out.usable[0], 0);
+    assert.equal(out.usable[2], true);
+    assert.deepEqual(out.create, ['EdgeCacheError', 'OUT_OF_MEMORY']);
+  });
+});
