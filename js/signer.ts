@@ -21,8 +21,34 @@ export function generateSecureKey(): string {
   try {
     return coreGenerateSecureKey();
   } catch (e) {
+    if ((e as { code?: unknown })?.code === 'RANDOM_UNAVAILABLE') throw randomUnavailable(e);
     rethrow(e);
   }
+}
+
+/**
+ * Why the random source failed, in words the user can act on. Cloudflare
+ * Workers have `crypto.getRandomValues` but refuse it outside a request (at
+ * module scope); only a platform without it has "no random source".
+ */
+function randomUnavailable(cause: unknown): EdgeCacheError {
+  const crypto = (globalThis as { crypto?: { getRandomValues?: (a: Uint8Array) => unknown } }).crypto;
+  if (typeof crypto?.getRandomValues !== 'function') {
+    return new EdgeCacheError('RANDOM_UNAVAILABLE', 'this platform has no crypto.getRandomValues, so no secure random source: generate the key elsewhere and pass it in', { cause });
+  }
+  let why = 'it failed';
+  try {
+    crypto.getRandomValues(new Uint8Array(1));
+  } catch (e) {
+    why = `it threw: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return new EdgeCacheError(
+    'RANDOM_UNAVAILABLE',
+    `crypto.getRandomValues is there but ${why}. Cloudflare Workers give random numbers only while handling a request, ` +
+      'not at module scope: call generateSecureKey() inside fetch(), or rather generate the key once and store it as a secret ' +
+      '(wrangler secret put) read from env',
+    { cause },
+  );
 }
 
 /** A signing secret: base64url or base64 text of at least 32 bytes, or the raw bytes. */
@@ -106,10 +132,78 @@ function secretBytes(id: string, secret: SignerSecret): Uint8Array {
 
 function part(name: string, v: string | number | undefined): string | undefined {
   if (v === undefined) return v;
-  if (typeof v === 'number') return String(v);
+  // NaN would seal under "NaN": every caller whose id failed to parse would share one scope.
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
   if (typeof v === 'string' && wellFormed(v)) return v;
-  throw new EdgeCacheError('INVALID_SCOPE', `${name} must be a number or a string of well-formed Unicode (no lone surrogates)`);
+  throw new EdgeCacheError(
+    'INVALID_SCOPE',
+    `${name} must be a finite number or a string of well-formed Unicode (no lone surrogates), got ${typeof v === 'string' ? 'a string with a lone surrogate' : String(v)}`,
+  );
 }
+
+/** The tenant and user of a scope option; `undefined` for the root keyspace. */
+function scopeOf(scope: unknown): { tenant: string | undefined; user: string | undefined } | undefined {
+  if (scope === undefined) return undefined;
+  if (scope === null || typeof scope !== 'object') {
+    throw new EdgeCacheError('INVALID_SCOPE', `scope takes { tenant?, user? }, got ${scope === null ? 'null' : typeof scope}`);
+  }
+  for (const name of Object.keys(scope)) {
+    if (name !== 'tenant' && name !== 'user') {
+      throw new EdgeCacheError('INVALID_SCOPE', `unknown scope field ${JSON.stringify(name)}; known: tenant, user`);
+    }
+  }
+  const s = scope as EnvelopeScope;
+  return { tenant: part('tenant', s.tenant), user: part('user', s.user) };
+}
+
+/** Refuses a non-object and unknown option names. */
+function checkOptions(options: unknown, known: readonly string[], where: string): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object') {
+    throw new EdgeCacheError('INVALID_OPTION', `${where}: options must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new EdgeCacheError('INVALID_OPTION', `${where}: unknown option ${JSON.stringify(name)}; known: ${known.join(', ')}`);
+    }
+  }
+}
+
+function checkTtl(ttl: unknown): number {
+  if (ttl === undefined) return 0;
+  if (typeof ttl !== 'number' || !(ttl >= 0) || ttl === Infinity) {
+    throw new EdgeCacheError(
+      'INVALID_TTL',
+      `ttl must be a finite number of milliseconds >= 0 (0 = never expires), got ${typeof ttl === 'string' ? JSON.stringify(ttl) : String(ttl)}`,
+    );
+  }
+  return ttl;
+}
+
+/** The payload of a value: raw bytes (encoding 0) or JSON text (1). */
+function payloadOf(value: unknown): [string | Uint8Array, 0 | 1] {
+  if (value instanceof Uint8Array) return [value, 0];
+  if (value instanceof ArrayBuffer) return [new Uint8Array(value), 0];
+  if (ArrayBuffer.isView(value)) {
+    throw new EdgeCacheError(
+      'UNSERIALIZABLE_VALUE',
+      `a ${value.constructor.name} cannot be sealed: seal its bytes as a Uint8Array ` +
+        '(new Uint8Array(view.buffer, view.byteOffset, view.byteLength)); only Uint8Array and ArrayBuffer travel as bytes',
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (cause) {
+    throw new EdgeCacheError('UNSERIALIZABLE_VALUE', `the value cannot be sealed as JSON (${String(cause)}): give a JSON value, a Uint8Array or an ArrayBuffer`, { cause });
+  }
+  if (json === undefined) {
+    throw new EdgeCacheError('UNSERIALIZABLE_VALUE', `a ${typeof value} cannot be sealed: give a JSON value, a Uint8Array or an ArrayBuffer`);
+  }
+  return [json, 1];
+}
+
+const SIGNER_OPTIONS = ['keys', 'current', 'now', 'maxPayloadBytes'] as const;
 
 // ---- moving arguments into wasm ----
 // A call writes its strings back to back into the signer's input buffer in
@@ -195,10 +289,23 @@ export class Signer {
 
   constructor(options: SignerOptions) {
     ensureWasm();
-    const keys = Object.entries(options?.keys ?? {});
+    if (options === null || typeof options !== 'object') {
+      throw new EdgeCacheError('INVALID_OPTION', 'new Signer takes { keys, current?, now?, maxPayloadBytes? }');
+    }
+    checkOptions(options, SIGNER_OPTIONS, 'Signer');
+    if (options.keys === null || typeof options.keys !== 'object') {
+      throw new EdgeCacheError('INVALID_OPTION', 'invalid option `keys`: an object of key id -> secret, e.g. { k1: generateSecureKey() }');
+    }
+    const keys = Object.entries(options.keys);
     if (keys.length === 0) throw new EdgeCacheError('INVALID_OPTION', 'invalid option `keys`: give at least one key, e.g. { k1: generateSecureKey() }');
     const current = options.current ?? (keys.length === 1 ? keys[0]![0] : undefined);
     if (current === undefined) throw new EdgeCacheError('INVALID_OPTION', 'invalid option `current`: name the key id that seals when `keys` has several');
+    if (options.maxPayloadBytes !== undefined && typeof options.maxPayloadBytes !== 'number') {
+      throw new EdgeCacheError('INVALID_OPTION', `invalid option \`maxPayloadBytes\`: an integer from 1 to 2^30, got ${typeof options.maxPayloadBytes}`);
+    }
+    if (options.current !== undefined && typeof options.current !== 'string') {
+      throw new EdgeCacheError('INVALID_OPTION', 'invalid option `current`: the key id (a string) that seals');
+    }
     if (options.now !== undefined && typeof options.now !== 'function') throw new EdgeCacheError('INVALID_OPTION', 'invalid option `now`: a function returning ms since the Unix epoch');
     this.#now = options.now ?? Date.now;
     let core: SignerCore | undefined;
@@ -233,28 +340,23 @@ export class Signer {
    * Deterministic: the same value, key, scope, key id and expiry give the
    * same envelope.
    *
-   * @throws TypeError if `value` cannot be JSON-serialised (`undefined`, a
-   * function, a symbol, a BigInt).
+   * @throws EdgeCacheError `UNSERIALIZABLE_VALUE` if `value` has no JSON
+   * form (`undefined`, a function, a symbol, a BigInt, a cycle) or is a
+   * typed array other than `Uint8Array` (or a `DataView`); `INVALID_TTL`
+   * unless `ttl` is a finite number >= 0; `INVALID_SCOPE` for a scope that
+   * is not an object or has a non-finite number, a lone surrogate or an
+   * unknown field; `INVALID_OPTION` for unknown options.
    */
   seal(key: string, value: unknown, options?: SealOptions): string {
     const core = this.#live();
     checkKey(key);
-    const scope = options?.scope;
+    checkOptions(options, ['scope', 'ttl'], 'seal');
+    const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
-    const tenant = scoped ? part('tenant', scope.tenant) : undefined;
-    const user = scoped ? part('user', scope.user) : undefined;
-    const ttl = options?.ttl ?? 0;
-    let rest: string | Uint8Array;
-    let encoding: number;
-    if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
-      rest = value instanceof ArrayBuffer ? new Uint8Array(value) : value;
-      encoding = 0;
-    } else {
-      const json = JSON.stringify(value);
-      if (json === undefined) throw new TypeError(`a ${typeof value} cannot be sealed: give a JSON value, a Uint8Array or an ArrayBuffer`);
-      rest = json;
-      encoding = 1;
-    }
+    const tenant = scope?.tenant;
+    const user = scope?.user;
+    const ttl = checkTtl(options?.ttl);
+    const [rest, encoding] = payloadOf(value);
     const now = this.#now();
     try {
       put(core, key, tenant, user, rest);
@@ -279,10 +381,11 @@ export class Signer {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
-    const scope = options?.scope;
+    checkOptions(options, ['scope'], 'open');
+    const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
-    const tenant = scoped ? part('tenant', scope.tenant) : undefined;
-    const user = scoped ? part('user', scope.user) : undefined;
+    const tenant = scope?.tenant;
+    const user = scope?.user;
     const now = this.#now();
     let out: unknown;
     try {
@@ -293,7 +396,13 @@ export class Signer {
     } catch (e) {
       rethrow(e);
     }
-    return (typeof out === 'string' ? JSON.parse(out) : out) as T | undefined;
+    if (typeof out !== 'string') return out as T | undefined;
+    try {
+      return JSON.parse(out) as T;
+    } catch (cause) {
+      // Authentic (the tag matched) but not JSON: written by another implementation, or by sealPayload.
+      throw new EdgeCacheError('MALFORMED_ENVELOPE', 'malformed envelope: its payload is marked JSON but does not parse as JSON', { cause });
+    }
   }
 
   /**
@@ -304,8 +413,10 @@ export class Signer {
   sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number): string {
     const core = this.#live();
     checkKey(key);
-    const tenant = scope !== undefined ? part('tenant', scope.tenant) : undefined;
-    const user = scope !== undefined ? part('user', scope.user) : undefined;
+    const s = scopeOf(scope);
+    const tenant = s?.tenant;
+    const user = s?.user;
+    ttl = checkTtl(ttl);
     try {
       put(core, key, tenant, user, payload);
       return core.seal(scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
@@ -323,8 +434,9 @@ export class Signer {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
-    const tenant = scope !== undefined ? part('tenant', scope.tenant) : undefined;
-    const user = scope !== undefined ? part('user', scope.user) : undefined;
+    const s = scopeOf(scope);
+    const tenant = s?.tenant;
+    const user = s?.user;
     try {
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
       put(core, key, tenant, user, sealed);

@@ -356,7 +356,7 @@ test('JS values round-trip as JSON, bytes as Uint8Array', () => {
   assert.deepEqual(rt(new Uint8Array(0)), new Uint8Array(0));
   // A sealed Uint8Array is bytes, not the JSON of an object.
   assert.notEqual(signer.seal('k', u8), signer.seal('k', { 0: 0, 1: 1, 2: 2, 3: 253, 4: 254, 5: 255 }));
-  for (const v of [undefined, () => 1, Symbol('s'), 10n]) assert.throws(() => signer.seal('k', v), TypeError);
+  for (const v of [undefined, () => 1, Symbol('s'), 10n]) throwsCode(() => signer.seal('k', v), 'UNSERIALIZABLE_VALUE');
 });
 
 test('seal is deterministic; free() and Symbol.dispose release the signer', () => {
@@ -391,4 +391,79 @@ test('non-ASCII keys, scopes and values, and payloads that grow wasm memory', ()
   }
   assert.deepEqual(other.open('ключ:🦀', sealed, { scope }), v);
   assert.equal(signer.open('k', signer.seal('k', 'small')), 'small');
+});
+
+// ---- issue 8: hardening ----
+
+test('issue 8: every seal/open failure is an EdgeCacheError', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const v of [undefined, 10n, cyclic, { n: 1n }]) throwsCode(() => signer.seal('k', v), 'UNSERIALIZABLE_VALUE');
+  throwsCode(() => signer.seal('k', 1, { scope: null }), 'INVALID_SCOPE');
+  throwsCode(() => signer.seal('k', 1, { scope: 'acme' }), 'INVALID_SCOPE');
+  throwsCode(() => signer.open('k', signer.seal('k', 1), { scope: null }), 'INVALID_SCOPE');
+  throwsCode(() => signer.seal('k', 1, null), 'INVALID_OPTION');
+  // Authentic, but its payload (marked JSON) is not JSON.
+  const notJson = signer.sealPayload('k', '{not json', 1, undefined, 0);
+  throwsCode(() => signer.open('k', notJson), 'MALFORMED_ENVELOPE');
+});
+
+test('issue 8: typed arrays other than Uint8Array, and DataViews, are refused, not sealed as {}', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  const buf = new Uint8Array([1, 2, 3, 4]).buffer;
+  for (const v of [new DataView(buf), new Uint16Array(buf), new Float64Array(1), new Int8Array(buf)]) {
+    throwsCode(() => signer.seal('k', v), 'UNSERIALIZABLE_VALUE');
+  }
+  assert.deepEqual(signer.open('k', signer.seal('k', new Uint8Array(buf, 1, 2))), new Uint8Array([2, 3]));
+});
+
+test('issue 8: no silent coercion of ttl or scope values; unknown options refused', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  for (const ttl of ['10', true, null, '', NaN, -1, Infinity, {}]) {
+    throwsCode(() => signer.seal('k', 1, { ttl }), 'INVALID_TTL', String(ttl));
+  }
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    throwsCode(() => signer.seal('k', 1, { scope: { tenant: bad } }), 'INVALID_SCOPE');
+    throwsCode(() => signer.seal('k', 1, { scope: { user: bad } }), 'INVALID_SCOPE');
+    throwsCode(() => signer.open('k', signer.seal('k', 1), { scope: { tenant: bad } }), 'INVALID_SCOPE');
+  }
+  throwsCode(() => signer.seal('k', 1, { scope: { tenant: true } }), 'INVALID_SCOPE');
+  throwsCode(() => signer.seal('k', 1, { scope: { tennant: 'acme' } }), 'INVALID_SCOPE');
+  throwsCode(() => signer.seal('k', 1, { tll: 10 }), 'INVALID_OPTION');
+  throwsCode(() => signer.open('k', signer.seal('k', 1), { scop: {} }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { k1: SECRET }, curent: 'k1' }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { k1: SECRET }, maxPayloadBytes: '10' }), 'INVALID_OPTION');
+  throwsCode(() => new Signer(null), 'INVALID_OPTION');
+  // still fine: finite numbers stand for their decimal string
+  const sealed = signer.seal('k', 1, { scope: { tenant: 42 }, ttl: 0 });
+  assert.equal(signer.open('k', sealed, { scope: { tenant: '42' } }), 1);
+});
+
+test('issue 8: obviously weak secrets are refused, not only one repeated byte', () => {
+  throwsCode(() => new Signer({ keys: { k1: 'g'.repeat(43) } }), 'WEAK_KEY');
+  throwsCode(() => new Signer({ keys: { k1: new Uint8Array(32).map((_, i) => i % 2) } }), 'WEAK_KEY');
+  throwsCode(() => new Signer({ keys: { k1: new TextEncoder().encode('abcd'.repeat(8)) } }), 'WEAK_KEY');
+  for (let i = 0; i < 200; i++) new Signer({ keys: { k1: generateSecureKey() } }).free();
+});
+
+test('issue 8: when crypto.getRandomValues throws, the error says why and what to do', () => {
+  const original = Object.getOwnPropertyDescriptor(globalThis.crypto, 'getRandomValues');
+  globalThis.crypto.getRandomValues = () => {
+    throw new Error('Disallowed operation called within global scope.');
+  };
+  try {
+    assert.throws(generateSecureKey, (e) => {
+      assert.ok(e instanceof EdgeCacheError);
+      assert.equal(e.code, 'RANDOM_UNAVAILABLE');
+      assert.match(e.message, /only while handling a request/);
+      assert.match(e.message, /Disallowed operation/);
+      assert.doesNotMatch(e.message, /has no crypto/);
+      return true;
+    });
+  } finally {
+    if (original) Object.defineProperty(globalThis.crypto, 'getRandomValues', original);
+    else delete globalThis.crypto.getRandomValues;
+  }
+  assert.equal(generateSecureKey().length, 43);
 });
