@@ -11,6 +11,7 @@
 import { EdgeCacheError } from './errors.js';
 import { isThenable } from './keys.js';
 import { isCacheLike, ownCache, isTooLarge, type CacheLike } from './memoize.js';
+import { checkOptionNames } from './cache.js';
 
 /** A fetch-style handler: a request (and whatever the runtime passes after it) to a response. */
 export type FetchHandler<A extends unknown[] = []> = (request: Request, ...rest: A) => Response | Promise<Response>;
@@ -30,7 +31,11 @@ export interface CachePageOptions {
   /**
    * Request headers whose values select different entries, as in the
    * `Vary` response header (case-insensitive), e.g. `['accept-language']`.
-   * List here every header the handler's response depends on.
+   * A response whose own `Vary` names a header not listed here is not
+   * stored (it would be served to requests with other values), nor is one
+   * with `Vary: *`. Credentials (`authorization`, `proxy-authorization`,
+   * `cookie`, `x-api-key`) enter the key as a SHA-256 digest, never as
+   * they are.
    * @default []
    */
   vary?: readonly string[];
@@ -48,7 +53,7 @@ export interface CachePageOptions {
    */
   prefix?: string;
   /**
-   * Response statuses that are stored.
+   * Response statuses that are stored: integers from 100 to 599.
    * @default [200]
    */
   statuses?: readonly number[];
@@ -79,6 +84,46 @@ export interface CachePageOptions {
    * @default the cache's `now()` if it has one, else `Date.now`
    */
   now?: () => number;
+}
+
+const OPTION_NAMES = [
+  'cache', 'ttl', 'vary', 'key', 'prefix', 'statuses', 'staleWhileRevalidate', 'maxBodyBytes', 'waitUntil', 'now',
+] as const;
+
+/** Request headers that carry credentials: in a key, only their digest appears. */
+const CREDENTIALS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key']);
+
+/** base64url of SHA-256 over a domain tag and `value` (Web Crypto: Workers, Node, Deno, Bun, browsers). */
+async function digest(value: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(`edgecache/page-credential\0${value}`)));
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The header names of a `Vary` response header, lowercased; `['*']` if it has `*` anywhere. */
+function varyNames(value: string | null): string[] {
+  if (value === null) return [];
+  const names = value
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '');
+  return names.includes('*') ? ['*'] : names;
+}
+
+/** A delta-seconds directive value (`max-age=60`), or undefined if absent or not a number. */
+function seconds(cc: Map<string, string>, name: string): number | undefined {
+  const v = cc.get(name);
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  return Number(v);
+}
+
+/** What a response allows a shared cache: whether to store it, for how long at most, and whether stale use is allowed. */
+interface Allowance {
+  /** ms the response may be used for, from now; undefined: the `ttl` option decides. */
+  lifetime: number | undefined;
+  /** Whether it may be served stale (stale-while-revalidate). */
+  stale: boolean;
 }
 
 /** A page as stored. */
@@ -198,6 +243,12 @@ async function readUpTo(stream: ReadableStream<Uint8Array>, limit: number): Prom
   return out;
 }
 
+function fn(x: unknown, name: string): void {
+  if (x !== undefined && typeof x !== 'function') {
+    throw new EdgeCacheError('INVALID_OPTION', `cachePage: ${name} must be a function, got ${x === null ? 'null' : typeof x}`);
+  }
+}
+
 function positive(x: unknown, name: string, code: 'INVALID_TTL' | 'INVALID_OPTION'): number | undefined {
   if (x === undefined) return undefined;
   if (typeof x !== 'number' || !(x >= 0) || x === Infinity) {
@@ -214,12 +265,19 @@ function positive(x: unknown, name: string, code: 'INVALID_TTL' | 'INVALID_OPTIO
  *   miss is passed through without being stored. Other methods pass through
  *   untouched.
  * - The key is the prefix, `GET`, the URL (or `key(request)`) and the
- *   values of the `vary` request headers.
+ *   values of the `vary` request headers (credentials as a SHA-256 digest).
  * - Not stored: responses with `Cache-Control: no-store`, `private` or
- *   `no-cache`, with `Set-Cookie`, with `Vary: *`; responses to requests
- *   with `Authorization` (unless `authorization` is in `vary`, or the
- *   response says `public` or `s-maxage`); bodies over `maxBodyBytes` or
+ *   `no-cache`, with `Set-Cookie`, with a `Vary` that has `*` or names a
+ *   header missing from the `vary` option; bodies over `maxBodyBytes` or
  *   that the cache refuses as too large.
+ * - Requests with `Authorization` (unless `authorization` is in `vary`,
+ *   which keys entries by credential) follow RFC 9111 §3.5: stored only if
+ *   the response says `public`, `must-revalidate` or `s-maxage`, for no
+ *   longer than its `s-maxage` (else `max-age`) allows, never served stale;
+ *   `s-maxage=0` is not stored.
+ * - `s-maxage` (else `max-age`) also caps the `ttl` of any response that
+ *   says `must-revalidate` or `proxy-revalidate`, which are never served
+ *   stale.
  * - A request with `Cache-Control: no-cache` (or `Pragma: no-cache`) skips
  *   the lookup and refreshes the entry; with `no-store` it neither reads
  *   nor writes.
@@ -244,6 +302,7 @@ export function cachePage<A extends unknown[] = []>(
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', 'cachePage: options must be an object');
   }
+  checkOptionNames(options, OPTION_NAMES, 'cachePage');
   const cache = options.cache ?? ownCache();
   if (!isCacheLike(cache)) {
     throw new EdgeCacheError('INVALID_OPTION', 'cachePage: cache must have get, set, delete and deletePattern methods');
@@ -254,24 +313,38 @@ export function cachePage<A extends unknown[] = []>(
     throw new EdgeCacheError('INVALID_OPTION', 'cachePage: staleWhileRevalidate needs a ttl > 0');
   }
   const maxBody = positive(options.maxBodyBytes, 'maxBodyBytes', 'INVALID_OPTION') ?? 8 * 1024 * 1024;
+  if (options.vary !== undefined && !Array.isArray(options.vary)) {
+    throw new EdgeCacheError('INVALID_OPTION', 'cachePage: vary is an array of header names');
+  }
   const vary = (options.vary ?? []).map((h) => {
     if (typeof h !== 'string' || h === '') throw new EdgeCacheError('INVALID_OPTION', 'cachePage: vary lists header names');
     return h.toLowerCase();
   });
-  const statuses = new Set(options.statuses ?? [200]);
-  const prefix = options.prefix ?? 'page:';
-  const keyFn = options.key;
-  if (keyFn !== undefined && typeof keyFn !== 'function') {
-    throw new EdgeCacheError('INVALID_OPTION', 'cachePage: key must be a function of the request');
+  if (options.statuses !== undefined && !Array.isArray(options.statuses)) {
+    throw new EdgeCacheError('INVALID_OPTION', `cachePage: statuses is an array of status codes, e.g. [200, 404], got ${typeof options.statuses}`);
   }
+  const statuses = new Set(options.statuses ?? [200]);
+  for (const st of statuses) {
+    if (!Number.isInteger(st) || st < 100 || st > 599) {
+      throw new EdgeCacheError('INVALID_OPTION', `cachePage: statuses are integers from 100 to 599, got ${String(st)}`);
+    }
+  }
+  const prefix = options.prefix ?? 'page:';
+  if (typeof prefix !== 'string') {
+    throw new EdgeCacheError('INVALID_OPTION', `cachePage: prefix must be a string, got ${typeof prefix}`);
+  }
+  const keyFn = options.key;
+  fn(keyFn, 'key');
+  fn(options.now, 'now');
+  fn(options.waitUntil, 'waitUntil');
   const cacheNow = (cache as { now?: unknown }).now;
   const now =
     options.now ?? (typeof cacheNow === 'function' ? () => (cacheNow as () => number).call(cache) : Date.now);
-  const setOptions = ttl === undefined ? undefined : { ttl: ttl + swr };
   const varyAuth = vary.includes('authorization');
+  const varySet = new Set(vary);
   const refreshing = new Set<string>();
 
-  const keyOf = (request: Request): string => {
+  const keyOf = async (request: Request): Promise<string> => {
     const resource = keyFn === undefined ? request.url : keyFn(request);
     if (typeof resource !== 'string') {
       throw new EdgeCacheError('INVALID_KEY', `cachePage: key must return a string, got ${typeof resource}`);
@@ -279,7 +352,9 @@ export function cachePage<A extends unknown[] = []>(
     let k = `${prefix}GET ${resource}`;
     for (const h of vary) {
       const v = request.headers.get(h);
-      k += v === null ? `\n${h}!` : `\n${h}:${v}`;
+      if (v === null) k += `\n${h}!`;
+      else if (CREDENTIALS.has(h)) k += `\n${h}#${await digest(v)}`;
+      else k += `\n${h}:${v}`;
     }
     return k;
   };
@@ -299,19 +374,39 @@ export function cachePage<A extends unknown[] = []>(
     }
   };
 
-  /** Whether a response to this request may be stored. */
-  const storable = (request: Request, res: Response): boolean => {
-    if (!statuses.has(res.status)) return false;
+  /**
+   * What a shared cache may do with a response to this request: `null` if
+   * it may not store it at all.
+   */
+  const storable = (request: Request, res: Response): Allowance | null => {
+    if (!statuses.has(res.status)) return null;
     const cc = cacheControl(res.headers.get('cache-control'));
-    if (cc.has('no-store') || cc.has('private') || cc.has('no-cache')) return false;
-    if (res.headers.has('set-cookie')) return false;
-    if (res.headers.get('vary')?.trim() === '*') return false;
-    if (!varyAuth && request.headers.has('authorization') && !cc.has('public') && !cc.has('s-maxage')) return false;
-    return true;
+    if (cc.has('no-store') || cc.has('private') || cc.has('no-cache')) return null;
+    if (res.headers.has('set-cookie')) return null;
+    // The response depends on these request headers: reusable only if each is in the key.
+    for (const name of varyNames(res.headers.get('vary'))) if (!varySet.has(name)) return null;
+    const maxAge = seconds(cc, 's-maxage') ?? seconds(cc, 'max-age');
+    const revalidate = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage');
+    const authorized = !varyAuth && request.headers.has('authorization');
+    if (authorized) {
+      // RFC 9111 §3.5: only these directives let a shared cache reuse a response to an authorized request.
+      if (!cc.has('public') && !cc.has('must-revalidate') && !cc.has('s-maxage')) return null;
+    }
+    if (!authorized && !revalidate) return { lifetime: undefined, stale: true };
+    if (maxAge === undefined) {
+      // s-maxage present but unreadable: do not guess.
+      if (cc.has('s-maxage')) return null;
+      return { lifetime: undefined, stale: false };
+    }
+    const age = Number.parseInt(res.headers.get('age') ?? '0', 10) || 0;
+    const lifetime = (maxAge - age) * 1000;
+    // Already stale (s-maxage=0, max-age=0): it must be revalidated before each use, which this cache cannot do.
+    if (lifetime <= 0) return null;
+    return { lifetime, stale: false };
   };
 
   /** Stores a complete body; a value the cache refuses is just not stored. */
-  const write = async (k: string, res: Response, body: Uint8Array): Promise<void> => {
+  const write = async (k: string, res: Response, body: Uint8Array, allowed: Allowance): Promise<void> => {
     const h: [string, string][] = [];
     let age = 0;
     res.headers.forEach((value, name) => {
@@ -319,7 +414,13 @@ export function cachePage<A extends unknown[] = []>(
       else if (name !== 'x-cache') h.push([name, value]);
     });
     const d = now();
-    const meta: Meta = { s: res.status, t: res.statusText, h, d, f: swr > 0 ? d + ttl! : 0, a: age };
+    // Never longer than the response allows; 0 (no expiry) counts as longer than anything.
+    let fresh = ttl;
+    const life = allowed.lifetime;
+    if (life !== undefined && (fresh === undefined || fresh === 0 || life < fresh)) fresh = life;
+    const stale = allowed.stale ? swr : 0;
+    const meta: Meta = { s: res.status, t: res.statusText, h, d, f: stale > 0 ? d + fresh! : 0, a: age };
+    const setOptions = fresh === undefined ? undefined : { ttl: fresh + stale };
     try {
       const w = cache.set(k, encodePage(meta, body) as never, setOptions);
       if (isThenable(w)) await w;
@@ -330,15 +431,16 @@ export function cachePage<A extends unknown[] = []>(
 
   /** The response to a miss: streamed to the client, stored in the background once complete. */
   const forward = (request: Request, k: string, res: Response, rest: unknown[]): Response => {
-    if (!storable(request, res)) return marked(res, 'MISS');
+    const allowed = storable(request, res);
+    if (allowed === null) return marked(res, 'MISS');
     if (res.body === null) {
-      background(rest, write(k, res, new Uint8Array(0)));
+      background(rest, write(k, res, new Uint8Array(0), allowed));
       return marked(res, 'MISS');
     }
     const [client, copy] = res.body.tee();
     background(
       rest,
-      readUpTo(copy, maxBody).then((body) => (body === undefined ? undefined : write(k, res, body))),
+      readUpTo(copy, maxBody).then((body) => (body === undefined ? undefined : write(k, res, body, allowed))),
     );
     return marked(res, 'MISS', client);
   };
@@ -351,13 +453,14 @@ export function cachePage<A extends unknown[] = []>(
       try {
         const get = new Request(request.url, { method: 'GET', headers: request.headers });
         const res = await handler(get, ...rest);
-        if (!storable(get, res) || res.body === null) {
+        const allowed = storable(get, res);
+        if (allowed === null || res.body === null) {
           await res.body?.cancel();
-          if (res.body === null && storable(get, res)) await write(k, res, new Uint8Array(0));
+          if (res.body === null && allowed !== null) await write(k, res, new Uint8Array(0), allowed);
           return;
         }
         const body = await readUpTo(res.body, maxBody);
-        if (body !== undefined) await write(k, res, body);
+        if (body !== undefined) await write(k, res, body, allowed);
       } finally {
         refreshing.delete(k);
       }
@@ -380,7 +483,7 @@ export function cachePage<A extends unknown[] = []>(
     if (method !== 'GET' && method !== 'HEAD') return handler(request, ...rest);
     const cc = cacheControl(request.headers.get('cache-control'));
     if (cc.has('no-store')) return marked(await handler(request, ...rest), 'MISS');
-    const k = keyOf(request);
+    const k = await keyOf(request);
     const noCache = cc.has('no-cache') || (cc.size === 0 && request.headers.get('pragma')?.includes('no-cache') === true);
     if (!noCache) {
       let e = cache.get(k);

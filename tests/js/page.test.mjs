@@ -498,3 +498,139 @@ describe('cachePage: runtime integration', () => {
     assert.throws(() => cachePage(h, { maxBodyBytes: -1 }), code('INVALID_OPTION'));
   });
 });
+
+// ---- issue 8: hardening ----
+
+describe('issue 8: cachePage never serves one user\'s page to another', () => {
+  const account = (req, n) =>
+    html(`account of ${req.headers.get('cookie') ?? 'nobody'} #${n}`, { headers: { vary: 'Cookie' } });
+
+  test('a response that varies on a header outside `vary` is not stored', async () => {
+    const { fetch, stored, cache } = setup(account);
+    const as = async (cookie, extra = {}) => {
+      const res = await fetch('https://a.test/account', { headers: { ...(cookie ? { cookie } : {}), ...extra } });
+      const text = await res.text();
+      await stored();
+      return text;
+    };
+    assert.equal(await as('sid=alice'), 'account of sid=alice #1');
+    assert.equal(await as('sid=bob'), 'account of sid=bob #2');
+    assert.equal(await as(undefined), 'account of nobody #3');
+    // Bob cannot re-seed anyone's entry with his own page either.
+    await as('sid=bob', { 'cache-control': 'no-cache' });
+    assert.equal(await as(undefined), 'account of nobody #5');
+    assert.deepEqual(cache.keys(), []);
+  });
+
+  test('with the header in `vary`, each value is its own entry, and cookies are hashed in keys', async () => {
+    const { fetch, stored, cache } = setup(account, { vary: ['cookie'] });
+    const as = async (cookie, extra = {}) => {
+      const res = await fetch('https://a.test/account', { headers: { cookie, ...extra } });
+      const text = await res.text();
+      await stored();
+      return [res.headers.get('x-cache'), text];
+    };
+    assert.deepEqual(await as('sid=alice'), ['MISS', 'account of sid=alice #1']);
+    assert.deepEqual(await as('sid=bob'), ['MISS', 'account of sid=bob #2']);
+    assert.deepEqual(await as('sid=alice'), ['HIT', 'account of sid=alice #1']);
+    await as('sid=bob', { 'cache-control': 'no-cache' });
+    assert.deepEqual(await as('sid=alice'), ['HIT', 'account of sid=alice #1']);
+    assert.equal(cache.keys().length, 2);
+    for (const k of cache.keys()) assert.ok(!k.includes('alice') && !k.includes('bob'), k);
+  });
+
+  test('a Vary with * anywhere in its list is never stored', async () => {
+    const { fetch, calls, stored } = setup(() => html('x', { headers: { vary: 'Accept-Language, *' } }), {
+      vary: ['accept-language'],
+    });
+    await (await fetch()).text();
+    await stored();
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+    assert.equal(calls.length, 2);
+  });
+
+  test('vary: [\'authorization\'] keys by a digest of the credential, never the credential', async () => {
+    const { fetch, stored, cache } = setup((req, n) => html(`for ${req.headers.get('authorization')} #${n}`), {
+      vary: ['authorization'],
+    });
+    const as = async (token) => {
+      const res = await fetch('https://a.test/me', { headers: { authorization: `Bearer ${token}` } });
+      const text = await res.text();
+      await stored();
+      return text;
+    };
+    assert.equal(await as('tok-A-secret'), 'for Bearer tok-A-secret #1');
+    assert.equal(await as('tok-B-secret'), 'for Bearer tok-B-secret #2');
+    assert.equal(await as('tok-A-secret'), 'for Bearer tok-A-secret #1');
+    const keys = cache.keys();
+    assert.equal(keys.length, 2);
+    for (const k of keys) assert.ok(!k.includes('secret') && !k.includes('Bearer'), k);
+  });
+});
+
+describe('issue 8: requests with Authorization follow RFC 9111 §3.5', () => {
+  const auth = { headers: { authorization: 'Bearer abc' } };
+  const twice = async (cc, options = {}) => {
+    const now = clock();
+    const s = setup((req, n) => html(`v${n}`, { headers: { 'cache-control': cc } }), { ttl: 60_000, now, ...options });
+    await (await s.fetch('https://a.test/doc', auth)).text();
+    await s.stored();
+    return { ...s, now, again: async () => (await s.fetch('https://a.test/doc', auth)).text() };
+  };
+
+  test('s-maxage=0 (and max-age=0) are not storable', async () => {
+    for (const cc of ['s-maxage=0', 'public, s-maxage=0', 'public, max-age=0', 'must-revalidate, max-age=0']) {
+      const { again, cache } = await twice(cc);
+      assert.equal(await again(), 'v2', cc);
+      assert.deepEqual(cache.keys(), [], cc);
+    }
+  });
+
+  test('stored for no longer than s-maxage (else max-age), whatever the ttl', async () => {
+    const s = await twice('s-maxage=5, max-age=600');
+    s.now.advance(4_999);
+    assert.equal(await s.again(), 'v1');
+    s.now.advance(1);
+    assert.equal(await s.again(), 'v2');
+    const p = await twice('public, max-age=10');
+    p.now.advance(10_000);
+    assert.equal(await p.again(), 'v2');
+  });
+
+  test('an Age from upstream counts against the lifetime', async () => {
+    const now = clock();
+    const s = setup((req, n) => html(`v${n}`, { headers: { 'cache-control': 's-maxage=10', age: '8' } }), { ttl: 60_000, now });
+    await (await s.fetch('https://a.test/doc', auth)).text();
+    await s.stored();
+    now.advance(2_000);
+    assert.equal(await (await s.fetch('https://a.test/doc', auth)).text(), 'v2');
+  });
+
+  test('never served stale, even with staleWhileRevalidate', async () => {
+    const s = await twice('s-maxage=5', { staleWhileRevalidate: 60_000 });
+    s.now.advance(6_000);
+    const res = await s.fetch('https://a.test/doc', auth);
+    assert.equal(res.headers.get('x-cache'), 'MISS');
+    assert.equal(await res.text(), 'v2');
+  });
+
+  test('without public, must-revalidate or s-maxage: not stored', async () => {
+    const { again } = await twice('max-age=600');
+    assert.equal(await again(), 'v2');
+  });
+});
+
+describe('issue 8: cachePage options are checked', () => {
+  test('bad or unknown options are an EdgeCacheError', () => {
+    const code = (c) => (e) => e instanceof EdgeCacheError && e.code === c;
+    const h = () => new Response('x');
+    for (const statuses of [200, '200', [200.5], [99], [600], ['200']]) {
+      assert.throws(() => cachePage(h, { statuses }), code('INVALID_OPTION'), String(statuses));
+    }
+    assert.throws(() => cachePage(h, { now: 5 }), code('INVALID_OPTION'));
+    assert.throws(() => cachePage(h, { prefix: 5 }), code('INVALID_OPTION'));
+    assert.throws(() => cachePage(h, { waitUntil: 'x' }), code('INVALID_OPTION'));
+    assert.throws(() => cachePage(h, { vary: 'cookie' }), code('INVALID_OPTION'));
+    assert.throws(() => cachePage(h, { tll: 5 }), code('INVALID_OPTION'));
+  });
+});
