@@ -14,7 +14,7 @@ import { EdgeCacheError } from './errors.js';
 /** A decoded Redis reply. Strings that are not UTF-8 arrive as bytes. */
 export type RedisValue = null | number | string | Uint8Array | RedisValue[];
 
-/** @internal One command's outcome in a pipeline: a reply or a Redis error message. */
+/** One command's outcome in a pipeline: a reply or a Redis error message. */
 export type Outcome = { ok: true; value: RedisValue } | { ok: false; error: string };
 
 /** Redis nests arrays only a few levels (SCAN answers 2); a hostile server gets no further. */
