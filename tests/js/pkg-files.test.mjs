@@ -1,0 +1,141 @@
+// What the tarball ships (`npm pack`): the licenses, a README for someone
+// who installed the package whose every relative link is in the tarball,
+// no declaration file that nothing references, a wasm without its name
+// section, and sizes within scripts/size-budget.json. Also the inline
+// wasm's decoder (dist/wasm-init/inflate.js) against Node's zlib.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { deflateRawSync, gzipSync, constants } from 'node:zlib';
+import { pack, root, cleanup } from '../pkg/lib.mjs';
+
+const { inflateRaw } = await import(path.join(root, 'dist/wasm-init/inflate.js'));
+const budget = JSON.parse(readFileSync(path.join(root, 'scripts/size-budget.json'), 'utf8'));
+
+function unpacked() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgecache-tgz-'));
+  execFileSync('tar', ['xzf', pack().file, '-C', dir]);
+  return path.join(dir, 'package');
+}
+
+test('the tarball ships the licenses, the README, the docs it links to, and no stray file', () => {
+  const files = pack().files;
+  for (const f of ['LICENSE-MIT', 'LICENSE-APACHE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/workerd.js', 'dist/wasm/edgecache_bg.wasm']) {
+    assert.ok(files.includes(f), `${f} is shipped`);
+  }
+  assert.deepEqual(files.filter((f) => !/^(dist\/|docs\/|LICENSE-|README\.md|CHANGELOG\.md|package\.json)/.test(f)), []);
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const links = [...readme.matchAll(/\]\((?!https?:|#|mailto:)([^)#\s]+)(#[^)]*)?\)/g)].map((m) => m[1].replace(/^\.\//, ''));
+  assert.ok(links.length > 0);
+  for (const link of links) assert.ok(files.some((f) => f === link || f.startsWith(link.replace(/\/$/, '') + '/')), `README links to ${link}, which the tarball lacks`);
+  assert.match(readme, /npm install edgecache/);
+});
+
+test('every .d.ts shipped is reached from dist/index.d.ts', () => {
+  const dir = unpacked();
+  try {
+    const shipped = pack().files.filter((f) => f.endsWith('.d.ts'));
+    const seen = new Set();
+    const queue = ['dist/index.d.ts'];
+    while (queue.length) {
+      const f = queue.pop();
+      if (seen.has(f)) continue;
+      seen.add(f);
+      for (const m of readFileSync(path.join(dir, f), 'utf8').matchAll(/from\s+['"](\.{1,2}\/[^'"]+)\.js['"]/g)) {
+        queue.push(path.posix.normalize(path.posix.join(path.posix.dirname(f), `${m[1]}.d.ts`)));
+      }
+    }
+    assert.deepEqual(shipped.filter((f) => !seen.has(f)), []);
+  } finally {
+    cleanup(path.dirname(dir));
+  }
+});
+
+test('package.json: ESM, exports with workerd, engines', () => {
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+  assert.equal(pkg.type, 'module');
+  assert.equal(pkg.engines.node, '^20.19.0 || >=22.12.0');
+  assert.deepEqual(Object.keys(pkg.exports['.']), ['types', 'workerd', 'default']);
+  assert.equal(pkg.imports, undefined, 'no #imports: a plain page must resolve every specifier');
+});
+
+test('the wasm has no name section, and its sizes are within budget', (t) => {
+  const wasm = readFileSync(path.join(root, 'dist/wasm/edgecache_bg.wasm'));
+  // Custom sections (id 0) and their names.
+  const names = [];
+  let i = 8;
+  const leb = () => {
+    let v = 0;
+    let shift = 0;
+    let b;
+    do {
+      b = wasm[i++];
+      v |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    return v >>> 0;
+  };
+  while (i < wasm.length) {
+    const id = wasm[i++];
+    const len = leb();
+    const end = i + len;
+    if (id === 0) {
+      const n = leb();
+      names.push(wasm.subarray(i, i + n).toString());
+    }
+    i = end;
+  }
+  assert.ok(!names.includes('name'), `custom sections: ${names}`);
+  const wasmGz = gzipSync(wasm, { level: 9 }).length;
+  const inlineGz = gzipSync(readFileSync(path.join(root, 'dist/wasm/edgecache_bg.inline.js')), { level: 9 }).length;
+  t.diagnostic(`wasm ${wasm.length} bytes, ${wasmGz} gzipped (budget ${budget.wasm}); inline ${inlineGz} gzipped (budget ${budget.inlineWasm})`);
+  assert.ok(wasmGz <= budget.wasm, `wasm ${wasmGz} > ${budget.wasm}`);
+  assert.ok(inlineGz <= budget.inlineWasm, `inline ${inlineGz} > ${budget.inlineWasm}`);
+  assert.ok(wasmGz <= 60 * 1024, 'the goal: the whole npm wasm within 60 KiB gzipped');
+});
+
+test('inflateRaw decodes what zlib deflates, at every level and strategy', () => {
+  const wasm = readFileSync(path.join(root, 'dist/wasm/edgecache_bg.wasm'));
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff;
+  const inputs = [
+    wasm,
+    new Uint8Array(0),
+    new Uint8Array([42]),
+    Uint8Array.from({ length: 70_000 }, rnd),
+    Uint8Array.from({ length: 50_000 }, (_, k) => (k % 7 === 0 ? rnd() : 97 + (k % 3))),
+    new Uint8Array(300_000),
+  ];
+  for (const input of inputs) {
+    for (const level of [0, 1, 6, 9]) {
+      for (const strategy of [constants.Z_DEFAULT_STRATEGY, constants.Z_FIXED, constants.Z_HUFFMAN_ONLY, constants.Z_RLE]) {
+        const out = inflateRaw(deflateRawSync(input, { level, strategy }), input.length);
+        assert.ok(Buffer.from(out).equals(Buffer.from(input)), `level ${level} strategy ${strategy} length ${input.length}`);
+      }
+    }
+  }
+});
+
+test('inflateRaw refuses corrupt or truncated input instead of reading out of range', () => {
+  const data = Uint8Array.from({ length: 20_000 }, (_, k) => (k * 31) % 251);
+  const deflated = deflateRawSync(data, { level: 9 });
+  assert.throws(() => inflateRaw(deflated.subarray(0, deflated.length >> 1), data.length), /corrupt inline wasm/);
+  assert.throws(() => inflateRaw(deflated, data.length + 1), /corrupt inline wasm/);
+  assert.throws(() => inflateRaw(deflated, data.length - 1), /corrupt inline wasm/);
+  assert.throws(() => inflateRaw(new Uint8Array([0xff, 0xff, 0xff]), 10), /corrupt inline wasm/);
+  let seed = 1;
+  for (let k = 0; k < 200; k++) {
+    const bad = Uint8Array.from(deflated);
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    bad[seed % bad.length] ^= 1 << (seed >>> 29);
+    try {
+      const out = inflateRaw(bad, data.length);
+      assert.equal(out.length, data.length);
+    } catch (e) {
+      assert.match(e.message, /corrupt inline wasm/);
+    }
+  }
+});
