@@ -19,6 +19,8 @@ use crate::protocol::{self, Command};
 use fred::clients::ExclusivePool;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why Redis gave no answer: the outcome of a write is unknown.
@@ -61,6 +63,12 @@ pub enum TxOutcome {
 /// The Redis side of the bridge.
 pub struct Backend {
     pool: Pool,
+    /// Whether each pooled connection is up, as fred's connection events
+    /// say: a request picks one that is, or fails at once (fred's own
+    /// fail-fast check still passes in the moments between a connection
+    /// breaking and its first reconnection attempt).
+    up: Arc<Vec<AtomicBool>>,
+    next: AtomicUsize,
     tx: ExclusivePool,
     options: Options,
 }
@@ -100,19 +108,68 @@ impl Backend {
             .map_err(|e| e.details().to_string())?;
         pool.connect_pool();
         tx.connect_pool().await;
+        // Give the connections a moment, so the first requests find them up;
+        // with Redis down, start anyway and answer 503 until it is back.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for c in pool.clients() {
+                let _ = c.wait_for_connect().await;
+            }
+        })
+        .await;
         let options = Options {
             fail_fast: true,
             max_attempts: Some(1),
             timeout: Some(timeout),
             ..Default::default()
         };
-        Ok(Backend { pool, tx, options })
+        let up: Arc<Vec<AtomicBool>> = Arc::new(
+            pool.clients()
+                .iter()
+                .map(|c| AtomicBool::new(c.is_connected()))
+                .collect(),
+        );
+        for (i, c) in pool.clients().iter().enumerate() {
+            let (mut errors, mut reconnects) = (c.error_rx(), c.reconnect_rx());
+            let (up_e, up_r) = (up.clone(), up.clone());
+            tokio::spawn(async move {
+                while let Ok((e, _)) = errors.recv().await {
+                    tracing::warn!(error = %e.details(), "redis connection lost");
+                    up_e[i].store(false, Ordering::Relaxed);
+                }
+            });
+            tokio::spawn(async move {
+                while reconnects.recv().await.is_ok() {
+                    tracing::info!("redis connection restored");
+                    up_r[i].store(true, Ordering::Relaxed);
+                }
+            });
+            // Events before the listeners existed.
+            up[i].store(c.is_connected(), Ordering::Relaxed);
+        }
+        Ok(Backend {
+            pool,
+            up,
+            next: AtomicUsize::new(0),
+            tx,
+            options,
+        })
+    }
+
+    /// The next pooled connection that is up, round robin.
+    fn client(&self) -> Result<&Client, Unavailable> {
+        let n = self.up.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.up[i].load(Ordering::Relaxed))
+            .map(|i| &self.pool.clients()[i])
+            .ok_or_else(|| Unavailable::Down("no connection to Redis (reconnecting)".into()))
     }
 
     /// Runs `cmds` as one pipeline on one connection, in order, and returns
     /// one reply per command (a Redis error is an error frame in its place).
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
-        let client = self.pool.next().with_options(&self.options);
+        let client = self.client()?.with_options(&self.options);
         // Every command is handed to the connection's writer before the
         // first await completes (join_all polls in order), so they leave in
         // one write, in order: a real pipeline, one round trip.
@@ -131,6 +188,11 @@ impl Backend {
     /// concurrent transactions never interleave.
     pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
         let guard = self.tx.acquire().await;
+        if !guard.is_connected() {
+            return Err(Unavailable::Down(
+                "no connection to Redis (reconnecting)".into(),
+            ));
+        }
         let client = guard.with_options(&self.options);
         let result = run_transaction(&client, cmds).await;
         if result.is_err() {
@@ -147,9 +209,11 @@ impl Backend {
     /// Whether Redis answers PING.
     pub async fn ping(&self) -> bool {
         let (cmd, args) = named("PING");
+        let Ok(client) = self.client() else {
+            return false;
+        };
         matches!(
-            self.pool
-                .next()
+            client
                 .with_options(&self.options)
                 .custom_raw(cmd, args)
                 .await,

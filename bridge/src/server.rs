@@ -7,7 +7,7 @@ use crate::backend::{Backend, TxOutcome, Unavailable};
 use crate::policy::{self, Policy, Role};
 use crate::protocol::{self, Command};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -336,40 +336,77 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
-/// Reads the body, refusing one larger than `--max-body` (at once when its
-/// Content-Length says so, without reading it) or slower than the body
-/// timeout.
+/// Reads the body, refusing one larger than `--max-body` (as soon as its
+/// Content-Length says so) or slower than the body timeout.
+///
+/// A refused body is not kept: what is still coming is read and discarded
+/// for a little while (at most 2 s and 16 times `--max-body`), as nginx's
+/// lingering close does, because closing a socket with unread data resets
+/// it, and the reset can destroy the 413 before the client reads it.
 async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, Resp> {
     let too_large = || {
-        error(
+        let mut r = error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
                 "ERR request body larger than {} bytes (--max-body)",
                 app.max_body
             ),
-        )
+        );
+        r.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        r
     };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > app.max_body as u64) {
+        discard(&mut body, app.max_body.saturating_mul(16)).await;
         return Err(too_large());
     }
-    let body = Limited::new(req.into_body(), app.max_body);
-    match tokio::time::timeout(app.body_timeout, body.collect()).await {
+    let mut buf = bytes::BytesMut::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("ERR could not read the request body: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > app.max_body {
+                    return Ok(false);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<bool, String>(true)
+    };
+    match tokio::time::timeout(app.body_timeout, read).await {
         Err(_) => Err(error(
             StatusCode::REQUEST_TIMEOUT,
             "ERR the request body was not received in time",
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("ERR could not read the request body: {e}"),
-        )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, &e)),
+        Ok(Ok(false)) => {
+            drop(buf);
+            discard(&mut body, app.max_body.saturating_mul(16)).await;
+            Err(too_large())
+        }
+        Ok(Ok(true)) => Ok(buf.freeze()),
     }
+}
+
+/// Reads and drops up to `limit` bytes of what is left of a body, for at
+/// most 2 seconds.
+async fn discard(body: &mut Incoming, limit: usize) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > limit {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

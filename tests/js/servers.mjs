@@ -137,3 +137,57 @@ export async function startBridge({ redisUrl, token, args = [] }) {
   }
   return { url, token, proc, stop };
 }
+
+/**
+ * A TCP proxy on a free port in front of 127.0.0.1:`target`, for faults
+ * between two real parts: `delay` ms added to every chunk either way
+ * (order kept), `dropAll()` resets every open connection.
+ */
+export async function startProxy(target, { delay = 0 } = {}) {
+  const state = { delay };
+  const sockets = new Set();
+  const pipeDelayed = (from, to) => {
+    let chain = Promise.resolve();
+    from.on('data', (chunk) => {
+      if (state.delay === 0) {
+        chain = chain.then(() => to.write(chunk));
+        return;
+      }
+      from.pause();
+      chain = chain
+        .then(() => sleep(state.delay))
+        .then(() => {
+          if (!to.destroyed) to.write(chunk);
+          from.resume();
+        });
+    });
+    from.on('end', () => chain.then(() => to.end()));
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    pipeDelayed(client, upstream);
+    pipeDelayed(upstream, client);
+  });
+  const port = await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+  return {
+    port,
+    setDelay(ms) {
+      state.delay = ms;
+    },
+    dropAll() {
+      for (const s of sockets) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+    },
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
