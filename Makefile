@@ -28,6 +28,7 @@ test: setup build
 
 ## Benchmarks against the peers named in the issues, in one process each.
 bench: build
+	@cargo build --quiet --release -p edgecache-bridge
 	@for f in bench/*.bench.mjs; do echo "== $$f"; node --expose-gc "$$f"; done
 
 ## The main job: the example Worker (wrangler.toml) on a local workerd, L1 only,

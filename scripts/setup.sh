@@ -105,7 +105,7 @@ fi
 if [ $RUN_ONLY = 1 ]; then log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----
-apt_install redis-server webdis chromium chromium-driver
+apt_install redis-server webdis wrk chromium chromium-driver
 
 # ---- 5. the tools that test the packed package (tests/js/pkg-*.test.mjs) ----
 # Their own lock, installed once into target/pkg-tools/ (about 900 MB,

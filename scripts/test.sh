@@ -7,10 +7,10 @@ section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 section "Rust: format and lints"
 cargo fmt --all -- --check
-cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 
-section "Rust: unit tests, doctests, model-based proptest, Glob vs redis-server"
-cargo test --quiet
+section "Rust: unit tests, doctests, model-based proptest, Glob vs redis-server, the bridge"
+cargo test --quiet --workspace
 
 wasm_test() {
   (
@@ -24,6 +24,9 @@ section "wasm-bindgen-test in Node"
 wasm_test
 section "wasm-bindgen-test in headless Chromium"
 CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_USE_BROWSER=1 wasm_test
+
+section "edgecache-bridge, release build, for the JS tests"
+cargo build --quiet --release -p edgecache-bridge
 
 section "JS tests of the built package (dist/)"
 node --test --test-concurrency=1 tests/js/
