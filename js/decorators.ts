@@ -13,12 +13,15 @@
 // so with the same options they read and delete in the same cache.
 //
 // Keys: @cached stores a result at `prefix + key(...args)`, where `key`
-// defaults to `argsKey(args)` and `prefix` to the method name and a colon.
+// defaults to `argsKey(args)` and `prefix` to the class and method names
+// (`Users.get:`; `Users.get~2:` for a second class of the same name), so
+// that two classes never share results in a shared cache.
 // @invalidates deletes the *full* keys its `keys` function returns, and
 // @invalidatesPattern the keys matching a Redis glob: give @cached an explicit
 // prefix such as 'user:' and a readable `key`, and invalidate 'user:42' or
 // 'user:*'.
 import { EdgeCacheError } from './errors.js';
+import { checkOptionNames } from './cache.js';
 import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
 import { clockOf, Engine, isCacheLike, ownCache, policy, type CacheLike } from './memoize.js';
 
@@ -34,8 +37,11 @@ export interface CachedOptions<This = any, A extends any[] = any[]> {
   ttl?: number;
   /**
    * Prepended to the key of every result. Use the same prefix in the keys or
-   * pattern of `@invalidates` / `@invalidatesPattern`.
-   * @default the method name and a colon, e.g. `'getUser:'`
+   * pattern of `@invalidates` / `@invalidatesPattern`. Give one explicitly
+   * when the cache is shared between isolates (a `TieredCache`): the
+   * default is fixed on the first call, and two classes of the same name
+   * are told apart by the order in which they are first called.
+   * @default the class and method names and a colon, e.g. `'Users.get:'`
    */
   prefix?: string;
   /**
@@ -103,7 +109,7 @@ let shared: CacheLike | undefined;
  * created on first use.
  */
 export function getDefaultCache(): CacheLike {
-  return (shared ??= ownCache());
+  return (shared ??= ownCache('decorators'));
 }
 
 /** Replaces the shared default cache of the decorators (e.g. one per test). */
@@ -139,6 +145,34 @@ function methodName(context: ClassMethodDecoratorContext<any, any>): string {
   return typeof context.name === 'symbol' ? (context.name.description ?? '') : context.name;
 }
 
+/** How many decorated methods have claimed each default prefix. */
+const defaultPrefixes = new Map<string, number>();
+
+/**
+ * The default prefix of a decorated method, `Class.method:`, worked out on
+ * its first call: the class is the one whose prototype (or, for a static
+ * method, the class itself) holds the decorated function, found from
+ * `this`. A second class of the same name gets `Class.method~2:`.
+ */
+function defaultPrefix(context: ClassMethodDecoratorContext<any, any>, self: unknown, method: unknown): string {
+  let owner: unknown;
+  if (!context.private && self !== null && (typeof self === 'object' || typeof self === 'function')) {
+    for (let o: object | null = self as object; o !== null; o = Object.getPrototypeOf(o)) {
+      if (Object.getOwnPropertyDescriptor(o, context.name)?.value === method) {
+        owner = o;
+        break;
+      }
+    }
+  }
+  owner ??= self;
+  const cls = context.static ? owner : (owner as { constructor?: unknown } | undefined)?.constructor;
+  const name = (typeof cls === 'function' && cls.name) || 'anonymous';
+  const base = `${name}.${methodName(context)}`;
+  const n = (defaultPrefixes.get(base) ?? 0) + 1;
+  defaultPrefixes.set(base, n);
+  return n === 1 ? `${base}:` : `${base}~${n}:`;
+}
+
 function checkKind(context: ClassMethodDecoratorContext<any, any>, where: string): void {
   if (context === null || typeof context !== 'object' || context.kind !== 'method') {
     throw new EdgeCacheError(
@@ -167,6 +201,7 @@ export function cached<This = any, A extends any[] = any[]>(options: CachedOptio
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', '@cached: options must be an object');
   }
+  checkOptionNames(options, ['ttl', 'prefix', 'key', 'cache', 'staleWhileRevalidate', 'cacheErrors', 'now'], '@cached');
   const p = policy(options, '@cached');
   const key = options.key;
   if (key !== undefined && typeof key !== 'function') {
@@ -181,9 +216,10 @@ export function cached<This = any, A extends any[] = any[]>(options: CachedOptio
     context: ClassMethodDecoratorContext<T, Method<T, M, R>>,
   ): Method<T, M, R> {
     checkKind(context, '@cached');
-    const prefix = options.prefix ?? `${methodName(context)}:`;
+    let prefix = options.prefix;
     const engine = new Engine(target, p);
-    return function (this: T, ...args: M): R {
+    const method = function (this: T, ...args: M): R {
+      prefix ??= defaultPrefix(context, this, method);
       const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@cached');
       let k: string;
       if (key === undefined) k = prefix + argsKey(args);
@@ -196,6 +232,7 @@ export function cached<This = any, A extends any[] = any[]>(options: CachedOptio
       }
       return engine.call(cache, clockOf(p, cache), this, args, k) as R;
     };
+    return method;
   };
 }
 
@@ -237,6 +274,7 @@ export function invalidates<This = any, A extends any[] = any[]>(options: Invali
   if (options === null || typeof options !== 'object' || typeof options.keys !== 'function') {
     throw new EdgeCacheError('INVALID_OPTION', '@invalidates takes { keys: (...args) => string[] }');
   }
+  checkOptionNames(options, ['keys', 'cache'], '@invalidates');
   checkSource(options.cache, '@invalidates');
   const keysOf = options.keys;
   return function <T extends This, M extends [...A, ...any[]], R>(
@@ -280,6 +318,7 @@ export function invalidatesPattern<This = any, A extends any[] = any[]>(
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', '@invalidatesPattern: options must be an object');
   }
+  checkOptionNames(options, ['cache'], '@invalidatesPattern');
   checkSource(options.cache, '@invalidatesPattern');
   return function <T extends This, M extends [...A, ...any[]], R>(
     target: Method<T, M, R>,

@@ -27,16 +27,17 @@
 // e.g. f(1) -> '~n1;', f('a', 1) -> '~s1:an1;', f() -> '~', f('~x') -> '~s2:~x'.
 //
 // Plain objects, Maps and Sets are order-independent; arrays are not.
-// Functions, symbols (as values or as object keys), cycles and class
-// instances without `toJSON` are refused with an `EdgeCacheError`
+// Functions, symbols (as values or as object keys), cycles, values nested
+// more than 256 deep and class instances without `toJSON` are refused with an `EdgeCacheError`
 // ('UNSERIALIZABLE_ARGUMENT') instead of being given a key that could
 // collide: pass a `key` function for those.
 
 import { EdgeCacheError } from './errors.js';
-import { Glob } from './wasm/edgecache.js';
-import { ensureWasm } from '#wasm-init';
+import { CACHE_IDENTITY, compileGlob } from './cache.js';
 
 const hasOwn = Object.prototype.hasOwnProperty;
+/** Deeper arguments are refused (a key that long is no use, and recursion must not overflow the stack). */
+const MAX_DEPTH = 256;
 const objectProto = Object.prototype;
 
 function refuse(what: string, path: string): never {
@@ -84,6 +85,7 @@ function encode(v: unknown, path: string, seen: unknown[]): string {
   if (v === null) return 'N';
   const o = v as object;
   if (seen.includes(o)) refuse('a cycle', path);
+  if (seen.length >= MAX_DEPTH) refuse(`a value nested more than ${MAX_DEPTH} levels deep`, path.length > 80 ? `${path.slice(0, 80)}…` : path);
   seen.push(o);
   try {
     return encodeObject(o, path, seen);
@@ -181,10 +183,17 @@ export function isThenable(x: unknown): x is PromiseLike<unknown> {
   );
 }
 
-// Shared in-flight registry: one map per cache object, so that `memoize`,
-// `@cached` and the invalidation decorators agree on which computations are
-// under way for a key, and invalidation can stop a computation that started
-// before a write from storing its (now stale) result.
+// Shared in-flight registry, so that `memoize`, `@cached` and the
+// invalidation decorators agree on which computations are under way for a
+// key, and invalidation can stop a computation that started before a write
+// from storing its (now stale) result.
+//
+// It is keyed by the cache's identity, not by the object: `scope()` returns
+// a new view on each call, and views of the same scope must share their
+// flights (`cache: (self) => shared.scope({ tenant: self.tenant })`), while
+// two scopes never do. A cache that implements `[CACHE_IDENTITY]()`
+// (MemoryCache does) names its root object and its scope; any other cache
+// is its own identity.
 
 /** @internal A computation under way for one key. */
 export interface Flight {
@@ -193,35 +202,76 @@ export interface Flight {
   sync: boolean;
 }
 
-const flightsByCache = new WeakMap<object, Map<string, Flight>>();
-
-/** @internal The in-flight map of one cache. */
-export function flightsOf(cache: object): Map<string, Flight> {
-  let m = flightsByCache.get(cache);
-  if (m === undefined) {
-    m = new Map();
-    flightsByCache.set(cache, m);
+/** @internal The flights of one cache identity: a view of the root's map, under the scope's prefix. */
+export class Flights {
+  constructor(
+    readonly map: Map<string, Flight>,
+    /** `<length>:<scope>`: self-delimiting, so no key of one scope can spell another's. */
+    readonly ns: string,
+  ) {}
+  get(k: string): Flight | undefined {
+    return this.map.get(this.ns + k);
   }
-  return m;
+  has(k: string): boolean {
+    return this.map.has(this.ns + k);
+  }
+  set(k: string, f: Flight): void {
+    this.map.set(this.ns + k, f);
+  }
+  delete(k: string): boolean {
+    return this.map.delete(this.ns + k);
+  }
+  /** The keys of this identity's flights (without the prefix). */
+  *keys(): IterableIterator<string> {
+    for (const k of this.map.keys()) if (k.startsWith(this.ns)) yield k.slice(this.ns.length);
+  }
+}
+
+const flightsByRoot = new WeakMap<object, Map<string, Flight>>();
+const flightsByView = new WeakMap<object, Flights>();
+
+function identityOf(cache: object): { root: object; scope: string } | undefined {
+  const id = (cache as { [CACHE_IDENTITY]?: unknown })[CACHE_IDENTITY];
+  if (typeof id !== 'function') return undefined;
+  const out = id.call(cache) as { root?: unknown; scope?: unknown } | undefined;
+  if (out === null || typeof out !== 'object' || out.root === null || typeof out.root !== 'object' || typeof out.scope !== 'string') {
+    return undefined;
+  }
+  return out as { root: object; scope: string };
+}
+
+/** @internal The in-flight computations of a cache (of its identity: see above). */
+export function flightsOf(cache: object): Flights {
+  let f = flightsByView.get(cache);
+  if (f !== undefined) return f;
+  const id = identityOf(cache);
+  const root = id?.root ?? cache;
+  let map = flightsByRoot.get(root);
+  if (map === undefined) {
+    map = new Map();
+    flightsByRoot.set(root, map);
+  }
+  f = new Flights(map, id === undefined ? '' : `${id.scope.length}:${id.scope}`);
+  flightsByView.set(cache, f);
+  return f;
 }
 
 /** @internal Forgets in-flight computations of these keys (their results will not be stored). */
 export function dropFlights(cache: object, keys: readonly string[]): void {
-  const m = flightsByCache.get(cache);
-  if (m === undefined || m.size === 0) return;
-  for (const k of keys) m.delete(k);
+  const f = flightsOf(cache);
+  if (f.map.size === 0) return;
+  for (const k of keys) f.delete(k);
 }
 
 /** @internal Forgets in-flight computations whose keys match a glob. */
 export function dropFlightsMatching(cache: object, pattern: string): void {
-  const m = flightsByCache.get(cache);
-  if (m === undefined || m.size === 0) return;
+  const f = flightsOf(cache);
+  if (f.map.size === 0) return;
   // The cache's own matcher (wasm), so in-flight keys match exactly as
   // deletePattern matches stored ones (UTF-8 bytes, as Redis).
-  ensureWasm();
-  const glob = new Glob(pattern);
+  const glob = compileGlob(pattern);
   try {
-    for (const k of m.keys()) if (glob.matches(k)) m.delete(k);
+    for (const k of [...f.keys()]) if (glob.matches(k)) f.delete(k);
   } finally {
     glob.free();
   }

@@ -6,8 +6,8 @@
 // `instanceof` check, return the value, or for an async function the
 // promise kept on the entry: no promise is allocated per hit.
 import { EdgeCacheError } from './errors.js';
-import { MemoryCache } from './cache.js';
-import { argsKey, flightsOf, isThenable, type Flight } from './keys.js';
+import { MemoryCache, checkOptionNames, estimate } from './cache.js';
+import { argsKey, flightsOf, isThenable, type Flight, type Flights } from './keys.js';
 
 /**
  * What `memoize`, the decorators and `cachePage` need from a cache: the
@@ -55,7 +55,8 @@ export interface MemoizeOptions<F extends (...args: any[]) => any, C extends Cac
   /**
    * Where results live. Share one cache between several memoized functions
    * by giving each a distinct `prefix`.
-   * @default a new `MemoryCache()` of this function's own
+   * @default a scope of its own in the one default `MemoryCache` that every
+   * helper without a `cache` shares (10 000 entries, 32 MiB in all)
    */
   cache?: C;
   /**
@@ -85,7 +86,7 @@ export interface MemoizeOptions<F extends (...args: any[]) => any, C extends Cac
   /**
    * Whether a thrown error (or a rejection) is cached like a result, for
    * `ttl`, and thrown (rejected) again on later calls. A function decides
-   * per error.
+   * per error; if it throws, the error is not cached.
    * @default false
    */
   cacheErrors?: boolean | ((error: unknown) => boolean);
@@ -167,6 +168,8 @@ function replay(m: Memo): unknown {
 
 function noop(): void {}
 
+const MEMOIZE_OPTIONS = ['cache', 'ttl', 'key', 'prefix', 'staleWhileRevalidate', 'cacheErrors', 'now'] as const;
+
 /** @internal Whether a cache error means "this value cannot be cached" (then the result is just not stored). */
 export function isTooLarge(e: unknown): boolean {
   return e instanceof EdgeCacheError && (e.code === 'VALUE_TOO_LARGE' || e.code === 'UNMEASURABLE_VALUE');
@@ -181,6 +184,21 @@ function checkTtl(ttl: unknown, name: string): number | undefined {
     );
   }
   return ttl;
+}
+
+/**
+ * A `cacheErrors` predicate that throws means "do not cache": its error must
+ * not escape from the flight's rejection handler, which would leave the
+ * flight registered (and every later call joined to it) for good.
+ */
+function safePredicate(ce: (e: unknown) => boolean): (e: unknown) => boolean {
+  return (e) => {
+    try {
+      return Boolean(ce(e));
+    } catch {
+      return false;
+    }
+  };
 }
 
 /** @internal The validated policy shared by `memoize` and `@cached`. */
@@ -222,7 +240,7 @@ export function policy(
   return {
     ttl,
     swr,
-    cacheErrors: typeof ce === 'function' ? ce : () => ce,
+    cacheErrors: typeof ce === 'function' ? safePredicate(ce) : () => ce,
     now: o.now,
     setOptions: ttl === undefined ? undefined : { ttl: ttl + swr },
   };
@@ -272,7 +290,7 @@ export class Engine {
   compute(
     cache: CacheLike,
     now: () => number,
-    flights: Map<string, Flight>,
+    flights: Flights,
     self: unknown,
     args: unknown[],
     k: string,
@@ -321,7 +339,7 @@ export class Engine {
     k: string,
     m: Memo,
     flight: Flight | undefined,
-    flights: Map<string, Flight>,
+    flights: Flights,
   ): void {
     const p = this.p;
     const entry = p.swr > 0 ? withFreshness(m, now() + p.ttl!) : m;
@@ -377,32 +395,32 @@ function withFreshness(m: Memo, freshUntil: number): Memo {
   return out;
 }
 
-// ---- a size estimate for memoize's own cache: never refuses a value ----
+// ---- the default cache of helpers given none ----
 
-function sizeOfMemo(value: unknown): number {
+/** The default estimate (cache.ts), for the value inside a Memo; never refuses a value (a cycle counts 1 KiB). */
+function sizeOfMemo(value: unknown, key: string): number {
   const v = value instanceof Memo ? value.v : value;
-  switch (typeof v) {
-    case 'string':
-      return 2 * v.length;
-    case 'object':
-      if (v === null) return 8;
-      if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v.byteLength;
-      try {
-        const json = JSON.stringify(v);
-        return json === undefined ? 64 : 2 * json.length;
-      } catch {
-        return 1024;
-      }
-    case 'bigint':
-      return 16;
-    default:
-      return 8;
+  try {
+    return estimate(v, key);
+  } catch {
+    return 1024;
   }
 }
 
-/** @internal A MemoryCache whose size estimate accepts any value (BigInt, cycles...). */
-export function ownCache(): MemoryCache {
-  return new MemoryCache({ sizeOf: sizeOfMemo });
+let defaultRoot: MemoryCache | undefined;
+let helpers = 0;
+
+/**
+ * @internal The cache of a helper (`memoize`, `cachePage`, the decorators)
+ * given none: a scope of its own in one shared default `MemoryCache`
+ * (created on first use, with a size estimate that accepts any value).
+ * Helpers created per request so cost a view object, not a cache (whose
+ * wasm memory would only come back on a finalizer), and all of them
+ * together are bounded by the default cache's 10 000 entries and 32 MiB.
+ */
+export function ownCache(kind: string): MemoryCache {
+  defaultRoot ??= new MemoryCache({ sizeOf: sizeOfMemo });
+  return defaultRoot.scope({ tenant: `edgecache:${kind}#${++helpers}` });
 }
 
 /**
@@ -438,8 +456,9 @@ export function memoize<F extends (...args: any[]) => any, C extends CacheLike =
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', 'memoize: options must be an object');
   }
+  checkOptionNames(options, MEMOIZE_OPTIONS, 'memoize');
   const p = policy(options, 'memoize');
-  const cache = (options.cache ?? ownCache()) as C;
+  const cache = (options.cache ?? ownCache('memoize')) as C;
   if (!isCacheLike(cache)) {
     throw new EdgeCacheError('INVALID_OPTION', 'memoize: cache must have get, set, delete and deletePattern methods');
   }

@@ -69,13 +69,13 @@ describe('decorators compiled by tsc', () => {
     assert.ok(left > 59_000 && left <= 60_000, `ttl 60 s, ${left} ms left`);
   });
 
-  test('@cached with defaults: method-name prefix and argsKey keys, sync method', () => {
+  test('@cached with defaults: class.method prefix and argsKey keys, sync method', () => {
     const cache = new MemoryCache();
     const users = new m.UserService(cache);
     assert.equal(users.nameLength(2), 5);
     assert.equal(users.nameLength(2), 5);
     assert.equal(users.calls, 1);
-    assert.deepEqual(cache.keys(), ['nameLength:' + argsKey([2])]);
+    assert.deepEqual(cache.keys(), ['UserService.nameLength:' + argsKey([2])]);
   });
 
   test('@invalidates deletes its keys after the async method resolves', async () => {
@@ -123,7 +123,7 @@ describe('decorators compiled by tsc', () => {
     await assert.rejects(users.failingImport(), /import failed/);
     assert.equal(cache.keys('user:*').length, 2);
     assert.equal(await users.importAll([[1, 'x']]), 1);
-    assert.deepEqual(cache.keys().sort(), ['nameLength:' + argsKey([1]), 'other']);
+    assert.deepEqual(cache.keys().sort(), ['UserService.nameLength:' + argsKey([1]), 'other']);
   });
 
   test('@invalidatesPattern with a pattern computed from the arguments', async () => {
@@ -233,5 +233,63 @@ describe('decorators called directly', () => {
     log.push('resolved');
     assert.deepEqual(log, ['delete a:1', 'delete b:1', 'resolved']);
     assert.equal(inner.has('a:1'), false);
+  });
+});
+
+// ---- issue 8 ----
+
+describe('issue 8: decorators', () => {
+  test('@cached() with defaults keeps classes apart: Users.get(1) is not Invoices.get(1)', () => {
+    const previous = getDefaultCache();
+    setDefaultCache(new MemoryCache());
+    try {
+      const users = new m.Users();
+      const invoices = new m.Invoices();
+      assert.equal(users.get(1), 'user 1');
+      assert.equal(invoices.get(1), 'invoice 1');
+      assert.equal(users.get(1), 'user 1');
+      assert.deepEqual(getDefaultCache().keys().sort(), ['Invoices.get:~n1;', 'Users.get:~n1;']);
+    } finally {
+      setDefaultCache(previous);
+    }
+  });
+
+  test('a fresh scope view per call still shares one flight per tenant, and never across tenants', async () => {
+    const shared = new MemoryCache();
+    const db = new Map([['acme/a', 'A1'], ['globex/a', 'G1']]);
+    let open;
+    const gate = () => new Promise((r) => (open = r));
+    const acme = new m.ScopedRepo(shared, 'acme', db, () => Promise.resolve());
+    const slow = new m.ScopedRepo(shared, 'acme', db, gate);
+    const globex = new m.ScopedRepo(shared, 'globex', db, () => Promise.resolve());
+    const three = [slow.get('a'), slow.get('a'), slow.get('a')];
+    assert.equal(slow.loads, 1, 'three concurrent calls, one load');
+    assert.equal(await globex.get('a'), 'G1', 'another tenant is never joined to acme\'s flight');
+    assert.equal(globex.loads, 1);
+    open();
+    assert.deepEqual(await Promise.all(three), ['A1', 'A1', 'A1']);
+    assert.equal(await acme.get('a'), 'A1');
+    assert.equal(acme.loads, 0, 'stored in the tenant scope, served to another view');
+  });
+
+  test('@invalidates through a fresh view stops a read under way from writing back stale data', async () => {
+    const shared = new MemoryCache();
+    const db = new Map([['acme/a', 'old']]);
+    let open;
+    const slow = new m.ScopedRepo(shared, 'acme', db, () => new Promise((r) => (open = r)));
+    const read = slow.get('a'); // reads 'old', then waits
+    await slow.put('a', 'new'); // invalidates while the read is under way
+    open();
+    assert.equal(await read, 'old', 'the read still answers its caller');
+    assert.equal(shared.scope({ tenant: 'acme' }).has('doc:a'), false, 'but its stale value was not stored');
+    const fresh = new m.ScopedRepo(shared, 'acme', db, () => Promise.resolve());
+    assert.equal(await fresh.get('a'), 'new');
+  });
+
+  test('unknown decorator options are refused', () => {
+    const code = (e) => e instanceof EdgeCacheError && e.code === 'INVALID_OPTION';
+    assert.throws(() => cached({ tll: 5 }), code);
+    assert.throws(() => invalidates({ keys: () => [], cach: {} }), code);
+    assert.throws(() => invalidatesPattern('*', { cahce: {} }), code);
   });
 });

@@ -687,3 +687,79 @@ describe('memoize: cache interplay', () => {
     assert.equal(f.peek(1), 10);
   });
 });
+
+// ---- issue 8: hardening ----
+
+describe('issue 8: memoize', () => {
+  test('a cacheErrors predicate that throws means "do not cache", and never wedges the key', async () => {
+    let calls = 0;
+    const f = memoize(
+      async (x) => {
+        calls++;
+        if (calls === 1) throw new Error('boom');
+        return x;
+      },
+      {
+        cacheErrors: () => {
+          throw new Error('predicate bug');
+        },
+      },
+    );
+    await assert.rejects(f('a'), /boom/);
+    assert.equal(await f('a'), 'a', 'fn is called again');
+    assert.equal(calls, 2);
+    // and for a synchronous function
+    let n = 0;
+    const g = memoize(() => {
+      if (++n === 1) throw new Error('sync boom');
+      return n;
+    }, { cacheErrors: () => { throw new Error('predicate bug'); } });
+    assert.throws(() => g('k'), /sync boom/);
+    assert.equal(g('k'), 2);
+  });
+
+  test('unknown options are refused', () => {
+    for (const options of [{ tll: 5 }, { ttl: 5, prefx: 'a:' }, { staleWhileRevalidat: 1 }]) {
+      assert.throws(() => memoize(() => 1, options), (e) => e instanceof EdgeCacheError && e.code === 'INVALID_OPTION');
+    }
+  });
+
+  test('an argument nested 100 000 deep is UNSERIALIZABLE_ARGUMENT, not a RangeError', () => {
+    const f = memoize((x) => 1);
+    let deep = [];
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    assert.throws(() => f(deep, 1), (e) => e instanceof EdgeCacheError && e.code === 'UNSERIALIZABLE_ARGUMENT');
+    let obj = {};
+    for (let i = 0; i < 100_000; i++) obj = { a: obj };
+    assert.throws(() => argsKey([obj]), (e) => e instanceof EdgeCacheError && e.code === 'UNSERIALIZABLE_ARGUMENT');
+    let ok = [];
+    for (let i = 0; i < 200; i++) ok = [ok];
+    assert.equal(f(ok, 1), 1, '200 levels are fine');
+  });
+
+  test('100 000 helpers without a cache share one default cache: the memory they leave is bounded', async () => {
+    const v8 = await import('node:v8');
+    const vm = await import('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc');
+    const { signerMemory } = await import('../../dist/wasm/edgecache.js');
+    memoize((x) => x)('warm up');
+    gc();
+    const wasm0 = signerMemory().buffer.byteLength;
+    const heap0 = process.memoryUsage().heapUsed;
+    // One helper per "request", each used once, then dropped.
+    for (let i = 0; i < 100_000; i++) {
+      const f = memoize((x) => ({ x, i }));
+      assert.equal(f(`req-${i}`).i, i);
+    }
+    gc();
+    gc();
+    const wasm = signerMemory().buffer.byteLength - wasm0;
+    const heap = process.memoryUsage().heapUsed - heap0;
+    // Bounded by the default cache (10 000 entries), whatever the number of helpers.
+    assert.ok(wasm <= 4 << 20, `wasm memory grew by ${wasm} bytes`);
+    assert.ok(heap <= 32 << 20, `heap grew by ${heap} bytes`);
+    const view = memoize((x) => x).cache;
+    assert.throws(() => view.scope({ tenant: 'other' }), (e) => e.code === 'INVALID_SCOPE', 'a helper cannot reach another\'s scope');
+  });
+});

@@ -28,14 +28,14 @@ export class UserService {
     return this.db.get(id);
   }
 
-  /** Default key (argsKey) and default prefix (the method name). */
+  /** Default key (argsKey) and default prefix (the class and method names). */
   @cached()
   nameLength(id: number): number {
     this.calls++;
     return this.db.get(id)?.length ?? -1;
   }
 
-  @invalidates({ keys: (id: number) => [`user:${id}`, `nameLength:${argsKey([id])}`] })
+  @invalidates({ keys: (id: number) => [`user:${id}`, `UserService.nameLength:${argsKey([id])}`] })
   async rename(id: number, name: string): Promise<void> {
     await tick();
     if (name === '') throw new Error('empty name');
@@ -117,4 +117,51 @@ export class TenantRepo {
   }
 
   static time = 0;
+}
+
+// ---- issue 8 ----
+
+/** Two classes with a method of the same name and default options. */
+export class Users {
+  @cached()
+  get(id: number): string {
+    return `user ${id}`;
+  }
+}
+export class Invoices {
+  @cached()
+  get(id: number): string {
+    return `invoice ${id}`;
+  }
+}
+
+/** A fresh scope view of one shared cache per call, the tenant's. */
+export class ScopedRepo {
+  loads = 0;
+  constructor(
+    readonly shared: MemoryCache,
+    readonly tenant: string,
+    readonly db: Map<string, string>,
+    readonly gate: () => Promise<void>,
+  ) {}
+
+  @cached<ScopedRepo, [string]>({
+    cache: (self) => self.shared.scope({ tenant: self.tenant }),
+    prefix: 'doc:',
+    key: (id) => id,
+  })
+  async get(id: string): Promise<string | undefined> {
+    this.loads++;
+    const v = this.db.get(`${this.tenant}/${id}`);
+    await this.gate();
+    return v;
+  }
+
+  @invalidates<ScopedRepo, [string, string]>({
+    cache: (self) => self.shared.scope({ tenant: self.tenant }),
+    keys: (id) => [`doc:${id}`],
+  })
+  async put(id: string, value: string): Promise<void> {
+    this.db.set(`${this.tenant}/${id}`, value);
+  }
 }
