@@ -3,7 +3,7 @@
 //
 //   GET /item/<id>      the item, from the cache when it can (x-cache: HIT|MISS)
 //   GET /stats          the cache's statistics
-//   DELETE /item/<id>   invalidates one item
+//   DELETE /item/<id>   invalidates that item, and only that one
 import { MemoryCache, cachePage } from 'edgecache';
 
 // Module scope: lives as long as the isolate, shared by its requests.
@@ -15,12 +15,16 @@ async function origin(id) {
   return { id, name: `item ${id}`, renderedAt: new Date().toISOString() };
 }
 
+const pages = cache.scope({ tenant: 'pages' });
+// Pages are keyed by their path alone (the query string does not change an
+// item), so that DELETE can name the exact key of a page.
+const pageKey = (pathname) => `page:GET ${pathname}`;
 const items = cachePage(
   async (request) => {
     const id = new URL(request.url).pathname.split('/')[2];
     return Response.json(await origin(id));
   },
-  { cache: cache.scope({ tenant: 'pages' }), ttl: 30_000 },
+  { cache: pages, ttl: 30_000, key: (request) => new URL(request.url).pathname },
 );
 
 export default {
@@ -29,7 +33,9 @@ export default {
     if (pathname === '/stats') return Response.json(cache.stats());
     if (pathname.startsWith('/item/')) {
       if (request.method === 'DELETE') {
-        const gone = cache.scope({ tenant: 'pages' }).deletePattern(`*${pathname}*`);
+        // The exact key, never a glob built from the path: /item/4 must not
+        // also delete /item/42, and /item/* must not delete everything.
+        const gone = pages.delete(pageKey(pathname)) ? 1 : 0;
         return Response.json({ deleted: gone });
       }
       return items(request, ctx);

@@ -49,3 +49,36 @@ test('DELETE invalidates, and the next request misses again', async () => {
   assert.equal(again.headers.get('x-cache'), 'MISS');
   assert.equal((await worker.fetch('/nowhere')).status, 404);
 });
+
+// ---- issue 8 ----
+
+test('DELETE deletes the exact item: not its prefix, never a glob', async () => {
+  for (const id of ['4', '42', '400']) await worker.fetch(`/item/${id}`);
+  assert.deepEqual(await (await worker.fetch('/item/4', { method: 'DELETE' })).json(), { deleted: 1 });
+  assert.equal((await worker.fetch('/item/42')).headers.get('x-cache'), 'HIT');
+  assert.equal((await worker.fetch('/item/400')).headers.get('x-cache'), 'HIT');
+  assert.deepEqual(await (await worker.fetch('/item/*', { method: 'DELETE' })).json(), { deleted: 0 });
+  assert.deepEqual(await (await worker.fetch('/item/4*', { method: 'DELETE' })).json(), { deleted: 0 });
+  assert.equal((await worker.fetch('/item/42')).headers.get('x-cache'), 'HIT');
+  assert.equal((await worker.fetch('/item/4')).headers.get('x-cache'), 'MISS');
+});
+
+test('generateSecureKey() at module scope in workerd says why it fails and what to do', async () => {
+  const w = await unstable_dev('tests/js/workers/random-at-module-scope.js', {
+    compatibilityDate: '2024-09-23',
+    ip: '127.0.0.1',
+    port: 0,
+    logLevel: 'warn',
+    experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
+  });
+  try {
+    const { atModuleScope, inRequest } = await (await w.fetch('/')).json();
+    assert.equal(inRequest, 43, 'inside a request it works');
+    assert.equal(atModuleScope.code, 'RANDOM_UNAVAILABLE', JSON.stringify(atModuleScope));
+    assert.equal(atModuleScope.name, 'EdgeCacheError');
+    assert.match(atModuleScope.message, /only while handling a request/);
+    assert.doesNotMatch(atModuleScope.message, /has no crypto/);
+  } finally {
+    await w.stop();
+  }
+});
