@@ -34,10 +34,14 @@ export interface MemoryCacheOptions<V = unknown> {
   /**
    * Measures a value in bytes (the key is added by the cache). The default
    * estimate: strings 2 bytes per UTF-16 code unit; numbers, booleans,
-   * `null` 8; `ArrayBuffer`s and typed arrays their `byteLength`; bigints
-   * 16; functions and symbols 64; other objects 2 bytes per character of
-   * their `JSON.stringify` form (pass `sizeOf` to avoid that cost, or to
-   * cache values that JSON cannot represent, such as cyclic objects).
+   * `null` 8; an `ArrayBuffer` its `byteLength`, a typed array or
+   * `DataView` the whole buffer it keeps alive; bigints 16; functions and
+   * symbols 64; other objects 2 bytes per character of their
+   * `JSON.stringify` form, with Maps and Sets written as their entries and
+   * nested buffers charged as above. It cannot see private fields,
+   * non-enumerable or symbol-keyed properties, or closures: pass `sizeOf`
+   * for such values, to avoid the cost, or to cache values that JSON
+   * cannot represent (cyclic objects).
    * @default the estimate above
    */
   sizeOf?: (value: V, key: string) => number;
