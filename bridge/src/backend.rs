@@ -170,6 +170,14 @@ impl Backend {
     /// one reply per command (a Redis error is an error frame in its place).
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
         let client = self.client()?.with_options(&self.options);
+        if let [c] = cmds {
+            let (cmd, args) = custom(c);
+            return client
+                .custom_raw(cmd, args)
+                .await
+                .map(|f| vec![f])
+                .map_err(unavailable);
+        }
         // Every command is handed to the connection's writer before the
         // first await completes (join_all polls in order), so they leave in
         // one write, in order: a real pipeline, one round trip.
