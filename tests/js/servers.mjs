@@ -102,14 +102,20 @@ export async function startRedis() {
 
 /**
  * The bridge on a free port in front of `redisUrl`; resolves once it has
- * printed `listening on http://…` and reaches Redis (`/healthz`).
+ * printed `listening on http://…` and reaches Redis (`/healthz`). Its logs
+ * go to this process's stderr (RUST_LOG=error unless set), or to
+ * `onStderr`; `env` adds environment variables.
  */
-export async function startBridge({ redisUrl, token, args = [] }) {
+export async function startBridge({ redisUrl, token, args = [], env = {}, onStderr }) {
   const proc = spawn(
     BRIDGE_BIN,
     ['--listen', '127.0.0.1:0', '--redis-url', redisUrl, '--token', token, ...args],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } },
+    {
+      stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'inherit'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', ...env },
+    },
   );
+  if (onStderr) proc.stderr.on('data', (d) => onStderr(d.toString()));
   track(proc);
   const stop = stopper(proc);
   const url = await new Promise((resolve, reject) => {

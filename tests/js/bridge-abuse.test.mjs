@@ -1,0 +1,164 @@
+// edgecache-bridge against abusive clients, on loopback: slow and idle
+// connections, more connections than allowed, huge or hostile bodies, and
+// logs that must never hold a token.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { startRedis, startBridge } from './servers.mjs';
+
+const TOKEN = 'abuse-token-0123456789abcdef';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let redis;
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const port = (b) => Number(new URL(b.url).port);
+
+/** A raw HTTP exchange: writes `parts` (strings or [delay]) and resolves to what came back before the close. */
+function raw(b, parts, { timeout = 10_000 } = {}) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port(b), '127.0.0.1');
+    let got = '';
+    const t0 = Date.now();
+    const timer = setTimeout(() => sock.destroy(), timeout);
+    sock.on('data', (d) => (got += d));
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: got, status: Number(/^HTTP\/1\.1 (\d+)/.exec(got)?.[1] ?? 0), ms: Date.now() - t0 });
+    });
+    (async () => {
+      for (const p of parts) {
+        if (sock.destroyed) return;
+        if (typeof p === 'number') await sleep(p);
+        else sock.write(p);
+      }
+    })();
+  });
+}
+
+async function get(b, path = '/get/k', token = TOKEN) {
+  const res = await fetch(b.url + path, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: await res.json() };
+}
+
+describe('edgecache-bridge against abusive clients', () => {
+  test('slowloris: slow headers and slow bodies are cut off, and others are still served', async () => {
+    const b = await startBridge({ redisUrl: redis.url, token: TOKEN, args: ['--header-timeout', '600', '--body-timeout', '600'] });
+    try {
+      // 30 connections dripping their headers one byte every 100 ms.
+      const drip = [];
+      const head = `GET /get/k HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\n\r\n`;
+      for (let i = 0; i < 30; i++) drip.push(raw(b, [...head].flatMap((c) => [c, 100])));
+      // And 10 that send their headers, then a body far slower than promised.
+      const slowBody = [];
+      for (let i = 0; i < 10; i++) {
+        slowBody.push(raw(b, [`POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\ncontent-length: 40\r\n\r\n["GET",`, 2000, '"k"]']));
+      }
+      await sleep(100);
+      const t0 = Date.now();
+      assert.equal((await get(b)).status, 200, 'a normal client is served meanwhile');
+      assert.ok(Date.now() - t0 < 500);
+      for (const r of await Promise.all(drip)) {
+        assert.ok(r.ms < 2_000, `a dripping connection was closed after ${r.ms} ms`);
+        assert.notEqual(r.status, 200);
+      }
+      for (const r of await Promise.all(slowBody)) {
+        assert.equal(r.status, 408, r.text);
+        assert.match(r.text, /"error":"ERR the request body was not received in time"/);
+      }
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('more connections than --max-connections wait their turn, then are served', async () => {
+    const b = await startBridge({ redisUrl: redis.url, token: TOKEN, args: ['--max-connections', '4', '--header-timeout', '800'] });
+    try {
+      // Four connections that never finish their headers hold every slot.
+      const holders = Array.from({ length: 4 }, () => raw(b, ['GET /get/k HTTP/1.1\r\n', 5_000]));
+      await sleep(100);
+      // A new connection (not one of fetch's pooled keep-alive ones).
+      const fifth = await raw(b, [`GET /get/k HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\nconnection: close\r\n\r\n`]);
+      assert.equal(fifth.status, 200, fifth.text);
+      assert.ok(fifth.ms >= 500, `the fifth connection waited ${fifth.ms} ms for a slot`);
+      await Promise.all(holders);
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('a million-command pipeline, 100,000-deep JSON, invalid UTF-8 and lying lengths get a 4xx, and memory stays bounded', async () => {
+    const b = await startBridge({ redisUrl: redis.url, token: TOKEN, args: ['--max-body', String(32 << 20), '--body-timeout', '700'] });
+    try {
+      await get(b);
+      const rss0 = rssKiB(b.proc.pid);
+      const post = (path, body, headers = {}) =>
+        fetch(b.url + path, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, ...headers }, body }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+      const million = '[' + Array(1_000_000).fill('["GET","k"]').join(',') + ']';
+      let r = await post('/pipeline', million);
+      assert.equal(r.status, 400);
+      assert.match(r.body.error, /more than 10000 commands in one request \(--max-pipeline\)/);
+
+      r = await post('/pipeline', '['.repeat(100_000) + ']'.repeat(100_000));
+      assert.equal(r.status, 400);
+      assert.match(r.body.error, /^ERR failed to parse the request body as JSON/);
+      r = await post('/', '['.repeat(100_000));
+      assert.equal(r.status, 400);
+
+      r = await post('/', Buffer.from([0x5b, 0x22, 0x47, 0x45, 0x54, 0x22, 0x2c, 0x22, 0xc3, 0x28, 0x22, 0x5d]));
+      assert.equal(r.status, 400, 'invalid UTF-8 in a JSON string');
+      r = await post('/set/k', Buffer.from([0xc3, 0x28, 0xff]));
+      assert.equal(r.status, 200, 'the path form body is raw bytes: any bytes are a value');
+
+      // Shorter than declared: the rest never comes.
+      const short = await raw(b, [`POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\ncontent-length: 1000\r\n\r\n["PING"]`]);
+      assert.equal(short.status, 408);
+      // Longer than declared: the command is cut where the length says.
+      const long = await raw(b, [`POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\ncontent-length: 4\r\nconnection: close\r\n\r\n["PING"]`]);
+      assert.equal(long.status, 400);
+      assert.match(long.text, /"error":"ERR failed to parse the request body as JSON/);
+
+      const rss1 = rssKiB(b.proc.pid);
+      // The largest body was 12 MB; parsing stops at the limit.
+      assert.ok(rss1 - rss0 < 96 * 1024, `RSS grew by ${rss1 - rss0} KiB`);
+      assert.equal((await get(b)).status, 200, 'still serving');
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('tokens never appear in the logs, even at trace level', async () => {
+    const RO = 'read-only-secret-abcdef0123456789';
+    const log = [];
+    const b = await startBridge({
+      redisUrl: redis.url,
+      token: TOKEN,
+      args: ['--read-only-token', RO],
+      env: { RUST_LOG: 'trace' },
+      onStderr: (d) => log.push(d),
+    });
+    try {
+      await get(b);
+      await get(b, '/get/k', RO);
+      await get(b, '/get/k', 'wrong-token-that-looks-real-123456');
+      await fetch(`${b.url}/get/k?_token=${TOKEN}`);
+      await fetch(`${b.url}/get/k?_token=${encodeURIComponent('query-wrong-token-0987654321')}`);
+    } finally {
+      await b.stop();
+    }
+    const text = log.join('');
+    assert.ok(text.length > 0, 'trace logging produced output');
+    for (const secret of [TOKEN, RO, 'wrong-token-that-looks-real-123456', 'query-wrong-token-0987654321']) {
+      assert.ok(!text.includes(secret), `a token appears in the log: ${secret}`);
+    }
+  });
+});
