@@ -149,14 +149,12 @@ pub struct Inserted {
     pub removed: u32,
 }
 
-/// A slot's recency links and charged size, side by side: one array that
-/// grows in place (a second one would leave the first's old copies behind
-/// in wasm memory, which never shrinks) and one cache line per slot.
+/// A slot's recency links. The size lives in an array of its own: a `get`
+/// touches only the links, and 8-byte links never straddle a cache line.
 #[derive(Clone, Copy, Debug)]
 struct Link {
     prev: u32,
     next: u32,
-    size: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,8 +180,9 @@ enum Cause {
 #[derive(Clone, Debug)]
 pub struct Lru {
     limits: Limits,
-    /// Recency links and sizes, interleaved so one cache line holds a slot's.
+    /// Recency links, interleaved so one cache line holds both of a slot's.
     links: Vec<Link>,
+    size: Vec<u32>,
     /// Empty until the first entry with an expiry arrives.
     expires: Vec<f64>,
     /// Empty until the first entry outside [`ROOT`] arrives.
@@ -212,6 +211,7 @@ impl Lru {
         Lru {
             limits,
             links: Vec::new(),
+            size: Vec::new(),
             expires: Vec::new(),
             ns: Vec::new(),
             head: NIL,
@@ -278,7 +278,7 @@ impl Lru {
             self.evict_tail();
         }
         let slot = self.alloc();
-        self.links[slot as usize].size = charge;
+        self.size[slot as usize] = charge;
         self.set_expiry(slot, expires_at);
         self.set_ns(slot, ns);
         self.link_front(slot);
@@ -305,8 +305,8 @@ impl Lru {
         }
         self.removed.clear();
         let ns = self.slot_ns(slot);
-        let old = u64::from(self.links[slot as usize].size);
-        self.links[slot as usize].size = charge;
+        let old = u64::from(self.size[slot as usize]);
+        self.size[slot as usize] = charge;
         self.set_expiry(slot, expires_at);
         self.move_front(slot);
         let c = self.counters_mut(ns);
@@ -479,6 +479,7 @@ impl Lru {
     /// and `bytes`) and the namespaces.
     pub fn clear(&mut self) {
         self.links.clear();
+        self.size.clear();
         self.expires.clear();
         self.ns.clear();
         self.head = NIL;
@@ -569,6 +570,7 @@ impl Lru {
             self.links.capacity().max(len)
         };
         grow_to(&mut self.links, cap)?;
+        grow_to(&mut self.size, cap)?;
         if !self.expires.is_empty() || expires_at != 0.0 {
             grow_to(&mut self.expires, cap)?;
         }
@@ -599,8 +601,8 @@ impl Lru {
         self.links.push(Link {
             prev: NIL,
             next: NIL,
-            size: 0,
         });
+        self.size.push(0);
         if !self.expires.is_empty() {
             self.expires.push(0.0);
         }
@@ -625,9 +627,7 @@ impl Lru {
 
     #[inline(always)]
     fn unlink(&mut self, s: Slot) {
-        let Link {
-            prev: p, next: n, ..
-        } = self.links[s as usize];
+        let Link { prev: p, next: n } = self.links[s as usize];
         if p != NIL {
             self.links[p as usize].next = n;
         } else {
@@ -652,7 +652,7 @@ impl Lru {
         debug_assert!(self.is_occupied(s), "slot {s} is free");
         self.unlink(s);
         let ns = self.slot_ns(s);
-        let bytes = u64::from(self.links[s as usize].size);
+        let bytes = u64::from(self.size[s as usize]);
         self.total.entries -= 1;
         self.total.bytes -= bytes;
         let c = self.counters_mut(ns);
@@ -683,7 +683,7 @@ impl Lru {
         if s == NIL || self.total.entries < u64::from(self.limits.max_entries) {
             return None;
         }
-        let old = self.links[s as usize].size;
+        let old = self.size[s as usize];
         let bytes = self.total.bytes - u64::from(old) + u64::from(charge);
         let old_ns = self.slot_ns(s);
         if bytes > self.limits.max_bytes || old_ns != ns {
@@ -694,7 +694,7 @@ impl Lru {
         c.sets += 1;
         c.bytes = c.bytes - u64::from(old) + u64::from(charge);
         self.total.bytes = bytes;
-        self.links[s as usize].size = charge;
+        self.size[s as usize] = charge;
         self.move_front(s);
         self.removed.push(s);
         Some(s)
