@@ -197,3 +197,59 @@ export async function startProxy(target, { delay = 0 } = {}) {
     },
   };
 }
+
+// ---- For the chaos harness (bench/chaos.mjs): servers restarted on the
+// ---- same port after a kill -9, so that what points at them keeps working.
+
+/** A redis-server on `port` (no persistence: a restart comes back empty). */
+export async function startRedisOn(port) {
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  track(proc);
+  const spawnError = new Promise((_, reject) => proc.once('error', reject));
+  await Promise.race([waitForRedis(port), spawnError]);
+  return { port, url: `redis://127.0.0.1:${port}`, proc, stop: stopper(proc) };
+}
+
+/**
+ * The bridge listening on 127.0.0.1:`port` (as {@link startBridge}, which
+ * picks a free port). With `waitHealthy: false` it resolves once listening,
+ * without waiting for Redis.
+ */
+export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}, waitHealthy = true }) {
+  const proc = spawn(
+    BRIDGE_BIN,
+    ['--listen', `127.0.0.1:${port}`, '--redis-url', redisUrl, '--token', token, ...args],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', ...env },
+    },
+  );
+  track(proc);
+  const stop = stopper(proc);
+  const url = await new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: proc.stdout });
+    lines.once('line', (line) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(line);
+      if (m) resolve(m[1]);
+      else reject(new Error(`edgecache-bridge printed ${JSON.stringify(line)}`));
+    });
+    proc.once('error', (e) => reject(new Error(`cannot run ${BRIDGE_BIN}: ${e.message}`)));
+    proc.once('exit', (code) => reject(new Error(`edgecache-bridge exited with ${code} before listening`)));
+  }).catch(async (e) => {
+    await stop();
+    throw e;
+  });
+  const deadline = Date.now() + 10_000;
+  while (waitHealthy && (await fetch(`${url}/healthz`).catch(() => ({ ok: false }))).ok === false) {
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`edgecache-bridge at ${url} never reached ${redisUrl}`);
+    }
+    await sleep(25);
+  }
+  return { port, url, token, proc, stop };
+}

@@ -1,0 +1,240 @@
+// One client process of the chaos harness (bench/chaos.mjs): a TieredCache
+// against the shared bridge (through the harness's HTTP fault proxy),
+// running a mix of operations at a fixed rate until told the end time, and
+// logging every operation with its start and end (Date.now(), shared by
+// every process on the machine) so the parent can check the history.
+//
+// Keys: worker w writes and deletes only its own keys (`w<w>:g<g>:k<i>`),
+// in every scope; every worker reads everyone's. Counters (`cnt:<j>`) are
+// shared: every worker increments them. Values verify themselves: each
+// names its key, scope, writer and version, with a checksum over them.
+import { createHash } from 'node:crypto';
+import { TieredCache, RedisRest, Signer, EdgeCacheError } from 'edgecache';
+
+const cfg = JSON.parse(process.env.CHAOS_CONFIG);
+const W = cfg.worker;
+
+const faults = { unhandled: 0, uncaught: 0, samples: [] };
+process.on('unhandledRejection', (e) => {
+  faults.unhandled++;
+  if (faults.samples.length < 5) faults.samples.push(`unhandledRejection: ${e?.stack ?? e}`);
+});
+process.on('uncaughtException', (e) => {
+  faults.uncaught++;
+  if (faults.samples.length < 5) faults.samples.push(`uncaughtException: ${e?.stack ?? e}`);
+});
+
+/** Successful round trips (200 with a JSON array) and their end times: for recovery times. */
+const okAt = [];
+const tracingFetch = async (url, init) => {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  if (res.status === 200) {
+    try {
+      if (Array.isArray(JSON.parse(text))) okAt.push(Date.now());
+    } catch {
+      // malformed: not a success
+    }
+  }
+  return new Response(text, { status: res.status, headers: res.headers });
+};
+
+const warnings = [];
+const cache = new TieredCache({
+  redis: new RedisRest({ url: cfg.url, token: cfg.token, timeout: cfg.timeout, fetch: tracingFetch }),
+  signer: new Signer({ keys: { k1: cfg.secret } }),
+  prefix: 'chaos',
+  l1: { maxEntries: 2_000, maxBytes: 8 << 20 },
+  l1Ttl: cfg.l1Ttl,
+  breaker: { threshold: 5, cooldown: cfg.cooldown },
+  log: (m) => warnings.push(m),
+});
+
+const SCOPES = cfg.scopes; // [name, scopeOptions|null]
+const views = SCOPES.map(([, sc]) => (sc ? cache.scope(sc) : cache));
+
+function checksum(v) {
+  return createHash('sha256').update(`${v.k}\0${v.s}\0${v.w}\0${v.v}\0${v.ttl}\0${v.t0}\0${v.pad}`).digest('hex').slice(0, 24);
+}
+
+const rnd = (n) => Math.floor(Math.random() * n);
+const keyOf = (w, g, i) => `w${w}:g${g}:k${i}`;
+const anyKey = () => keyOf(rnd(cfg.workers), rnd(cfg.groups), rnd(cfg.keysPerGroup));
+const ownKey = () => keyOf(W, rnd(cfg.groups), rnd(cfg.keysPerGroup));
+const TTLS = [0, 0, 300, 1000, 3000, 3000, 8000, 8000];
+const PAD = 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(40);
+
+// The log. Reads: [R, scope, key, w, v, ts, te, l1hit]; misses are counted only.
+// Sets: [S, scope, key, v, ttl, ts, te]; deletes: [D, scope, key, ts, te, ok];
+// pattern deletes: [P, scope, prefix, ts, te, ok]; incr: [I, scope, key, by, ts, te, outcome].
+const log = [];
+const immediate = []; // wrong values found at once: corrupt, another key or scope, not an object
+const errors = {}; // op errors (thrown) by code
+const opStarts = [];
+let version = 0;
+let issued = 0;
+let skipped = 0;
+let inFlight = 0;
+let l1Served = 0;
+let reads = 0;
+let misses = 0;
+
+function verify(scopeIdx, key, x, ts, te, l1hit) {
+  reads++;
+  if (x === undefined) {
+    misses++;
+    return;
+  }
+  const why =
+    x === null || typeof x !== 'object' ? `not an object: ${JSON.stringify(x)}`
+    : x.c !== checksum(x) ? 'checksum mismatch'
+    : x.k !== key ? `another key's value (${x.k})`
+    : x.s !== SCOPES[scopeIdx][0] ? `another scope's value (${x.s})`
+    : undefined;
+  if (why !== undefined) {
+    immediate.push({ scope: SCOPES[scopeIdx][0], key, why, value: JSON.stringify(x).slice(0, 200), ts, te });
+    return;
+  }
+  if (l1hit) l1Served++;
+  log.push(['R', scopeIdx, key, x.w, x.v, ts, te, l1hit ? 1 : 0]);
+}
+
+function failed(e) {
+  const code = e instanceof EdgeCacheError ? e.code : `non-EdgeCacheError ${e?.name}`;
+  errors[code] = (errors[code] ?? 0) + 1;
+  if (!(e instanceof EdgeCacheError) && faults.samples.length < 5) faults.samples.push(`op threw ${e?.stack ?? e}`);
+  return code;
+}
+
+async function op() {
+  const sIdx = rnd(SCOPES.length);
+  const view = views[sIdx];
+  const r = Math.random();
+  const ts = Date.now();
+  opStarts.push(ts);
+  if (r < 0.4) {
+    // get: mostly values, sometimes a counter's name (get never returns a counter)
+    const key = Math.random() < 0.05 ? `cnt:${rnd(cfg.counters)}` : anyKey();
+    const l1hit = view.l1.has(key);
+    const x = await view.get(key);
+    verify(sIdx, key, x, ts, Date.now(), l1hit);
+  } else if (r < 0.5) {
+    const keys = Array.from({ length: 5 }, anyKey);
+    const hits = keys.map((k) => view.l1.has(k));
+    const xs = await view.getMany(keys);
+    const te = Date.now();
+    for (let i = 0; i < keys.length; i++) verify(sIdx, keys[i], xs[i], ts, te, hits[i]);
+  } else if (r < 0.8) {
+    const key = ownKey();
+    const v = { k: key, s: SCOPES[sIdx][0], w: W, v: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, pad: PAD.slice(0, rnd(600)) };
+    v.c = checksum(v);
+    const entry = ['S', sIdx, key, v.v, v.ttl, ts, 0];
+    log.push(entry);
+    try {
+      await view.set(key, v, v.ttl > 0 ? { ttl: v.ttl } : undefined);
+    } catch (e) {
+      failed(e);
+    }
+    entry[6] = Date.now();
+  } else if (r < 0.9) {
+    const key = `cnt:${rnd(cfg.counters)}`;
+    const by = 1 + rnd(3);
+    const entry = ['I', sIdx, key, by, ts, 0, 'unknown'];
+    log.push(entry);
+    try {
+      await view.incr(key, by);
+      entry[6] = 'ack';
+    } catch (e) {
+      // The breaker refused it: never sent. Anything else: it may have run.
+      entry[6] = failed(e) === 'L2_UNAVAILABLE' ? 'unsent' : 'unknown';
+    }
+    entry[5] = Date.now();
+  } else if (r < 0.97) {
+    const key = ownKey();
+    const entry = ['D', sIdx, key, ts, 0, 0];
+    log.push(entry);
+    try {
+      await view.delete(key);
+      entry[5] = 1;
+    } catch (e) {
+      failed(e);
+    }
+    entry[4] = Date.now();
+  } else {
+    const prefix = `w${W}:g${rnd(cfg.groups)}:`;
+    const entry = ['P', sIdx, prefix, ts, 0, 0];
+    log.push(entry);
+    try {
+      await view.deletePattern(`${prefix}*`);
+      entry[5] = 1;
+    } catch (e) {
+      failed(e);
+    }
+    entry[4] = Date.now();
+  }
+}
+
+/** Stats every 200 ms, for errors by code per fault window. */
+const snapshots = [];
+function snapshot() {
+  const st = cache.stats();
+  snapshots.push({ t: Date.now(), errors: st.l2.errors, breaker: st.breaker.state, rejected: st.l2.rejected, l1hits: st.l1.hits });
+}
+
+async function run(endAt) {
+  const perTick = Math.max(1, Math.round((cfg.rate * cfg.tick) / 1000));
+  const timer = setInterval(snapshot, 200);
+  snapshot();
+  while (Date.now() < endAt) {
+    const tickStart = Date.now();
+    for (let i = 0; i < perTick; i++) {
+      if (inFlight >= cfg.maxInFlight) {
+        skipped++;
+        continue;
+      }
+      inFlight++;
+      issued++;
+      op()
+        .catch((e) => {
+          // Errors TieredCache throws by contract are caught in op(); anything here is a harness bug.
+          failed(e);
+        })
+        .finally(() => inFlight--);
+    }
+    const wait = cfg.tick - (Date.now() - tickStart);
+    await new Promise((r) => setTimeout(r, Math.max(1, wait)));
+  }
+  // Drain: operations in flight end within the client timeout (bounded).
+  const drainUntil = Date.now() + cfg.timeout * 3 + 1_000;
+  while (inFlight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  clearInterval(timer);
+  snapshot();
+  const st = cache.stats();
+  process.send(
+    {
+      type: 'result',
+      worker: W,
+      log,
+      opStarts,
+      immediate,
+      errors,
+      faults,
+      okAt,
+      snapshots,
+      issued,
+      skipped,
+      leftInFlight: inFlight,
+      reads,
+      misses,
+      l1Served,
+      warnings,
+      stats: st,
+    },
+    () => process.exit(0),
+  );
+}
+
+process.on('message', (m) => {
+  if (m.type === 'start') run(m.endAt);
+});
+process.send({ type: 'ready' });

@@ -1,0 +1,447 @@
+// The chaos harness of issue 11: TieredCache clients in several Node
+// processes (bench/chaos-worker.mjs) share one bridge and one Redis under
+// about 1,000 operations/s, while a schedule of faults runs:
+//
+//   clients ──> HTTP fault proxy ──> edgecache-bridge ──> TCP fault proxy ──> redis-server
+//               (malformed JSON,     (kill -9, restart     (+2 s latency,      (kill -9, restart
+//                truncated, 500,      on the same port)     cut mid-reply)      empty, same port;
+//                401, resets)                                                   attacker redis-cli)
+//
+// Every operation is logged with its start and end; at the end the logs of
+// every process are checked together (see `check`):
+// - no value served that was not written for that key and scope, or that
+//   was deleted (delete acknowledged, after the value's write was) before
+//   the read began; another process may serve it for l1Ttl longer (+ one
+//   client timeout), which is the documented staleness bound of L1;
+// - no value served past its TTL;
+// - no unhandled rejection or uncaught exception in any client;
+// - every counter between the increments acknowledged and those plus the
+//   increments whose outcome is unknown (since Redis last came back empty);
+// - L1 hits served during every fault;
+// - after every fault, a successful round trip within the breaker's
+//   cool-down plus one probe (the client timeout) plus 500 ms of slack.
+//
+//   node bench/chaos.mjs            the full minute (make chaos)
+//   node bench/chaos.mjs --short    15 s (tests/js/chaos.test.mjs runs it in make test)
+import { fork, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TieredCache, RedisRest, Signer, generateSecureKey } from 'edgecache';
+import { freePort, startRedisOn, startBridgeOn } from '../tests/js/servers.mjs';
+import { startTcpFaultProxy, startHttpFaultProxy, HTTP_FAULTS } from './chaos-proxies.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const run = promisify(execFile);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const SCOPES = [
+  ['root', null],
+  ['acme', { tenant: 'acme' }],
+  ['acme/7', { tenant: 'acme', user: 7 }],
+  ['globex', { tenant: 'globex' }],
+  ['user 42', { user: 42 }],
+];
+
+/** Faults: [name, start s, end s, kind, arg]. Gaps leave room for recovery. */
+export const FULL = {
+  duration: 60,
+  cooldown: 1000,
+  timeout: 1000,
+  faults: [
+    ['redis kill -9, restart empty', 4, 6, 'redis-kill'],
+    ['bridge kill -9, restart', 10, 12, 'bridge-kill'],
+    ['bridge->redis +2 s latency', 16, 20, 'latency', 2000],
+    ['bridge->redis cut mid-reply', 24, 27, 'cut', 0.5],
+    ['http: malformed JSON', 31, 33, 'http', 'malformed'],
+    ['http: truncated bodies', 36, 38, 'http', 'truncated'],
+    ['http: 500', 41, 43, 'http', '500'],
+    ['http: 401', 46, 48, 'http', '401'],
+    ['http: connection resets', 51, 53, 'http', 'reset'],
+    ['attacker rewrites values', 56, 56.5, 'attacker'],
+  ],
+};
+
+export const SHORT = {
+  duration: 15,
+  cooldown: 500,
+  timeout: 800,
+  faults: [
+    ['redis kill -9, restart empty', 0.8, 1.6, 'redis-kill'],
+    ['bridge kill -9, restart', 3.4, 4.0, 'bridge-kill'],
+    ['bridge->redis +2 s latency', 5.8, 6.8, 'latency', 2000],
+    ['bridge->redis cut mid-reply', 8.6, 9.4, 'cut', 0.5],
+    ['http: all five faults', 11.2, 12.4, 'http', 'mixed'],
+    ['attacker rewrites values', 13.6, 14.0, 'attacker'],
+  ],
+};
+
+/**
+ * Runs the harness; resolves to the report ({ rows, checks, ok, ... }).
+ * `schedule` is FULL or SHORT (or one like them); `workers` client processes
+ * share `rate` operations/s.
+ */
+export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Ttl = 2000, log = () => {} } = {}) {
+  const token = `chaos-${generateSecureKey().slice(0, 24)}`;
+  const secret = generateSecureKey();
+  const redisPort = await freePort();
+  const bridgePort = await freePort();
+  const cleanups = [];
+  const state = { redis: undefined, bridge: undefined, redisKilledAt: 0, redisUpAt: 0 };
+  const procs = [];
+  try {
+    state.redis = await startRedisOn(redisPort);
+    const tcp = await startTcpFaultProxy(redisPort);
+    cleanups.push(() => tcp.stop());
+    const bridgeOpts = { redisUrl: `redis://127.0.0.1:${tcp.port}`, token };
+    state.bridge = await startBridgeOn(bridgePort, bridgeOpts);
+    const httpProxy = await startHttpFaultProxy(bridgePort);
+    cleanups.push(() => httpProxy.stop());
+
+    const base = {
+      url: httpProxy.url,
+      token,
+      secret,
+      workers,
+      timeout: schedule.timeout,
+      cooldown: schedule.cooldown,
+      l1Ttl,
+      scopes: SCOPES,
+      groups: 4,
+      keysPerGroup: 10,
+      counters: 6,
+      rate: rate / workers,
+      tick: 20,
+      maxInFlight: 300,
+    };
+    const results = [];
+    const ready = [];
+    for (let w = 0; w < workers; w++) {
+      const child = fork(path.join(here, 'chaos-worker.mjs'), [], {
+        env: { ...process.env, CHAOS_CONFIG: JSON.stringify({ ...base, worker: w }) },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        serialization: 'advanced',
+        execArgv: [],
+      });
+      procs.push(child);
+      ready.push(
+        new Promise((resolve, reject) => {
+          child.on('message', (m) => {
+            if (m.type === 'ready') resolve();
+            else if (m.type === 'result') results[m.worker] = m;
+          });
+          child.once('exit', (code) => reject(new Error(`chaos worker ${w} exited with ${code} before it was ready`)));
+        }),
+      );
+    }
+    await Promise.all(ready);
+    const exited = procs.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))));
+
+    const t0 = Date.now() + 200;
+    const endAt = t0 + schedule.duration * 1000;
+    for (const c of procs) c.send({ type: 'start', endAt });
+    await sleep(t0 - Date.now());
+    log(`chaos: ${workers} clients, ${rate} ops/s, ${schedule.duration} s, ${schedule.faults.length} faults`);
+
+    const rows = [];
+    for (const [name, start, end, kind, arg] of schedule.faults) {
+      await sleep(t0 + start * 1000 - Date.now());
+      const row = { name, kind, start: Date.now(), end: 0, note: '' };
+      rows.push(row);
+      log(`chaos: t=${((row.start - t0) / 1000).toFixed(1)} s ${name}`);
+      if (kind === 'redis-kill') {
+        state.redis.proc.kill('SIGKILL');
+        await state.redis.stop();
+        state.redisKilledAt = row.start;
+        await sleep(t0 + end * 1000 - Date.now());
+        state.redis = await startRedisOn(redisPort);
+        state.redisUpAt = Date.now();
+      } else if (kind === 'bridge-kill') {
+        state.bridge.proc.kill('SIGKILL');
+        await state.bridge.stop();
+        await sleep(t0 + end * 1000 - Date.now());
+        state.bridge = await startBridgeOn(bridgePort, { ...bridgeOpts, waitHealthy: false });
+      } else if (kind === 'latency') {
+        tcp.delay(arg);
+        await sleep(t0 + end * 1000 - Date.now());
+        tcp.pass();
+      } else if (kind === 'cut') {
+        tcp.cut(arg);
+        await sleep(t0 + end * 1000 - Date.now());
+        row.note = `${tcp.state.cuts} replies cut`;
+        tcp.pass();
+      } else if (kind === 'http') {
+        const before = { ...httpProxy.state.injected };
+        if (arg === 'mixed') {
+          const slice = ((end - start) * 1000) / HTTP_FAULTS.length;
+          for (const f of HTTP_FAULTS) {
+            httpProxy.setMode(f, 0.7);
+            await sleep(slice);
+          }
+        } else {
+          httpProxy.setMode(arg, 0.6);
+          await sleep(t0 + end * 1000 - Date.now());
+        }
+        httpProxy.setMode('pass');
+        row.note = Object.entries(httpProxy.state.injected)
+          .map(([k, n]) => [k, n - (before[k] ?? 0)])
+          .filter(([, n]) => n > 0)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ');
+      } else if (kind === 'attacker') {
+        row.note = await attack(redisPort);
+        await sleep(Math.max(0, t0 + end * 1000 - Date.now()));
+      }
+      row.end = Date.now();
+    }
+    let giveUp;
+    await Promise.race([Promise.all(exited), new Promise((r) => (giveUp = setTimeout(r, endAt - Date.now() + schedule.timeout * 3 + 15_000)))]);
+    clearTimeout(giveUp);
+    log(`chaos: clients done ${Date.now() - endAt} ms after the end`);
+    for (let w = 0; w < workers; w++) {
+      if (results[w] === undefined) throw new Error(`chaos worker ${w} sent no result (exit code ${procs[w].exitCode})`);
+    }
+
+    // Counters, read back through a fresh client straight at the bridge.
+    const reader = new TieredCache({
+      redis: new RedisRest({ url: `http://127.0.0.1:${bridgePort}`, token }),
+      signer: new Signer({ keys: { k1: secret } }),
+      prefix: 'chaos',
+      log: () => {},
+    });
+    const finalCounters = {};
+    for (let s = 0; s < SCOPES.length; s++) {
+      const view = SCOPES[s][1] ? reader.scope(SCOPES[s][1]) : reader;
+      for (let j = 0; j < base.counters; j++) finalCounters[`${s}|cnt:${j}`] = (await view.counter(`cnt:${j}`)) ?? 0;
+    }
+    log(`chaos: counters read ${Date.now() - endAt} ms after the end`);
+    return check({ schedule, rows, results, finalCounters, state, base, t0, endAt });
+  } finally {
+    const stopping = Date.now();
+    for (const c of procs) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const f of cleanups.reverse()) await f().catch(() => {});
+    await state.bridge?.stop();
+    await state.redis?.stop();
+    log(`chaos: servers stopped in ${Date.now() - stopping} ms`);
+  }
+}
+
+/** The attacker with write access to Redis: rewrites signed values with redis-cli. */
+async function attack(port) {
+  const cli = (...args) => run('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).then((r) => r.stdout.trim());
+  const keys = (await cli('--scan', '--pattern', 'chaos:v:*')).split('\n').filter(Boolean);
+  const pick = keys.sort(() => Math.random() - 0.5).slice(0, 45);
+  const done = { flipped: 0, moved: 0, replaced: 0 };
+  for (let i = 0; i < pick.length; i++) {
+    const key = pick[i];
+    const value = await cli('--raw', 'GET', key);
+    if (value === '') continue;
+    if (i % 3 === 0) {
+      // one character of the envelope changed
+      const at = Math.floor(value.length / 2);
+      const c = value[at] === 'A' ? 'B' : 'A';
+      await cli('SET', key, value.slice(0, at) + c + value.slice(at + 1), 'KEEPTTL');
+      done.flipped++;
+    } else if (i % 3 === 1) {
+      // a genuine envelope of one key (maybe another scope) copied onto another
+      const other = pick[(i + 1) % pick.length];
+      if (other === key) continue;
+      await cli('SET', other, value, 'KEEPTTL');
+      done.moved++;
+    } else {
+      await cli('SET', key, Math.random() < 0.5 ? '12345' : '{"k":"w0:g0:k0","v":1}', 'KEEPTTL');
+      done.replaced++;
+    }
+  }
+  return `of ${keys.length} values: ${done.flipped} altered, ${done.moved} moved, ${done.replaced} replaced`;
+}
+
+/** Checks the merged history against the pass criteria; builds the table. */
+function check({ schedule, rows, results, finalCounters, state, base, t0, endAt }) {
+  const staleAllowance = base.l1Ttl + base.timeout + 100;
+  const recoveryBound = schedule.cooldown + schedule.timeout + 500;
+  const wrong = [];
+  let lateTtl = 0;
+
+  // Writes and deletes by owner, scope and key.
+  const sets = new Map(); // `${w}|${s}|${v}` -> entry (versions are unique per writer)
+  const deletes = new Map(); // `${w}|${s}|${key}` -> [ts, te] of acknowledged deletes
+  const patterns = []; // [w, s, prefix, ts, te]
+  for (const r of results) {
+    for (const e of r.log) {
+      if (e[0] === 'S') sets.set(`${r.worker}|${e[1]}|${e[3]}`, e);
+      else if (e[0] === 'D' && e[5] === 1) {
+        const k = `${r.worker}|${e[1]}|${e[2]}`;
+        if (!deletes.has(k)) deletes.set(k, []);
+        deletes.get(k).push([e[3], e[4]]);
+      } else if (e[0] === 'P' && e[5] === 1) patterns.push([r.worker, e[1], e[2], e[3], e[4]]);
+    }
+  }
+  let readsChecked = 0;
+  for (const r of results) {
+    for (const w of r.immediate) wrong.push({ reader: r.worker, ...w });
+    for (const e of r.log) {
+      if (e[0] !== 'R') continue;
+      readsChecked++;
+      const [, s, key, w, v, ts, te, l1hit] = e;
+      const owner = Number(/^w(\d+):/.exec(key)?.[1]);
+      const set = sets.get(`${w}|${s}|${v}`);
+      const where = { reader: r.worker, scope: SCOPES[s][0], key, writer: w, version: v, readStart: ts - t0, l1hit: !!l1hit };
+      if (owner !== w || set === undefined || set[2] !== key) {
+        wrong.push({ ...where, why: 'never written for this key and scope' });
+        continue;
+      }
+      if (set[5] > te) {
+        wrong.push({ ...where, why: 'read ended before its write began' });
+        continue;
+      }
+      const setEnd = set[6] || Infinity;
+      const allowance = r.worker === w ? 0 : staleAllowance;
+      const del = (deletes.get(`${w}|${s}|${key}`) ?? []).find(([dts, dte]) => dts > setEnd && dte + allowance < ts);
+      const pat = patterns.find(([pw, ps, prefix, dts, dte]) => pw === w && ps === s && key.startsWith(prefix) && dts > setEnd && dte + allowance < ts);
+      if (del || pat) {
+        const [dts, dte] = del ?? [pat[3], pat[4]];
+        wrong.push({ ...where, why: `deleted (${del ? 'delete' : 'deletePattern'} ${dts - t0}..${dte - t0} ms) before the read began`, setEnd: setEnd - t0 });
+        continue;
+      }
+      const ttl = set[4];
+      if (ttl > 0 && ts >= setEnd + ttl) wrong.push({ ...where, why: `expired (ttl ${ttl}, write ended ${setEnd - t0} ms) before the read began` });
+      else if (ttl > 0 && ts >= set[5] + ttl) lateTtl++;
+    }
+  }
+
+  // Counters: since Redis last came back empty, between acknowledged and acknowledged + unknown.
+  const counters = [];
+  const sums = {};
+  for (const r of results) {
+    for (const e of r.log) {
+      if (e[0] !== 'I') continue;
+      const [, s, key, by, ts, te, outcome] = e;
+      const k = `${s}|${key}`;
+      sums[k] ??= { ack: 0, unknown: 0 };
+      if (outcome === 'ack' && ts >= state.redisUpAt) sums[k].ack += by;
+      if ((outcome === 'ack' || outcome === 'unknown') && (te === 0 || te >= state.redisKilledAt)) {
+        if (outcome === 'unknown' || ts < state.redisUpAt) sums[k].unknown += by;
+      }
+    }
+  }
+  let counterViolations = 0;
+  for (const [k, final] of Object.entries(finalCounters)) {
+    const { ack, unknown } = sums[k] ?? { ack: 0, unknown: 0 };
+    const ok = final >= ack && final <= ack + unknown;
+    if (!ok) counterViolations++;
+    counters.push({ counter: k, final, acknowledged: ack, unknown, ok });
+  }
+
+  // Per fault: operations during it, errors by code (fault and recovery), L1 hits, recovery.
+  const table = [];
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    const windowEnd = Math.min(rows[i + 1]?.start ?? endAt, row.end + recoveryBound);
+    let ops = 0;
+    let l1 = 0;
+    const errors = {};
+    let recovery = 0;
+    for (const r of results) {
+      for (const t of r.opStarts) if (t >= row.start && t <= row.end) ops++;
+      for (const e of r.log) if (e[0] === 'R' && e[7] === 1 && e[5] >= row.start && e[5] <= row.end) l1++;
+      const before = [...r.snapshots].reverse().find((x) => x.t <= row.start) ?? r.snapshots[0];
+      const after = r.snapshots.find((x) => x.t >= windowEnd) ?? r.snapshots.at(-1);
+      for (const [code, n] of Object.entries(after.errors)) {
+        const d = n - (before.errors[code] ?? 0);
+        if (d > 0) errors[code] = (errors[code] ?? 0) + d;
+      }
+      const ok = r.okAt.find((t) => t >= row.end);
+      recovery = Math.max(recovery, ok === undefined ? Infinity : ok - row.end);
+    }
+    if (row.kind === 'attacker') {
+      // Redis stayed up: there is nothing to recover from.
+      recovery = 0;
+    }
+    const wrongHere = wrong.filter((w) => w.readStart !== undefined && w.readStart + t0 >= row.start && w.readStart + t0 <= windowEnd).length;
+    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, note: row.note });
+  }
+
+  const unhandled = results.reduce((n, r) => n + r.faults.unhandled + r.faults.uncaught, 0);
+  const checks = [
+    ['wrong values served', wrong.length, wrong.length === 0],
+    ['unhandled rejections + uncaught exceptions', unhandled, unhandled === 0],
+    ['counters out of [acknowledged, acknowledged + unknown]', counterViolations, counterViolations === 0],
+    ['faults without an L1 hit served during them', table.filter((t) => t.l1Hits === 0).length, table.every((t) => t.l1Hits > 0)],
+    [`faults not recovered within ${recoveryBound} ms (cool-down + probe + 500 ms)`, table.filter((t) => !(t.recoveryMs <= recoveryBound)).length, table.every((t) => t.recoveryMs <= recoveryBound)],
+  ];
+  const totals = {
+    ops: results.reduce((n, r) => n + r.issued, 0),
+    skipped: results.reduce((n, r) => n + r.skipped, 0),
+    reads: results.reduce((n, r) => n + r.reads, 0),
+    readsChecked,
+    misses: results.reduce((n, r) => n + r.misses, 0),
+    l1Served: results.reduce((n, r) => n + r.l1Served, 0),
+    lateTtl,
+    seconds: (endAt - t0) / 1000,
+    rejected: results.reduce((n, r) => n + r.stats.l2.rejected, 0),
+    l2Errors: results.reduce((acc, r) => {
+      for (const [k, n] of Object.entries(r.stats.l2.errors)) acc[k] = (acc[k] ?? 0) + n;
+      return acc;
+    }, {}),
+    opErrors: results.reduce((acc, r) => {
+      for (const [k, n] of Object.entries(r.errors)) acc[k] = (acc[k] ?? 0) + n;
+      return acc;
+    }, {}),
+  };
+  return {
+    ok: checks.every(([, , ok]) => ok),
+    table,
+    checks,
+    counters,
+    wrong,
+    totals,
+    recoveryBound,
+    faultSamples: results.flatMap((r) => r.faults.samples),
+    warnings: [...new Set(results.flatMap((r) => r.warnings))],
+  };
+}
+
+/** The report as text: the table, then the checks. */
+export function formatReport(rep) {
+  const lines = [];
+  const errs = (e) =>
+    Object.entries(e)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, n]) => `${k.replace(/^L2_/, '')} ${n}`)
+      .join(', ') || '-';
+  const head = ['fault', 'at s', 'len s', 'ops', 'L1 hits', 'wrong', 'recovery ms', 'errors by code (fault + recovery)'];
+  const body = rep.table.map((t) => [t.fault, t.at.toFixed(1), t.seconds.toFixed(1), String(t.ops), String(t.l1Hits), String(t.wrong), Number.isFinite(t.recoveryMs) ? String(t.recoveryMs) : 'never', errs(t.errors)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells) => '| ' + cells.map((c, i) => (i === 0 || i === 7 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') + ' |';
+  lines.push(fmt(head), '|' + widths.map((w, i) => (i === 0 || i === 7 ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|') + '|');
+  for (const b of body) lines.push(fmt(b));
+  lines.push('');
+  for (const t of rep.table) if (t.note) lines.push(`  ${t.fault}: ${t.note}`);
+  const T = rep.totals;
+  lines.push(
+    '',
+    `totals: ${T.ops} ops in ${T.seconds} s (${Math.round(T.ops / T.seconds)}/s; ${T.skipped} skipped at the in-flight cap), ` +
+      `${T.reads} reads (${T.readsChecked} values checked against the history, ${T.misses} misses, ${T.l1Served} from L1), ` +
+      `${T.rejected} envelopes rejected`,
+    `L2 errors by code: ${errs(T.l2Errors)}`,
+    `operations that threw, by code: ${errs(T.opErrors)}`,
+    `values served after their TTL counted from the write's start (but within it from its end): ${T.lateTtl}`,
+    `counters: ${rep.counters.filter((c) => c.ok).length}/${rep.counters.length} in bounds; ` +
+      rep.counters.slice(0, 3).map((c) => `${c.counter} = ${c.final} in [${c.acknowledged}, ${c.acknowledged + c.unknown}]`).join('; '),
+    '',
+  );
+  for (const [what, n, ok] of rep.checks) lines.push(`${ok ? 'PASS' : 'FAIL'}  ${what}: ${n}`);
+  for (const w of rep.wrong.slice(0, 10)) lines.push(`  wrong: ${JSON.stringify(w)}`);
+  for (const c of rep.counters.filter((x) => !x.ok).slice(0, 10)) lines.push(`  counter: ${JSON.stringify(c)}`);
+  for (const s of rep.faultSamples.slice(0, 5)) lines.push(`  client fault: ${s}`);
+  lines.push(rep.ok ? 'chaos: PASS' : 'chaos: FAIL');
+  return lines.join('\n');
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const short = process.argv.includes('--short');
+  const rep = await runChaos({ schedule: short ? SHORT : FULL, log: (m) => console.error(m) });
+  console.log(formatReport(rep));
+  process.exitCode = rep.ok ? 0 : 1;
+}
