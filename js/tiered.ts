@@ -131,9 +131,17 @@ interface Flight {
   stale: boolean;
 }
 
+/** A `getMany` in flight: the Redis keys it reads, and those a write began on since. */
+interface Batch {
+  keys: Set<string>;
+  stale: Set<string>;
+  all: boolean;
+}
+
 /** State shared by a cache and its scope views. */
 class Shared {
   readonly flights = new Map<string, Flight>();
+  readonly batches = new Set<Batch>();
   readonly errors: Record<string, number> = {};
   hits = 0;
   misses = 0;
@@ -166,12 +174,19 @@ class Shared {
     this.errors[code] = (this.errors[code] ?? 0) + 1;
   }
 
-  /** Marks reads in flight stale: all of them, or those of one Redis key. */
+  /**
+   * Marks reads in flight stale (`get` flights and `getMany` batches): all
+   * of them, or those of one Redis key. A stale read still answers its
+   * callers, but puts nothing in L1 and is joined by no later read.
+   */
   invalidate(redisKey?: string): void {
-    if (redisKey === undefined) for (const f of this.flights.values()) f.stale = true;
-    else {
+    if (redisKey === undefined) {
+      for (const f of this.flights.values()) f.stale = true;
+      for (const b of this.batches) b.all = true;
+    } else {
       const f = this.flights.get(redisKey);
       if (f !== undefined) f.stale = true;
+      for (const b of this.batches) if (b.keys.has(redisKey)) b.stale.add(redisKey);
     }
   }
 }
@@ -413,7 +428,9 @@ export class TieredCache<V = unknown> {
     const s = this.#s;
     const rk = this.#vspace + key;
     const inFlight = s.flights.get(rk);
-    if (inFlight !== undefined) return inFlight.promise;
+    // A stale flight began before a write or delete of this key: a read that
+    // begins now must not get its (older) answer.
+    if (inFlight !== undefined && !inFlight.stale) return inFlight.promise;
     const flight: Flight = { promise: undefined as unknown as Promise<unknown>, stale: false };
     flight.promise = this.#fetch(key, rk, flight).finally(() => {
       if (s.flights.get(rk) === flight) s.flights.delete(rk);
@@ -457,7 +474,16 @@ export class TieredCache<V = unknown> {
     if (missing.length === 0) return out;
     const s = this.#s;
     const rks = missing.map((i) => this.#vspace + keys[i]);
-    const raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
+    // Watched like a `get` flight, so that a write or delete that begins
+    // meanwhile keeps this (possibly older) answer out of L1.
+    const batch: Batch = { keys: new Set(rks), stale: new Set(), all: false };
+    s.batches.add(batch);
+    let raws: RedisValue | typeof FAILED;
+    try {
+      raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
+    } finally {
+      s.batches.delete(batch);
+    }
     if (raws === FAILED) return out;
     if (!Array.isArray(raws) || raws.length !== rks.length) {
       s.count('L2_PROTOCOL');
@@ -478,7 +504,7 @@ export class TieredCache<V = unknown> {
       }
       s.hits++;
       out[i] = o.value as V;
-      if (s.flights.get(rks[j]!)?.stale !== true) this.#promote(keys[i]!, o.value, o.expiresAt);
+      if (!batch.all && !batch.stale.has(rks[j]!)) this.#promote(keys[i]!, o.value, o.expiresAt);
     }
     return out;
   }
@@ -544,9 +570,13 @@ export class TieredCache<V = unknown> {
     return args;
   }
 
-  #keepLocal(key: string, local: unknown, ttl: number): void {
-    const now = this.#s.now();
-    this.#promote(key, local, ttl > 0 ? now + ttl : 0);
+  /**
+   * When a value written now expires: its TTL counts from the `set` call, as
+   * the envelope's expiry does (sealed at the same moment), not from the
+   * answer of Redis, which may come much later.
+   */
+  #expiry(ttl: number): number {
+    return ttl > 0 ? this.#s.now() + ttl : 0;
   }
 
   /**
@@ -560,10 +590,13 @@ export class TieredCache<V = unknown> {
     const s = this.#s;
     const ttl = ttlOf(options, s.defaultTtl);
     const { sealed, local } = this.#seal(key, value, ttl);
+    const expiresAt = this.#expiry(ttl);
     s.invalidate(this.#vspace + key);
     const r = await this.#l2(() => s.redis.command(this.#setArgs(key, sealed, ttl)));
+    // Reads that began during the write may have read the older value: keep it out of L1.
+    s.invalidate(this.#vspace + key);
     if (r !== FAILED) s.writes++;
-    this.#keepLocal(key, local, ttl);
+    this.#promote(key, local, expiresAt);
     return this;
   }
 
@@ -573,13 +606,13 @@ export class TieredCache<V = unknown> {
       throw new EdgeCacheError('INVALID_OPTION', 'setMany takes an iterable of [key, value, options?] tuples');
     }
     const s = this.#s;
-    const prepared: { key: string; ttl: number; sealed: string; local: unknown }[] = [];
+    const prepared: { key: string; ttl: number; sealed: string; local: unknown; expiresAt: number }[] = [];
     for (const e of entries) {
       if (!Array.isArray(e)) throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value, options?] tuples');
       const key = e[0] as string;
       checkKey(key);
       const ttl = ttlOf(e[2] as SetOptions | undefined, s.defaultTtl);
-      prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl) });
+      prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl), expiresAt: this.#expiry(ttl) });
     }
     if (prepared.length === 0) return this;
     for (const p of prepared) s.invalidate(this.#vspace + p.key);
@@ -588,8 +621,9 @@ export class TieredCache<V = unknown> {
       const bad = out.find((o) => !o.ok);
       if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
     });
+    for (const p of prepared) s.invalidate(this.#vspace + p.key);
     if (r !== FAILED) s.writes += prepared.length;
-    for (const p of prepared) this.#keepLocal(p.key, p.local, p.ttl);
+    for (const p of prepared) this.#promote(p.key, p.local, p.expiresAt);
     return this;
   }
 
@@ -604,7 +638,16 @@ export class TieredCache<V = unknown> {
     s.invalidate(this.#vspace + key);
     const value = this.#l1.delete(key);
     const local = this.#l1.delete(COUNTER + key) || value;
-    const n = (await this.#l2(() => s.redis.unlink(this.#vspace + key, this.#nspace + key), true)) as number;
+    let n: number;
+    try {
+      n = (await this.#l2(() => s.redis.unlink(this.#vspace + key, this.#nspace + key), true)) as number;
+    } finally {
+      // Reads that ran during the delete may have read the value before
+      // Redis dropped it: drop what they put in L1, and what they will put.
+      s.invalidate(this.#vspace + key);
+      this.#l1.delete(key);
+      this.#l1.delete(COUNTER + key);
+    }
     s.writes++;
     return n > 0 || local;
   }
@@ -622,7 +665,17 @@ export class TieredCache<V = unknown> {
       this.#l1.delete(COUNTER + k);
       rks.push(this.#vspace + k, this.#nspace + k);
     }
-    const n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
+    let n: number;
+    try {
+      n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
+    } finally {
+      // As in `delete`: what reads put in L1 meanwhile goes too.
+      for (const k of keys) {
+        s.invalidate(this.#vspace + k);
+        this.#l1.delete(k);
+        this.#l1.delete(COUNTER + k);
+      }
+    }
     s.writes++;
     return n;
   }
@@ -686,19 +739,25 @@ export class TieredCache<V = unknown> {
   }
 
   /** SCANs `match` and UNLINKs what it finds, batch by batch; how many keys went. */
-  async #unlinkMatching(match: string): Promise<number> {
+  async #unlinkMatching(match: string, dropLocal: () => void): Promise<number> {
     const s = this.#s;
     s.invalidate();
-    const n = await this.#l2(async () => {
-      let cursor = '0';
-      let gone = 0;
-      do {
-        const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
-        if (batch.length > 0) gone += await s.redis.unlink(...batch);
-        cursor = next;
-      } while (cursor !== '0');
-      return gone;
-    }, true);
+    let n: number | typeof FAILED;
+    try {
+      n = await this.#l2(async () => {
+        let cursor = '0';
+        let gone = 0;
+        do {
+          const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
+          if (batch.length > 0) gone += await s.redis.unlink(...batch);
+          cursor = next;
+        } while (cursor !== '0');
+        return gone;
+      }, true);
+    } finally {
+      s.invalidate();
+      dropLocal();
+    }
     s.writes++;
     return n as number;
   }
@@ -710,10 +769,15 @@ export class TieredCache<V = unknown> {
    */
   async deletePattern(pattern: string): Promise<number> {
     if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
-    this.#l1.deletePattern(pattern);
-    this.#l1.deletePattern(COUNTER + pattern);
+    const dropLocal = () => {
+      this.#l1.deletePattern(pattern);
+      this.#l1.deletePattern(COUNTER + pattern);
+    };
+    dropLocal();
     const s = this.#s;
-    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern));
+    // Reads between the SCAN and the UNLINK find the values still there:
+    // what they put in L1 meanwhile goes once the keys are gone.
+    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), dropLocal);
   }
 
   /**
@@ -723,13 +787,10 @@ export class TieredCache<V = unknown> {
    */
   async clear(): Promise<void> {
     const s = this.#s;
-    if (this.#scope === undefined) {
-      this.#l1.clear();
-      await this.#unlinkMatching(s.layout.everything());
-    } else {
-      this.#l1.clear();
-      await this.#unlinkMatching(s.layout.pattern(part(this.#scope.tenant), part(this.#scope.user), '*'));
-    }
+    const dropLocal = () => this.#l1.clear();
+    dropLocal();
+    if (this.#scope === undefined) await this.#unlinkMatching(s.layout.everything(), dropLocal);
+    else await this.#unlinkMatching(s.layout.pattern(part(this.#scope.tenant), part(this.#scope.user), '*'), dropLocal);
   }
 
   /**
