@@ -103,7 +103,7 @@ const ONE_REMOVED = 1 << 29;
 const MAX_ENTRIES = SLOT_MASK;
 /** `insert`/`update`/`resize` answers (TOO_LARGE, OUT_OF_MEMORY in src/wasm.rs). */
 const TOO_LARGE = -1;
-/** The engine charges an entry at most 2^32 - 1 bytes (a `u32` per slot), whatever `maxBytes` is. */
+/** @internal The engine charges an entry at most 2^32 - 1 bytes (a `u32` per slot), whatever `maxBytes` is. */
 export const MAX_ENTRY_BYTES = 2 ** 32 - 1;
 /** Bytes charged per entry on top of key and value (ENTRY_OVERHEAD in src/lru.rs). */
 export const ENTRY_OVERHEAD = 64;
