@@ -460,6 +460,17 @@ describe('TieredCache: when Redis fails', () => {
 });
 
 describe('TieredCache with memoize, @cached and cachePage', () => {
+  // The helpers return a result before its write to Redis has landed (the
+  // write finishes in the background), so another isolate may miss it for
+  // a moment: wait for the key in Redis before reading from elsewhere.
+  async function untilInRedis(pattern) {
+    const deadline = Date.now() + 2_000;
+    while (cliRaw('KEYS', pattern) === '') {
+      assert.ok(Date.now() < deadline, `nothing matching ${pattern} reached Redis`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   test('memoize reads through both tiers', async () => {
     let calls = 0;
     const load = async (id) => {
@@ -469,6 +480,7 @@ describe('TieredCache with memoize, @cached and cachePage', () => {
     const m1 = memoize(load, { cache: isolate({ prefix: 'memo' }), prefix: 'u:', ttl: 60_000 });
     const m2 = memoize(load, { cache: isolate({ prefix: 'memo' }), prefix: 'u:', ttl: 60_000 });
     assert.deepEqual(await m1(1), { id: 1, at: 1 });
+    await untilInRedis('memo:v:*');
     assert.deepEqual(await m2(1), { id: 1, at: 1 }, 'the other isolate got it from Redis');
     assert.equal(calls, 1);
     const [key] = await isolate({ prefix: 'memo' }).keys('u:*');
@@ -491,6 +503,7 @@ describe('TieredCache with memoize, @cached and cachePage', () => {
     assert.deepEqual(await decorated.call(self, 1), { id: 1 });
     assert.deepEqual(await decorated.call(self, 1), { id: 1 });
     assert.equal(calls, 1);
+    await untilInRedis('deco:v:*');
     assert.equal((await tier.keys('*')).length, 1, 'the result is in Redis');
   });
 
@@ -503,6 +516,7 @@ describe('TieredCache with memoize, @cached and cachePage', () => {
     const p1 = cachePage(handler, { cache: isolate({ prefix: 'page' }), ttl: 60_000 });
     const p2 = cachePage(handler, { cache: isolate({ prefix: 'page' }), ttl: 60_000 });
     assert.equal(await (await p1(new Request('https://x.test/a'))).text(), 'page 1');
+    await untilInRedis('page:v:*');
     assert.equal(await (await p2(new Request('https://x.test/a'))).text(), 'page 1');
     assert.equal(calls, 1);
   });
