@@ -59,5 +59,6 @@ chaos: build
 ## with maxBytes, then the bridge's RSS under a minute of wrk at 64 connections.
 soak: build
 	@cargo build --quiet --release -p edgecache-bridge
-	@node bench/memory-bounds.mjs
+	@node --expose-gc bench/memory-bounds.mjs --no-rss-bound
+	@node --expose-gc --optimize-for-size bench/memory-bounds.mjs
 	@node bench/memory-bridge.mjs

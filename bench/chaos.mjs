@@ -179,7 +179,7 @@ export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Tt
             await sleep(slice);
           }
         } else {
-          httpProxy.setMode(arg, 0.6);
+          httpProxy.setMode(arg, 0.3);
           await sleep(t0 + end * 1000 - Date.now());
         }
         httpProxy.setMode('pass');
