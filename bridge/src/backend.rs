@@ -19,9 +19,9 @@ use crate::protocol::{self, Command};
 use fred::clients::ExclusivePool;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why Redis gave no answer: the outcome of a write is unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +63,15 @@ pub enum TxOutcome {
 /// The Redis side of the bridge.
 pub struct Backend {
     pool: Pool,
-    /// Whether each pooled connection is up, as fred's connection events
-    /// say: a request picks one that is, or fails at once (fred's own
-    /// fail-fast check still passes in the moments between a connection
-    /// breaking and its first reconnection attempt).
-    up: Arc<Vec<AtomicBool>>,
+    /// When each pooled connection was last reported lost (ms since
+    /// `epoch`, 0 while up), from fred's connection events: a request picks
+    /// one that is up, or fails at once. fred's own fail-fast check still
+    /// passes in the moments between a connection breaking and its first
+    /// reconnection attempt. An error event that did not cost the
+    /// connection would leave it "lost" for good, so after a second fred's
+    /// own state decides again.
+    lost: Arc<Vec<AtomicU64>>,
+    epoch: Instant,
     next: AtomicUsize,
     tx: ExclusivePool,
     options: Options,
@@ -122,33 +126,34 @@ impl Backend {
             timeout: Some(timeout),
             ..Default::default()
         };
-        let up: Arc<Vec<AtomicBool>> = Arc::new(
-            pool.clients()
-                .iter()
-                .map(|c| AtomicBool::new(c.is_connected()))
-                .collect(),
-        );
+        let epoch = Instant::now();
+        let since = move || (epoch.elapsed().as_millis() as u64).max(1);
+        let lost: Arc<Vec<AtomicU64>> =
+            Arc::new(pool.clients().iter().map(|_| AtomicU64::new(0)).collect());
         for (i, c) in pool.clients().iter().enumerate() {
             let (mut errors, mut reconnects) = (c.error_rx(), c.reconnect_rx());
-            let (up_e, up_r) = (up.clone(), up.clone());
+            let (lost_e, lost_r) = (lost.clone(), lost.clone());
             tokio::spawn(async move {
                 while let Ok((e, _)) = errors.recv().await {
                     tracing::warn!(error = %e.details(), "redis connection lost");
-                    up_e[i].store(false, Ordering::Relaxed);
+                    lost_e[i].store(since(), Ordering::Relaxed);
                 }
             });
             tokio::spawn(async move {
                 while reconnects.recv().await.is_ok() {
                     tracing::info!("redis connection restored");
-                    up_r[i].store(true, Ordering::Relaxed);
+                    lost_r[i].store(0, Ordering::Relaxed);
                 }
             });
             // Events before the listeners existed.
-            up[i].store(c.is_connected(), Ordering::Relaxed);
+            if !c.is_connected() {
+                lost[i].store(since(), Ordering::Relaxed);
+            }
         }
         Ok(Backend {
             pool,
-            up,
+            lost,
+            epoch,
             next: AtomicUsize::new(0),
             tx,
             options,
@@ -157,11 +162,16 @@ impl Backend {
 
     /// The next pooled connection that is up, round robin.
     fn client(&self) -> Result<&Client, Unavailable> {
-        let n = self.up.len();
+        let n = self.lost.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let usable = |i: usize| match self.lost[i].load(Ordering::Relaxed) {
+            0 => true,
+            at => now.saturating_sub(at) > 1_000 && self.pool.clients()[i].is_connected(),
+        };
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| self.up[i].load(Ordering::Relaxed))
+            .find(|&i| usable(i))
             .map(|i| &self.pool.clients()[i])
             .ok_or_else(|| Unavailable::Down("no connection to Redis (reconnecting)".into()))
     }

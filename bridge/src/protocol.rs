@@ -355,6 +355,89 @@ pub fn error_body(msg: &str) -> Vec<u8> {
     out
 }
 
+/// The parsers' invariants on arbitrary bytes, shared by the fuzz target
+/// (`fuzz/fuzz_targets/bridge_request.rs`) and its proptest twin: no
+/// panic, and whatever is accepted has exactly the protocol's shape.
+///
+/// The first byte picks the parser (and the pipeline limit), the rest is
+/// the body or path.
+#[doc(hidden)]
+pub fn check_invariants(data: &[u8]) {
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
+    let valid_name = |c: &Command| {
+        !c.is_empty()
+            && !c[0].is_empty()
+            && c[0]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    };
+    match ctl % 3 {
+        0 => match parse_command(body) {
+            Ok(c) => {
+                assert!(valid_name(&c));
+                let v: serde_json::Value = serde_json::from_slice(body).expect("accepted, so JSON");
+                let a = v.as_array().expect("accepted, so an array");
+                assert_eq!(a.len(), c.len());
+                for (j, arg) in a.iter().zip(&c) {
+                    match j {
+                        serde_json::Value::String(s) => assert_eq!(s.as_bytes(), arg.as_ref()),
+                        serde_json::Value::Bool(b) => {
+                            assert_eq!(arg.as_ref(), b.to_string().as_bytes())
+                        }
+                        serde_json::Value::Number(_) => assert!(!arg.is_empty()),
+                        other => panic!("accepted an argument that is {other}"),
+                    }
+                }
+            }
+            Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
+        },
+        1 => {
+            let max = usize::from(ctl >> 2) + 1;
+            match parse_commands(body, max) {
+                Ok(cmds) => {
+                    assert!(!cmds.is_empty() && cmds.len() <= max);
+                    assert!(cmds.iter().all(valid_name));
+                }
+                Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
+            }
+        }
+        _ => {
+            let path = String::from_utf8_lossy(body);
+            match parse_path(&path, None) {
+                Ok(c) => {
+                    assert!(valid_name(&c));
+                    let segments = path.strip_prefix('/').unwrap_or(&path).split('/').count();
+                    assert_eq!(c.len(), segments, "one argument per segment");
+                }
+                Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
+            }
+        }
+    }
+    // Any bytes survive base64 in a reply; "OK" is the one string left as is.
+    let mut out = Vec::new();
+    push_value(
+        &mut out,
+        &Resp3Frame::BlobString {
+            data: Bytes::copy_from_slice(body),
+            attributes: None,
+        },
+        true,
+    );
+    let s: String = serde_json::from_slice(&out).expect("a JSON string");
+    if body == b"OK" {
+        assert_eq!(s, "OK");
+    } else {
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .expect("base64"),
+            body
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,89 +628,6 @@ mod tests {
         assert_eq!(
             error_body("ERR \"quoted\""),
             br#"{"error":"ERR \"quoted\""}"#
-        );
-    }
-}
-
-/// The parsers' invariants on arbitrary bytes, shared by the fuzz target
-/// (`fuzz/fuzz_targets/bridge_request.rs`) and its proptest twin: no
-/// panic, and whatever is accepted has exactly the protocol's shape.
-///
-/// The first byte picks the parser (and the pipeline limit), the rest is
-/// the body or path.
-#[doc(hidden)]
-pub fn check_invariants(data: &[u8]) {
-    let Some((&ctl, body)) = data.split_first() else {
-        return;
-    };
-    let valid_name = |c: &Command| {
-        !c.is_empty()
-            && !c[0].is_empty()
-            && c[0]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
-    };
-    match ctl % 3 {
-        0 => match parse_command(body) {
-            Ok(c) => {
-                assert!(valid_name(&c));
-                let v: serde_json::Value = serde_json::from_slice(body).expect("accepted, so JSON");
-                let a = v.as_array().expect("accepted, so an array");
-                assert_eq!(a.len(), c.len());
-                for (j, arg) in a.iter().zip(&c) {
-                    match j {
-                        serde_json::Value::String(s) => assert_eq!(s.as_bytes(), arg.as_ref()),
-                        serde_json::Value::Bool(b) => {
-                            assert_eq!(arg.as_ref(), b.to_string().as_bytes())
-                        }
-                        serde_json::Value::Number(_) => assert!(!arg.is_empty()),
-                        other => panic!("accepted an argument that is {other}"),
-                    }
-                }
-            }
-            Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
-        },
-        1 => {
-            let max = usize::from(ctl >> 2) + 1;
-            match parse_commands(body, max) {
-                Ok(cmds) => {
-                    assert!(!cmds.is_empty() && cmds.len() <= max);
-                    assert!(cmds.iter().all(valid_name));
-                }
-                Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
-            }
-        }
-        _ => {
-            let path = String::from_utf8_lossy(body);
-            match parse_path(&path, None) {
-                Ok(c) => {
-                    assert!(valid_name(&c));
-                    let segments = path.strip_prefix('/').unwrap_or(&path).split('/').count();
-                    assert_eq!(c.len(), segments, "one argument per segment");
-                }
-                Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
-            }
-        }
-    }
-    // Any bytes survive base64 in a reply; "OK" is the one string left as is.
-    let mut out = Vec::new();
-    push_value(
-        &mut out,
-        &Resp3Frame::BlobString {
-            data: Bytes::copy_from_slice(body),
-            attributes: None,
-        },
-        true,
-    );
-    let s: String = serde_json::from_slice(&out).expect("a JSON string");
-    if body == b"OK" {
-        assert_eq!(s, "OK");
-    } else {
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .expect("base64"),
-            body
         );
     }
 }

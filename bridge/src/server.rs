@@ -324,7 +324,8 @@ async fn run<T>(
             Unavailable::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Unavailable::Down(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        tracing::warn!(error = %e, "redis");
+        // Connection losses are logged once, by the backend; not per request.
+        tracing::debug!(error = %e, "redis");
         error(status, &e.to_string())
     })
 }
