@@ -927,7 +927,11 @@ export class MemoryCache<V = unknown> {
     if (scope === null || typeof scope !== 'object') {
       throw new EdgeCacheError('INVALID_SCOPE', `scope takes { tenant?, user? }, got ${describe(scope)}`);
     }
-    checkOptionNames(scope, ['tenant', 'user'], 'scope');
+    for (const name of Object.keys(scope)) {
+      if (name !== 'tenant' && name !== 'user') {
+        throw new EdgeCacheError('INVALID_SCOPE', `unknown scope field ${JSON.stringify(name)}; known: tenant, user`);
+      }
+    }
     let tenant = scopePart('tenant', scope.tenant);
     let user = scopePart('user', scope.user);
     if (tenant === undefined && user === undefined) {

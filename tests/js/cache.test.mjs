@@ -580,7 +580,7 @@ describe('issue 8: options and inputs are validated, never coerced or ignored', 
     throwsCode(() => c.set('k', 1, { tll: 10 }), 'INVALID_OPTION');
     throwsCode(() => c.set('k', undefined, { tll: 10 }), 'INVALID_OPTION');
     throwsCode(() => c.setMany([['k', 1, { tll: 10 }]]), 'INVALID_OPTION');
-    throwsCode(() => c.scope({ tenant: 'a', usr: 'b' }), 'INVALID_OPTION');
+    throwsCode(() => c.scope({ tenant: 'a', usr: 'b' }), 'INVALID_SCOPE');
     assert.equal(c.has('k'), false);
   });
 
