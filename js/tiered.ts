@@ -9,7 +9,7 @@
 // file does the I/O and keeps an L1 hit as cheap as a MemoryCache hit plus
 // one `await`.
 import { EdgeCacheError } from './errors.js';
-import { MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
+import { CACHE_IDENTITY, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
 import { Signer, type EnvelopeScope, type SignerOptions } from './signer.js';
 import { RedisRest, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
 import { BreakerCore, LayoutCore, promotionTtl } from './wasm/edgecache.js';
@@ -806,6 +806,15 @@ export class TieredCache<V = unknown> {
     if (tenant !== undefined) sc.tenant = tenant;
     if (user !== undefined) sc.user = user;
     return new TieredCache<V>(undefined as unknown as TieredCacheOptions, { s: this.#s, l1, scope: sc });
+  }
+
+  /**
+   * @internal See CACHE_IDENTITY in cache.ts: views of one TieredCache and
+   * scope share the in-flight computations of `memoize`, the decorators
+   * and `cachePage`, even when a view is created per call.
+   */
+  [CACHE_IDENTITY](): { root: object; scope: string } {
+    return { root: this.#s, scope: this.#l1[CACHE_IDENTITY]().scope };
   }
 
   /** L1 figures for this view, L2 and breaker figures for the whole cache. */

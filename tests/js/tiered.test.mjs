@@ -507,6 +507,27 @@ describe('TieredCache with memoize, @cached and cachePage', () => {
     assert.equal((await tier.keys('*')).length, 1, 'the result is in Redis');
   });
 
+  test('@cached through a fresh scope view per call shares one flight per tenant, never across tenants', async () => {
+    const tier = isolate({ prefix: 'flight' });
+    const loads = { acme: 0, globex: 0 };
+    let open;
+    const gate = new Promise((r) => (open = r));
+    async function get(id) {
+      loads[this.tenant]++;
+      await gate;
+      return `${this.tenant}:${id}`;
+    }
+    const ctx = { kind: 'method', name: 'get', static: false, private: false, addInitializer() {}, metadata: {} };
+    const decorated = cached({ cache: (self) => tier.scope({ tenant: self.tenant }), ttl: 60_000 })(get, ctx);
+    const acme = { tenant: 'acme' };
+    const globex = { tenant: 'globex' };
+    const calls = [decorated.call(acme, 1), decorated.call(acme, 1), decorated.call(acme, 1), decorated.call(globex, 1)];
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(loads, { acme: 1, globex: 1 }, 'one load per tenant');
+    open();
+    assert.deepEqual(await Promise.all(calls), ['acme:1', 'acme:1', 'acme:1', 'globex:1']);
+  });
+
   test('cachePage stores pages in Redis for every isolate', async () => {
     let calls = 0;
     const handler = async () => {
