@@ -346,6 +346,13 @@ export class TieredCache<V = unknown> {
     const sc = this.#scope;
     this.#vspace = this.#s.layout.space(false, part(sc?.tenant), part(sc?.user));
     this.#nspace = this.#s.layout.space(true, part(sc?.tenant), part(sc?.user));
+    // See CACHE_IDENTITY in cache.ts: views of one TieredCache and scope
+    // share the in-flight computations of memoize, the decorators and
+    // cachePage, even when a view is created per call. Set here rather than
+    // as a computed class member, which would keep the whole tier in every
+    // bundle that never uses it (esbuild cannot drop such a class).
+    const identity = { root: this.#s as object, scope: this.#l1[CACHE_IDENTITY]().scope };
+    (this as unknown as Record<symbol, () => typeof identity>)[CACHE_IDENTITY] = () => identity;
   }
 
   // ---- the L2 call, with the breaker, statistics and failOpen ----
@@ -806,15 +813,6 @@ export class TieredCache<V = unknown> {
     if (tenant !== undefined) sc.tenant = tenant;
     if (user !== undefined) sc.user = user;
     return new TieredCache<V>(undefined as unknown as TieredCacheOptions, { s: this.#s, l1, scope: sc });
-  }
-
-  /**
-   * @internal See CACHE_IDENTITY in cache.ts: views of one TieredCache and
-   * scope share the in-flight computations of `memoize`, the decorators
-   * and `cachePage`, even when a view is created per call.
-   */
-  [CACHE_IDENTITY](): { root: object; scope: string } {
-    return { root: this.#s, scope: this.#l1[CACHE_IDENTITY]().scope };
   }
 
   /** L1 figures for this view, L2 and breaker figures for the whole cache. */
