@@ -195,6 +195,32 @@ export function isThenable(x: unknown): x is PromiseLike<unknown> {
 // (MemoryCache does) names its root object and its scope; any other cache
 // is its own identity.
 
+// The cross-request rule of Cloudflare Workers: a request must never wait
+// on another request's I/O. An I/O object (a Response body, a stream) made
+// in one request throws "Cannot perform I/O on behalf of a different
+// request" in another, and a promise settled by another request's fetch
+// hangs for good if that request is cancelled first. workerd gives no way
+// to tell which request a call belongs to (AsyncLocalStorage needs the
+// `nodejs_als` or `nodejs_compat` flag, which a library cannot require), so
+// there callers never join another caller's in-flight promise: concurrent
+// misses each compute (each request does its own fetch) and share only
+// what the cache holds once a computation is done (plain data). Elsewhere
+// (Node, Deno, Bun, browsers) concurrent misses share one computation.
+// Flights are still registered in Workers, so that a delete or write that
+// begins meanwhile keeps a computation's (older) result out of the cache.
+
+/** Whether this is the Cloudflare Workers runtime (workerd), by its documented user agent. */
+function inWorkers(): boolean {
+  const nav = (globalThis as { navigator?: { userAgent?: unknown } }).navigator;
+  return nav !== undefined && nav !== null && nav.userAgent === 'Cloudflare-Workers';
+}
+
+/**
+ * @internal Whether a caller may join a computation (or a Redis read)
+ * another caller started: `false` in Cloudflare Workers (see above).
+ */
+export const shareFlights: boolean = !inWorkers();
+
 /** @internal A computation under way for one key. */
 export interface Flight {
   promise: Promise<unknown>;

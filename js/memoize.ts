@@ -7,7 +7,7 @@
 // promise kept on the entry: no promise is allocated per hit.
 import { EdgeCacheError } from './errors.js';
 import { MemoryCache, checkOptionNames, estimate } from './cache.js';
-import { argsKey, flightsOf, isThenable, type Flight, type Flights } from './keys.js';
+import { argsKey, flightsOf, isThenable, shareFlights, type Flight, type Flights } from './keys.js';
 
 /**
  * What `memoize`, the decorators and `cachePage` need from a cache: the
@@ -282,7 +282,8 @@ export class Engine {
     }
     const flights = flightsOf(cache);
     const flight = flights.get(k);
-    if (flight !== undefined && !flight.sync) return flight.promise;
+    // In Workers, another caller's flight may be another request's I/O: compute instead (keys.ts).
+    if (flight !== undefined && !flight.sync && shareFlights) return flight.promise;
     return this.compute(cache, now, flights, self, args, k);
   }
 
@@ -428,7 +429,9 @@ export function ownCache(kind: string): MemoryCache {
  *
  * - Concurrent calls that miss the same key share one call of `fn` and its
  *   result or rejection (single-flight); a rejection is not cached unless
- *   `cacheErrors` says so.
+ *   `cacheErrors` says so. Not in Cloudflare Workers, where a request must
+ *   never wait on another request's I/O: there each concurrent miss calls
+ *   `fn`, and the result is shared through the cache once stored.
  * - With `staleWhileRevalidate`, a result older than `ttl` is still served
  *   for that long while one background call refreshes it.
  * - Async results are served as the same resolved promise on every hit.

@@ -15,6 +15,7 @@ import { RedisRest, type RedisArg, type RedisRestOptions, type RedisValue } from
 import { BreakerCore, LayoutCore, promotionTtl } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
+import { shareFlights } from './keys.js';
 
 /** Turns values into envelope payloads and back. */
 export interface Serializer {
@@ -434,6 +435,7 @@ export class TieredCache<V = unknown> {
   #load(key: string): Promise<unknown> {
     const s = this.#s;
     const rk = this.#vspace + key;
+    if (!shareFlights) return this.#loadAlone(key, rk);
     const inFlight = s.flights.get(rk);
     // A stale flight began before a write or delete of this key: a read that
     // begins now must not get its (older) answer.
@@ -444,6 +446,29 @@ export class TieredCache<V = unknown> {
     });
     s.flights.set(rk, flight);
     return flight.promise;
+  }
+
+  /**
+   * A read that joins no other (Cloudflare Workers: a request must never wait
+   * on another request's fetch, keys.ts). Watched as a one-key `getMany`
+   * batch, so that any number of concurrent reads of a key are all kept out
+   * of L1 by a write or delete that begins meanwhile.
+   */
+  async #loadAlone(key: string, rk: string): Promise<unknown> {
+    const s = this.#s;
+    const batch: Batch = { keys: new Set([rk]), stale: new Set(), all: false };
+    const watch = {
+      promise: undefined as unknown as Promise<unknown>,
+      get stale() {
+        return batch.all || batch.stale.size > 0;
+      },
+    };
+    s.batches.add(batch);
+    try {
+      return await this.#fetch(key, rk, watch);
+    } finally {
+      s.batches.delete(batch);
+    }
   }
 
   async #fetch(key: string, rk: string, flight: Flight): Promise<unknown> {
