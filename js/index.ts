@@ -11,3 +11,4 @@ export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCac
 export { cachePage, type CachePageOptions, type FetchHandler } from './page.js';
 export { RedisRest, type RedisRestOptions, type RedisSetOptions, type RedisArg, type RedisValue, type RedisEnv, type Outcome } from './redis.js';
 export { TieredCache, jsonSerializer, type TieredCacheOptions, type TieredStats, type L2Stats, type Serializer } from './tiered.js';
+export { fromEnv, L1Cache, type WorkersCache, type WorkersEnv, type FromEnvOptions, type L1Stats } from './workers.js';
