@@ -1,0 +1,188 @@
+// The example JS Worker: a read-through cache in front of an origin, built
+// with the npm package and fromEnv(env): L1 only by default, tiered (this
+// isolate's L1 in front of Redis, values signed) once the Redis bindings
+// are set. `make dev-js` serves it locally on workerd (wrangler dev).
+//
+//   GET  /<anything>                 the origin's answer, cached
+//                                    (x-cache: MISS | HIT | STALE; x-cache-tier: l1 | l2 on hits)
+//   GET  /__edgecache/stats          the cache's statistics, JSON
+//   GET  /__edgecache                the same as a small HTML page
+//   DELETE /__edgecache/purge?pattern=<glob>
+//                                    deletes the cached paths matching the glob (L1 and L2);
+//                                    needs `Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>`
+//
+// Bindings: ORIGIN_URL (default: the demo origin below, deliberately slow,
+// so the Worker works offline), EDGECACHE_ADMIN_TOKEN (a secret), and
+// fromEnv's: EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN,
+// EDGECACHE_SIGNING_KEYS, EDGECACHE_MAX_ENTRIES, ... (README.md).
+import { fromEnv } from 'edgecache';
+
+/** How long a page is fresh, then how long it may still be served while one request refreshes it. */
+const FRESH_MS = 30_000;
+const STALE_MS = 60_000;
+/** The largest body kept (bigger ones are passed through). */
+const MAX_BODY = 512 * 1024;
+const ADMIN = '/__edgecache';
+
+/** The demo origin: slow on purpose, so a HIT is visibly faster than a MISS. */
+let renders = 0;
+async function demoOrigin(url) {
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  renders++;
+  return Response.json(
+    { path: url.pathname, query: url.search, renderedAt: new Date().toISOString(), render: renders },
+    { headers: { 'cache-control': 'public, max-age=30' } },
+  );
+}
+
+async function fromOrigin(env, url) {
+  if (!env.ORIGIN_URL) return demoOrigin(url);
+  return fetch(new URL(url.pathname + url.search, env.ORIGIN_URL), { headers: { accept: '*/*' } });
+}
+
+// Bodies travel as base64 in the cache: values must be JSON for the Redis tier.
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+function fromBase64(b64) {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+const SKIP_HEADERS = new Set(['set-cookie', 'content-length', 'content-encoding', 'transfer-encoding', 'connection', 'x-cache', 'x-cache-tier']);
+
+/** Fetches from the origin and stores a cacheable answer; returns the response for the client. */
+async function fill(cache, env, url, key) {
+  const res = await fromOrigin(env, url);
+  const cacheable = res.status === 200 && !res.headers.has('set-cookie') && !/no-store|private/.test(res.headers.get('cache-control') ?? '');
+  if (!cacheable) return res;
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const headers = [];
+  res.headers.forEach((v, k) => {
+    if (!SKIP_HEADERS.has(k)) headers.push([k, v]);
+  });
+  if (bytes.length <= MAX_BODY) {
+    const entry = { s: res.status, h: headers, b: toBase64(bytes), f: Date.now() + FRESH_MS };
+    // A Redis failure never fails the request: the cache fails open (it counts the error).
+    await cache.set(key, entry, { ttl: FRESH_MS + STALE_MS }).catch(() => {});
+  }
+  return new Response(bytes, { status: res.status, headers });
+}
+
+function replay(entry, xCache, tier) {
+  const headers = new Headers(entry.h);
+  headers.set('x-cache', xCache);
+  if (tier) headers.set('x-cache-tier', tier);
+  return new Response(fromBase64(entry.b), { status: entry.s, headers });
+}
+
+/** Keys being refreshed in this isolate: plain data, never a promise another request awaits. */
+const refreshing = new Set();
+
+async function cached(request, env, ctx, cache) {
+  const url = new URL(request.url);
+  // The key is the path and query; purge globs match it (`/blog/*`).
+  const key = url.pathname + url.search;
+  const tier = cache.l1.has(key) ? 'l1' : 'l2';
+  const entry = await cache.get(key);
+  if (entry && typeof entry.b === 'string') {
+    if (entry.f > Date.now()) return replay(entry, 'HIT', tier);
+    if (!refreshing.has(key)) {
+      refreshing.add(key);
+      ctx.waitUntil(
+        fill(cache, env, url, key)
+          .then((r) => r.body?.cancel())
+          .catch(() => {})
+          .finally(() => refreshing.delete(key)),
+      );
+    }
+    return replay(entry, 'STALE', tier);
+  }
+  const res = await fill(cache, env, url, key);
+  const out = new Response(res.body, res);
+  out.headers.set('x-cache', 'MISS');
+  return out;
+}
+
+// ---- admin ----
+
+async function sameSecret(a, b) {
+  const enc = new TextEncoder();
+  const [x, y] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
+  const p = new Uint8Array(x);
+  const q = new Uint8Array(y);
+  let diff = 0;
+  for (let i = 0; i < p.length; i++) diff |= p[i] ^ q[i];
+  return diff === 0;
+}
+
+async function purge(request, env, cache) {
+  const auth = request.headers.get('authorization');
+  if (auth === null) {
+    return Response.json({ error: 'purging needs Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>' }, { status: 401, headers: { 'www-authenticate': 'Bearer' } });
+  }
+  const given = /^Bearer (.+)$/.exec(auth)?.[1] ?? '';
+  // No admin token configured: nobody may purge (set one with `wrangler secret put EDGECACHE_ADMIN_TOKEN`).
+  if (!env.EDGECACHE_ADMIN_TOKEN || !(await sameSecret(given, env.EDGECACHE_ADMIN_TOKEN))) {
+    return Response.json({ error: 'wrong token' }, { status: 403 });
+  }
+  const pattern = new URL(request.url).searchParams.get('pattern');
+  if (!pattern) return Response.json({ error: 'give the glob to purge: ?pattern=/blog/*' }, { status: 400 });
+  try {
+    // The caller's glob, as given, over the cached paths (L1 and L2).
+    return Response.json({ pattern, deleted: await cache.deletePattern(pattern) });
+  } catch (e) {
+    // Deletes never fail open: a delete Redis did not see would let the value come back.
+    return Response.json({ error: `not purged: ${e.message}`, code: e.code }, { status: 503 });
+  }
+}
+
+function statsOf(cache, env) {
+  const s = cache.stats();
+  return { tiered: s.l2 !== null, origin: env.ORIGIN_URL || 'demo', ...s };
+}
+
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function page(stats) {
+  const { l1, l2, breaker } = stats;
+  const rows = [
+    ['hit rate (L1)', `${(l1.hitRate * 100).toFixed(1)} % (${l1.hits} hits, ${l1.misses} misses)`],
+    ['entries', `${l1.entries} of ${l1.maxEntries}`],
+    ['bytes', `${l1.bytes} of ${l1.maxBytes}`],
+    ['L2 (Redis)', l2 === null ? 'off: L1 only (set EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN, EDGECACHE_SIGNING_KEYS)' : `${l2.hits} hits, ${l2.misses} misses, ${l2.rejected} rejected, ${l2.writes} writes, errors ${JSON.stringify(l2.errors)}, p50 ${l2.latency.p50.toFixed(1)} ms`],
+    ['breaker', breaker === null ? '-' : `${breaker.state} (opened ${breaker.opened} times)`],
+    ['origin', stats.origin],
+  ];
+  const body = rows.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join('');
+  return new Response(
+    `<!doctype html><meta charset="utf-8"><title>edgecache</title><h1>edgecache</h1><table>${body}</table><p><a href="${ADMIN}/stats">JSON</a></p>`,
+    { headers: { 'content-type': 'text/html; charset=utf-8' } },
+  );
+}
+
+const pages = new WeakMap();
+
+export default {
+  async fetch(request, env, ctx) {
+    // One cache per isolate: fromEnv returns the same instance on every request.
+    // Pages live in a scope of their own, so a purge glob reaches pages only;
+    // the view is made once per cache, not per request.
+    const root = fromEnv(env);
+    let cache = pages.get(root);
+    if (cache === undefined) pages.set(root, (cache = root.scope({ tenant: 'pages' })));
+    const { pathname } = new URL(request.url);
+    if (pathname === `${ADMIN}/stats`) return Response.json(statsOf(root, env));
+    if (pathname === ADMIN) return page(statsOf(root, env));
+    if (pathname === `${ADMIN}/purge`) {
+      if (request.method !== 'DELETE') return new Response('use DELETE\n', { status: 405, headers: { allow: 'DELETE' } });
+      return purge(request, env, cache);
+    }
+    if (request.method !== 'GET') return fromOrigin(env, new URL(request.url));
+    return cached(request, env, ctx, cache);
+  },
+};
