@@ -203,7 +203,8 @@ const HOW_TO_L2 =
  * isolate's memory only), said once in the log.
  *
  * One cache per isolate: calls with the same binding values return the same
- * instance, so call it in every request. Bindings override `options`.
+ * instance, so call it in every request. Bindings override `options`, which
+ * apply when the cache is made (the first call with these binding values).
  *
  * @example
  * ```ts

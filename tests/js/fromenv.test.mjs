@@ -1,0 +1,180 @@
+// fromEnv(env): the bindings it reads, strictly; one cache per isolate and
+// configuration; L1-only (L1Cache, the same async API) without Redis, said
+// once; Redis without signing keys refused with the fix. The Worker itself
+// runs in workerd in worker.test.mjs.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fromEnv, L1Cache, TieredCache, Signer, EdgeCacheError, memoize, generateSecureKey } from 'edgecache';
+import { startRedis, startBridge } from './servers.mjs';
+
+let n = 0;
+/** A distinct configuration per test (instances are kept per isolate). */
+const fresh = (env = {}) => ({ EDGECACHE_PREFIX: `t${++n}`, ...env });
+const quiet = { log: () => {} };
+const KEY = generateSecureKey();
+
+function throwsCode(fn, code, re) {
+  assert.throws(fn, (e) => {
+    assert.ok(e instanceof EdgeCacheError, String(e));
+    assert.equal(e.code, code, e.message);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+describe('fromEnv without Redis', () => {
+  test('an L1Cache, said once in the log with how to enable L2; the same instance on every call', () => {
+    const logs = [];
+    const env = fresh();
+    const a = fromEnv(env, { log: (m) => logs.push(m) });
+    assert.ok(a instanceof L1Cache);
+    assert.equal(fromEnv({ ...env }, { log: (m) => logs.push(m) }), a, 'same binding values, same cache');
+    assert.equal(fromEnv(env), a);
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], /L1-only/);
+    assert.match(logs[0], /EDGECACHE_REDIS_URL/);
+    assert.match(logs[0], /wrangler secret put EDGECACHE_SIGNING_KEYS/);
+    const b = fromEnv(fresh(), quiet);
+    assert.notEqual(b, a, 'another configuration, another cache');
+  });
+
+  test('L1Cache has the async methods of TieredCache', async () => {
+    const c = fromEnv(fresh({ EDGECACHE_DEFAULT_TTL: '60000' }), quiet);
+    for (const m of Object.getOwnPropertyNames(TieredCache.prototype)) {
+      if (m === 'constructor' || m === 'redis' || m === 'free') continue;
+      assert.ok(m in c, `L1Cache lacks ${m}`);
+    }
+    assert.equal(await c.set('a', { x: 1 }), c);
+    assert.deepEqual(await c.get('a'), { x: 1 });
+    assert.equal(await c.has('a'), true);
+    assert.ok((await c.ttl('a')) <= 60_000);
+    await c.setMany([['b', 2], ['c', 3, { ttl: 0 }]]);
+    assert.deepEqual(await c.getMany(['a', 'b', 'zz']), [{ x: 1 }, 2, undefined]);
+    assert.equal(await c.ttl('c'), Infinity);
+    assert.equal(await c.incr('n', 5), 5);
+    assert.equal(await c.decr('n'), 4);
+    assert.equal(await c.counter('n'), 4);
+    assert.deepEqual((await c.keys('[ab]')).sort(), ['a', 'b']);
+    assert.equal(await c.deletePattern('[ab]'), 2);
+    assert.equal(await c.delete('c'), true);
+    assert.equal(await c.deleteMany(['n', 'zz']), 1);
+    const s = c.scope({ tenant: 'acme' });
+    await s.set('a', 1);
+    assert.equal(await c.get('a'), undefined, 'scopes stay apart');
+    assert.equal(await s.get('a'), 1);
+    await s.clear();
+    assert.equal(await s.get('a'), undefined);
+    const st = c.stats();
+    assert.equal(st.l2, null);
+    assert.equal(st.breaker, null);
+    assert.ok(st.l1.sets >= 4);
+    assert.equal(typeof c.now(), 'number');
+    assert.equal(c.l1.maxEntries ?? c.l1.stats().maxEntries, 10_000);
+    // memoize takes it as its cache.
+    let calls = 0;
+    const f = memoize(async (x) => (++calls, x * 2), { cache: c, prefix: 'f:' });
+    assert.equal(await f(2), 4);
+    assert.equal(await f(2), 4);
+    assert.equal(calls, 1);
+  });
+
+  test('bounds and TTLs from the bindings (strings or numbers), over the options', () => {
+    const c = fromEnv(fresh({ EDGECACHE_MAX_ENTRIES: '5', EDGECACHE_MAX_BYTES: 4096 }), { ...quiet, maxEntries: 7, maxBytes: 100_000 });
+    assert.equal(c.stats().l1.maxEntries, 5);
+    assert.equal(c.stats().l1.maxBytes, 4096);
+    const d = fromEnv(fresh(), { ...quiet, maxEntries: 7, maxBytes: 100_000 });
+    assert.equal(d.stats().l1.maxEntries, 7);
+    assert.equal(d.stats().l1.maxBytes, 100_000);
+    assert.ok(fromEnv(fresh({ EDGECACHE_MAX_BYTES: 'Infinity' }), quiet).stats().l1.maxBytes >= Number.MAX_SAFE_INTEGER, 'no byte bound');
+  });
+
+  test('a bad value is INVALID_OPTION naming the binding', () => {
+    const bad = [
+      ['EDGECACHE_MAX_ENTRIES', '10k'],
+      ['EDGECACHE_MAX_ENTRIES', '0'],
+      ['EDGECACHE_MAX_ENTRIES', '1e3'],
+      ['EDGECACHE_MAX_ENTRIES', 1.5],
+      ['EDGECACHE_MAX_BYTES', '-1'],
+      ['EDGECACHE_DEFAULT_TTL', '-5'],
+      ['EDGECACHE_DEFAULT_TTL', '60s'],
+      ['EDGECACHE_L1_TTL', 'soon'],
+      ['EDGECACHE_DEFAULT_TTL', true],
+    ];
+    for (const [name, value] of bad) {
+      throwsCode(() => fromEnv(fresh({ [name]: value }), quiet), 'INVALID_OPTION', new RegExp(name));
+    }
+    throwsCode(() => fromEnv(fresh(), { nope: 1 }), 'INVALID_OPTION', /unknown option `nope`/);
+    throwsCode(() => fromEnv(null), 'INVALID_OPTION', /env/);
+  });
+});
+
+describe('fromEnv with Redis bindings', () => {
+  const URL_ = 'http://127.0.0.1:9';
+  test('Redis without signing keys is an error naming the fix, never an unsigned L2', () => {
+    for (const env of [
+      { EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't' },
+      { UPSTASH_REDIS_REST_URL: URL_, UPSTASH_REDIS_REST_TOKEN: 't' },
+    ]) {
+      throwsCode(() => fromEnv(fresh(env), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_SIGNING_KEYS/);
+    }
+  });
+
+  test('half a Redis configuration is an error naming the missing binding', () => {
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_REDIS_TOKEN/);
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /EDGECACHE_REDIS_URL is not/);
+  });
+
+  test('signing keys are checked: format, duplicates, strength, naming the binding', () => {
+    const env = (keys) => fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: keys });
+    for (const k of ['nokey', 'k1:', ':abc', `k1:${KEY},`, `k1:${KEY},k2`]) {
+      throwsCode(() => fromEnv(env(k), quiet), 'INVALID_OPTION', /EDGECACHE_SIGNING_KEYS/);
+    }
+    throwsCode(() => fromEnv(env(`k1:${KEY},k1:${generateSecureKey()}`), quiet), 'INVALID_OPTION', /twice/);
+    throwsCode(() => fromEnv(env('k1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'), quiet), 'WEAK_KEY', /EDGECACHE_SIGNING_KEYS/);
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}`, EDGECACHE_PREFIX: 'a:b' }), quiet), 'INVALID_OPTION', /EDGECACHE_PREFIX/);
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: 'ftp://x', EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /EDGECACHE_REDIS_URL/);
+  });
+
+  test('the UPSTASH_REDIS_REST_* names work too; one instance per configuration', () => {
+    const env = fresh({ UPSTASH_REDIS_REST_URL: URL_, UPSTASH_REDIS_REST_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` });
+    const c = fromEnv(env, quiet);
+    assert.ok(c instanceof TieredCache);
+    assert.equal(fromEnv({ ...env }, quiet), c);
+    assert.notEqual(fromEnv({ ...env, EDGECACHE_SIGNING_KEYS: `k2:${KEY}` }, quiet), c);
+  });
+});
+
+describe('fromEnv against a real bridge', () => {
+  let redis;
+  let bridge;
+  const token = randomBytes(24).toString('base64url');
+  before(async () => {
+    redis = await startRedis();
+    bridge = await startBridge({ redisUrl: redis.url, token });
+  });
+  after(async () => {
+    await bridge?.stop();
+    await redis?.stop();
+  });
+
+  test('the first signing key signs, every key verifies; bounds and TTLs apply', async () => {
+    const k1 = generateSecureKey();
+    const k2 = generateSecureKey();
+    const base = { EDGECACHE_REDIS_URL: bridge.url, EDGECACHE_REDIS_TOKEN: token, EDGECACHE_PREFIX: 'fe', EDGECACHE_DEFAULT_TTL: '60000', EDGECACHE_L1_TTL: '0' };
+    const writer = fromEnv({ ...base, EDGECACHE_SIGNING_KEYS: ` new:${k2} , old:${k1} ` }, quiet);
+    await writer.set('x', { v: 1 });
+    const sealed = execFileSync('redis-cli', ['-p', String(redis.port), '--raw', 'GET', 'fe:v:r|x'], { encoding: 'utf8' }).trim();
+    assert.ok(new Signer({ keys: { new: k2 } }).openPayload('x', sealed) !== undefined, 'sealed with the first key');
+    assert.throws(() => new Signer({ keys: { old: k1 } }).openPayload('x', sealed), (e) => e.code === 'UNKNOWN_KEY_ID');
+    const pttl = Number(execFileSync('redis-cli', ['-p', String(redis.port), 'PTTL', 'fe:v:r|x'], { encoding: 'utf8' }));
+    assert.ok(pttl > 50_000 && pttl <= 60_000, String(pttl));
+    // Another isolate holding both keys in the other order reads it.
+    const reader = fromEnv({ ...base, EDGECACHE_SIGNING_KEYS: `old:${k1},new:${k2}`, EDGECACHE_MAX_ENTRIES: '100' }, quiet);
+    assert.notEqual(reader, writer);
+    assert.deepEqual(await reader.get('x'), { v: 1 });
+    assert.equal(reader.stats().l2.hits, 1);
+    assert.equal(reader.stats().l1.maxEntries, 100);
+  });
+});
