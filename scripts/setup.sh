@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh --run   what building and running needs (`make build`,
 #                            `make dev`): the wasm toolchain, wasm-bindgen,
-#                            Node >= 22 and the npm dev dependencies;
+#                            worker-build, Node >= 22 and the npm dev
+#                            dependencies;
 #   scripts/setup.sh         that, plus what the tests need (`make test`):
 #                            redis-server, webdis, chromium, chromedriver and
 #                            the tools that test the packed package
@@ -22,6 +23,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_ONLY=0
 [ "${1:-}" = --run ] && RUN_ONLY=1
+# --dev-tiered: --run, plus the redis-server `make dev-tiered` starts.
+DEV_TIERED=0
+if [ "${1:-}" = --dev-tiered ]; then RUN_ONLY=1; DEV_TIERED=1; fi
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 SUDO=""
@@ -77,6 +81,16 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WB_VERSION" ];
     || cargo install -q wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
+# ---- 2b. worker-build, for the example Rust Worker (make dev) ----
+# scripts/rust-worker.sh points its downloads (wasm-bindgen, esbuild) at
+# local binaries; wasm-opt is off in examples/rust-worker/Cargo.toml.
+WORKER_BUILD=0.8.7
+if ! worker-build --version 2>/dev/null | grep -qw "$WORKER_BUILD"; then
+  log "cargo install worker-build $WORKER_BUILD (about 5 minutes)"
+  cargo install -q worker-build --version "$WORKER_BUILD" --locked \
+    || cargo install -q worker-build --version "$WORKER_BUILD"
+fi
+
 # ---- 3. Node.js >= 22 and the npm dev dependencies ----
 # The current wrangler needs Node 22.12; Debian 12 ships Node 18. Where the
 # system Node is older than 22, Node 24 (LTS) comes from npm's
@@ -102,6 +116,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+if [ $DEV_TIERED = 1 ]; then apt_install redis-server; fi
 if [ $RUN_ONLY = 1 ]; then log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----

@@ -79,6 +79,14 @@ pub enum Error {
     /// The shared tier's answer is not what the protocol allows (not JSON,
     /// the wrong shape or length, a result of the wrong type, bad base64).
     L2Protocol(String),
+    /// The circuit breaker is open after repeated failures of the shared
+    /// tier: calls fail fast until a probe succeeds.
+    #[cfg(feature = "worker")]
+    L2Unavailable,
+    /// A value cannot be carried as JSON (the Rust Workers binding's serde
+    /// serialization failed).
+    #[cfg(feature = "worker")]
+    Unserializable(String),
 }
 
 impl Error {
@@ -108,6 +116,10 @@ impl Error {
             Error::L2Auth(_) => "L2_AUTH",
             Error::L2Redis(_) => "L2_REDIS",
             Error::L2Protocol(_) => "L2_PROTOCOL",
+            #[cfg(feature = "worker")]
+            Error::L2Unavailable => "L2_UNAVAILABLE",
+            #[cfg(feature = "worker")]
+            Error::Unserializable(_) => "UNSERIALIZABLE_VALUE",
         }
     }
 }
@@ -159,6 +171,13 @@ impl fmt::Display for Error {
             ),
             Error::L2Redis(why) => write!(f, "redis error: {why}"),
             Error::L2Protocol(why) => write!(f, "malformed answer from the redis tier: {why}"),
+            #[cfg(feature = "worker")]
+            Error::L2Unavailable => write!(
+                f,
+                "redis tier unavailable: the circuit breaker is open after repeated failures"
+            ),
+            #[cfg(feature = "worker")]
+            Error::Unserializable(why) => write!(f, "value cannot be stored as JSON: {why}"),
         }
     }
 }

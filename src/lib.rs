@@ -12,6 +12,10 @@
 //! * [`Layout`], [`Breaker`], [`promotion_ttl`]: the rules of the Redis
 //!   tier (key layout, circuit breaker, how long L1 keeps an L2 value).
 //! * [`command_body`], [`decode_pipeline`]: the Upstash REST protocol.
+//! * `worker` (cargo feature `worker`): the Cloudflare Workers binding for
+//!   Rust Workers (workers-rs), an L1 + Redis cache built from the Worker's
+//!   bindings with `EdgeCache::from_env`. The feature leaves out the npm
+//!   package's wasm-bindgen exports.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -27,13 +31,18 @@ mod secure_key;
 mod store;
 mod tier;
 
-#[cfg(target_arch = "wasm32")]
+// The npm package's wasm-bindgen exports. A Rust Worker (feature
+// `worker`) links this crate into its own wasm, which must not carry them.
+#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 #[doc(hidden)]
 pub mod wasm;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 mod wasm_signer;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 mod wasm_tier;
+
+#[cfg(feature = "worker")]
+pub mod worker;
 
 pub use clock::{Clock, ManualClock};
 pub use envelope::{

@@ -1,0 +1,385 @@
+//! The example Rust Worker: a read-through cache in front of an origin, on
+//! `edgecache::worker` (L1 in this isolate's memory, Redis as L2 when the
+//! bindings name one). `make dev` serves it on http://127.0.0.1:8787.
+//!
+//! * `GET /anything`: from the cache (`x-cache: HIT`, `x-cache-tier: l1 |
+//!   l2`), or from the origin (`x-cache: MISS`), or a stale copy while the
+//!   origin is asked again in the background (`x-cache: STALE`).
+//!   `ORIGIN_URL` names the origin; without it, a deliberately slow demo
+//!   origin in this Worker answers, so it all works offline.
+//! * `GET /__edgecache/stats` (JSON) and `GET /__edgecache` (HTML): the
+//!   cache's figures.
+//! * `DELETE /__edgecache/purge?pattern=<glob>`: purges the pages whose
+//!   path matches the glob, in L1 and L2; needs `Authorization: Bearer
+//!   <EDGECACHE_ADMIN_TOKEN>` (401 without, 403 wrong).
+//! * `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=`: the cache as
+//!   a JSON key-value store, same token: what a JS `TieredCache` with the
+//!   same prefix and keys reads and writes too.
+//!
+//! Requests share only the cache's plain data: each one fetches what it
+//! misses itself, never waiting on another request's I/O.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::time::Duration;
+
+use edgecache::worker::{EdgeCache, Hit, Tier};
+use edgecache::Scope;
+use serde::{Deserialize, Serialize};
+use worker::{event, Context, Date, Delay, Env, Fetch, Method, Request, Response, Result, Url};
+
+/// A page as cached: what the origin answered, and when.
+#[derive(Serialize, Deserialize)]
+struct Page {
+    status: u16,
+    #[serde(rename = "contentType")]
+    content_type: String,
+    body: String,
+    #[serde(rename = "fetchedAt")]
+    fetched_at: u64,
+}
+
+/// Responses served, by `x-cache`, in this isolate.
+#[derive(Default, Serialize)]
+struct Served {
+    hit: u64,
+    miss: u64,
+    stale: u64,
+}
+
+thread_local! {
+    static SERVED: RefCell<Served> = RefCell::new(Served::default());
+    /// Pages being revalidated in the background (plain data, no I/O handle).
+    static REVALIDATING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+fn ms(env: &Env, name: &str, dflt: u64) -> u64 {
+    var(env, name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(dflt)
+}
+
+fn now() -> u64 {
+    Date::now().as_millis()
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let cache = match EdgeCache::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => return Response::error(format!("edgecache configuration: {e}\n"), 500),
+    };
+    let url = req.url()?;
+    let path = url.path().to_owned();
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/__edgecache/stats") => Response::from_json(&stats(&cache)),
+        (Method::Get, "/__edgecache") | (Method::Get, "/__edgecache/") => {
+            Response::from_html(dashboard(&cache))
+        }
+        (Method::Delete, "/__edgecache/purge") => purge(&req, &env, &cache, &url).await,
+        (_, p) if p.starts_with("/__edgecache/kv/") => kv(req, &env, &cache, &url).await,
+        (_, p) if p.starts_with("/__edgecache") => Response::error("not found\n", 404),
+        (Method::Get | Method::Head, _) => read_through(&env, &ctx, &cache, &url).await,
+        _ => Response::error("method not allowed: this cache serves GET and HEAD\n", 405),
+    }
+}
+
+/// The page at `url`: from the cache, or from the origin (then cached).
+async fn read_through(env: &Env, ctx: &Context, cache: &EdgeCache, url: &Url) -> Result<Response> {
+    let key = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let fresh = ms(env, "CACHE_TTL", 60_000);
+    let stale = ms(env, "STALE_TTL", 300_000);
+    // A value that does not read as a Page (written by someone else) is a miss.
+    let found = cache.lookup::<Page>(&key).await.unwrap_or(None);
+    if let Some(Hit { value: page, tier }) = found {
+        let age = now().saturating_sub(page.fetched_at);
+        let state = if age < fresh { "HIT" } else { "STALE" };
+        if state == "STALE" && REVALIDATING.with(|r| r.borrow_mut().insert(key.clone())) {
+            // Asked again after this response, by this request (its own I/O).
+            let (cache, origin, delay, key2) = (
+                cache.clone(),
+                Origin::from_env(env),
+                ms(env, "ORIGIN_DELAY_MS", 300),
+                key.clone(),
+            );
+            let target = url.clone();
+            ctx.wait_until(async move {
+                if let Ok(page) = origin.get(&target, delay).await {
+                    if page.status == 200 {
+                        let _ = cache.set_with_ttl(&key2, &page, fresh + stale).await;
+                    }
+                }
+                REVALIDATING.with(|r| r.borrow_mut().remove(&key2));
+            });
+        }
+        SERVED.with(|s| {
+            let mut s = s.borrow_mut();
+            if state == "HIT" {
+                s.hit += 1
+            } else {
+                s.stale += 1
+            }
+        });
+        return respond(&page, state, Some(tier), age);
+    }
+    let page = match Origin::from_env(env)
+        .get(url, ms(env, "ORIGIN_DELAY_MS", 300))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return Response::error(format!("origin unreachable: {e}\n"), 502),
+    };
+    if page.status == 200 {
+        // Fails open: with Redis down the page still lands in L1.
+        if let Err(e) = cache.set_with_ttl(&key, &page, fresh + stale).await {
+            worker::console_warn!("edgecache: not cached: {}", e);
+        }
+    }
+    SERVED.with(|s| s.borrow_mut().miss += 1);
+    respond(&page, "MISS", None, 0)
+}
+
+fn respond(page: &Page, state: &str, tier: Option<Tier>, age: u64) -> Result<Response> {
+    let mut r = Response::ok(page.body.clone())?.with_status(page.status);
+    let h = r.headers_mut();
+    h.set("content-type", &page.content_type)?;
+    h.set("x-cache", state)?;
+    if let Some(t) = tier {
+        h.set("x-cache-tier", t.as_str())?;
+        h.set("age", &(age / 1000).to_string())?;
+    }
+    Ok(r)
+}
+
+/// Where pages come from: `ORIGIN_URL`, or the demo origin in this Worker.
+enum Origin {
+    Url(String),
+    Demo,
+}
+
+impl Origin {
+    fn from_env(env: &Env) -> Origin {
+        match var(env, "ORIGIN_URL") {
+            Some(u) => Origin::Url(u.trim_end_matches('/').to_owned()),
+            None => Origin::Demo,
+        }
+    }
+
+    async fn get(&self, url: &Url, delay: u64) -> Result<Page> {
+        let path_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        match self {
+            Origin::Demo => {
+                // Deliberately slow, so a HIT is visibly faster than a MISS.
+                Delay::from(Duration::from_millis(delay)).await;
+                let t = now();
+                let body = format!(
+                    "<!doctype html><title>{p}</title><h1>{p}</h1><p>Rendered by the demo origin at {t} after {delay} ms. Reload: the next answer comes from the cache (x-cache: HIT).</p>\n",
+                    p = html_escape(&path_query)
+                );
+                Ok(Page {
+                    status: 200,
+                    content_type: "text/html; charset=utf-8".into(),
+                    body,
+                    fetched_at: t,
+                })
+            }
+            Origin::Url(base) => {
+                let target: Url = format!("{base}{path_query}").parse()?;
+                let mut r = Fetch::Url(target).send().await?;
+                let content_type = r
+                    .headers()
+                    .get("content-type")?
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                Ok(Page {
+                    status: r.status_code(),
+                    content_type,
+                    body: r.text().await?,
+                    fetched_at: now(),
+                })
+            }
+        }
+    }
+}
+
+fn stats(cache: &EdgeCache) -> serde_json::Value {
+    let mut j = cache.stats().to_json();
+    j["tiered"] = cache.is_tiered().into();
+    j["served"] = SERVED
+        .with(|s| serde_json::to_value(&*s.borrow()))
+        .unwrap_or_default();
+    j
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn dashboard(cache: &EdgeCache) -> String {
+    let s = cache.stats();
+    let c = &s.l1.counters;
+    let (l2, breaker) = match (&s.l2, s.breaker) {
+        (Some(l2), Some((state, opened))) => (
+            format!("Redis: {} hits, {} misses, {} rejected, {} writes, errors {:?}", l2.hits, l2.misses, l2.rejected, l2.writes, l2.errors),
+            format!("{} (opened {opened} times)", state.as_str()),
+        ),
+        _ => ("none: L1 only (set EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN, EDGECACHE_SIGNING_KEYS)".into(), "n/a".into()),
+    };
+    let served = SERVED.with(|s| {
+        let s = s.borrow();
+        format!("{} HIT, {} MISS, {} STALE", s.hit, s.miss, s.stale)
+    });
+    format!(
+        "<!doctype html><meta charset=utf-8><title>edgecache</title>\
+         <h1>edgecache</h1><table>\
+         <tr><th align=left>hit rate (L1)</th><td>{:.1}%</td></tr>\
+         <tr><th align=left>entries</th><td>{} of {}</td></tr>\
+         <tr><th align=left>bytes</th><td>{} of {}</td></tr>\
+         <tr><th align=left>served</th><td>{}</td></tr>\
+         <tr><th align=left>L2</th><td>{}</td></tr>\
+         <tr><th align=left>breaker</th><td>{}</td></tr>\
+         </table><p><a href=/__edgecache/stats>JSON</a></p>\n",
+        s.l1.hit_rate * 100.0,
+        c.entries,
+        s.l1.limits.max_entries,
+        c.bytes,
+        s.l1.limits.max_bytes,
+        served,
+        html_escape(&l2),
+        breaker,
+    )
+}
+
+/// `None` if the request carries the admin token, else the answer to give:
+/// 401 without a bearer token, 403 with a wrong one (or none configured).
+fn unauthorized(req: &Request, env: &Env) -> Result<Option<Response>> {
+    let Some(given) = req
+        .headers()
+        .get("authorization")?
+        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
+    else {
+        let mut r = Response::error(
+            "unauthorized: send Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>\n",
+            401,
+        )?;
+        r.headers_mut().set("www-authenticate", "Bearer")?;
+        return Ok(Some(r));
+    };
+    match var(env, "EDGECACHE_ADMIN_TOKEN") {
+        Some(want) if constant_time_eq(given.trim().as_bytes(), want.as_bytes()) => Ok(None),
+        Some(_) => Ok(Some(Response::error("forbidden: wrong token\n", 403)?)),
+        None => Ok(Some(Response::error(
+            "forbidden: no EDGECACHE_ADMIN_TOKEN is set (wrangler secret put EDGECACHE_ADMIN_TOKEN, or .dev.vars)\n",
+            403,
+        )?)),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Purges the pages whose path (with its query) matches the caller's glob.
+async fn purge(req: &Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<Response> {
+    if let Some(r) = unauthorized(req, env)? {
+        return Ok(r);
+    }
+    let Some(pattern) = param(url, "pattern") else {
+        return Response::error(
+            "give ?pattern=<glob>, e.g. /item/* (Redis KEYS syntax)\n",
+            400,
+        );
+    };
+    match cache.delete_pattern(&pattern).await {
+        Ok(n) => Response::from_json(&serde_json::json!({ "pattern": pattern, "deleted": n })),
+        Err(e) => Response::error(format!("purge failed: {e}\n"), 503),
+    }
+}
+
+/// The cache as a JSON key-value store (same token as purge).
+async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<Response> {
+    if let Some(r) = unauthorized(&req, env)? {
+        return Ok(r);
+    }
+    let raw = &url.path()["/__edgecache/kv/".len()..];
+    let key = urlencoding_decode(raw);
+    let (tenant, user) = (param(url, "tenant"), param(url, "user"));
+    let view = if tenant.is_some() || user.is_some() {
+        match Scope::new(tenant.as_deref(), user.as_deref()).and_then(|s| cache.scope(&s)) {
+            Ok(v) => v,
+            Err(e) => return Response::error(format!("{e}\n"), 400),
+        }
+    } else {
+        cache.clone()
+    };
+    let fail = |e: edgecache::Error| Response::error(format!("{} {e}\n", e.code()), 503);
+    match req.method() {
+        Method::Get => match view.lookup::<serde_json::Value>(&key).await {
+            Ok(Some(Hit { value, tier })) => {
+                let mut r = Response::from_json(&value)?;
+                r.headers_mut().set("x-cache-tier", tier.as_str())?;
+                Ok(r)
+            }
+            Ok(None) => Response::error("not found\n", 404),
+            Err(e) => fail(e),
+        },
+        Method::Put => {
+            let value: serde_json::Value = match req.json().await {
+                Ok(v) => v,
+                Err(_) => return Response::error("the body must be JSON\n", 400),
+            };
+            let ttl = param(url, "ttl").and_then(|t| t.parse().ok()).unwrap_or(0);
+            match view.set_with_ttl(&key, &value, ttl).await {
+                Ok(()) => Ok(Response::empty()?.with_status(204)),
+                Err(e) => fail(e),
+            }
+        }
+        Method::Delete => match view.delete(&key).await {
+            Ok(gone) => Response::from_json(&serde_json::json!({ "deleted": gone })),
+            Err(e) => fail(e),
+        },
+        _ => Response::error("method not allowed\n", 405),
+    }
+}
+
+/// Percent-decoding of a path segment (UTF-8; bad escapes stay as they are).
+fn urlencoding_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

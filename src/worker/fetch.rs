@@ -1,0 +1,183 @@
+//! The workers-rs half: Redis over `worker::Fetch`, the clock, the log, and
+//! [`EdgeCache::from_env`] keeping one cache per isolate.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+
+use super::{BoxFuture, EdgeCache, Now, Settings, Transport};
+use crate::error::{Error, Result};
+
+/// Redis over the Upstash REST protocol with `worker::Fetch`, made by the
+/// request that needs it (never shared across requests). A request that
+/// takes longer than the timeout is aborted (`L2_TIMEOUT`).
+#[derive(Clone)]
+pub struct FetchTransport {
+    url: String,
+    token: String,
+    timeout: u64,
+}
+
+impl std::fmt::Debug for FetchTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchTransport")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FetchTransport {
+    /// A transport to `url` (the REST endpoint) with `token`, aborting
+    /// requests after `timeout` ms.
+    pub fn new(url: &str, token: &str, timeout: u64) -> Self {
+        FetchTransport {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            timeout,
+        }
+    }
+
+    async fn send(&self, body: String) -> Result<(u16, Vec<u8>)> {
+        let http = |e: worker::Error| Error::L2Http {
+            status: 0,
+            message: e.to_string(),
+        };
+        let headers = Headers::new();
+        headers
+            .set("authorization", &format!("Bearer {}", self.token))
+            .map_err(http)?;
+        headers.set("upstash-encoding", "base64").map_err(http)?;
+        headers
+            .set("content-type", "application/json")
+            .map_err(http)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init(&format!("{}/", self.url), &init).map_err(http)?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let fetch = Fetch::Request(request);
+        let work = async {
+            let mut response = fetch.send_with_signal(&signal).await.map_err(http)?;
+            let status = response.status_code();
+            let bytes = response.bytes().await.map_err(http)?;
+            Ok((status, bytes))
+        };
+        match race(work, Delay::from(Duration::from_millis(self.timeout))).await {
+            Some(r) => r,
+            None => {
+                controller.abort();
+                Err(Error::L2Timeout(format!(
+                    "no answer within {} ms",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}
+
+impl Transport for FetchTransport {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        Box::pin(self.send(body))
+    }
+}
+
+/// `Some(a's output)` if `a` finishes first, `None` if `b` does.
+async fn race<A: Future, B: Future>(a: A, b: B) -> Option<A::Output> {
+    struct Race<A, B>(Pin<Box<A>>, Pin<Box<B>>);
+    impl<A: Future, B: Future> Future for Race<A, B> {
+        type Output = Option<A::Output>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if let Poll::Ready(v) = self.0.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            match self.1.as_mut().poll(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+    Race(Box::pin(a), Box::pin(b)).await
+}
+
+/// The names [`EdgeCache::from_env`] reads (a change of any rebuilds the cache).
+const NAMES: &[&str] = &[
+    "EDGECACHE_REDIS_URL",
+    "UPSTASH_REDIS_REST_URL",
+    "EDGECACHE_REDIS_TOKEN",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "EDGECACHE_SIGNING_KEYS",
+    "EDGECACHE_PREFIX",
+    "EDGECACHE_MAX_ENTRIES",
+    "EDGECACHE_MAX_BYTES",
+    "EDGECACHE_DEFAULT_TTL",
+    "EDGECACHE_L1_TTL",
+    "EDGECACHE_REDIS_TIMEOUT",
+    "EDGECACHE_BREAKER_THRESHOLD",
+    "EDGECACHE_BREAKER_COOLDOWN",
+];
+
+thread_local! {
+    /// The isolate's cache and the bindings it was built from. Touched only
+    /// synchronously; a panic resets the whole instance, and this with it.
+    static ISOLATE: RefCell<Option<(Vec<Option<String>>, EdgeCache)>> = const { RefCell::new(None) };
+}
+
+fn lookup(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+        .ok()
+}
+
+impl EdgeCache {
+    /// The isolate's cache, built from the Worker's bindings on first use
+    /// and kept for every later request of this isolate (so calling it per
+    /// request is cheap); rebuilt only if the bindings change.
+    ///
+    /// Without `EDGECACHE_REDIS_URL` (or `UPSTASH_REDIS_REST_URL`) it is L1
+    /// only, and says so once in the log. A Redis URL without a token, or
+    /// without `EDGECACHE_SIGNING_KEYS`, is an error naming the
+    /// `wrangler secret put` that fixes it: never an unsigned L2. The
+    /// bindings are listed on [`Settings`].
+    pub fn from_env(env: &Env) -> Result<EdgeCache> {
+        let values: Vec<Option<String>> = NAMES.iter().map(|n| lookup(env, n)).collect();
+        if let Some(cache) = ISOLATE.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(v, _)| *v == values)
+                .map(|(_, cache)| cache.clone())
+        }) {
+            return Ok(cache);
+        }
+        let settings = Settings::from_lookup(|name| {
+            NAMES
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| values[i].clone())
+        })?;
+        let transport = settings.redis.as_ref().map(|r| {
+            Box::new(FetchTransport::new(&r.url, &r.token, settings.timeout)) as Box<dyn Transport>
+        });
+        let now = Now::new(|| js_sys::Date::now() as u64);
+        let log: Box<dyn Fn(&str)> = Box::new(|m: &str| worker::console_warn!("{}", m));
+        let cache = EdgeCache::new(&settings, transport, now, log)?;
+        match &settings.redis {
+            None => worker::console_log!(
+                "edgecache: L1 only (this isolate's memory): set EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN and EDGECACHE_SIGNING_KEYS for the Redis tier"
+            ),
+            Some(r) => worker::console_log!(
+                "edgecache: L1 + Redis at {} (prefix {:?})",
+                r.url,
+                settings.prefix
+            ),
+        }
+        ISOLATE.with(|c| *c.borrow_mut() = Some((values, cache.clone())));
+        Ok(cache)
+    }
+}

@@ -1,0 +1,708 @@
+//! The Cloudflare Workers binding for Rust Workers (workers-rs, `worker`
+//! 0.8), behind the `worker` cargo feature.
+//!
+//! [`EdgeCache`] is the Rust twin of the JS `TieredCache`: an isolate-wide
+//! L1 (a [`Store`] holding each value's JSON bytes) in front of Redis,
+//! reached over the Upstash REST protocol (hosted Upstash or
+//! `edgecache-bridge`). Every rule is the core's, not a copy:
+//!
+//! * requests and strict decoding of answers: [`crate::rest`];
+//! * Redis keys: [`Layout`] (`<prefix>:v:r|key`, the same keys the JS
+//!   `TieredCache` uses, so both read each other's values);
+//! * values in Redis: [`Signer`] envelopes, JSON payloads (encoding `0x01`),
+//!   bound to key and scope, exactly what the JS `Signer` seals;
+//! * how long L1 keeps an L2 value: [`promotion_ttl`]; when to stop
+//!   calling a failing Redis: [`Breaker`].
+//!
+//! The I/O sits behind [`Transport`], so the tier's logic is tested on the
+//! host (`cargo test --features worker`) with an in-memory Redis; on wasm32
+//! the transport is `worker::Fetch` and [`EdgeCache::from_env`] reads the
+//! bindings.
+//!
+//! **No locks, nothing a panic could corrupt.** wasm is single-threaded:
+//! the state is `RefCell`s borrowed for one synchronous step at a time,
+//! never across an `.await`, so requests interleaving in one isolate never
+//! meet a borrowed cell. A panic aborts the instance and worker-build's
+//! reset hook starts a fresh one: the L1 is then empty, never half-written.
+//!
+//! **No I/O shared across requests.** Every Redis call is a fetch made by
+//! the request that needs it; concurrent misses of one key in different
+//! requests each fetch (the JS side's single-flight would make one request
+//! wait on another's I/O, which Workers forbid). Requests share only plain
+//! data: the L1 bytes, counters and the breaker.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::envelope::{Encoding, Signer};
+use crate::error::{Error, Result};
+use crate::layout::{Kind, Layout};
+use crate::lru::Limits;
+use crate::rest::{command_body, decode_command, Arg, Reply};
+use crate::scope::Scope;
+use crate::secure_key::decode_secret;
+use crate::store::{Config, Stats, Store};
+use crate::tier::{promotion_ttl, Breaker, BreakerState};
+
+mod settings;
+pub use settings::{Settings, DEFAULT_L1_TTL, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+
+#[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
+pub use fetch::FetchTransport;
+
+/// A boxed future, as [`Transport`] returns it (not `Send`: wasm is
+/// single-threaded).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// How the tier reaches Redis: one `POST /` of the Upstash REST protocol.
+pub trait Transport {
+    /// Posts `body` (a JSON command, [`command_body`]) with the token and
+    /// `Upstash-Encoding: base64`; resolves to the HTTP status and body,
+    /// or an `L2_TIMEOUT`/`L2_HTTP` error when no answer came.
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>>;
+}
+
+/// Which tier answered a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// This isolate's memory.
+    L1,
+    /// Redis.
+    L2,
+}
+
+impl Tier {
+    /// `"l1"` or `"l2"`, as the example Worker's `x-cache-tier` header says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+        }
+    }
+}
+
+/// A value found, and the tier it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was found.
+    pub tier: Tier,
+}
+
+/// L2 figures, for the whole cache (every scope), as the JS
+/// `TieredCache.stats().l2` counts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct L2Stats {
+    /// Reads Redis answered with a valid value.
+    pub hits: u64,
+    /// Reads Redis answered with nothing (or an expired envelope).
+    pub misses: u64,
+    /// Values that failed to open: never served, not deleted.
+    pub rejected: u64,
+    /// Writes that reached Redis.
+    pub writes: u64,
+    /// Errors by code (`L2_TIMEOUT`, `L2_HTTP`, ...).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// What [`EdgeCache::stats`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierStats {
+    /// The L1 figures of the whole isolate cache.
+    pub l1: Stats,
+    /// Redis, if the cache is tiered.
+    pub l2: Option<L2Stats>,
+    /// The breaker's state and how many times it opened, if tiered.
+    pub breaker: Option<(BreakerState, u64)>,
+}
+
+impl TierStats {
+    /// The figures as JSON, with the JS side's names (`hitRate`, `maxBytes`...).
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.l1.counters;
+        let l1 = serde_json::json!({
+            "hits": c.hits, "misses": c.misses, "hitRate": self.l1.hit_rate,
+            "sets": c.sets, "deletes": c.deletes, "evictions": c.evictions,
+            "expirations": c.expirations, "entries": c.entries, "bytes": c.bytes,
+            "maxEntries": self.l1.limits.max_entries, "maxBytes": self.l1.limits.max_bytes,
+        });
+        serde_json::json!({
+            "l1": l1,
+            "l2": self.l2,
+            "breaker": self.breaker.map(|(s, opened)| serde_json::json!({ "state": s.as_str(), "opened": opened })),
+        })
+    }
+}
+
+/// The clock the tier runs on (ms since the Unix epoch on Workers).
+#[derive(Clone)]
+pub struct Now(Rc<dyn Fn() -> u64>);
+
+impl Now {
+    /// A clock from any function.
+    pub fn new(f: impl Fn() -> u64 + 'static) -> Self {
+        Now(Rc::new(f))
+    }
+}
+
+impl Clock for Now {
+    fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Now {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Now")
+    }
+}
+
+/// L1 keeps counters apart from values, under the key prefixed with
+/// U+0000 (as the JS `TieredCache` does).
+const COUNTER: &str = "\u{0}";
+
+struct L2 {
+    transport: Box<dyn Transport>,
+    signer: Signer,
+    layout: Layout,
+    breaker: RefCell<Breaker>,
+}
+
+struct Inner {
+    l1: RefCell<Store<Vec<u8>, Now>>,
+    l2: Option<L2>,
+    now: Now,
+    l1_ttl: u64,
+    default_ttl: u64,
+    stats: RefCell<L2Stats>,
+    warned: RefCell<Vec<&'static str>>,
+    log: Box<dyn Fn(&str)>,
+}
+
+impl Inner {
+    fn warn_once(&self, kind: &'static str, message: &str) {
+        let mut w = self.warned.borrow_mut();
+        if !w.contains(&kind) {
+            w.push(kind);
+            drop(w);
+            (self.log)(&format!("edgecache: {message}"));
+        }
+    }
+
+    fn error(&self, e: &Error) {
+        *self
+            .stats
+            .borrow_mut()
+            .errors
+            .entry(e.code().to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// A two-tier cache for a Rust Worker: this isolate's L1 in front of Redis
+/// (or L1 alone when no Redis is configured). Cheap to clone: clones and
+/// scope views share one cache.
+///
+/// Values travel as JSON through serde, as the JS `TieredCache` writes
+/// them, so a Rust Worker and a JS Worker (or Node) sharing a prefix,
+/// signing keys and Redis read each other's values.
+#[derive(Clone)]
+pub struct EdgeCache {
+    inner: Rc<Inner>,
+    scope: Option<Scope>,
+}
+
+impl std::fmt::Debug for EdgeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeCache")
+            .field("tiered", &self.is_tiered())
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The signing keys of `EDGECACHE_SIGNING_KEYS`: `kid:key,kid:key`, the
+/// first one signs, every one verifies.
+///
+/// ```
+/// # #[cfg(feature = "worker")] {
+/// let s = edgecache::worker::signing_keys("k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8, k1:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8").unwrap();
+/// assert_eq!(s.current_key_id(), "k2");
+/// assert_eq!(edgecache::worker::signing_keys("k1").unwrap_err().code(), "INVALID_OPTION");
+/// # }
+/// ```
+pub fn signing_keys(text: &str) -> Result<Signer> {
+    let bad = |reason: String| Error::InvalidOption {
+        name: "EDGECACHE_SIGNING_KEYS",
+        reason,
+    };
+    let mut signer: Option<Signer> = None;
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (kid, key) = item.split_once(':').ok_or_else(|| {
+            bad("each key is `kid:secret` (comma-separated, the first one signs)".into())
+        })?;
+        let secret = decode_secret(key.trim()).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
+        match signer.as_mut() {
+            None => signer = Some(Signer::new(kid.trim(), &secret)?),
+            Some(s) => s.add_key(kid.trim(), &secret)?,
+        }
+    }
+    signer.ok_or_else(|| {
+        bad("no key: set `kid:secret` (wrangler secret put EDGECACHE_SIGNING_KEYS)".into())
+    })
+}
+
+impl EdgeCache {
+    /// A cache from [`Settings`]: tiered over `transport` when the settings
+    /// name a Redis, else L1 only. `log` receives the one-time warnings.
+    pub fn new(
+        settings: &Settings,
+        transport: Option<Box<dyn Transport>>,
+        now: Now,
+        log: Box<dyn Fn(&str)>,
+    ) -> Result<Self> {
+        let config = Config {
+            limits: Limits {
+                max_entries: settings.max_entries,
+                max_bytes: settings.max_bytes,
+            },
+            default_ttl: 0,
+        };
+        let l2 = match (&settings.redis, transport) {
+            (Some(_), Some(transport)) => {
+                let keys = settings.signing_keys.as_deref().ok_or_else(|| Error::InvalidOption {
+                    name: "EDGECACHE_SIGNING_KEYS",
+                    reason: "a Redis tier needs signing keys, never unsigned values: run `wrangler secret put EDGECACHE_SIGNING_KEYS` with `k1:<32 random bytes, base64url>` (or put it in .dev.vars)".into(),
+                })?;
+                Some(L2 {
+                    transport,
+                    signer: signing_keys(keys)?,
+                    layout: Layout::new(&settings.prefix)?,
+                    breaker: RefCell::new(Breaker::new(
+                        settings.breaker_threshold,
+                        settings.breaker_cooldown,
+                    )?),
+                })
+            }
+            _ => None,
+        };
+        Ok(EdgeCache {
+            inner: Rc::new(Inner {
+                l1: RefCell::new(Store::new(config, now.clone())),
+                l2,
+                now,
+                l1_ttl: settings.l1_ttl,
+                default_ttl: settings.default_ttl,
+                stats: RefCell::new(L2Stats::default()),
+                warned: RefCell::new(Vec::new()),
+                log,
+            }),
+            scope: None,
+        })
+    }
+
+    /// Whether a Redis tier is configured.
+    pub fn is_tiered(&self) -> bool {
+        self.inner.l2.is_some()
+    }
+
+    /// A view of `scope` (narrowing this view's scope, never widening it):
+    /// its keys never collide with the root's or another scope's, in L1 and
+    /// in Redis, and its envelopes are bound to it.
+    pub fn scope(&self, scope: &Scope) -> Result<EdgeCache> {
+        let scope = match &self.scope {
+            None => scope.clone(),
+            Some(mine) => mine.narrow(scope)?,
+        };
+        Ok(EdgeCache {
+            inner: self.inner.clone(),
+            scope: Some(scope),
+        })
+    }
+
+    /// The scope of this view (`None`: the root).
+    pub fn current_scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.now.now_ms()
+    }
+
+    // ---- L1, one synchronous borrow at a time ----
+
+    fn l1_get(&self, key: &str) -> Option<Vec<u8>> {
+        let mut l1 = self.inner.l1.borrow_mut();
+        match &self.scope {
+            None => l1.get(key).cloned(),
+            Some(s) => l1.scoped(s).get(key).cloned(),
+        }
+    }
+
+    fn l1_set(&self, key: &str, value: Vec<u8>, ttl: u64) {
+        let mut l1 = self.inner.l1.borrow_mut();
+        let r = match &self.scope {
+            None => l1.set(key, value, Some(ttl)),
+            Some(s) => l1.scoped(s).set(key, value, Some(ttl)),
+        };
+        if r.is_err() {
+            // Too large for L1: it stays in Redis only.
+            match &self.scope {
+                None => l1.delete(key),
+                Some(s) => l1.scoped(s).delete(key),
+            };
+        }
+    }
+
+    fn l1_delete(&self, key: &str) -> bool {
+        let mut l1 = self.inner.l1.borrow_mut();
+        match &self.scope {
+            None => l1.delete(key),
+            Some(s) => l1.scoped(s).delete(key),
+        }
+    }
+
+    fn l1_delete_pattern(&self, glob: &str) -> usize {
+        let mut l1 = self.inner.l1.borrow_mut();
+        match &self.scope {
+            None => l1.delete_pattern(glob),
+            Some(s) => l1.scoped(s).delete_pattern(glob),
+        }
+    }
+
+    // ---- L2 ----
+
+    /// One command to Redis through the breaker; failures are counted.
+    async fn command(&self, l2: &L2, args: &[Arg<'_>]) -> Result<Reply> {
+        let now = self.now();
+        if !l2.breaker.borrow_mut().allow(now) {
+            let e = Error::L2Unavailable;
+            self.inner.error(&e);
+            return Err(e);
+        }
+        let answer = l2.transport.post(command_body(args)).await;
+        let result = answer.and_then(|(status, body)| decode_command(status, &body, true));
+        match &result {
+            // A Redis error is an answer: the tier is up.
+            Ok(_) | Err(Error::L2Redis(_)) => l2.breaker.borrow_mut().success(),
+            Err(e) => {
+                self.inner.error(e);
+                if l2.breaker.borrow_mut().failure(self.now()) {
+                    self.inner.warn_once(
+                        "breaker",
+                        &format!("the redis tier failed repeatedly ({}): serving from L1 until it recovers", e.code()),
+                    );
+                }
+            }
+        }
+        if let Err(e @ Error::L2Redis(_)) = &result {
+            self.inner.error(e);
+        }
+        result
+    }
+
+    /// Opens what Redis holds for `key`: its JSON bytes and expiry, or
+    /// `None` (expired, or rejected and counted, never served).
+    fn open(&self, l2: &L2, key: &str, raw: &[u8]) -> Option<(Vec<u8>, u64)> {
+        let reject = |why: &str| {
+            self.inner.stats.borrow_mut().rejected += 1;
+            self.inner.warn_once(
+                "rejected",
+                &format!(
+                    "a value in redis for key {key:?} failed to open ({why}); it was not served"
+                ),
+            );
+            None
+        };
+        match l2.signer.open(self.scope.as_ref(), key, raw, self.now()) {
+            Ok(None) => None,
+            Ok(Some(o)) if o.encoding() == Encoding::Json => {
+                let expires_at = o.expires_at();
+                Some((o.into_payload(), expires_at))
+            }
+            Ok(Some(_)) => reject("raw bytes, not JSON"),
+            Err(e) => reject(e.code()),
+        }
+    }
+
+    /// The JSON bytes of `key`, and the tier that had them.
+    pub async fn get_json(&self, key: &str) -> Result<Option<Hit<Vec<u8>>>> {
+        if let Some(v) = self.l1_get(key) {
+            return Ok(Some(Hit {
+                value: v,
+                tier: Tier::L1,
+            }));
+        }
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(None);
+        };
+        let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+        let raw = match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
+            Ok(r) => r,
+            Err(_) => return Ok(None), // fail open: counted, a miss
+        };
+        let found = match &raw {
+            Reply::Nil => None,
+            Reply::Bytes(b) => self.open(l2, key, b),
+            _ => {
+                self.inner.stats.borrow_mut().rejected += 1;
+                None
+            }
+        };
+        let Some((json, expires_at)) = found else {
+            self.inner.stats.borrow_mut().misses += 1;
+            return Ok(None);
+        };
+        self.inner.stats.borrow_mut().hits += 1;
+        if let Some(ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
+            self.l1_set(key, json.clone(), ttl);
+        }
+        Ok(Some(Hit {
+            value: json,
+            tier: Tier::L2,
+        }))
+    }
+
+    /// The value of `key` and where it was found. A value that does not
+    /// deserialize as `T` is an error (`UNSERIALIZABLE_VALUE`).
+    pub async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Hit<T>>> {
+        match self.get_json(key).await? {
+            None => Ok(None),
+            Some(Hit { value, tier }) => serde_json::from_slice(&value)
+                .map(|value| Some(Hit { value, tier }))
+                .map_err(|e| {
+                    Error::Unserializable(format!("the value of {key:?} is not this type: {e}"))
+                }),
+        }
+    }
+
+    /// The value of `key`: L1, else Redis (then kept in L1).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        Ok(self.lookup(key).await?.map(|h| h.value))
+    }
+
+    /// Stores `value` with the default TTL.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        self.set_with_ttl(key, value, self.inner.default_ttl).await
+    }
+
+    /// Stores `value` for `ttl` ms (`0`: no expiry): sealed and `SET` in
+    /// Redis with `PX`, then kept in L1 (for at most the L1 TTL). When
+    /// Redis fails, the value lands in L1 only and the error is counted.
+    pub async fn set_with_ttl<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: u64,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::Unserializable(e.to_string()))?;
+        let now = self.now();
+        let expires_at = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
+        if let Some(l2) = &self.inner.l2 {
+            let sealed = l2.signer.seal_encoded(
+                self.scope.as_ref(),
+                key,
+                Encoding::Json,
+                &json,
+                expires_at,
+            )?;
+            let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+            // What L1 held is older than this write.
+            self.l1_delete(key);
+            let px = i64::try_from(ttl).unwrap_or(i64::MAX);
+            let mut args: Vec<Arg<'_>> =
+                vec!["SET".into(), rk.as_str().into(), sealed.as_str().into()];
+            if ttl > 0 {
+                args.extend([Arg::Str("PX"), Arg::Int(px)]);
+            }
+            if self.command(l2, &args).await.is_ok() {
+                self.inner.stats.borrow_mut().writes += 1;
+            }
+        }
+        if let Some(l1_ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
+            self.l1_set(key, json, l1_ttl);
+        }
+        Ok(())
+    }
+
+    /// Deletes `key` (its value and its counter) in L1 and Redis; whether
+    /// anything was deleted. Redis errors are returned: a delete that never
+    /// reached Redis would let the value come back from there.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let local = self.l1_delete(key) | self.l1_delete(&format!("{COUNTER}{key}"));
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(local);
+        };
+        let v = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+        let n = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        let r = self
+            .command(l2, &["UNLINK".into(), v.as_str().into(), n.as_str().into()])
+            .await;
+        // Reads that ran meanwhile may have put the old value back.
+        self.l1_delete(key);
+        self.l1_delete(&format!("{COUNTER}{key}"));
+        let gone = match r? {
+            Reply::Int(n) => n > 0,
+            _ => return Err(Error::L2Protocol("UNLINK answered no integer".into())),
+        };
+        self.inner.stats.borrow_mut().writes += 1;
+        Ok(gone || local)
+    }
+
+    /// Adds `by` to the counter `key` (Redis `INCRBY`, shared by every
+    /// isolate; L1 alone without Redis) and returns the new value. Redis
+    /// errors are returned: a count kept locally would be wrong.
+    pub async fn incr(&self, key: &str, by: i64) -> Result<i64> {
+        let ck = format!("{COUNTER}{key}");
+        let Some(l2) = &self.inner.l2 else {
+            let mut l1 = self.inner.l1.borrow_mut();
+            return match &self.scope {
+                None => l1.incr(&ck, by),
+                Some(s) => l1.scoped(s).incr(&ck, by),
+            };
+        };
+        let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        let n = match self
+            .command(l2, &["INCRBY".into(), rk.as_str().into(), Arg::Int(by)])
+            .await
+        {
+            Ok(Reply::Int(n)) => n,
+            Ok(_) => return Err(Error::L2Protocol("INCRBY answered no integer".into())),
+            Err(Error::L2Redis(m)) if m.contains("overflow") => return Err(Error::Overflow),
+            Err(Error::L2Redis(m)) if m.contains("not an integer") => {
+                return Err(Error::NotAnInteger)
+            }
+            Err(e) => return Err(e),
+        };
+        self.inner.stats.borrow_mut().writes += 1;
+        self.l1_set(&ck, n.to_string().into_bytes(), self.inner.l1_ttl);
+        Ok(n)
+    }
+
+    /// The counter `key` (L1, else Redis), or `None`.
+    pub async fn counter(&self, key: &str) -> Result<Option<i64>> {
+        let ck = format!("{COUNTER}{key}");
+        if let Some(v) = self.l1_get(&ck) {
+            return Ok(std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()));
+        }
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(None);
+        };
+        let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
+            Ok(Reply::Bytes(b)) => {
+                let n = std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok());
+                if n.is_some() {
+                    self.l1_set(&ck, b, self.inner.l1_ttl);
+                }
+                Ok(n)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the keys of this view whose cache key matches the Redis
+    /// glob `pattern` (values and counters), in L1 and in Redis (`SCAN
+    /// MATCH` + `UNLINK` in batches, never `KEYS`). The glob applies to
+    /// this view's keys only ([`Layout::pattern`] escapes the rest).
+    /// Returns how many keys went (Redis's count when tiered).
+    pub async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let drop_local = || {
+            self.l1_delete_pattern(pattern) + self.l1_delete_pattern(&format!("{COUNTER}{pattern}"))
+        };
+        let local = drop_local();
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(local as u64);
+        };
+        let matcher = l2.layout.pattern(self.scope.as_ref(), pattern);
+        let mut cursor = b"0".to_vec();
+        let mut gone = 0u64;
+        let result: Result<()> = async {
+            loop {
+                let c = String::from_utf8_lossy(&cursor).into_owned();
+                let reply = self
+                    .command(
+                        l2,
+                        &[
+                            "SCAN".into(),
+                            c.as_str().into(),
+                            "MATCH".into(),
+                            matcher.as_str().into(),
+                            "COUNT".into(),
+                            Arg::Int(1000),
+                        ],
+                    )
+                    .await?;
+                let (next, batch) = match reply {
+                    Reply::Array(mut parts) if parts.len() == 2 => {
+                        let batch = parts.pop();
+                        match (parts.pop(), batch) {
+                            (Some(Reply::Bytes(n)), Some(Reply::Array(keys))) => (n, keys),
+                            _ => {
+                                return Err(Error::L2Protocol(
+                                    "a SCAN answer is [cursor, keys]".into(),
+                                ))
+                            }
+                        }
+                    }
+                    _ => return Err(Error::L2Protocol("a SCAN answer is [cursor, keys]".into())),
+                };
+                let keys: Vec<String> = batch
+                    .iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect();
+                if !keys.is_empty() {
+                    let mut args: Vec<Arg<'_>> = vec!["UNLINK".into()];
+                    args.extend(keys.iter().map(|k| Arg::Str(k)));
+                    if let Reply::Int(n) = self.command(l2, &args).await? {
+                        gone += n.max(0) as u64;
+                    }
+                }
+                cursor = next;
+                if cursor == b"0" {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        drop_local();
+        result?;
+        self.inner.stats.borrow_mut().writes += 1;
+        Ok(gone)
+    }
+
+    /// Statistics: L1 for the whole isolate cache, L2 and the breaker.
+    pub fn stats(&self) -> TierStats {
+        let l1 = self.inner.l1.borrow().stats();
+        match &self.inner.l2 {
+            None => TierStats {
+                l1,
+                l2: None,
+                breaker: None,
+            },
+            Some(l2) => {
+                let b = l2.breaker.borrow();
+                TierStats {
+                    l1,
+                    l2: Some(self.inner.stats.borrow().clone()),
+                    breaker: Some((b.state(), b.times_opened())),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

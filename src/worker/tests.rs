@@ -1,0 +1,315 @@
+//! The tier's logic on the host: an in-memory Redis behind [`Transport`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::glob::Glob;
+
+const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+/// Runs a future whose I/O is synchronous (the fake Redis answers at once).
+fn run<F: Future>(f: F) -> F::Output {
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = Box::pin(f);
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the fake transport never waits"),
+    }
+}
+
+/// A Redis of strings that speaks the Upstash REST protocol (base64 results).
+#[derive(Clone, Default)]
+struct FakeRedis {
+    data: Rc<RefCell<HashMap<String, String>>>,
+    down: Rc<Cell<bool>>,
+    calls: Rc<Cell<u32>>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+impl Transport for FakeRedis {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        self.calls.set(self.calls.get() + 1);
+        let answer = if self.down.get() {
+            Err(Error::L2Http {
+                status: 0,
+                message: "connection refused".into(),
+            })
+        } else {
+            let cmd: Vec<Value> = serde_json::from_str(&body).unwrap();
+            let s = |i: usize| cmd[i].as_str().unwrap().to_owned();
+            let mut d = self.data.borrow_mut();
+            let result = match s(0).as_str() {
+                "GET" => d
+                    .get(&s(1))
+                    .map(|v| json!(b64(v.as_bytes())))
+                    .unwrap_or(Value::Null),
+                "SET" => {
+                    d.insert(s(1), s(2));
+                    json!("OK")
+                }
+                "UNLINK" => json!((1..cmd.len())
+                    .filter(|&i| d.remove(&s(i)).is_some())
+                    .count()),
+                "INCRBY" => {
+                    let n: i64 = d.get(&s(1)).map(|v| v.parse().unwrap()).unwrap_or(0)
+                        + cmd[2].as_i64().unwrap();
+                    d.insert(s(1), n.to_string());
+                    json!(n)
+                }
+                "SCAN" => {
+                    let g = Glob::new(&s(3));
+                    let keys: Vec<Value> = d
+                        .keys()
+                        .filter(|k| g.matches(k))
+                        .map(|k| json!(b64(k.as_bytes())))
+                        .collect();
+                    json!([b64(b"0"), keys])
+                }
+                c => panic!("unexpected command {c}"),
+            };
+            Ok((
+                200,
+                serde_json::to_vec(&json!({ "result": result })).unwrap(),
+            ))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+fn settings(tiered: bool) -> Settings {
+    let mut s = Settings::from_lookup(|name| match name {
+        "EDGECACHE_REDIS_URL" if tiered => Some("http://127.0.0.1:1".into()),
+        "EDGECACHE_REDIS_TOKEN" if tiered => Some("t".into()),
+        "EDGECACHE_SIGNING_KEYS" => Some(KEY.into()),
+        "EDGECACHE_PREFIX" => Some("app".into()),
+        _ => None,
+    })
+    .unwrap();
+    s.breaker_threshold = 2;
+    s
+}
+
+fn cache(redis: &FakeRedis, clock: &crate::ManualClock) -> (EdgeCache, Rc<RefCell<Vec<String>>>) {
+    let logs = Rc::new(RefCell::new(Vec::new()));
+    let l = logs.clone();
+    let c = clock.clone();
+    let cache = EdgeCache::new(
+        &settings(true),
+        Some(Box::new(redis.clone())),
+        Now::new(move || c.now_ms()),
+        Box::new(move |m| l.borrow_mut().push(m.to_owned())),
+    )
+    .unwrap();
+    (cache, logs)
+}
+
+#[test]
+fn values_are_signed_json_under_the_shared_layout() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, _) = cache(&redis, &clock);
+    run(a.set("user:1", &json!({ "name": "Ada" }))).unwrap();
+    let acme = a.scope(&Scope::tenant("acme").unwrap()).unwrap();
+    run(acme.set_with_ttl("user:1", &json!([1, 2]), 5_000)).unwrap();
+    let raw = redis.data.borrow()["app:v:r|user:1"].clone();
+    // What the JS Signer opens: a JSON payload bound to the key, at the root.
+    let signer = signing_keys(KEY).unwrap();
+    let opened = signer.open(None, "user:1", &raw, 1_000).unwrap().unwrap();
+    assert_eq!(opened.encoding(), Encoding::Json);
+    assert_eq!(opened.json().unwrap(), r#"{"name":"Ada"}"#);
+    let scoped = redis.data.borrow()["app:v:t4:acme|user:1"].clone();
+    let opened = signer
+        .open(
+            Some(&Scope::tenant("acme").unwrap()),
+            "user:1",
+            &scoped,
+            1_000,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened.expires_at(), 6_000);
+    // Another isolate reads it from L2, then from its L1.
+    let (b, _) = cache(&redis, &clock);
+    let hit = run(b.lookup::<Value>("user:1")).unwrap().unwrap();
+    assert_eq!((hit.value, hit.tier), (json!({ "name": "Ada" }), Tier::L2));
+    assert_eq!(
+        run(b.lookup::<Value>("user:1")).unwrap().unwrap().tier,
+        Tier::L1
+    );
+    let bacme = b.scope(&Scope::tenant("acme").unwrap()).unwrap();
+    assert_eq!(
+        run(bacme.get::<Vec<u32>>("user:1")).unwrap(),
+        Some(vec![1, 2])
+    );
+    assert_eq!(
+        run(b
+            .scope(&Scope::tenant("other").unwrap())
+            .unwrap()
+            .get::<Value>("user:1"))
+        .unwrap(),
+        None
+    );
+    clock.advance(5_000);
+    assert_eq!(
+        run(bacme.get::<Vec<u32>>("user:1")).unwrap(),
+        None,
+        "expired"
+    );
+}
+
+#[test]
+fn a_tampered_or_moved_value_is_never_served() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, _) = cache(&redis, &clock);
+    run(a.set("a", &1)).unwrap();
+    run(a.set("b", &2)).unwrap();
+    let moved = redis.data.borrow()["app:v:r|a"].clone();
+    redis.data.borrow_mut().insert("app:v:r|b".into(), moved);
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:v:r|c".into(), "42".into());
+    let (b, logs) = cache(&redis, &clock);
+    assert_eq!(run(b.get::<i64>("b")).unwrap(), None);
+    assert_eq!(run(b.get::<i64>("c")).unwrap(), None);
+    assert_eq!(run(b.get::<i64>("a")).unwrap(), Some(1));
+    let l2 = b.stats().l2.unwrap();
+    assert_eq!((l2.rejected, l2.hits), (2, 1));
+    assert_eq!(logs.borrow().len(), 1, "warned once: {:?}", logs.borrow());
+}
+
+#[test]
+fn redis_down_serves_l1_and_opens_the_breaker() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, _) = cache(&redis, &clock);
+    run(a.set("kept", &"v")).unwrap();
+    redis.down.set(true);
+    assert_eq!(run(a.get::<String>("kept")).unwrap().as_deref(), Some("v"));
+    assert_eq!(run(a.get::<String>("x")).unwrap(), None);
+    assert_eq!(run(a.get::<String>("y")).unwrap(), None);
+    let calls = redis.calls.get();
+    assert_eq!(run(a.get::<String>("z")).unwrap(), None);
+    assert_eq!(redis.calls.get(), calls, "the open breaker fails fast");
+    let s = a.stats();
+    assert_eq!(s.breaker.unwrap().0, BreakerState::Open);
+    assert_eq!(s.l2.unwrap().errors["L2_UNAVAILABLE"], 1);
+    assert_eq!(run(a.delete("kept")).unwrap_err().code(), "L2_UNAVAILABLE");
+    clock.advance(5_000);
+    redis.down.set(false);
+    assert_eq!(run(a.get::<String>("x")).unwrap(), None);
+    assert_eq!(a.stats().breaker.unwrap().0, BreakerState::Closed);
+}
+
+#[test]
+fn counters_deletes_and_patterns() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (a, _) = cache(&redis, &clock);
+    assert_eq!(run(a.incr("hits", 2)).unwrap(), 2);
+    assert_eq!(run(a.incr("hits", 3)).unwrap(), 5);
+    assert_eq!(redis.data.borrow()["app:n:r|hits"], "5");
+    assert_eq!(run(a.counter("hits")).unwrap(), Some(5));
+    let t = a.scope(&Scope::tenant("a*").unwrap()).unwrap();
+    let tab = a.scope(&Scope::tenant("ab").unwrap()).unwrap();
+    run(t.set("page:1", &1)).unwrap();
+    run(tab.set("page:1", &1)).unwrap();
+    run(a.set("page:2", &1)).unwrap();
+    assert_eq!(run(t.delete_pattern("page:*")).unwrap(), 1);
+    assert_eq!(run(t.get::<i64>("page:1")).unwrap(), None);
+    assert_eq!(run(tab.get::<i64>("page:1")).unwrap(), Some(1));
+    assert_eq!(run(a.get::<i64>("page:2")).unwrap(), Some(1));
+    assert!(run(a.delete("hits")).unwrap());
+    assert!(!redis.data.borrow().contains_key("app:n:r|hits"));
+    assert_eq!(run(a.counter("hits")).unwrap(), None);
+}
+
+#[test]
+fn l1_only_without_redis() {
+    let cache = EdgeCache::new(&settings(false), None, Now::new(|| 0), Box::new(|_| {})).unwrap();
+    assert!(!cache.is_tiered());
+    run(cache.set("k", &json!({ "a": 1 }))).unwrap();
+    assert_eq!(
+        run(cache.lookup::<Value>("k")).unwrap().unwrap().tier,
+        Tier::L1
+    );
+    assert_eq!(run(cache.incr("n", 1)).unwrap(), 1);
+    assert_eq!(
+        run(cache.delete_pattern("*")).unwrap(),
+        2,
+        "the value and the counter"
+    );
+    let j = cache.stats().to_json();
+    assert_eq!(j["l2"], Value::Null);
+    assert_eq!(j["l1"]["hits"], 1);
+}
+
+#[test]
+fn settings_say_what_is_missing() {
+    let e = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Settings::from_lookup(move |n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+    };
+    let err = e(&[
+        ("EDGECACHE_REDIS_URL", "http://x"),
+        ("EDGECACHE_REDIS_TOKEN", "t"),
+    ])
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wrangler secret put EDGECACHE_SIGNING_KEYS"),
+        "{err}"
+    );
+    let ok = e(&[
+        ("UPSTASH_REDIS_REST_URL", "https://x/"),
+        ("UPSTASH_REDIS_REST_TOKEN", "t"),
+        ("EDGECACHE_SIGNING_KEYS", KEY),
+    ])
+    .unwrap();
+    assert_eq!(ok.redis.unwrap().url, "https://x");
+    assert!(e(&[("EDGECACHE_SIGNING_KEYS", "k1:short")])
+        .unwrap_err()
+        .to_string()
+        .contains("EDGECACHE_SIGNING_KEYS"));
+    assert_eq!(
+        e(&[("EDGECACHE_MAX_ENTRIES", "lots")]).unwrap_err().code(),
+        "INVALID_OPTION"
+    );
+    assert_eq!(
+        e(&[("EDGECACHE_PREFIX", "a:b")]).unwrap_err().code(),
+        "INVALID_OPTION"
+    );
+    assert_eq!(e(&[("EDGECACHE_L1_TTL", "250")]).unwrap().l1_ttl, 250);
+}
