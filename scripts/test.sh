@@ -8,9 +8,13 @@ section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 section "Rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
+# The Rust Workers binding (feature `worker`): its host-side code.
+cargo clippy --quiet -p edgecache --features worker --all-targets -- -D warnings
 
 section "Rust: unit tests, doctests, model-based proptest, Glob vs redis-server, the bridge"
 cargo test --quiet --workspace
+cargo test --quiet -p edgecache --features worker --lib worker
+cargo test --quiet -p edgecache --features worker --doc worker
 
 wasm_test() {
   (
@@ -27,6 +31,9 @@ CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_USE_BROWSER=1 wasm_test
 
 section "edgecache-bridge, release build, for the JS tests"
 cargo build --quiet --release -p edgecache-bridge
+
+section "The example Rust Worker (worker-build), for the JS tests"
+scripts/rust-worker.sh
 
 section "JS tests of the built package (dist/)"
 # Files, not the folder: Node >= 22 reads --test arguments as file globs.
