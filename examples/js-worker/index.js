@@ -17,9 +17,14 @@
 // EDGECACHE_SIGNING_KEYS, EDGECACHE_MAX_ENTRIES, ... (README.md).
 import { fromEnv } from 'edgecache';
 
-/** How long a page is fresh, then how long it may still be served while one request refreshes it. */
-const FRESH_MS = 30_000;
-const STALE_MS = 60_000;
+/**
+ * How long a page is fresh (var CACHE_TTL, ms), then how long it may still
+ * be served, STALE, while one request refreshes it (var STALE_TTL, ms): the
+ * same vars as the Rust example Worker's.
+ */
+const ms = (v, dflt) => (/^\d{1,9}$/.test(String(v ?? '')) ? Number(v) : dflt);
+const freshMs = (env) => ms(env.CACHE_TTL, 60_000);
+const staleMs = (env) => ms(env.STALE_TTL, 300_000);
 /** The largest body kept (bigger ones are passed through). */
 const MAX_BODY = 512 * 1024;
 const ADMIN = '/__edgecache';
@@ -66,9 +71,9 @@ async function fill(cache, env, url, key) {
     if (!SKIP_HEADERS.has(k)) headers.push([k, v]);
   });
   if (bytes.length <= MAX_BODY) {
-    const entry = { s: res.status, h: headers, b: toBase64(bytes), f: Date.now() + FRESH_MS };
+    const entry = { s: res.status, h: headers, b: toBase64(bytes), f: Date.now() + freshMs(env) };
     // A Redis failure never fails the request: the cache fails open (it counts the error).
-    await cache.set(key, entry, { ttl: FRESH_MS + STALE_MS }).catch(() => {});
+    await cache.set(key, entry, { ttl: freshMs(env) + staleMs(env) }).catch(() => {});
   }
   return new Response(bytes, { status: res.status, headers });
 }
