@@ -49,7 +49,8 @@ const NEVER: &[&str] = &[
     "ASKING",
 ];
 
-/// Denied unless `--allow`ed: administration and blocking commands.
+/// Denied unless `--allow`ed: administration, and the blocking commands
+/// (`BLOCKING`, below).
 pub const DEFAULT_DENY: &[&str] = &[
     "FLUSHALL",
     "FLUSHDB",
@@ -76,18 +77,6 @@ pub const DEFAULT_DENY: &[&str] = &[
     "FUNCTION|KILL",
     "FUNCTION|FLUSH",
     "FUNCTION|RESTORE",
-    "BLPOP",
-    "BRPOP",
-    "BRPOPLPUSH",
-    "BLMOVE",
-    "BLMPOP",
-    "BZPOPMIN",
-    "BZPOPMAX",
-    "BZMPOP",
-    "WAIT",
-    "WAITAOF",
-    "XREAD",
-    "XREADGROUP",
 ];
 
 /// Commands that may block their connection (sent as blocking to fred).
@@ -275,7 +264,11 @@ impl Policy {
     /// `CMD` or `CMD|SUB`, any case). Entries of the never-list cannot be
     /// allowed: an error names them.
     pub fn new(deny: &[String], allow: &[String]) -> Result<Policy, String> {
-        let mut set: HashSet<String> = DEFAULT_DENY.iter().map(|s| s.to_string()).collect();
+        let mut set: HashSet<String> = DEFAULT_DENY
+            .iter()
+            .chain(BLOCKING)
+            .map(|s| s.to_string())
+            .collect();
         set.extend(deny.iter().map(|d| norm(d)).filter(|d| !d.is_empty()));
         for a in allow.iter().map(|a| norm(a)).filter(|a| !a.is_empty()) {
             if NEVER.contains(&a.as_str()) {

@@ -88,16 +88,7 @@ function track(proc) {
 
 /** A redis-server on a free port, no persistence. */
 export async function startRedis() {
-  const port = await freePort();
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  track(proc);
-  const spawnError = new Promise((_, reject) => proc.once('error', reject));
-  await Promise.race([waitForRedis(port), spawnError]);
-  return { port, url: `redis://127.0.0.1:${port}`, proc, stop: stopper(proc) };
+  return startRedisOn(await freePort());
 }
 
 /**
@@ -106,42 +97,8 @@ export async function startRedis() {
  * go to this process's stderr (RUST_LOG=error unless set), or to
  * `onStderr`; `env` adds environment variables.
  */
-export async function startBridge({ redisUrl, token, args = [], env = {}, onStderr }) {
-  const proc = spawn(
-    BRIDGE_BIN,
-    ['--listen', '127.0.0.1:0', '--redis-url', redisUrl, '--token', token, ...args],
-    {
-      stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'inherit'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', ...env },
-    },
-  );
-  if (onStderr) proc.stderr.on('data', (d) => onStderr(d.toString()));
-  track(proc);
-  const stop = stopper(proc);
-  const url = await new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: proc.stdout });
-    lines.once('line', (line) => {
-      const m = /^listening on (http:\/\/\S+)$/.exec(line);
-      if (m) resolve(m[1]);
-      else reject(new Error(`edgecache-bridge printed ${JSON.stringify(line)}`));
-    });
-    proc.once('error', (e) =>
-      reject(new Error(`cannot run ${BRIDGE_BIN} (build it with scripts/build.sh): ${e.message}`)),
-    );
-    proc.once('exit', (code) => reject(new Error(`edgecache-bridge exited with ${code} before listening`)));
-  }).catch(async (e) => {
-    await stop();
-    throw e;
-  });
-  const deadline = Date.now() + 10_000;
-  while ((await fetch(`${url}/healthz`).catch(() => ({ ok: false }))).ok === false) {
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`edgecache-bridge at ${url} never reached ${redisUrl}`);
-    }
-    await sleep(25);
-  }
-  return { url, token, proc, stop };
+export async function startBridge(options) {
+  return startBridgeOn(0, options);
 }
 
 /**
@@ -219,15 +176,16 @@ export async function startRedisOn(port) {
  * picks a free port). With `waitHealthy: false` it resolves once listening,
  * without waiting for Redis.
  */
-export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}, waitHealthy = true }) {
+export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}, waitHealthy = true, onStderr }) {
   const proc = spawn(
     BRIDGE_BIN,
     ['--listen', `127.0.0.1:${port}`, '--redis-url', redisUrl, '--token', token, ...args],
     {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'inherit'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', ...env },
     },
   );
+  if (onStderr) proc.stderr.on('data', (d) => onStderr(d.toString()));
   track(proc);
   const stop = stopper(proc);
   const url = await new Promise((resolve, reject) => {
@@ -237,7 +195,9 @@ export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}
       if (m) resolve(m[1]);
       else reject(new Error(`edgecache-bridge printed ${JSON.stringify(line)}`));
     });
-    proc.once('error', (e) => reject(new Error(`cannot run ${BRIDGE_BIN}: ${e.message}`)));
+    proc.once('error', (e) =>
+      reject(new Error(`cannot run ${BRIDGE_BIN} (build it: cargo build --release -p edgecache-bridge): ${e.message}`)),
+    );
     proc.once('exit', (code) => reject(new Error(`edgecache-bridge exited with ${code} before listening`)));
   }).catch(async (e) => {
     await stop();
