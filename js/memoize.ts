@@ -356,7 +356,11 @@ export class Engine {
     const release = () => {
       if (flights.get(k) === flight) flights.delete(k);
     };
-    if (isThenable(w)) w.then(release, release);
+    // Callers in this isolate join the flight until the write has landed;
+    // in Workers nobody joins, and workerd may drop the continuation of a
+    // write that outlives its request, which would leave the flight behind
+    // for good: release it now.
+    if (isThenable(w) && shareFlights) w.then(release, release);
     else release();
   }
 
