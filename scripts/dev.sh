@@ -29,7 +29,7 @@ if [ "${1:-}" = --tiered ]; then
   tmp=$(mktemp -d)
   pids=()
   cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-  trap cleanup EXIT
+  trap cleanup EXIT INT TERM
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >"$tmp/redis.log" 2>&1 &
   pids+=($!)
   token=$(secret)

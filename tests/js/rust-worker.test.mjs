@@ -119,6 +119,20 @@ describe('the Rust example Worker, L1 only', () => {
     assert.notEqual(fresh.text, stale.text);
   });
 
+  test('a panic resets the wasm instance: the next request is served, from an empty L1', async () => {
+    const w = worker({ DEMO_PANIC_ROUTE: '1' });
+    assert.equal((await get(w, '/panic/1')).cache, 'MISS');
+    assert.equal((await get(w, '/panic/1')).cache, 'HIT');
+    const r = await w.dispatchFetch('http://localhost/__edgecache/panic', { method: 'POST', headers: admin(ADMIN) });
+    assert.equal(r.status, 500);
+    await r.text();
+    const after = await get(w, '/panic/1');
+    assert.equal(after.status, 200);
+    assert.equal(after.cache, 'MISS', 'a fresh instance, a fresh L1');
+    assert.equal((await get(w, '/panic/1')).cache, 'HIT');
+    assert.equal((await stats(w)).l1.entries, 1);
+  });
+
   test('a Redis binding without signing keys is an error naming the fix', async () => {
     const bad = worker({ EDGECACHE_REDIS_URL: 'http://127.0.0.1:1', EDGECACHE_REDIS_TOKEN: 't' });
     const r = await get(bad, '/x');

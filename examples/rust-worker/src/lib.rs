@@ -86,6 +86,17 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
         (Method::Delete, "/__edgecache/purge") => purge(&req, &env, &cache, &url).await,
         (_, p) if p.starts_with("/__edgecache/kv/") => kv(req, &env, &cache, &url).await,
+        // For the tests of the reset rule only (off unless DEMO_PANIC_ROUTE=1):
+        // a panic aborts this wasm instance; worker-build's reset hook starts
+        // a fresh one for the next request, with an empty L1.
+        (Method::Post, "/__edgecache/panic")
+            if var(&env, "DEMO_PANIC_ROUTE").as_deref() == Some("1") =>
+        {
+            if let Some(r) = unauthorized(&req, &env)? {
+                return Ok(r);
+            }
+            panic!("a deliberate panic (DEMO_PANIC_ROUTE)")
+        }
         (_, p) if p.starts_with("/__edgecache") => Response::error("not found\n", 404),
         (Method::Get | Method::Head, _) => read_through(&env, &ctx, &cache, &url).await,
         _ => Response::error("method not allowed: this cache serves GET and HEAD\n", 405),
