@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { Miniflare } from 'miniflare';
 import { TieredCache } from 'edgecache';
 import { startRedis, startBridge } from './servers.mjs';
@@ -243,6 +244,32 @@ describe('the Rust example Worker, tiered over redis-server + edgecache-bridge',
     } finally {
       await b2.stop();
       await r2.stop();
+    }
+  });
+
+  test('a Redis that never answers times out (L2_TIMEOUT): MISS from the origin, not a hang', async () => {
+    // Accepts connections and never answers.
+    const sockets = new Set();
+    const silent = net.createServer((s) => sockets.add(s));
+    await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+    const w = worker({
+      EDGECACHE_REDIS_URL: `http://127.0.0.1:${silent.address().port}`,
+      EDGECACHE_REDIS_TOKEN: TOKEN,
+      EDGECACHE_SIGNING_KEYS: `k1:${SECRET}`,
+      EDGECACHE_REDIS_TIMEOUT: '300',
+    });
+    try {
+      const t = Date.now();
+      const r = await get(w, '/slow/1');
+      assert.equal(r.status, 200);
+      assert.equal(r.cache, 'MISS');
+      assert.ok(Date.now() - t < 3_000, `took ${Date.now() - t} ms`);
+      assert.equal((await get(w, '/slow/1')).tier, 'l1');
+      const s = await stats(w);
+      assert.ok(s.l2.errors.L2_TIMEOUT >= 1, JSON.stringify(s.l2.errors));
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
     }
   });
 
