@@ -187,6 +187,10 @@ struct Inner {
     stats: RefCell<L2Stats>,
     warned: RefCell<Vec<&'static str>>,
     log: Box<dyn Fn(&str)>,
+    /// Bumped when a write or delete begins and when it ends: a read from
+    /// Redis that saw it change may hold the older value, so it does not
+    /// put it in L1 (plain data; no request waits on another's I/O).
+    writes: std::cell::Cell<u64>,
 }
 
 impl Inner {
@@ -306,6 +310,7 @@ impl EdgeCache {
                 stats: RefCell::new(L2Stats::default()),
                 warned: RefCell::new(Vec::new()),
                 log,
+                writes: std::cell::Cell::new(0),
             }),
             scope: None,
         })
@@ -337,6 +342,12 @@ impl EdgeCache {
 
     fn now(&self) -> u64 {
         self.inner.now.now_ms()
+    }
+
+    fn bump(&self) {
+        self.inner
+            .writes
+            .set(self.inner.writes.get().wrapping_add(1));
     }
 
     // ---- L1, one synchronous borrow at a time ----
@@ -447,6 +458,7 @@ impl EdgeCache {
             return Ok(None);
         };
         let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+        let generation = self.inner.writes.get();
         let raw = match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
             Ok(r) => r,
             Err(_) => return Ok(None), // fail open: counted, a miss
@@ -464,8 +476,11 @@ impl EdgeCache {
             return Ok(None);
         };
         self.inner.stats.borrow_mut().hits += 1;
-        if let Some(ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
-            self.l1_set(key, json.clone(), ttl);
+        // Not if a write or delete began meanwhile: this may be older.
+        if self.inner.writes.get() == generation {
+            if let Some(ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
+                self.l1_set(key, json.clone(), ttl);
+            }
         }
         Ok(Some(Hit {
             value: json,
@@ -519,6 +534,7 @@ impl EdgeCache {
             let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
             // What L1 held is older than this write.
             self.l1_delete(key);
+            self.bump();
             let px = i64::try_from(ttl).unwrap_or(i64::MAX);
             let mut args: Vec<Arg<'_>> =
                 vec!["SET".into(), rk.as_str().into(), sealed.as_str().into()];
@@ -528,6 +544,7 @@ impl EdgeCache {
             if self.command(l2, &args).await.is_ok() {
                 self.inner.stats.borrow_mut().writes += 1;
             }
+            self.bump();
         }
         if let Some(l1_ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
             self.l1_set(key, json, l1_ttl);
@@ -545,9 +562,11 @@ impl EdgeCache {
         };
         let v = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
         let n = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        self.bump();
         let r = self
             .command(l2, &["UNLINK".into(), v.as_str().into(), n.as_str().into()])
             .await;
+        self.bump();
         // Reads that ran meanwhile may have put the old value back.
         self.l1_delete(key);
         self.l1_delete(&format!("{COUNTER}{key}"));
@@ -627,6 +646,7 @@ impl EdgeCache {
             return Ok(local as u64);
         };
         let matcher = l2.layout.pattern(self.scope.as_ref(), pattern);
+        self.bump();
         let mut cursor = b"0".to_vec();
         let mut gone = 0u64;
         let result: Result<()> = async {
@@ -677,6 +697,7 @@ impl EdgeCache {
             }
         }
         .await;
+        self.bump();
         drop_local();
         result?;
         self.inner.stats.borrow_mut().writes += 1;

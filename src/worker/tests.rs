@@ -313,3 +313,71 @@ fn settings_say_what_is_missing() {
     );
     assert_eq!(e(&[("EDGECACHE_L1_TTL", "250")]).unwrap().l1_ttl, 250);
 }
+
+/// Holds GET answers until opened; other commands pass.
+struct Gated {
+    redis: FakeRedis,
+    open: Rc<Cell<bool>>,
+}
+
+impl Transport for Gated {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        let answer = self.redis.post(body.clone());
+        if !body.starts_with("[\"GET\"") {
+            return answer;
+        }
+        let open = self.open.clone();
+        let mut answer = Some(answer);
+        Box::pin(std::future::poll_fn(move |cx| {
+            if !open.get() {
+                return Poll::Pending;
+            }
+            answer.as_mut().unwrap().as_mut().poll(cx)
+        }))
+    }
+}
+
+#[test]
+fn a_read_that_overlaps_a_write_does_not_put_its_older_value_in_l1() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (writer, _) = cache(&redis, &clock);
+    run(writer.set("k", &"old")).unwrap();
+    let open = Rc::new(Cell::new(false));
+    let c = clock.clone();
+    let reader = EdgeCache::new(
+        &settings(true),
+        Some(Box::new(Gated {
+            redis: redis.clone(),
+            open: open.clone(),
+        })),
+        Now::new(move || c.now_ms()),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    // The GET is answered "old" by the fake at once but held by the gate.
+    let mut read = Box::pin(reader.get::<String>("k"));
+    assert!(read.as_mut().poll(&mut cx).is_pending());
+    run(reader.set("k", &"new")).unwrap();
+    open.set(true);
+    let Poll::Ready(got) = read.as_mut().poll(&mut cx) else {
+        panic!("still pending")
+    };
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("old"),
+        "the read's own answer"
+    );
+    assert_eq!(
+        run(reader.lookup::<String>("k")).unwrap().unwrap().value,
+        "new",
+        "L1 kept the write"
+    );
+}
+
+struct NoopWake;
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
