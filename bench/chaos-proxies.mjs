@@ -16,6 +16,10 @@
 // the command ran: that is what the counter check of the harness measures.
 import http from 'node:http';
 import net from 'node:net';
+import { startTcpFaultProxy } from '../tests/js/servers.mjs';
+
+// The TCP proxy is shared with the tests (tests/js/servers.mjs).
+export { startTcpFaultProxy };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -26,78 +30,6 @@ function listen(server) {
 function reset(s) {
   if (s.resetAndDestroy) s.resetAndDestroy();
   else s.destroy();
-}
-
-/** TCP proxy in front of 127.0.0.1:`target`; modes `pass`, `delay`, `cut`. */
-export async function startTcpFaultProxy(target) {
-  const state = { mode: 'pass', delay: 0, cutRate: 0.5, cuts: 0 };
-  const sockets = new Set();
-  const pipe = (from, to, replies) => {
-    let chain = Promise.resolve();
-    from.on('data', (chunk) => {
-      if (replies && state.mode === 'cut' && Math.random() < state.cutRate) {
-        state.cuts++;
-        to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)));
-        from.pause();
-        setImmediate(() => {
-          reset(from);
-          reset(to);
-        });
-        return;
-      }
-      const delay = state.mode === 'delay' ? state.delay : 0;
-      if (delay === 0) {
-        chain = chain.then(() => {
-          if (!to.destroyed) to.write(chunk);
-        });
-        return;
-      }
-      from.pause();
-      chain = chain
-        .then(() => sleep(delay))
-        .then(() => {
-          if (!to.destroyed) to.write(chunk);
-          from.resume();
-        });
-    });
-    from.on('end', () => chain.then(() => to.end()));
-  };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    pipe(client, upstream, false);
-    pipe(upstream, client, true);
-  });
-  const port = await listen(server);
-  return {
-    port,
-    state,
-    pass() {
-      state.mode = 'pass';
-    },
-    delay(ms) {
-      state.mode = 'delay';
-      state.delay = ms;
-    },
-    cut(rate = 0.5) {
-      state.mode = 'cut';
-      state.cutRate = rate;
-    },
-    dropAll() {
-      for (const s of sockets) reset(s);
-    },
-    async stop() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
 }
 
 export const HTTP_FAULTS = ['malformed', 'truncated', '500', '401', 'reset'];

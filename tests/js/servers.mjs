@@ -101,24 +101,49 @@ export async function startBridge(options) {
   return startBridgeOn(0, options);
 }
 
+function listenFree(server) {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+}
+
+function reset(s) {
+  if (s.resetAndDestroy) s.resetAndDestroy();
+  else s.destroy();
+}
+
 /**
  * A TCP proxy on a free port in front of 127.0.0.1:`target`, for faults
- * between two real parts: `delay` ms added to every chunk either way
- * (order kept), `dropAll()` resets every open connection.
+ * between two real parts, switched while load runs: `pass()`, `delay(ms)`
+ * (added to every chunk either way, order kept) and `cut(rate)` (a reply
+ * chunk is forwarded half, then both sides are reset: a connection dropped
+ * mid-reply, after the server ran the command); `dropAll()` resets every
+ * open connection.
  */
-export async function startProxy(target, { delay = 0 } = {}) {
-  const state = { delay };
+export async function startTcpFaultProxy(target) {
+  const state = { mode: 'pass', delay: 0, cutRate: 0.5, cuts: 0 };
   const sockets = new Set();
-  const pipeDelayed = (from, to) => {
+  const pipe = (from, to, replies) => {
     let chain = Promise.resolve();
     from.on('data', (chunk) => {
-      if (state.delay === 0) {
-        chain = chain.then(() => to.write(chunk));
+      if (replies && state.mode === 'cut' && Math.random() < state.cutRate) {
+        state.cuts++;
+        to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)));
+        from.pause();
+        setImmediate(() => {
+          reset(from);
+          reset(to);
+        });
+        return;
+      }
+      const delay = state.mode === 'delay' ? state.delay : 0;
+      if (delay === 0) {
+        chain = chain.then(() => {
+          if (!to.destroyed) to.write(chunk);
+        });
         return;
       }
       from.pause();
       chain = chain
-        .then(() => sleep(state.delay))
+        .then(() => sleep(delay))
         .then(() => {
           if (!to.destroyed) to.write(chunk);
           from.resume();
@@ -136,23 +161,40 @@ export async function startProxy(target, { delay = 0 } = {}) {
         upstream.destroy();
       });
     }
-    pipeDelayed(client, upstream);
-    pipeDelayed(upstream, client);
+    pipe(client, upstream, false);
+    pipe(upstream, client, true);
   });
-  const port = await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+  const port = await listenFree(server);
   return {
     port,
-    setDelay(ms) {
+    state,
+    pass() {
+      state.mode = 'pass';
+    },
+    delay(ms) {
+      state.mode = 'delay';
       state.delay = ms;
     },
+    cut(rate = 0.5) {
+      state.mode = 'cut';
+      state.cutRate = rate;
+    },
     dropAll() {
-      for (const s of sockets) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+      for (const s of sockets) reset(s);
     },
     async stop() {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/** {@link startTcpFaultProxy} with `delay` ms from the start, and `setDelay(ms)` (0: pass). */
+export async function startProxy(target, { delay = 0 } = {}) {
+  const p = await startTcpFaultProxy(target);
+  const setDelay = (ms) => (ms > 0 ? p.delay(ms) : p.pass());
+  setDelay(delay);
+  return { ...p, setDelay };
 }
 
 // ---- For the chaos harness (bench/chaos.mjs): servers restarted on the
