@@ -33,8 +33,8 @@ if [ "${1:-}" = --tiered ]; then
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >"$tmp/redis.log" 2>&1 &
   pids+=($!)
   token=$(secret)
-  RUST_LOG=${RUST_LOG:-warn} target/release/edgecache-bridge --listen 127.0.0.1:0 \
-    --redis-url "redis://127.0.0.1:$port" --token "$token" >"$tmp/bridge.out" &
+  RUST_LOG=${RUST_LOG:-warn} EDGECACHE_BRIDGE_TOKEN="$token" target/release/edgecache-bridge --listen 127.0.0.1:0 \
+    --redis-url "redis://127.0.0.1:$port" >"$tmp/bridge.out" &
   pids+=($!)
   url=""
   for _ in $(seq 100); do

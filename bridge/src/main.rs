@@ -27,11 +27,22 @@ struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
-    /// The bearer token that may run every allowed command.
-    #[arg(long, env = "EDGECACHE_BRIDGE_TOKEN", hide_env_values = true)]
+    /// The bearer token that may run every allowed command. A random
+    /// base64url token may begin with `-`; that is read as the value.
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     token: String,
     /// A second token that may run reading commands only.
-    #[arg(long, env = "EDGECACHE_BRIDGE_READ_ONLY_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_READ_ONLY_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     read_only_token: Option<String>,
     /// Largest request body in bytes; larger ones get 413 unread.
     #[arg(long, env = "EDGECACHE_BRIDGE_MAX_BODY", default_value_t = 10 << 20)]
@@ -149,5 +160,29 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // base64url tokens begin with '-' one time in 64: `--token -x…` must
+    // still be the token, not an unknown flag (exit 2, a flaky CI run).
+    #[test]
+    fn tokens_may_begin_with_a_hyphen() {
+        let a = Args::try_parse_from([
+            "edgecache-bridge",
+            "--token",
+            "-abcdefghijklmnopqrst",
+            "--read-only-token",
+            "--ro-abcdefghijklmnop",
+            "--max-body",
+            "10",
+        ])
+        .expect("parsed");
+        assert_eq!(a.token, "-abcdefghijklmnopqrst");
+        assert_eq!(a.read_only_token.as_deref(), Some("--ro-abcdefghijklmnop"));
+        assert_eq!(a.max_body, 10);
     }
 }

@@ -221,10 +221,11 @@ export async function startRedisOn(port) {
 export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}, waitHealthy = true, onStderr }) {
   const proc = spawn(
     BRIDGE_BIN,
-    ['--listen', `127.0.0.1:${port}`, '--redis-url', redisUrl, '--token', token, ...args],
+    ['--listen', `127.0.0.1:${port}`, '--redis-url', redisUrl, ...args],
     {
       stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'inherit'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', ...env },
+      // The token by environment, as docs/REDIS.md advises (not in `ps`).
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error', EDGECACHE_BRIDGE_TOKEN: token, ...env },
     },
   );
   if (onStderr) proc.stderr.on('data', (d) => onStderr(d.toString()));
