@@ -10,6 +10,10 @@
 //   DELETE /__edgecache/purge?pattern=<glob>
 //                                    deletes the cached paths matching the glob (L1 and L2);
 //                                    needs `Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>`
+//   GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=
+//                                    the cache as a JSON key-value store (root, or the scope
+//                                    named), same token: the Rust example Worker's route, same
+//                                    keys, scopes and values, so each reads what the other wrote
 //
 // Bindings: ORIGIN_URL (default: the demo origin below, deliberately slow,
 // so the Worker works offline), EDGECACHE_ADMIN_TOKEN (a secret), and
@@ -125,16 +129,27 @@ async function sameSecret(a, b) {
   return diff === 0;
 }
 
-async function purge(request, env, cache) {
+/**
+ * `null` if the request carries the admin token, else the answer to give:
+ * 401 without an Authorization header, 403 with a wrong token (or when no
+ * EDGECACHE_ADMIN_TOKEN is configured: then nobody may; set one with
+ * `wrangler secret put EDGECACHE_ADMIN_TOKEN`).
+ */
+async function unauthorized(request, env) {
   const auth = request.headers.get('authorization');
   if (auth === null) {
-    return Response.json({ error: 'purging needs Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>' }, { status: 401, headers: { 'www-authenticate': 'Bearer' } });
+    return Response.json({ error: 'send Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>' }, { status: 401, headers: { 'www-authenticate': 'Bearer' } });
   }
-  const given = /^Bearer (.+)$/.exec(auth)?.[1] ?? '';
-  // No admin token configured: nobody may purge (set one with `wrangler secret put EDGECACHE_ADMIN_TOKEN`).
+  const given = /^Bearer (.+)$/.exec(auth)?.[1]?.trim() ?? '';
   if (!env.EDGECACHE_ADMIN_TOKEN || !(await sameSecret(given, env.EDGECACHE_ADMIN_TOKEN))) {
     return Response.json({ error: 'wrong token' }, { status: 403 });
   }
+  return null;
+}
+
+async function purge(request, env, cache) {
+  const denied = await unauthorized(request, env);
+  if (denied !== null) return denied;
   const pattern = new URL(request.url).searchParams.get('pattern');
   if (!pattern) return Response.json({ error: 'give the glob to purge: ?pattern=/blog/*' }, { status: 400 });
   try {
@@ -143,6 +158,89 @@ async function purge(request, env, cache) {
   } catch (e) {
     // Deletes never fail open: a delete Redis did not see would let the value come back.
     return Response.json({ error: `not purged: ${e.message}`, code: e.code }, { status: 503 });
+  }
+}
+
+// ---- the cache as a JSON key-value store: what the Rust example's
+// ---- /__edgecache/kv/ does, answer for answer, so that either Worker
+// ---- (and Node's TieredCache, same prefix and keys) reads what another wrote.
+
+const KV = `${ADMIN}/kv/`;
+const plain = (text, status) => new Response(text, { status, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+
+/**
+ * The key in the path, percent-decoded as the Rust example decodes it: the
+ * bytes as UTF-8 (invalid sequences become U+FFFD), a malformed escape kept
+ * as it is (where decodeURIComponent would throw), a leading BOM kept.
+ */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+function decodeKey(raw) {
+  const b = new TextEncoder().encode(raw);
+  const hex = (c) => (c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 70 ? c - 55 : c >= 97 && c <= 102 ? c - 87 : -1);
+  const out = new Uint8Array(b.length);
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === 37 && i + 2 < b.length && hex(b[i + 1]) >= 0 && hex(b[i + 2]) >= 0) {
+      out[n++] = (hex(b[i + 1]) << 4) | hex(b[i + 2]);
+      i += 2;
+    } else {
+      out[n++] = b[i];
+    }
+  }
+  return utf8.decode(out.subarray(0, n));
+}
+
+/** A request's mistake (400), as opposed to the tier failing (503). */
+const REQUEST_ERRORS = new Set(['INVALID_KEY', 'INVALID_SCOPE', 'INVALID_TTL', 'INVALID_OPTION', 'UNSERIALIZABLE_VALUE', 'VALUE_TOO_LARGE', 'ENVELOPE_TOO_LARGE']);
+const failed = (e) => plain(`${e?.code ?? 'ERROR'} ${e?.message ?? e}\n`, REQUEST_ERRORS.has(e?.code) ? 400 : 503);
+
+/** `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=` on the root cache (not the pages' scope). */
+async function kv(request, env, root, url) {
+  const denied = await unauthorized(request, env);
+  if (denied !== null) return denied;
+  const key = decodeKey(url.pathname.slice(KV.length));
+  const tenant = url.searchParams.get('tenant');
+  const user = url.searchParams.get('user');
+  let view = root;
+  if (tenant !== null || user !== null) {
+    // As the Rust Scope::new: strings as given (`user=42` is the user "42", as 42 is), none empty.
+    if (tenant === '' || user === '') return plain(`INVALID_SCOPE ${tenant === '' ? 'tenant' : 'user'} is empty\n`, 400);
+    try {
+      view = root.scope({ ...(tenant === null ? {} : { tenant }), ...(user === null ? {} : { user }) });
+    } catch (e) {
+      return failed(e);
+    }
+  }
+  try {
+    switch (request.method) {
+      case 'GET': {
+        // Whether L1 holds it, asked just before the (synchronous) L1 read of get().
+        const tier = view.l1.has(key) ? 'l1' : 'l2';
+        const value = await view.get(key);
+        if (value === undefined) return plain('not found\n', 404);
+        return Response.json(value, { headers: { 'x-cache-tier': tier } });
+      }
+      case 'PUT': {
+        let value;
+        try {
+          value = JSON.parse(await request.text());
+        } catch {
+          return plain('the body must be JSON\n', 400);
+        }
+        // ms; absent or not a whole number: 0, no expiry (as the Rust route: not EDGECACHE_DEFAULT_TTL).
+        const t = url.searchParams.get('ttl');
+        const ttl = t !== null && /^\+?\d{1,20}$/.test(t) ? Number(t) : 0;
+        await view.set(key, value, { ttl });
+        return new Response(null, { status: 204 });
+      }
+      case 'DELETE':
+        // Throws (503) when Redis did not see it: the value would come back.
+        return Response.json({ deleted: await view.delete(key) });
+      default:
+        return plain('method not allowed\n', 405);
+    }
+  } catch (e) {
+    return failed(e);
   }
 }
 
@@ -187,6 +285,7 @@ export default {
       if (request.method !== 'DELETE') return new Response('use DELETE\n', { status: 405, headers: { allow: 'DELETE' } });
       return purge(request, env, cache);
     }
+    if (pathname.startsWith(KV)) return kv(request, env, root, new URL(request.url));
     if (request.method !== 'GET') return fromOrigin(env, new URL(request.url));
     return cached(request, env, ctx, cache);
   },
