@@ -9,12 +9,29 @@
 //!   origin in this Worker answers, so it all works offline.
 //! * `GET /__edgecache/stats` (JSON) and `GET /__edgecache` (HTML): the
 //!   cache's figures.
-//! * `DELETE /__edgecache/purge?pattern=<glob>`: purges the pages whose
-//!   path matches the glob, in L1 and L2; needs `Authorization: Bearer
-//!   <EDGECACHE_ADMIN_TOKEN>` (401 without, 403 wrong).
+//! * `DELETE /__edgecache/purge?pattern=<glob>&tenant=&user=`: purges the
+//!   keys that match the glob (pages, at the root), in L1 and L2; needs
+//!   `Authorization: Bearer <EDGECACHE_ADMIN_TOKEN>` (401 without, 403
+//!   wrong). Answers `{"pattern", "deleted"}`.
 //! * `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=`: the cache as
 //!   a JSON key-value store, same token: what a JS `TieredCache` with the
-//!   same prefix and keys reads and writes too.
+//!   same prefix and keys reads and writes too. `GET` answers the value
+//!   (`x-cache-tier: l1 | l2`) or 404; `PUT` takes a JSON body and
+//!   `&ttl=<ms>` (none: no expiry), answers 204; `DELETE` answers
+//!   `{"deleted": bool}`.
+//! * `POST /__edgecache/incr/<key>?by=<n>&tenant=&user=`: adds `by`
+//!   (default 1) to the counter `key` (Redis `INCRBY`, shared by every
+//!   isolate), answers `{"value": n}`; same token.
+//!
+//! The admin routes say when Redis failed, so a caller can tell what
+//! happened: `x-edgecache-breaker: closed | open | half-open` on every
+//! answer of a tiered cache (a 404 with `open` is a miss because Redis is
+//! out of reach, not a key that is gone), and errors as JSON, `{"error":
+//! <code, e.g. L2_TIMEOUT>, "message", "outcome"}`, where `outcome` says
+//! whether a write may have happened: `"not-applied"` (the breaker refused
+//! it, or Redis answered with an error) or `"unknown"` (sent, no usable
+//! answer: an increment may have counted, so never retry one blind).
+//! A `PUT` fails open: with Redis down the value lands in L1 alone.
 //!
 //! Requests share only the cache's plain data: each one fetches what it
 //! misses itself, never waiting on another request's I/O.
@@ -86,6 +103,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
         (Method::Delete, "/__edgecache/purge") => purge(&req, &env, &cache, &url).await,
         (_, p) if p.starts_with("/__edgecache/kv/") => kv(req, &env, &cache, &url).await,
+        (Method::Post, p) if p.starts_with("/__edgecache/incr/") => {
+            incr(&req, &env, &cache, &url).await
+        }
         // For the tests of the reset rule only (off unless DEMO_PANIC_ROUTE=1):
         // a panic aborts this wasm instance; worker-build's reset hook starts
         // a fresh one for the next request, with an empty L1.
@@ -323,10 +343,82 @@ async fn purge(req: &Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
             400,
         );
     };
-    match cache.delete_pattern(&pattern).await {
+    let view = match scoped(cache, url) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let answer = match view.delete_pattern(&pattern).await {
         Ok(n) => Response::from_json(&serde_json::json!({ "pattern": pattern, "deleted": n })),
-        Err(e) => Response::error(format!("purge failed: {e}\n"), 503),
+        Err(e) => tier_error(&e),
+    };
+    with_breaker(answer, cache)
+}
+
+/// The view the query names (`tenant`, `user`), else the root; a bad
+/// scope is a 400.
+fn scoped(cache: &EdgeCache, url: &Url) -> std::result::Result<EdgeCache, Result<Response>> {
+    let (tenant, user) = (param(url, "tenant"), param(url, "user"));
+    if tenant.is_none() && user.is_none() {
+        return Ok(cache.clone());
     }
+    Scope::new(tenant.as_deref(), user.as_deref())
+        .and_then(|s| cache.scope(&s))
+        .map_err(|e| Response::error(format!("{e}\n"), 400))
+}
+
+/// An error of the cache as JSON: its code, its message and, for a write,
+/// whether it may have happened (see the routes above).
+fn tier_error(e: &edgecache::Error) -> Result<Response> {
+    let code = e.code();
+    let (status, outcome) = match code {
+        // The breaker refused it: nothing was sent.
+        "L2_UNAVAILABLE" => (503, "not-applied"),
+        // Redis answered, refusing the command.
+        "L2_REDIS" => (502, "not-applied"),
+        "NOT_AN_INTEGER" | "OVERFLOW" => (409, "not-applied"),
+        "INVALID_SCOPE" | "INVALID_OPTION" | "INVALID_TTL" => (400, "not-applied"),
+        // Sent, and no answer that says what happened (timeout, a broken
+        // connection or body, an HTTP error from something in between).
+        c if c.starts_with("L2_") => (503, "unknown"),
+        _ => (500, "unknown"),
+    };
+    Ok(Response::from_json(&serde_json::json!({
+        "error": code,
+        "message": e.to_string(),
+        "outcome": outcome,
+    }))?
+    .with_status(status))
+}
+
+/// Adds `x-edgecache-breaker` (the Redis tier's breaker) to an answer.
+fn with_breaker(answer: Result<Response>, cache: &EdgeCache) -> Result<Response> {
+    let mut r = answer?;
+    if let Some((state, _)) = cache.stats().breaker {
+        r.headers_mut().set("x-edgecache-breaker", state.as_str())?;
+    }
+    Ok(r)
+}
+
+/// Adds `by` to a counter (same token as purge).
+async fn incr(req: &Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<Response> {
+    if let Some(r) = unauthorized(req, env)? {
+        return Ok(r);
+    }
+    let key = urlencoding_decode(&url.path()["/__edgecache/incr/".len()..]);
+    let by = match param(url, "by").map(|b| b.trim().parse::<i64>()) {
+        None => 1,
+        Some(Ok(by)) => by,
+        Some(Err(_)) => return Response::error("by must be a whole number\n", 400),
+    };
+    let view = match scoped(cache, url) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let answer = match view.incr(&key, by).await {
+        Ok(n) => Response::from_json(&serde_json::json!({ "value": n })),
+        Err(e) => tier_error(&e),
+    };
+    with_breaker(answer, cache)
 }
 
 /// The cache as a JSON key-value store (same token as purge).
@@ -334,19 +426,13 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
     if let Some(r) = unauthorized(&req, env)? {
         return Ok(r);
     }
-    let raw = &url.path()["/__edgecache/kv/".len()..];
-    let key = urlencoding_decode(raw);
-    let (tenant, user) = (param(url, "tenant"), param(url, "user"));
-    let view = if tenant.is_some() || user.is_some() {
-        match Scope::new(tenant.as_deref(), user.as_deref()).and_then(|s| cache.scope(&s)) {
-            Ok(v) => v,
-            Err(e) => return Response::error(format!("{e}\n"), 400),
-        }
-    } else {
-        cache.clone()
+    let key = urlencoding_decode(&url.path()["/__edgecache/kv/".len()..]);
+    let view = match scoped(cache, url) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let fail = |e: edgecache::Error| Response::error(format!("{} {e}\n", e.code()), 503);
-    match req.method() {
+    let fail = |e: edgecache::Error| tier_error(&e);
+    let answer = match req.method() {
         Method::Get => match view.lookup::<serde_json::Value>(&key).await {
             Ok(Some(Hit { value, tier })) => {
                 let mut r = Response::from_json(&value)?;
@@ -372,7 +458,8 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
             Err(e) => fail(e),
         },
         _ => Response::error("method not allowed\n", 405),
-    }
+    };
+    with_breaker(answer, cache)
 }
 
 /// Percent-decoding of a path segment (UTF-8; bad escapes stay as they are).
