@@ -8,8 +8,8 @@
 // in every scope; every worker reads everyone's. Counters (`cnt:<j>`) are
 // shared: every worker increments them. Values verify themselves: each
 // names its key, scope, writer and version, with a checksum over them.
-import { createHash } from 'node:crypto';
 import { TieredCache, RedisRest, Signer, EdgeCacheError } from 'edgecache';
+import { TTLS, makeValue, whyWrong } from './chaos-values.mjs';
 
 const cfg = JSON.parse(process.env.CHAOS_CONFIG);
 const W = cfg.worker;
@@ -53,16 +53,10 @@ const cache = new TieredCache({
 const SCOPES = cfg.scopes; // [name, scopeOptions|null]
 const views = SCOPES.map(([, sc]) => (sc ? cache.scope(sc) : cache));
 
-function checksum(v) {
-  return createHash('sha256').update(`${v.k}\0${v.s}\0${v.w}\0${v.v}\0${v.ttl}\0${v.t0}\0${v.pad}`).digest('hex').slice(0, 24);
-}
-
 const rnd = (n) => Math.floor(Math.random() * n);
 const keyOf = (w, g, i) => `w${w}:g${g}:k${i}`;
 const anyKey = () => keyOf(rnd(cfg.workers), rnd(cfg.groups), rnd(cfg.keysPerGroup));
 const ownKey = () => keyOf(W, rnd(cfg.groups), rnd(cfg.keysPerGroup));
-const TTLS = [0, 0, 300, 1000, 3000, 3000, 8000, 8000];
-const PAD = 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(40);
 
 // The log. Reads: [R, scope, key, w, v, ts, te, l1hit]; misses are counted only.
 // Sets: [S, scope, key, v, ttl, ts, te]; deletes: [D, scope, key, ts, te, ok];
@@ -85,12 +79,7 @@ function verify(scopeIdx, key, x, ts, te, l1hit) {
     misses++;
     return;
   }
-  const why =
-    x === null || typeof x !== 'object' ? `not an object: ${JSON.stringify(x)}`
-    : x.c !== checksum(x) ? 'checksum mismatch'
-    : x.k !== key ? `another key's value (${x.k})`
-    : x.s !== SCOPES[scopeIdx][0] ? `another scope's value (${x.s})`
-    : undefined;
+  const why = whyWrong(x, key, SCOPES[scopeIdx][0]);
   if (why !== undefined) {
     immediate.push({ scope: SCOPES[scopeIdx][0], key, why, value: JSON.stringify(x).slice(0, 200), ts, te });
     return;
@@ -126,8 +115,7 @@ async function op() {
     for (let i = 0; i < keys.length; i++) verify(sIdx, keys[i], xs[i], ts, te, hits[i]);
   } else if (r < 0.8) {
     const key = ownKey();
-    const v = { k: key, s: SCOPES[sIdx][0], w: W, v: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, pad: PAD.slice(0, rnd(600)) };
-    v.c = checksum(v);
+    const v = makeValue({ key, scopeName: SCOPES[sIdx][0], w: W, version: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, padLength: rnd(600) });
     const entry = ['S', sIdx, key, v.v, v.ttl, ts, 0];
     log.push(entry);
     try {
@@ -214,6 +202,7 @@ async function run(endAt) {
     {
       type: 'result',
       worker: W,
+      kind: 'node',
       log,
       opStarts,
       immediate,

@@ -1,6 +1,9 @@
 // The chaos harness of issue 11: TieredCache clients in several Node
-// processes (bench/chaos-worker.mjs) share one bridge and one Redis under
-// about 1,000 operations/s, while a schedule of faults runs:
+// processes (bench/chaos-worker.mjs) and the example Rust Worker in workerd
+// (examples/rust-worker, edgecache::worker; its load comes from
+// bench/chaos-rust-worker.mjs) share one bridge and one Redis, one prefix
+// and one set of signing keys under about 1,000 operations/s, while a
+// schedule of faults runs:
 //
 //   clients ──> HTTP fault proxy ──> edgecache-bridge ──> TCP fault proxy ──> redis-server
 //               (malformed JSON,     (kill -9, restart     (+2 s latency,      (kill -9, restart
@@ -13,25 +16,35 @@
 //   was deleted (delete acknowledged, after the value's write was) before
 //   the read began; another process may serve it for l1Ttl longer (+ one
 //   client timeout), which is the documented staleness bound of L1;
-// - no value served past its TTL (counted from the set call);
-// - no unhandled rejection or uncaught exception in any client;
+// - no value served past its TTL (counted from the set call; for the
+//   Worker, from its answer, the latest it can have sealed the value);
+// - no unhandled rejection or uncaught exception in any client; for the
+//   Worker: no panic or exception in workerd's output, no 5xx that is not
+//   its JSON error, no request dropped;
 // - every counter between the increments acknowledged and those plus the
 //   increments whose outcome is unknown (since Redis last came back empty);
-// - L1 hits served during every fault;
+// - L1 hits served during every fault, by the Node clients and by the Worker;
 // - after every fault, a successful round trip within the breaker's
 //   cool-down plus one probe (the client timeout) plus 500 ms of slack.
 //
 //   node bench/chaos.mjs            the full minute (make chaos)
 //   node bench/chaos.mjs --short    15 s (tests/js/chaos.test.mjs runs it in make test)
-import { fork, execFile } from 'node:child_process';
+//   --no-build: the Rust Worker as built (else scripts/rust-worker.sh runs
+//   first); --no-rust-worker: Node clients only
+import { fork, execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
 import { TieredCache, RedisRest, Signer, generateSecureKey } from 'edgecache';
 import { freePort, startRedisOn, startBridgeOn } from '../tests/js/servers.mjs';
 import { startTcpFaultProxy, startHttpFaultProxy, HTTP_FAULTS } from './chaos-proxies.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+/** The example Rust Worker as worker-build builds it (scripts/rust-worker.sh). */
+export const RUST_WORKER = path.join(root, 'examples/rust-worker/build/index.js');
 const run = promisify(execFile);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -77,11 +90,60 @@ export const SHORT = {
 };
 
 /**
- * Runs the harness; resolves to the report ({ rows, checks, ok, ... }).
- * `schedule` is FULL or SHORT (or one like them); `workers` client processes
- * share `rate` operations/s.
+ * Builds the example Rust Worker if it is missing (or always, with
+ * `rebuild`): a stale build lacks routes the Rust client needs, and its
+ * probe then fails naming the fix.
  */
-export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Ttl = 2000, log = () => {} } = {}) {
+export function ensureRustWorker({ rebuild = false } = {}) {
+  if (rebuild || !existsSync(RUST_WORKER)) execFileSync(path.join(root, 'scripts/rust-worker.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
+/**
+ * Lines of workerd's output that mean the Worker crashed: a Rust panic
+ * ("Critical Error: Rust panic: panicked at ...", "Critical RuntimeError:
+ * unreachable", "Reinitializing Wasm application"), an uncaught exception.
+ */
+const WORKERD_FAULT = /panicked|critical|RuntimeError|uncaught|unhandled|Reinitializing Wasm/i;
+
+/**
+ * The example Rust Worker in workerd (through Miniflare, as
+ * tests/js/rust-worker.test.mjs runs it), with `bindings`; what workerd
+ * prints is kept, and the lines that mean a crash are counted.
+ */
+async function startRustWorker(bindings) {
+  const out = { lines: [], count: 0, faults: [] };
+  const mf = new Miniflare({
+    scriptPath: RUST_WORKER,
+    modules: true,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2025-09-01',
+    bindings,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const st of [stdout, stderr]) {
+        st.on('data', (d) => {
+          for (const line of d.toString().split('\n').filter(Boolean)) {
+            out.count++;
+            if (out.lines.length < 200) out.lines.push(line);
+            if (WORKERD_FAULT.test(line)) out.faults.push(line);
+          }
+        });
+      }
+    },
+  });
+  const url = await mf.ready;
+  return { url: url.href, out, stop: () => mf.dispose() };
+}
+
+/**
+ * Runs the harness; resolves to the report ({ rows, checks, ok, ... }).
+ * `schedule` is FULL or SHORT (or one like them); `workers` Node client
+ * processes and, with `rustWorker` (default), the Rust Worker share `rate`
+ * operations/s, `rustRate` of them for the Worker.
+ */
+export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true, rate = 1000, rustRate = 200, l1Ttl = 2000, log = () => {} } = {}) {
+  const clients = workers + (rustWorker ? 1 : 0);
+  const nodeRate = rate - (rustWorker ? rustRate : 0);
+  if (rustWorker) ensureRustWorker();
   const token = `chaos-${generateSecureKey().slice(0, 24)}`;
   const secret = generateSecureKey();
   const redisPort = await freePort();
@@ -102,7 +164,8 @@ export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Tt
       url: httpProxy.url,
       token,
       secret,
-      workers,
+      // Writers: the Node clients, then the Worker; everyone reads everyone's keys.
+      workers: clients,
       timeout: schedule.timeout,
       cooldown: schedule.cooldown,
       l1Ttl,
@@ -110,15 +173,35 @@ export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Tt
       groups: 4,
       keysPerGroup: 10,
       counters: 6,
-      rate: rate / workers,
+      rate: nodeRate / workers,
       tick: 20,
       maxInFlight: 300,
     };
+    let rust;
+    if (rustWorker) {
+      const adminToken = `admin-${generateSecureKey().slice(0, 24)}`;
+      rust = await startRustWorker({
+        EDGECACHE_REDIS_URL: httpProxy.url,
+        EDGECACHE_REDIS_TOKEN: token,
+        EDGECACHE_SIGNING_KEYS: `k1:${secret}`,
+        EDGECACHE_PREFIX: 'chaos',
+        EDGECACHE_MAX_ENTRIES: '2000',
+        EDGECACHE_MAX_BYTES: String(8 << 20),
+        EDGECACHE_L1_TTL: String(l1Ttl),
+        EDGECACHE_REDIS_TIMEOUT: String(schedule.timeout),
+        EDGECACHE_BREAKER_THRESHOLD: '5',
+        EDGECACHE_BREAKER_COOLDOWN: String(schedule.cooldown),
+        EDGECACHE_ADMIN_TOKEN: adminToken,
+      });
+      cleanups.push(() => rust.stop());
+      rust.config = { ...base, worker: workers, rate: rustRate, workerUrl: rust.url, adminToken, requestTimeout: 15_000 };
+    }
     const results = [];
     const ready = [];
-    for (let w = 0; w < workers; w++) {
-      const child = fork(path.join(here, 'chaos-worker.mjs'), [], {
-        env: { ...process.env, CHAOS_CONFIG: JSON.stringify({ ...base, worker: w }) },
+    for (let w = 0; w < clients; w++) {
+      const isRust = w === workers;
+      const child = fork(path.join(here, isRust ? 'chaos-rust-worker.mjs' : 'chaos-worker.mjs'), [], {
+        env: { ...process.env, CHAOS_CONFIG: JSON.stringify(isRust ? rust.config : { ...base, worker: w }) },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         serialization: 'advanced',
         execArgv: [],
@@ -141,7 +224,7 @@ export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Tt
     const endAt = t0 + schedule.duration * 1000;
     for (const c of procs) c.send({ type: 'start', endAt });
     await sleep(t0 - Date.now());
-    log(`chaos: ${workers} clients, ${rate} ops/s, ${schedule.duration} s, ${schedule.faults.length} faults`);
+    log(`chaos: ${workers} Node clients${rustWorker ? ' + the Rust Worker in workerd' : ''}, ${rate} ops/s, ${schedule.duration} s, ${schedule.faults.length} faults`);
 
     const rows = [];
     for (const [name, start, end, kind, arg] of schedule.faults) {
@@ -198,8 +281,15 @@ export async function runChaos({ schedule = FULL, workers = 2, rate = 1000, l1Tt
     await Promise.race([Promise.all(exited), new Promise((r) => (giveUp = setTimeout(r, endAt - Date.now() + schedule.timeout * 3 + 15_000)))]);
     clearTimeout(giveUp);
     log(`chaos: clients done ${Date.now() - endAt} ms after the end`);
-    for (let w = 0; w < workers; w++) {
-      if (results[w] === undefined) throw new Error(`chaos worker ${w} sent no result (exit code ${procs[w].exitCode})`);
+    for (let w = 0; w < clients; w++) {
+      if (results[w] === undefined) throw new Error(`chaos client ${w} sent no result (exit code ${procs[w].exitCode})`);
+    }
+    if (rust) {
+      // workerd's own output: a panic or an uncaught exception is a fault of the Worker client.
+      const r = results[workers];
+      r.faults.uncaught += rust.out.faults.length;
+      r.faults.samples.push(...rust.out.faults.slice(0, 5).map((l) => `workerd: ${l}`));
+      r.workerd = { lines: rust.out.count, crashLines: rust.out.faults.length, first: [...new Set(rust.out.lines)].slice(0, 5) };
     }
 
     // Counters, read back through a fresh client straight at the bridge.
@@ -278,6 +368,9 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     }
   }
   let readsChecked = 0;
+  const rustW = results.find((r) => r.kind === 'rust')?.worker;
+  // Values that crossed between the kinds of client, each way (the shared layout and envelopes at work).
+  const cross = { nodeReadRust: 0, rustReadNode: 0 };
   for (const r of results) {
     for (const w of r.immediate) wrong.push({ reader: r.worker, ...w });
     for (const e of r.log) {
@@ -291,6 +384,8 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
         wrong.push({ ...where, why: 'never written for this key and scope' });
         continue;
       }
+      if (r.kind === 'rust' && w !== rustW) cross.rustReadNode++;
+      if (r.kind !== 'rust' && w === rustW) cross.nodeReadRust++;
       if (set[5] > te) {
         wrong.push({ ...where, why: 'read ended before its write began' });
         continue;
@@ -304,10 +399,12 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
         wrong.push({ ...where, why: `deleted (${del ? 'delete' : 'deletePattern'} ${dts - t0}..${dte - t0} ms) before the read began`, setEnd: setEnd - t0 });
         continue;
       }
-      // A TTL counts from the set call (the envelope is sealed then); 10 ms of slack for the clock read.
+      // A TTL counts from the set call (the envelope is sealed then; the
+      // Worker's log says when at the latest: its answer); 10 ms of slack for the clock read.
       const ttl = set[4];
-      if (ttl > 0 && ts >= set[5] + ttl + 10) wrong.push({ ...where, why: `expired (ttl ${ttl}, write began ${set[5] - t0} ms) before the read began` });
-      else if (ttl > 0 && ts >= set[5] + ttl) lateTtl++;
+      const ttlFrom = set[7] ?? set[5];
+      if (ttl > 0 && ts >= ttlFrom + ttl + 10) wrong.push({ ...where, why: `expired (ttl ${ttl}, counted from ${ttlFrom - t0} ms) before the read began` });
+      else if (ttl > 0 && ts >= ttlFrom + ttl) lateTtl++;
     }
   }
 
@@ -343,9 +440,14 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     let l1 = 0;
     const errors = {};
     let recovery = 0;
+    const rust = { ops: 0, l1: 0, recovery: 0 };
     for (const r of results) {
-      for (const t of r.opStarts) if (t >= row.start && t <= row.end) ops++;
-      for (const e of r.log) if (e[0] === 'R' && e[7] === 1 && e[5] >= row.start && e[5] <= row.end) l1++;
+      const mine = { ops: 0, l1: 0 };
+      for (const t of r.opStarts) if (t >= row.start && t <= row.end) mine.ops++;
+      for (const e of r.log) if (e[0] === 'R' && e[7] === 1 && e[5] >= row.start && e[5] <= row.end) mine.l1++;
+      ops += mine.ops;
+      l1 += mine.l1;
+      if (r.kind === 'rust') Object.assign(rust, mine);
       const before = [...r.snapshots].reverse().find((x) => x.t <= row.start) ?? r.snapshots[0];
       const after = r.snapshots.find((x) => x.t >= windowEnd) ?? r.snapshots.at(-1);
       for (const [code, n] of Object.entries(after.errors)) {
@@ -353,14 +455,17 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
         if (d > 0) errors[code] = (errors[code] ?? 0) + d;
       }
       const ok = r.okAt.find((t) => t >= row.end);
-      recovery = Math.max(recovery, ok === undefined ? Infinity : ok - row.end);
+      const mineRecovery = ok === undefined ? Infinity : ok - row.end;
+      recovery = Math.max(recovery, mineRecovery);
+      if (r.kind === 'rust') rust.recovery = mineRecovery;
     }
     if (row.kind === 'attacker') {
       // Redis stayed up: there is nothing to recover from.
       recovery = 0;
+      rust.recovery = 0;
     }
     const wrongHere = wrong.filter((w) => w.readStart !== undefined && w.readStart + t0 >= row.start && w.readStart + t0 <= windowEnd).length;
-    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, note: row.note });
+    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, rust: rustW === undefined ? undefined : rust, note: row.note });
   }
 
   const unhandled = results.reduce((n, r) => n + r.faults.unhandled + r.faults.uncaught, 0);
@@ -369,6 +474,7 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     ['unhandled rejections + uncaught exceptions', unhandled, unhandled === 0],
     ['counters out of [acknowledged, acknowledged + unknown]', counterViolations, counterViolations === 0],
     ['faults without an L1 hit served during them', table.filter((t) => t.l1Hits === 0).length, table.every((t) => t.l1Hits > 0)],
+    ...(rustW === undefined ? [] : [['faults during which the Rust Worker served no L1 hit', table.filter((t) => t.rust.l1 === 0).length, table.every((t) => t.rust.l1 > 0)]]),
     [`faults not recovered within ${recoveryBound} ms (cool-down + probe + 500 ms)`, table.filter((t) => !(t.recoveryMs <= recoveryBound)).length, table.every((t) => t.recoveryMs <= recoveryBound)],
   ];
   const totals = {
@@ -376,6 +482,8 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     skipped: results.reduce((n, r) => n + r.skipped, 0),
     reads: results.reduce((n, r) => n + r.reads, 0),
     readsChecked,
+    cross,
+    workerd: results.find((r) => r.workerd)?.workerd,
     misses: results.reduce((n, r) => n + r.misses, 0),
     l1Served: results.reduce((n, r) => n + r.l1Served, 0),
     lateTtl,
@@ -390,9 +498,29 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
       return acc;
     }, {}),
   };
+  // Per client: what it did and what went wrong for it.
+  const perClient = results.map((r) => ({
+    client: r.kind === 'rust' ? `rust worker (w${r.worker}, workerd)` : `node w${r.worker}`,
+    ops: r.issued,
+    skipped: r.skipped,
+    reads: r.reads,
+    misses: r.misses,
+    missesBreakerOpen: r.missesBreakerOpen,
+    l1Served: r.l1Served,
+    wrong: wrong.filter((x) => x.reader === r.worker).length,
+    incr: r.log.reduce((acc, e) => {
+      if (e[0] === 'I') acc[e[6]] = (acc[e[6]] ?? 0) + 1;
+      return acc;
+    }, {}),
+    opErrors: r.errors,
+    crashes: r.faults.unhandled + r.faults.uncaught,
+    rejected: r.stats.l2.rejected,
+    kind: r.kind,
+  }));
   return {
     ok: checks.every(([, , ok]) => ok),
     table,
+    perClient,
     checks,
     counters,
     wrong,
@@ -411,13 +539,35 @@ export function formatReport(rep) {
       .sort((a, b) => b[1] - a[1])
       .map(([k, n]) => `${k.replace(/^L2_/, '')} ${n}`)
       .join(', ') || '-';
-  const head = ['fault', 'at s', 'len s', 'ops', 'L1 hits', 'wrong', 'recovery ms', 'errors by code (fault + recovery)'];
-  const body = rep.table.map((t) => [t.fault, t.at.toFixed(1), t.seconds.toFixed(1), String(t.ops), String(t.l1Hits), String(t.wrong), Number.isFinite(t.recoveryMs) ? String(t.recoveryMs) : 'never', errs(t.errors)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const fmt = (cells) => '| ' + cells.map((c, i) => (i === 0 || i === 7 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') + ' |';
-  lines.push(fmt(head), '|' + widths.map((w, i) => (i === 0 || i === 7 ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|') + '|');
-  for (const b of body) lines.push(fmt(b));
-  lines.push('');
+  const ms = (n) => (Number.isFinite(n) ? String(n) : 'never');
+  const withRust = rep.table.some((t) => t.rust);
+  // The Rust Worker's share in its own columns: ops, L1 hits, recovery.
+  const head = ['fault', 'at s', 'len s', 'ops', 'L1 hits', 'wrong', 'recovery ms', ...(withRust ? ['rust ops', 'rust L1', 'rust rec ms'] : []), 'errors by code (fault + recovery)'];
+  const body = rep.table.map((t) => [
+    t.fault, t.at.toFixed(1), t.seconds.toFixed(1), String(t.ops), String(t.l1Hits), String(t.wrong), ms(t.recoveryMs),
+    ...(withRust ? [String(t.rust.ops), String(t.rust.l1), ms(t.rust.recovery)] : []),
+    errs(t.errors),
+  ]);
+  const table = (head, body, left) => {
+    const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+    const fmt = (cells) => '| ' + cells.map((c, i) => (left.includes(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') + ' |';
+    lines.push(fmt(head), '|' + widths.map((w, i) => (left.includes(i) ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|') + '|');
+    for (const b of body) lines.push(fmt(b));
+    lines.push('');
+  };
+  table(head, body, [0, head.length - 1]);
+  const counts = (o) =>
+    Object.entries(o)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ') || '-';
+  table(
+    ['client', 'ops', 'reads', 'misses (breaker open)', 'L1 served', 'rejected', 'wrong', 'crashes', 'incr outcomes', 'operations that failed, by code'],
+    rep.perClient.map((c) => [
+      c.client, String(c.ops), String(c.reads), `${c.misses}${c.missesBreakerOpen === undefined ? '' : ` (${c.missesBreakerOpen})`}`, String(c.l1Served),
+      String(c.rejected), String(c.wrong), String(c.crashes), counts(c.incr), errs(c.opErrors),
+    ]),
+    [0, 8, 9],
+  );
   for (const t of rep.table) if (t.note) lines.push(`  ${t.fault}: ${t.note}`);
   const T = rep.totals;
   lines.push(
@@ -425,6 +575,8 @@ export function formatReport(rep) {
     `totals: ${T.ops} ops in ${T.seconds} s (${Math.round(T.ops / T.seconds)}/s; ${T.skipped} skipped at the in-flight cap), ` +
       `${T.reads} reads (${T.readsChecked} values checked against the history, ${T.misses} misses, ${T.l1Served} from L1), ` +
       `${T.rejected} envelopes rejected`,
+    ...(T.workerd ? [`workerd printed ${T.workerd.lines} lines, ${T.workerd.crashLines} of them a crash; first ones: ${JSON.stringify(T.workerd.first)}`] : []),
+    `values that crossed kinds of client: ${T.cross.nodeReadRust} written by the Rust Worker read by Node, ${T.cross.rustReadNode} written by Node read by the Rust Worker`,
     `L2 errors by code: ${errs(T.l2Errors)}`,
     `operations that threw, by code: ${errs(T.opErrors)}`,
     `values served less than 10 ms past their TTL (clock slack): ${T.lateTtl}`,
@@ -442,7 +594,9 @@ export function formatReport(rep) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const short = process.argv.includes('--short');
-  const rep = await runChaos({ schedule: short ? SHORT : FULL, log: (m) => console.error(m) });
+  // The example Rust Worker is built first (quick when up to date): make chaos runs what lib.rs says.
+  if (!process.argv.includes('--no-rust-worker')) ensureRustWorker({ rebuild: !process.argv.includes('--no-build') });
+  const rep = await runChaos({ schedule: short ? SHORT : FULL, rustWorker: !process.argv.includes('--no-rust-worker'), log: (m) => console.error(m) });
   console.log(formatReport(rep));
   process.exitCode = rep.ok ? 0 : 1;
 }
