@@ -34,3 +34,79 @@ test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, reco
   // Values crossed both ways: the same keys, layout and envelopes.
   assert.ok(rep.totals.cross.nodeReadRust > 0 && rep.totals.cross.rustReadNode > 0, JSON.stringify(rep.totals.cross));
 });
+
+// What the Rust client of the harness relies on: the example Worker's admin
+// routes say what happened, through the same HTTP fault proxy.
+test('the Rust Worker\'s admin routes: incr, scoped purge, tier errors as JSON with their outcome', { timeout: 30_000 }, async () => {
+  const { Miniflare } = await import('miniflare');
+  const { startRedis, startBridge } = await import('./servers.mjs');
+  const { startHttpFaultProxy } = await import('../../bench/chaos-proxies.mjs');
+  const { RUST_WORKER, ensureRustWorker } = await import('../../bench/chaos.mjs');
+  const { generateSecureKey } = await import('edgecache');
+  ensureRustWorker();
+  const token = `t-${generateSecureKey().slice(0, 20)}`;
+  const redis = await startRedis();
+  const bridge = await startBridge({ redisUrl: redis.url, token });
+  const proxy = await startHttpFaultProxy(new URL(bridge.url).port);
+  const mf = new Miniflare({
+    scriptPath: RUST_WORKER,
+    modules: true,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2025-09-01',
+    bindings: {
+      EDGECACHE_REDIS_URL: proxy.url,
+      EDGECACHE_REDIS_TOKEN: token,
+      EDGECACHE_SIGNING_KEYS: `k1:${generateSecureKey()}`,
+      EDGECACHE_ADMIN_TOKEN: 'admin',
+      EDGECACHE_BREAKER_THRESHOLD: '2',
+      EDGECACHE_BREAKER_COOLDOWN: '60000',
+    },
+  });
+  const call = async (method, p, body) => {
+    const r = await mf.dispatchFetch(`http://localhost${p}`, { method, headers: { authorization: 'Bearer admin' }, body });
+    const text = await r.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: r.status, breaker: r.headers.get('x-edgecache-breaker'), tier: r.headers.get('x-cache-tier'), json };
+  };
+  try {
+    assert.deepEqual(await call('POST', '/__edgecache/incr/hits'), { status: 200, breaker: 'closed', tier: null, json: { value: 1 } });
+    assert.deepEqual((await call('POST', '/__edgecache/incr/hits?by=-3')).json, { value: -2 });
+    assert.deepEqual((await call('POST', '/__edgecache/incr/hits?by=2&tenant=acme')).json, { value: 2 }, 'a scope counts apart');
+    assert.equal((await call('POST', '/__edgecache/incr/hits?by=1.5')).status, 400);
+    assert.equal((await mf.dispatchFetch('http://localhost/__edgecache/incr/hits', { method: 'POST' })).status, 401);
+
+    for (const k of ['a:1', 'a:2']) {
+      assert.equal((await call('PUT', `/__edgecache/kv/${k}?tenant=acme`, '{"n":1}')).status, 204);
+      assert.equal((await call('PUT', `/__edgecache/kv/${k}`, '{"n":2}')).status, 204);
+    }
+    assert.deepEqual((await call('DELETE', '/__edgecache/purge?pattern=a:*&tenant=acme')).json, { pattern: 'a:*', deleted: 2 });
+    assert.equal((await call('GET', '/__edgecache/kv/a:1?tenant=acme')).status, 404);
+    const root = await call('GET', '/__edgecache/kv/a:1');
+    assert.deepEqual([root.status, root.tier, root.json], [200, 'l1', { n: 2 }], 'the root kept its keys');
+
+    // Sent, no usable answer: an increment that may have counted.
+    proxy.setMode('500', 1);
+    const unknown = await call('POST', '/__edgecache/incr/hits');
+    assert.equal(unknown.status, 503);
+    assert.equal(unknown.json.error, 'L2_HTTP');
+    assert.equal(unknown.json.outcome, 'unknown');
+    const del = await call('DELETE', '/__edgecache/kv/a:2');
+    assert.deepEqual([del.status, del.json.error, del.json.outcome, del.breaker], [503, 'L2_HTTP', 'unknown', 'open'], 'the second failure opened the breaker');
+    // The breaker refuses: nothing sent.
+    const refused = await call('POST', '/__edgecache/incr/hits');
+    assert.deepEqual([refused.status, refused.json.error, refused.json.outcome], [503, 'L2_UNAVAILABLE', 'not-applied']);
+    assert.equal(proxy.state.injected['500'], 2, 'the refused increment never reached the proxy');
+    // Reads: L1 still serves; a miss says the breaker is open.
+    assert.deepEqual([(await call('GET', '/__edgecache/kv/a:1')).tier, (await call('GET', '/__edgecache/kv/nope')).breaker], ['l1', 'open']);
+  } finally {
+    await mf.dispose();
+    await proxy.stop();
+    await bridge.stop();
+    await redis.stop();
+  }
+});
