@@ -62,8 +62,8 @@ clean:
 fuzz:
 	@scripts/fuzz.sh
 
-## Faults under load for a minute (issue 11): two TieredCache client processes,
-## Redis and the bridge killed, slow and cut links, mangled HTTP answers, an
+## Faults under load for a minute (issue 11): two TieredCache client processes
+## and the example Rust Worker in workerd, Redis and the bridge killed, slow and cut links, mangled HTTP answers, an
 ## attacker in Redis; prints a table per fault and fails on any wrong value.
 chaos: build
 	@cargo build --quiet --release -p edgecache-bridge
