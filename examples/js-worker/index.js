@@ -13,7 +13,11 @@
 //   GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=
 //                                    the cache as a JSON key-value store (root, or the scope
 //                                    named), same token: the Rust example Worker's route, same
-//                                    keys, scopes and values, so each reads what the other wrote
+//                                    keys, scopes, values and answers (GET: the value with
+//                                    x-cache-tier, or 404; PUT: a JSON body, 204; DELETE:
+//                                    {"deleted": bool}; errors {"error", "message", "outcome"};
+//                                    x-edgecache-breaker when tiered), so each reads what the
+//                                    other wrote
 //
 // Bindings: ORIGIN_URL (default: the demo origin below, deliberately slow,
 // so the Worker works offline), EDGECACHE_ADMIN_TOKEN (a secret), and
@@ -190,9 +194,39 @@ function decodeKey(raw) {
   return utf8.decode(out.subarray(0, n));
 }
 
-/** A request's mistake (400), as opposed to the tier failing (503). */
-const REQUEST_ERRORS = new Set(['INVALID_KEY', 'INVALID_SCOPE', 'INVALID_TTL', 'INVALID_OPTION', 'UNSERIALIZABLE_VALUE', 'VALUE_TOO_LARGE', 'ENVELOPE_TOO_LARGE']);
-const failed = (e) => plain(`${e?.code ?? 'ERROR'} ${e?.message ?? e}\n`, REQUEST_ERRORS.has(e?.code) ? 400 : 503);
+/**
+ * An error of the cache as JSON, as the Rust example answers it: its code,
+ * its message and whether a write may have happened (`outcome`:
+ * "not-applied", or "unknown" when the request was sent and no usable
+ * answer came back). The pre-write checks only the JS side makes (a key,
+ * a value it cannot store) are the caller's mistake: 400.
+ */
+const STATUS = {
+  L2_UNAVAILABLE: 503, // the breaker refused it: nothing was sent
+  L2_REDIS: 502, // Redis answered, refusing the command
+  NOT_AN_INTEGER: 409,
+  OVERFLOW: 409,
+  INVALID_SCOPE: 400,
+  INVALID_OPTION: 400,
+  INVALID_TTL: 400,
+  INVALID_KEY: 400,
+  UNSERIALIZABLE_VALUE: 400,
+  VALUE_TOO_LARGE: 400,
+  ENVELOPE_TOO_LARGE: 400,
+};
+function tierError(e) {
+  const code = typeof e?.code === 'string' ? e.code : 'INTERNAL';
+  const status = STATUS[code] ?? (code.startsWith('L2_') ? 503 : 500);
+  const outcome = STATUS[code] === undefined ? 'unknown' : 'not-applied';
+  return Response.json({ error: code, message: String(e?.message ?? e), outcome }, { status });
+}
+
+/** `x-edgecache-breaker: closed | open | half-open` on an answer of a tiered cache (a 404 with `open`: Redis out of reach). */
+function withBreaker(response, root) {
+  const state = root.stats().breaker?.state;
+  if (state !== undefined) response.headers.set('x-edgecache-breaker', state);
+  return response;
+}
 
 /** `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=` on the root cache (not the pages' scope). */
 async function kv(request, env, root, url) {
@@ -208,39 +242,46 @@ async function kv(request, env, root, url) {
     try {
       view = root.scope({ ...(tenant === null ? {} : { tenant }), ...(user === null ? {} : { user }) });
     } catch (e) {
-      return failed(e);
+      return plain(`${e.message}\n`, 400);
     }
   }
+  let answer;
   try {
-    switch (request.method) {
-      case 'GET': {
-        // Whether L1 holds it, asked just before the (synchronous) L1 read of get().
-        const tier = view.l1.has(key) ? 'l1' : 'l2';
-        const value = await view.get(key);
-        if (value === undefined) return plain('not found\n', 404);
-        return Response.json(value, { headers: { 'x-cache-tier': tier } });
-      }
-      case 'PUT': {
-        let value;
-        try {
-          value = JSON.parse(await request.text());
-        } catch {
-          return plain('the body must be JSON\n', 400);
-        }
-        // ms; absent or not a whole number: 0, no expiry (as the Rust route: not EDGECACHE_DEFAULT_TTL).
-        const t = url.searchParams.get('ttl');
-        const ttl = t !== null && /^\+?\d{1,20}$/.test(t) ? Number(t) : 0;
-        await view.set(key, value, { ttl });
-        return new Response(null, { status: 204 });
-      }
-      case 'DELETE':
-        // Throws (503) when Redis did not see it: the value would come back.
-        return Response.json({ deleted: await view.delete(key) });
-      default:
-        return plain('method not allowed\n', 405);
-    }
+    answer = await kvOp(request, view, key, url);
   } catch (e) {
-    return failed(e);
+    answer = tierError(e);
+  }
+  return withBreaker(answer, root);
+}
+
+async function kvOp(request, view, key, url) {
+  switch (request.method) {
+    case 'GET': {
+      // Whether L1 holds it, asked just before the (synchronous) L1 read of get().
+      const tier = view.l1.has(key) ? 'l1' : 'l2';
+      const value = await view.get(key);
+      if (value === undefined) return plain('not found\n', 404);
+      return Response.json(value, { headers: { 'x-cache-tier': tier } });
+    }
+    case 'PUT': {
+      let value;
+      try {
+        value = JSON.parse(await request.text());
+      } catch {
+        return plain('the body must be JSON\n', 400);
+      }
+      // ms; absent or not a whole number: 0, no expiry (as the Rust route: not EDGECACHE_DEFAULT_TTL).
+      // Fails open: with Redis down the value lands in L1 alone.
+      const t = url.searchParams.get('ttl');
+      const ttl = t !== null && /^\+?\d{1,20}$/.test(t) ? Number(t) : 0;
+      await view.set(key, value, { ttl });
+      return new Response(null, { status: 204 });
+    }
+    case 'DELETE':
+      // Throws when Redis did not see it: the value would come back.
+      return Response.json({ deleted: await view.delete(key) });
+    default:
+      return plain('method not allowed\n', 405);
   }
 }
 

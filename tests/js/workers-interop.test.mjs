@@ -90,7 +90,14 @@ function kvPath(key, params = {}, { raw = false } = {}) {
 async function kvGet(w, key, scope, opts) {
   const r = await w.fetch(kvPath(key, scope, opts), { headers: auth });
   const text = await r.text();
-  return { status: r.status, tier: r.headers.get('x-cache-tier'), type: r.headers.get('content-type'), text, value: r.status === 200 ? JSON.parse(text) : undefined };
+  return {
+    status: r.status,
+    tier: r.headers.get('x-cache-tier'),
+    breaker: r.headers.get('x-edgecache-breaker'),
+    type: r.headers.get('content-type'),
+    text,
+    value: r.status === 200 ? JSON.parse(text) : undefined,
+  };
 }
 async function kvPut(w, key, value, params, opts) {
   const r = await w.fetch(kvPath(key, params, opts), {
@@ -153,6 +160,7 @@ describe('the admin kv route answers alike on both Workers', () => {
       await post.arrayBuffer();
       const miss = await kvGet(w, 'never-written');
       assert.equal(miss.status, 404, w.name);
+      assert.equal(miss.breaker, 'closed', `${w.name}: a 404 says Redis was reachable`);
       assert.equal(await kvDelete(w, 'never-written'), false, `${w.name}: nothing to delete`);
     }
   });
@@ -363,5 +371,48 @@ describe('pages', () => {
     const rustOwn = await rust.fetch('/interop/js-page');
     assert.equal(rustOwn.status, 200);
     assert.match(await rustOwn.text(), /<h1>\/interop\/js-page<\/h1>/);
+  });
+});
+
+describe('with the bridge gone, both Workers answer alike', () => {
+  // Last: it stops the shared bridge. Each Worker's breaker opens after 5
+  // consecutive failures (the default of both), then refuses without sending.
+  test('deletes fail (the value could come back), reads miss, writes land in L1; the same codes, outcomes and breaker states', async () => {
+    for (const w of [rust, jsw]) await kvPut(w, `down-${w.name}`, { kept: true });
+    await bridge.stop();
+    const seen = { Rust: [], JS: [] };
+    const codes = { Rust: [], JS: [] };
+    // First (each kept it in L1 when it wrote it, for L1_TTL): served from there.
+    for (const w of [rust, jsw]) {
+      const kept = await kvGet(w, `down-${w.name}`);
+      seen[w.name].push([kept.status, kept.tier, kept.value]);
+    }
+    for (const w of [rust, jsw]) {
+      const steps = seen[w.name];
+      for (let i = 0; i < 6; i++) {
+        const r = await w.fetch(kvPath('down-delete'), { method: 'DELETE', headers: auth });
+        const body = await r.json();
+        codes[w.name].push(body.error);
+        steps.push([r.status, body.error.startsWith('L2_') && body.error !== 'L2_UNAVAILABLE' ? 'L2_(failure)' : body.error, body.outcome, r.headers.get('x-edgecache-breaker')]);
+      }
+      const miss = await kvGet(w, 'down-never-written');
+      steps.push([miss.status, miss.breaker]);
+      await kvPut(w, 'down-written', 1);
+      const local = await kvGet(w, 'down-written');
+      steps.push([local.status, local.tier]);
+    }
+    assert.deepEqual(seen.Rust, [
+      [200, 'l1', { kept: true }],
+      [503, 'L2_(failure)', 'unknown', 'closed'],
+      [503, 'L2_(failure)', 'unknown', 'closed'],
+      [503, 'L2_(failure)', 'unknown', 'closed'],
+      [503, 'L2_(failure)', 'unknown', 'closed'],
+      [503, 'L2_(failure)', 'unknown', 'open'],
+      [503, 'L2_UNAVAILABLE', 'not-applied', 'open'],
+      [404, 'open'],
+      [200, 'l1'],
+    ]);
+    assert.deepEqual(seen.JS, seen.Rust);
+    assert.deepEqual(codes.JS, codes.Rust, 'the same failure codes');
   });
 });
