@@ -65,7 +65,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
         match b {
             0 => Some(Encoding::Bytes),
             1 => Some(Encoding::Json),

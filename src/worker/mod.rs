@@ -2,15 +2,18 @@
 //! 0.8), behind the `worker` cargo feature.
 //!
 //! [`EdgeCache`] is the Rust twin of the JS `TieredCache`: an isolate-wide
-//! L1 (a [`Store`] holding each value's JSON bytes) in front of Redis,
+//! L1 (a [`Store`] holding each value's payload: JSON text, or raw bytes
+//! for a JS `Uint8Array`) in front of Redis,
 //! reached over the Upstash REST protocol (hosted Upstash or
 //! `edgecache-bridge`). Every rule is the core's, not a copy:
 //!
 //! * requests and strict decoding of answers: [`crate::rest`];
 //! * Redis keys: [`Layout`] (`<prefix>:v:r|key`, the same keys the JS
 //!   `TieredCache` uses, so both read each other's values);
-//! * values in Redis: [`Signer`] envelopes, JSON payloads (encoding `0x01`),
-//!   bound to key and scope, exactly what the JS `Signer` seals;
+//! * values in Redis: [`Signer`] envelopes bound to key and scope, exactly
+//!   what the JS `Signer` seals: JSON payloads (encoding `0x01`, through
+//!   [`EdgeCache::get`]/[`EdgeCache::set`]) or raw bytes (`0x00`, what the JS
+//!   side stores for a `Uint8Array`: [`EdgeCache::get_bytes`]/[`EdgeCache::set_bytes`]);
 //! * how long L1 keeps an L2 value: [`promotion_ttl`]; when to stop
 //!   calling a failing Redis: [`Breaker`].
 //!
@@ -170,6 +173,25 @@ impl std::fmt::Debug for Now {
 /// L1 keeps counters apart from values, under the key prefixed with
 /// U+0000 (as the JS `TieredCache` does).
 const COUNTER: &str = "\u{0}";
+
+/// A value as L1 holds it: its [`Encoding`] byte, then its payload.
+fn held(encoding: Encoding, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 1);
+    v.push(encoding as u8);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// The error for a value read as the wrong kind: JSON through
+/// [`EdgeCache::get_bytes`], bytes through [`EdgeCache::get`].
+fn wrong_kind(key: &str, found: Encoding) -> Error {
+    Error::Unserializable(match found {
+        Encoding::Bytes => format!(
+            "the value of {key:?} is raw bytes (a Uint8Array on the JS side): read it with get_bytes"
+        ),
+        Encoding::Json => format!("the value of {key:?} is JSON: read it with get or lookup"),
+    })
+}
 
 struct L2 {
     transport: Box<dyn Transport>,
@@ -422,9 +444,9 @@ impl EdgeCache {
         result
     }
 
-    /// Opens what Redis holds for `key`: its JSON bytes and expiry, or
-    /// `None` (expired, or rejected and counted, never served).
-    fn open(&self, l2: &L2, key: &str, raw: &[u8]) -> Option<(Vec<u8>, u64)> {
+    /// Opens what Redis holds for `key`: its encoding, payload and expiry,
+    /// or `None` (expired, or rejected and counted, never served).
+    fn open(&self, l2: &L2, key: &str, raw: &[u8]) -> Option<(Encoding, Vec<u8>, u64)> {
         let reject = |why: &str| {
             self.inner.stats.borrow_mut().rejected += 1;
             self.inner.warn_once(
@@ -437,22 +459,62 @@ impl EdgeCache {
         };
         match l2.signer.open(self.scope.as_ref(), key, raw, self.now()) {
             Ok(None) => None,
-            Ok(Some(o)) if o.encoding() == Encoding::Json => {
-                let expires_at = o.expires_at();
-                Some((o.into_payload(), expires_at))
+            Ok(Some(o)) => {
+                let (encoding, expires_at) = (o.encoding(), o.expires_at());
+                Some((encoding, o.into_payload(), expires_at))
             }
-            Ok(Some(_)) => reject("raw bytes, not JSON"),
             Err(e) => reject(e.code()),
         }
     }
 
-    /// The JSON bytes of `key`, and the tier that had them.
+    /// The JSON bytes of `key`, and the tier that had them. A value of raw
+    /// bytes is an error (`UNSERIALIZABLE_VALUE`: use [`Self::get_bytes`]).
     pub async fn get_json(&self, key: &str) -> Result<Option<Hit<Vec<u8>>>> {
-        if let Some(v) = self.l1_get(key) {
-            return Ok(Some(Hit {
-                value: v,
-                tier: Tier::L1,
-            }));
+        self.get_as(key, Encoding::Json).await
+    }
+
+    /// The raw bytes of `key` (what the JS side stores for a `Uint8Array`)
+    /// and the tier that had them. A JSON value is an error
+    /// (`UNSERIALIZABLE_VALUE`: use [`Self::lookup`]).
+    pub async fn lookup_bytes(&self, key: &str) -> Result<Option<Hit<Vec<u8>>>> {
+        self.get_as(key, Encoding::Bytes).await
+    }
+
+    /// The raw bytes of `key`: L1, else Redis (then kept in L1).
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lookup_bytes(key).await?.map(|h| h.value))
+    }
+
+    /// The payload of `key` if it has `encoding` (else an error naming the
+    /// reader for its kind), and the tier that had it.
+    async fn get_as(&self, key: &str, encoding: Encoding) -> Result<Option<Hit<Vec<u8>>>> {
+        let Some(Hit {
+            value: (found, payload),
+            tier,
+        }) = self.get_held(key).await?
+        else {
+            return Ok(None);
+        };
+        if found != encoding {
+            return Err(wrong_kind(key, found));
+        }
+        Ok(Some(Hit {
+            value: payload,
+            tier,
+        }))
+    }
+
+    /// The encoding and payload of `key`, and the tier that had them.
+    async fn get_held(&self, key: &str) -> Result<Option<Hit<(Encoding, Vec<u8>)>>> {
+        if let Some(mut v) = self.l1_get(key) {
+            // Always written by `held`; anything else is not served.
+            if let Some(encoding) = v.first().copied().and_then(Encoding::from_byte) {
+                v.remove(0);
+                return Ok(Some(Hit {
+                    value: (encoding, v),
+                    tier: Tier::L1,
+                }));
+            }
         }
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
@@ -471,7 +533,7 @@ impl EdgeCache {
                 None
             }
         };
-        let Some((json, expires_at)) = found else {
+        let Some((encoding, payload, expires_at)) = found else {
             self.inner.stats.borrow_mut().misses += 1;
             return Ok(None);
         };
@@ -479,11 +541,11 @@ impl EdgeCache {
         // Not if a write or delete began meanwhile: this may be older.
         if self.inner.writes.get() == generation {
             if let Some(ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
-                self.l1_set(key, json.clone(), ttl);
+                self.l1_set(key, held(encoding, &payload), ttl);
             }
         }
         Ok(Some(Hit {
-            value: json,
+            value: (encoding, payload),
             tier: Tier::L2,
         }))
     }
@@ -521,16 +583,29 @@ impl EdgeCache {
         ttl: u64,
     ) -> Result<()> {
         let json = serde_json::to_vec(value).map_err(|e| Error::Unserializable(e.to_string()))?;
+        self.put(key, Encoding::Json, &json, ttl).await
+    }
+
+    /// Stores raw bytes with the default TTL; the JS side reads them as a
+    /// `Uint8Array`.
+    pub async fn set_bytes(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.put(key, Encoding::Bytes, value, self.inner.default_ttl)
+            .await
+    }
+
+    /// Stores raw bytes for `ttl` ms (`0`: no expiry), as
+    /// [`Self::set_with_ttl`] stores JSON.
+    pub async fn set_bytes_with_ttl(&self, key: &str, value: &[u8], ttl: u64) -> Result<()> {
+        self.put(key, Encoding::Bytes, value, ttl).await
+    }
+
+    async fn put(&self, key: &str, encoding: Encoding, payload: &[u8], ttl: u64) -> Result<()> {
         let now = self.now();
         let expires_at = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
         if let Some(l2) = &self.inner.l2 {
-            let sealed = l2.signer.seal_encoded(
-                self.scope.as_ref(),
-                key,
-                Encoding::Json,
-                &json,
-                expires_at,
-            )?;
+            let sealed =
+                l2.signer
+                    .seal_encoded(self.scope.as_ref(), key, encoding, payload, expires_at)?;
             let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
             // What L1 held is older than this write.
             self.l1_delete(key);
@@ -547,7 +622,7 @@ impl EdgeCache {
             self.bump();
         }
         if let Some(l1_ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
-            self.l1_set(key, json, l1_ttl);
+            self.l1_set(key, held(encoding, payload), l1_ttl);
         }
         Ok(())
     }

@@ -381,3 +381,74 @@ struct NoopWake;
 impl Wake for NoopWake {
     fn wake(self: Arc<Self>) {}
 }
+
+#[test]
+fn raw_bytes_are_what_js_stores_for_a_uint8array_and_read_only_as_bytes() {
+    use crate::envelope::Payload;
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    // What the JS TieredCache seals for set('blob', new Uint8Array([0, 255, 7])).
+    let signer = signing_keys(KEY).unwrap();
+    let sealed = signer
+        .seal(None, "blob", Payload::Bytes(&[0, 255, 7]), 0)
+        .unwrap();
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:v:r|blob".into(), sealed);
+    let (a, logs) = cache(&redis, &clock);
+    // Read as JSON: a clear error, not a tampered value and not a miss.
+    let e = run(a.get::<Value>("blob")).unwrap_err();
+    assert_eq!(e.code(), "UNSERIALIZABLE_VALUE");
+    assert!(e.to_string().contains("get_bytes"), "{e}");
+    let hit = run(a.lookup_bytes("blob")).unwrap().unwrap();
+    assert_eq!(
+        (hit.value, hit.tier),
+        (vec![0, 255, 7], Tier::L1),
+        "kept in L1 by the first read"
+    );
+    let l2 = a.stats().l2.unwrap();
+    assert_eq!((l2.rejected, l2.hits), (0, 1));
+    assert!(
+        logs.borrow().is_empty(),
+        "no tampering warning: {:?}",
+        logs.borrow()
+    );
+
+    // Bytes written here are what the JS side opens as a Uint8Array.
+    run(a.set_bytes_with_ttl("out", &[1, 2, 3], 5_000)).unwrap();
+    let raw = redis.data.borrow()["app:v:r|out"].clone();
+    let opened = signer.open(None, "out", &raw, 1_000).unwrap().unwrap();
+    assert_eq!(
+        (opened.encoding(), opened.expires_at()),
+        (Encoding::Bytes, 6_000)
+    );
+    assert_eq!(opened.into_payload(), vec![1, 2, 3]);
+    // From L1 and from another isolate's L2 read, the kind is kept.
+    assert_eq!(run(a.get_bytes("out")).unwrap(), Some(vec![1, 2, 3]));
+    let (b, _) = cache(&redis, &clock);
+    assert_eq!(run(b.get_bytes("out")).unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(
+        run(b.get::<Value>("out")).unwrap_err().code(),
+        "UNSERIALIZABLE_VALUE",
+        "the L1 copy keeps its kind too"
+    );
+    // A JSON write replaces the bytes, in L1 and in Redis.
+    run(b.set("out", &json!("text"))).unwrap();
+    assert_eq!(
+        run(b.get::<String>("out")).unwrap().as_deref(),
+        Some("text")
+    );
+    let e = run(b.get_bytes("out")).unwrap_err();
+    assert!(e.to_string().contains("is JSON"), "{e}");
+    assert_eq!(
+        run(a.get::<String>("out")).unwrap_err().code(),
+        "UNSERIALIZABLE_VALUE",
+        "a's own L1 copy until it lapses"
+    );
+    clock.advance(DEFAULT_L1_TTL + 1);
+    assert_eq!(
+        run(a.get::<String>("out")).unwrap().as_deref(),
+        Some("text")
+    );
+}

@@ -316,6 +316,30 @@ describe('the Rust example Worker, tiered over redis-server + edgecache-bridge',
       });
     }
 
+    test('raw bytes (a Uint8Array in Node) cross both ways, and keep their kind', async () => {
+      const bytes = new Uint8Array([0, 255, 7, 128, 10]);
+      await node.scope({ tenant: 'acme' }).set('blob-from-node', bytes, { ttl: 60_000 });
+      const w = tiered();
+      const r = await w.dispatchFetch(kvUrl('blob-from-node', '?tenant=acme'), { headers: admin(ADMIN) });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-type'), 'application/octet-stream');
+      assert.deepEqual(new Uint8Array(await r.arrayBuffer()), bytes);
+      assert.equal((await w.dispatchFetch(kvUrl('blob-from-node', '?tenant=acme'), { headers: admin(ADMIN) })).headers.get('x-cache-tier'), 'l1');
+
+      const put = await w.dispatchFetch(kvUrl('blob-from-rust', '?ttl=60000'), {
+        method: 'PUT',
+        headers: { ...admin(ADMIN), 'content-type': 'application/octet-stream' },
+        body: new Uint8Array([1, 2, 3, 0]),
+      });
+      assert.equal(put.status, 204);
+      const reader = new TieredCache({ redis: { url: bridge.url, token: TOKEN }, signer: { keys: { k1: SECRET } }, prefix: PREFIX, log: () => {} });
+      const got = await reader.get('blob-from-rust');
+      assert.ok(got instanceof Uint8Array, `a Uint8Array, got ${typeof got}`);
+      assert.deepEqual(got, new Uint8Array([1, 2, 3, 0]));
+      const s = await stats(w);
+      assert.equal(s.l2.rejected, 0, 'bytes are a kind of value, not a tampered one');
+    });
+
     test('Node reads a page the Rust Worker cached, and its delete reaches the Worker', async () => {
       const w = tiered();
       const miss = await get(w, '/interop/page');

@@ -17,7 +17,10 @@
 //!   a JSON key-value store, same token: what a JS `TieredCache` with the
 //!   same prefix and keys reads and writes too. `GET` answers the value
 //!   (`x-cache-tier: l1 | l2`) or 404; `PUT` takes a JSON body and
-//!   `&ttl=<ms>` (none: no expiry), answers 204; `DELETE` answers
+//!   `&ttl=<ms>` (none: no expiry), answers 204. A body sent as
+//!   `application/octet-stream` is stored as raw bytes (what JS stores for
+//!   a `Uint8Array`), and `GET` answers such a value with that type.
+//!   `DELETE` answers
 //!   `{"deleted": bool}`.
 //! * `POST /__edgecache/incr/<key>?by=<n>&tenant=&user=`: adds `by`
 //!   (default 1) to the counter `key` (Redis `INCRBY`, shared by every
@@ -440,15 +443,42 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
                 Ok(r)
             }
             Ok(None) => Response::error("not found\n", 404),
+            // Raw bytes (a Uint8Array on the JS side): served as they are.
+            Err(e) if e.code() == "UNSERIALIZABLE_VALUE" => match view.lookup_bytes(&key).await {
+                Ok(Some(Hit { value, tier })) => {
+                    let mut r = Response::from_bytes(value)?;
+                    r.headers_mut()
+                        .set("content-type", "application/octet-stream")?;
+                    r.headers_mut().set("x-cache-tier", tier.as_str())?;
+                    Ok(r)
+                }
+                Ok(None) => Response::error("not found\n", 404),
+                Err(e) => fail(e),
+            },
             Err(e) => fail(e),
         },
         Method::Put => {
-            let value: serde_json::Value = match req.json().await {
-                Ok(v) => v,
-                Err(_) => return Response::error("the body must be JSON\n", 400),
-            };
             let ttl = param(url, "ttl").and_then(|t| t.parse().ok()).unwrap_or(0);
-            match view.set_with_ttl(&key, &value, ttl).await {
+            let binary = req
+                .headers()
+                .get("content-type")?
+                .is_some_and(|t| t.starts_with("application/octet-stream"));
+            let stored = if binary {
+                let body = req.bytes().await?;
+                view.set_bytes_with_ttl(&key, &body, ttl).await
+            } else {
+                let value: serde_json::Value = match req.json().await {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return Response::error(
+                            "the body must be JSON (or application/octet-stream)\n",
+                            400,
+                        )
+                    }
+                };
+                view.set_with_ttl(&key, &value, ttl).await
+            };
+            match stored {
                 Ok(()) => Ok(Response::empty()?.with_status(204)),
                 Err(e) => fail(e),
             }
