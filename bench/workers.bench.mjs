@@ -3,7 +3,7 @@
 // (examples/js-worker, the npm package, bundled by wrangler as it deploys
 // it), each against the same Worker returning a constant response of the
 // same body, all driven the same way (Miniflare's dispatchFetch over
-// loopback, one request at a time, after a warm-up, interleaved in rounds),
+// loopback, one request at a time, after a warm-up, taking turns),
 // and the upload size `wrangler deploy --dry-run` reports for each.
 // Issue 10's targets: p50 <= 1.2x the constant Worker; upload <= 300 KiB
 // gzipped for the Rust Worker.
@@ -36,17 +36,29 @@ function dryRun(config, outdir) {
   return m ? `${m[1]}, ${m[2]} gzipped` : out;
 }
 
-async function measure(mf, url) {
-  for (let i = 0; i < 200; i++) await (await mf.dispatchFetch(url)).arrayBuffer();
-  const t = new Float64Array(N);
+/**
+ * The latencies of `targets` ({ mf, url } each), sampled in turn: request i
+ * of every target is sent before request i + 1 of any (in an order that
+ * rotates), so that a slower moment of the machine (2 cores, shared) falls
+ * on all of them alike rather than on whichever ran then.
+ */
+async function measure(targets) {
+  for (const { mf, url } of targets) for (let i = 0; i < 200; i++) await (await mf.dispatchFetch(url)).arrayBuffer();
+  const t = targets.map(() => new Float64Array(N));
   for (let i = 0; i < N; i++) {
-    const s = process.hrtime.bigint();
-    const r = await mf.dispatchFetch(url);
-    await r.arrayBuffer();
-    t[i] = Number(process.hrtime.bigint() - s) / 1e6;
+    for (let k = 0; k < targets.length; k++) {
+      const j = (i + k) % targets.length;
+      const { mf, url } = targets[j];
+      const s = process.hrtime.bigint();
+      const r = await mf.dispatchFetch(url);
+      await r.arrayBuffer();
+      t[j][i] = Number(process.hrtime.bigint() - s) / 1e6;
+    }
   }
-  t.sort();
-  return { p50: t[Math.floor(N / 2)], p99: t[Math.floor(N * 0.99)] };
+  return t.map((x) => {
+    x.sort();
+    return { p50: x[Math.floor(N / 2)], p99: x[Math.floor(N * 0.99)] };
+  });
 }
 
 let rust;
@@ -101,12 +113,13 @@ export default { fetch(request) {
 
   const rows = [];
   for (let round = 0; round < ROUNDS; round++) {
-    rows.push({
-      cr: await measure(constant, 'http://localhost/rust/item/1'),
-      r: await measure(rust, 'http://localhost/rust/item/1'),
-      cj: await measure(constant, 'http://localhost/js/item/1'),
-      j: await measure(js, 'http://localhost/js/item/1'),
-    });
+    const [cr, r, cj, j] = await measure([
+      { mf: constant, url: 'http://localhost/rust/item/1' },
+      { mf: rust, url: 'http://localhost/rust/item/1' },
+      { mf: constant, url: 'http://localhost/js/item/1' },
+      { mf: js, url: 'http://localhost/js/item/1' },
+    ]);
+    rows.push({ cr, r, cj, j });
   }
   const best = (f) => Math.min(...rows.map(f));
   const line = (name, k) => `  ${name.padEnd(36)} p50 ${best((x) => x[k].p50).toFixed(3)}  p99 ${best((x) => x[k].p99).toFixed(3)}`;
