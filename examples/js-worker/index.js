@@ -14,7 +14,8 @@
 //                                    the cache as a JSON key-value store (root, or the scope
 //                                    named), same token: the Rust example Worker's route, same
 //                                    keys, scopes, values and answers (GET: the value with
-//                                    x-cache-tier, or 404; PUT: a JSON body, 204; DELETE:
+//                                    x-cache-tier, or 404; PUT: a JSON body, or raw bytes sent
+//                                    as application/octet-stream and served so, 204; DELETE:
 //                                    {"deleted": bool}; errors {"error", "message", "outcome"};
 //                                    x-edgecache-breaker when tiered), so each reads what the
 //                                    other wrote
@@ -261,14 +262,20 @@ async function kvOp(request, view, key, url) {
       const tier = view.l1.has(key) ? 'l1' : 'l2';
       const value = await view.get(key);
       if (value === undefined) return plain('not found\n', 404);
+      // Raw bytes (stored from a Uint8Array, here or by the Rust side's set_bytes): served as they are.
+      if (value instanceof Uint8Array) return new Response(value, { headers: { 'content-type': 'application/octet-stream', 'x-cache-tier': tier } });
       return Response.json(value, { headers: { 'x-cache-tier': tier } });
     }
     case 'PUT': {
       let value;
-      try {
-        value = JSON.parse(await request.text());
-      } catch {
-        return plain('the body must be JSON\n', 400);
+      if ((request.headers.get('content-type') ?? '').startsWith('application/octet-stream')) {
+        value = new Uint8Array(await request.arrayBuffer());
+      } else {
+        try {
+          value = JSON.parse(await request.text());
+        } catch {
+          return plain('the body must be JSON (or application/octet-stream)\n', 400);
+        }
       }
       // ms; absent or not a whole number: 0, no expiry (as the Rust route: not EDGECACHE_DEFAULT_TTL).
       // Fails open: with Redis down the value lands in L1 alone.
