@@ -87,6 +87,10 @@ pub enum Error {
     /// serialization failed).
     #[cfg(feature = "worker")]
     Unserializable(String),
+    /// A key the Rust Workers binding refuses (one starting with U+0000,
+    /// where L1 keeps counters, as the JS `TieredCache` refuses it).
+    #[cfg(feature = "worker")]
+    InvalidKey(String),
 }
 
 impl Error {
@@ -120,6 +124,8 @@ impl Error {
             Error::L2Unavailable => "L2_UNAVAILABLE",
             #[cfg(feature = "worker")]
             Error::Unserializable(_) => "UNSERIALIZABLE_VALUE",
+            #[cfg(feature = "worker")]
+            Error::InvalidKey(_) => "INVALID_KEY",
         }
     }
 }
@@ -177,7 +183,9 @@ impl fmt::Display for Error {
                 "redis tier unavailable: the circuit breaker is open after repeated failures"
             ),
             #[cfg(feature = "worker")]
-            Error::Unserializable(why) => write!(f, "value cannot be stored as JSON: {why}"),
+            Error::Unserializable(why) => write!(f, "value of the wrong kind or not JSON: {why}"),
+            #[cfg(feature = "worker")]
+            Error::InvalidKey(why) => write!(f, "invalid key: {why}"),
         }
     }
 }

@@ -93,6 +93,16 @@ impl Tier {
     }
 }
 
+/// A value as stored, whatever its kind: what [`EdgeCache::lookup_raw`]
+/// answers when the caller does not know which kind a key holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Raw {
+    /// UTF-8 JSON text (any JS value but bytes; [`EdgeCache::set`]).
+    Json(Vec<u8>),
+    /// Raw bytes (a JS `Uint8Array`; [`EdgeCache::set_bytes`]).
+    Bytes(Vec<u8>),
+}
+
 /// A value found, and the tier it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hit<T> {
@@ -180,6 +190,17 @@ fn held(encoding: Encoding, payload: &[u8]) -> Vec<u8> {
     v.push(encoding as u8);
     v.extend_from_slice(payload);
     v
+}
+
+/// Keys starting with U+0000 are L1's counter namespace: refused, as the
+/// JS `TieredCache` refuses them.
+fn check_key(key: &str) -> Result<()> {
+    if key.starts_with(COUNTER) {
+        return Err(Error::InvalidKey(format!(
+            "{key:?}: keys starting with U+0000 are reserved (L1 keeps counters there)"
+        )));
+    }
+    Ok(())
 }
 
 /// The error for a value read as the wrong kind: JSON through
@@ -485,6 +506,23 @@ impl EdgeCache {
         Ok(self.lookup_bytes(key).await?.map(|h| h.value))
     }
 
+    /// The value of `key` as stored, JSON or bytes, and the tier that had
+    /// it (one read, for callers that serve either kind).
+    pub async fn lookup_raw(&self, key: &str) -> Result<Option<Hit<Raw>>> {
+        Ok(self.get_held(key).await?.map(
+            |Hit {
+                 value: (e, p),
+                 tier,
+             }| Hit {
+                value: match e {
+                    Encoding::Json => Raw::Json(p),
+                    Encoding::Bytes => Raw::Bytes(p),
+                },
+                tier,
+            },
+        ))
+    }
+
     /// The payload of `key` if it has `encoding` (else an error naming the
     /// reader for its kind), and the tier that had it.
     async fn get_as(&self, key: &str, encoding: Encoding) -> Result<Option<Hit<Vec<u8>>>> {
@@ -506,6 +544,7 @@ impl EdgeCache {
 
     /// The encoding and payload of `key`, and the tier that had them.
     async fn get_held(&self, key: &str) -> Result<Option<Hit<(Encoding, Vec<u8>)>>> {
+        check_key(key)?;
         if let Some(mut v) = self.l1_get(key) {
             // Always written by `held`; anything else is not served.
             if let Some(encoding) = v.first().copied().and_then(Encoding::from_byte) {
@@ -600,6 +639,7 @@ impl EdgeCache {
     }
 
     async fn put(&self, key: &str, encoding: Encoding, payload: &[u8], ttl: u64) -> Result<()> {
+        check_key(key)?;
         let now = self.now();
         let expires_at = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
         if let Some(l2) = &self.inner.l2 {
@@ -631,6 +671,7 @@ impl EdgeCache {
     /// anything was deleted. Redis errors are returned: a delete that never
     /// reached Redis would let the value come back from there.
     pub async fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
         let local = self.l1_delete(key) | self.l1_delete(&format!("{COUNTER}{key}"));
         let Some(l2) = &self.inner.l2 else {
             return Ok(local);
@@ -657,6 +698,7 @@ impl EdgeCache {
     /// isolate; L1 alone without Redis) and returns the new value. Redis
     /// errors are returned: a count kept locally would be wrong.
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64> {
+        check_key(key)?;
         let ck = format!("{COUNTER}{key}");
         let Some(l2) = &self.inner.l2 else {
             let mut l1 = self.inner.l1.borrow_mut();
@@ -685,6 +727,7 @@ impl EdgeCache {
 
     /// The counter `key` (L1, else Redis), or `None`.
     pub async fn counter(&self, key: &str) -> Result<Option<i64>> {
+        check_key(key)?;
         let ck = format!("{COUNTER}{key}");
         if let Some(v) = self.l1_get(&ck) {
             return Ok(std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()));

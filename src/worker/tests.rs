@@ -452,3 +452,45 @@ fn raw_bytes_are_what_js_stores_for_a_uint8array_and_read_only_as_bytes() {
         Some("text")
     );
 }
+
+#[test]
+fn lookup_raw_reads_either_kind_once_and_u0000_keys_are_refused() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, _) = cache(&redis, &clock);
+    run(a.set_bytes("b", &[9, 8])).unwrap();
+    run(a.set("j", &json!({ "x": 1 }))).unwrap();
+    let (b, _) = cache(&redis, &clock);
+    let calls = redis.calls.get();
+    let hit = run(b.lookup_raw("b")).unwrap().unwrap();
+    assert_eq!((hit.value, hit.tier), (Raw::Bytes(vec![9, 8]), Tier::L2));
+    assert_eq!(redis.calls.get(), calls + 1, "one GET");
+    assert_eq!(run(b.lookup_raw("b")).unwrap().unwrap().tier, Tier::L1);
+    let hit = run(b.lookup_raw("j")).unwrap().unwrap();
+    assert_eq!(hit.value, Raw::Json(br#"{"x":1}"#.to_vec()));
+    assert_eq!(run(b.lookup_raw("none")).unwrap(), None);
+
+    // "\0n" would be the L1 entry of the counter "n": refused everywhere.
+    run(a.incr("n", 5)).unwrap();
+    for e in [
+        run(a.set("\0n", &1)).unwrap_err(),
+        run(a.set_bytes("\0n", &[1])).unwrap_err(),
+        run(a.get::<Value>("\0n")).unwrap_err(),
+        run(a.lookup_raw("\0n")).unwrap_err(),
+        run(a.delete("\0n")).unwrap_err(),
+        run(a.incr("\0n", 1)).unwrap_err(),
+        run(a.counter("\0n")).unwrap_err(),
+    ] {
+        assert_eq!(e.code(), "INVALID_KEY", "{e}");
+    }
+    assert_eq!(
+        run(a.counter("n")).unwrap(),
+        Some(5),
+        "the counter is untouched"
+    );
+    assert_eq!(
+        run(a.get::<Value>("n\0")).unwrap(),
+        None,
+        "U+0000 elsewhere is fine"
+    );
+}

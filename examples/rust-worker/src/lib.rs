@@ -43,7 +43,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use edgecache::worker::{EdgeCache, Hit, Tier};
+use edgecache::worker::{EdgeCache, Hit, Raw, Tier};
 use edgecache::Scope;
 use serde::{Deserialize, Serialize};
 use worker::{event, Context, Date, Delay, Env, Fetch, Method, Request, Response, Result, Url};
@@ -379,7 +379,14 @@ fn tier_error(e: &edgecache::Error) -> Result<Response> {
         // Redis answered, refusing the command.
         "L2_REDIS" => (502, "not-applied"),
         "NOT_AN_INTEGER" | "OVERFLOW" => (409, "not-applied"),
-        "INVALID_SCOPE" | "INVALID_OPTION" | "INVALID_TTL" => (400, "not-applied"),
+        // Refused before anything was sent.
+        "INVALID_SCOPE"
+        | "INVALID_OPTION"
+        | "INVALID_TTL"
+        | "INVALID_KEY"
+        | "UNSERIALIZABLE_VALUE"
+        | "ENVELOPE_TOO_LARGE"
+        | "VALUE_TOO_LARGE" => (400, "not-applied"),
         // Sent, and no answer that says what happened (timeout, a broken
         // connection or body, an HTTP error from something in between).
         c if c.starts_with("L2_") => (503, "unknown"),
@@ -436,25 +443,27 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
     };
     let fail = |e: edgecache::Error| tier_error(&e);
     let answer = match req.method() {
-        Method::Get => match view.lookup::<serde_json::Value>(&key).await {
+        // One read, whatever the kind: JSON, or raw bytes (a Uint8Array on
+        // the JS side), served as they are.
+        Method::Get => match view.lookup_raw(&key).await {
             Ok(Some(Hit { value, tier })) => {
-                let mut r = Response::from_json(&value)?;
+                let mut r = match value {
+                    Raw::Json(json) => {
+                        let mut r = Response::from_bytes(json)?;
+                        r.headers_mut().set("content-type", "application/json")?;
+                        r
+                    }
+                    Raw::Bytes(bytes) => {
+                        let mut r = Response::from_bytes(bytes)?;
+                        r.headers_mut()
+                            .set("content-type", "application/octet-stream")?;
+                        r
+                    }
+                };
                 r.headers_mut().set("x-cache-tier", tier.as_str())?;
                 Ok(r)
             }
             Ok(None) => Response::error("not found\n", 404),
-            // Raw bytes (a Uint8Array on the JS side): served as they are.
-            Err(e) if e.code() == "UNSERIALIZABLE_VALUE" => match view.lookup_bytes(&key).await {
-                Ok(Some(Hit { value, tier })) => {
-                    let mut r = Response::from_bytes(value)?;
-                    r.headers_mut()
-                        .set("content-type", "application/octet-stream")?;
-                    r.headers_mut().set("x-cache-tier", tier.as_str())?;
-                    Ok(r)
-                }
-                Ok(None) => Response::error("not found\n", 404),
-                Err(e) => fail(e),
-            },
             Err(e) => fail(e),
         },
         Method::Put => {
