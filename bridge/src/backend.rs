@@ -1,19 +1,24 @@
-//! Redis, through fred: a pool of multiplexed connections for commands and
-//! pipelines, and an exclusive pool for transactions.
+//! Redis: plain commands and pipelines on the bridge's own multiplexed
+//! connections (`crate::direct`, which batch every request queued since
+//! their last wakeup into one write), transactions on fred's exclusive
+//! pool, and, for a cluster or sentinel URL, plain commands on fred's pool.
 //!
-//! Why fred: it multiplexes and pipelines on each connection, reconnects by
-//! itself, and in cluster mode routes every command of a pipeline to the
-//! node that owns its key, which the coming Redis Cluster step needs (one
-//! `/pipeline` request touches many hash slots; redis-rs refuses cross-slot
-//! async pipelines).
+//! Why fred for those: it multiplexes and pipelines on each connection,
+//! reconnects by itself, and in cluster mode routes every command of a
+//! pipeline to the node that owns its key, which the coming Redis Cluster
+//! step needs (one `/pipeline` request touches many hash slots; redis-rs
+//! refuses cross-slot async pipelines). It writes each command in a write
+//! of its own, though, which costs Redis and the bridge a system call per
+//! command under load; hence `direct` for a single server.
 //!
-//! Replies come back as raw RESP frames (`custom_raw`), so values keep their
-//! exact bytes and a Redis error is a frame, not a Rust error: an `Err` here
-//! always means the outcome is unknown (Redis unreachable, connection lost,
-//! timed out). Commands are never retried by the bridge
-//! (`max_command_attempts = 1`): an `INCRBY` whose reply was lost must not
-//! run twice.
+//! Replies come back as raw RESP frames (`custom_raw`, or `direct`'s), so
+//! values keep their exact bytes and a Redis error is a frame, not a Rust
+//! error: an `Err` here always means the outcome is unknown (Redis
+//! unreachable, connection lost, timed out). Commands are never retried by
+//! the bridge (`max_command_attempts = 1`; `direct` never resends): an
+//! `INCRBY` whose reply was lost must not run twice.
 
+use crate::direct::{Conn, Target};
 use crate::policy;
 use crate::protocol::{self, Command};
 use fred::clients::ExclusivePool;
@@ -62,6 +67,10 @@ pub enum TxOutcome {
 
 /// The Redis side of the bridge.
 pub struct Backend {
+    /// The bridge's own multiplexed connections for commands and
+    /// pipelines, on a single Redis server (`crate::direct`); empty for a
+    /// cluster or sentinel URL, which goes through fred's `pool`.
+    direct: Vec<Conn>,
     pool: Pool,
     /// When each pooled connection was last reported lost (ms since
     /// `epoch`, 0 while up), from fred's connection events: a request picks
@@ -91,6 +100,24 @@ impl Backend {
             Config::from_url(url).map_err(|e| format!("--redis-url {url}: {}", e.details()))?;
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
+        let direct: Vec<Conn> = match &config.server {
+            ServerConfig::Centralized { server } => {
+                let target = Target {
+                    host: server.host.to_string(),
+                    port: server.port,
+                    username: config.username.clone(),
+                    password: config.password.clone(),
+                    database: config.database,
+                };
+                (0..pool.max(1))
+                    .map(|_| Conn::start(target.clone()))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        // fred's pool serves the plain commands only without direct
+        // connections; it keeps one idle connection otherwise.
+        let fred_pool = if direct.is_empty() { pool.max(1) } else { 1 };
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {
@@ -105,18 +132,26 @@ impl Backend {
             .with_performance_config(|p| p.default_command_timeout = timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2));
         let pool = builder
-            .build_pool(pool.max(1))
+            .build_pool(fred_pool)
             .map_err(|e| e.details().to_string())?;
         let tx = builder
             .build_exclusive_pool(tx.max(1))
             .map_err(|e| e.details().to_string())?;
-        pool.connect_pool();
+        if direct.is_empty() {
+            pool.connect_pool();
+        }
         tx.connect_pool().await;
         // Give the connections a moment, so the first requests find them up;
         // with Redis down, start anyway and answer 503 until it is back.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            for c in pool.clients() {
-                let _ = c.wait_for_connect().await;
+            if direct.is_empty() {
+                for c in pool.clients() {
+                    let _ = c.wait_for_connect().await;
+                }
+            } else {
+                while !direct.iter().all(Conn::is_up) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
         })
         .await;
@@ -151,6 +186,7 @@ impl Backend {
             }
         }
         Ok(Backend {
+            direct,
             pool,
             lost,
             epoch,
@@ -158,6 +194,19 @@ impl Backend {
             tx,
             options,
         })
+    }
+
+    /// The next direct connection that is up, round robin.
+    fn conn(&self) -> Result<&Conn, Unavailable> {
+        let n = self.direct.len();
+        if n == 1 {
+            return Ok(&self.direct[0]);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.direct[(start + k) % n])
+            .find(|c| c.is_up())
+            .ok_or_else(|| Unavailable::Down("no connection to Redis (reconnecting)".into()))
     }
 
     /// The next pooled connection that is up, round robin.
@@ -179,6 +228,9 @@ impl Backend {
     /// Runs `cmds` as one pipeline on one connection, in order, and returns
     /// one reply per command (a Redis error is an error frame in its place).
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
+        if !self.direct.is_empty() {
+            return self.conn()?.run(cmds).await;
+        }
         let client = self.client()?.with_options(&self.options);
         if let [c] = cmds {
             let (cmd, args) = custom(c);
@@ -226,6 +278,16 @@ impl Backend {
 
     /// Whether Redis answers PING.
     pub async fn ping(&self) -> bool {
+        if !self.direct.is_empty() {
+            let Ok(conn) = self.conn() else {
+                return false;
+            };
+            let ping = vec![bytes::Bytes::from_static(b"PING")];
+            return matches!(
+                tokio::time::timeout(self.options.timeout.unwrap_or_default(), conn.run(&[ping])).await,
+                Ok(Ok(f)) if matches!(f.as_slice(), [Resp3Frame::SimpleString { .. }])
+            );
+        }
         let (cmd, args) = named("PING");
         let Ok(client) = self.client() else {
             return false;
@@ -241,6 +303,9 @@ impl Backend {
 
     /// Closes every connection.
     pub async fn quit(&self) {
+        for c in &self.direct {
+            c.close();
+        }
         let _ = self.pool.quit().await;
         let _ = self.tx.quit().await;
     }

@@ -4,11 +4,14 @@
 //!
 //! - [`protocol`]: requests to commands and replies to JSON, pure functions;
 //! - [`policy`]: which commands a token may run;
-//! - [`backend`]: Redis through fred (pipelines, transactions, reconnection);
+//! - [`backend`]: Redis: plain commands and pipelines on [`direct`]
+//!   connections, transactions (and cluster URLs) through fred;
+//! - [`direct`]: a multiplexed RESP connection that batches writes;
 //! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown.
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod direct;
 pub mod policy;
 pub mod protocol;
 pub mod server;
