@@ -20,6 +20,7 @@
 // @invalidatesPattern the keys matching a Redis glob: give @cached an explicit
 // prefix such as 'user:' and a readable `key`, and invalidate 'user:42' or
 // 'user:*'.
+import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { checkOptionNames } from './cache.js';
 import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
@@ -251,7 +252,7 @@ function afterSuccess<R>(result: R, invalidate: () => unknown): R {
   const done = invalidate();
   // A synchronous method cannot wait for an asynchronous cache: the
   // deletion goes on in the background and its failure is ignored.
-  if (isThenable(done)) Promise.resolve(done).catch(() => {});
+  if (isThenable(done)) keepAlive(Promise.resolve(done).catch(() => {}));
   return result;
 }
 

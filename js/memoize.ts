@@ -7,6 +7,7 @@
 // promise kept on the entry: no promise is allocated per hit.
 import { EdgeCacheError } from './errors.js';
 import { MemoryCache, checkOptionNames, estimate } from './cache.js';
+import { keepAlive } from '#wasm-init';
 import { argsKey, flightsOf, isThenable, shareFlights, type Flight, type Flights } from './keys.js';
 
 /**
@@ -389,7 +390,9 @@ export class Engine {
           throw err;
         },
       );
-    flight.promise.catch(noop);
+    // In Workers the refresh outlives the request that started it: without
+    // waitUntil its I/O would be cancelled and the flight left for good.
+    keepAlive(flight.promise.catch(noop));
     flights.set(k, flight);
   }
 }

@@ -8,6 +8,7 @@
 // The metadata holds status, status text, headers, when it was stored and
 // until when it is fresh. Each hit replays a new Response whose body is a
 // copy of the stored bytes, so nothing is ever consumed twice.
+import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { isThenable } from './keys.js';
 import { isCacheLike, ownCache, isTooLarge, type CacheLike } from './memoize.js';
@@ -373,6 +374,8 @@ export function cachePage<A extends unknown[] = []>(
         return;
       }
     }
+    // In Workers, the current request's waitUntil all the same.
+    keepAlive(safe);
   };
 
   /**

@@ -41,6 +41,8 @@ await esbuild.build({
       setup(build) {
         build.onResolve({ filter: /^#wasm-init$/ }, () => ({ path: path.join(dist, 'wasm-init/workerd.js') }));
         build.onResolve({ filter: /\.wasm$/ }, () => ({ path: './wasm/edgecache_bg.wasm', external: true }));
+        // The runtime's own module (waitUntil): resolved by workerd.
+        build.onResolve({ filter: /^cloudflare:/ }, (a) => ({ path: a.path, external: true }));
       },
     },
   ],

@@ -59,3 +59,6 @@ export function ensureWasm(): void {
   initSync({ module: wasmBytes() });
   ready = true;
 }
+
+/** Background work needs no help outside Workers (see ./workerd.ts). */
+export function keepAlive(_work: Promise<unknown>): void {}

@@ -230,6 +230,28 @@ describe('tiered: two Worker instances over redis-server and the bridge', () => 
     assert.equal(origin.hits.get('/k-get'), 2, hits);
   });
 
+  test('memoize staleWhileRevalidate: the background refresh outlives the request that started it', async () => {
+    // ttl 1 s; the origin answers in 300 ms.
+    const text = async (path) => (await cross.fetch(path)).text();
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const first = await text('/swr/s');
+    assert.match(first, /^origin \/s #\d+$/);
+    await sleep(1_200);
+    assert.equal(await text('/swr/s'), first, 'stale, at once');
+    // The refresh waits for the origin after that request has ended: in
+    // workerd it lives on only if handed to waitUntil.
+    await sleep(600);
+    const second = await text('/swr/s');
+    assert.notEqual(second, first, 'refreshed in the background');
+    assert.equal(origin.hits.get('/s'), 2);
+    // Once more: no refresh was left stuck in flight.
+    await sleep(1_200);
+    assert.equal(await text('/swr/s'), second, 'stale again');
+    await sleep(600);
+    assert.notEqual(await text('/swr/s'), second, 'refreshed again');
+    assert.equal(origin.hits.get('/s'), 3);
+  });
+
   test('with Redis down, L1 hits are still served and the rest answer MISS, not 500', async () => {
     assert.equal((await get(a, '/kept')).cache, 'MISS');
     await redis.stop();

@@ -6,6 +6,9 @@
 //                  single-flight could hand one request's Response to another
 //   /memo/<k>      memoize over fromEnv(env) (TieredCache with Redis bindings)
 //   /get/<k>       fromEnv(env).get, then set on a miss
+//   /swr/<k>       memoize with staleWhileRevalidate: a stale hit answers at
+//                  once and refreshes in the background, through the origin
+//                  (I/O that must outlive the request that started it)
 import { MemoryCache, memoize, fromEnv } from 'edgecache';
 
 const nothingKept = new MemoryCache({ maxBytes: 1024, sizeOf: () => 1 << 20 });
@@ -21,11 +24,22 @@ function memoOf(cache, env) {
   return m;
 }
 
+let refreshed = 0;
+let swr;
+function swrOf(env) {
+  swr ??= memoize(
+    async (k) => `${await (await fetch(`${env.ORIGIN}/${k}`)).text()} #${++refreshed}`,
+    { cache: new MemoryCache(), ttl: 1_000, staleWhileRevalidate: 60_000 },
+  );
+  return swr;
+}
+
 export default {
   async fetch(request, env) {
     const [, kind, k] = new URL(request.url).pathname.split('/');
     try {
       if (kind === 'response') return new Response(await (await fetchOrigin(k, env)).clone().text());
+      if (kind === 'swr') return new Response(await swrOf(env)(k));
       if (kind === 'memo') return new Response(await memoOf(fromEnv(env), env)(k));
       if (kind === 'get') {
         const cache = fromEnv(env);
