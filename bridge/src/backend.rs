@@ -96,6 +96,17 @@ impl Backend {
         tx: usize,
         timeout: Duration,
     ) -> Result<Backend, String> {
+        // This build has no TLS to Redis: a rediss:// URL would silently
+        // connect in plain text (fred only warns).
+        if url
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+        {
+            return Err(format!(
+                "--redis-url {url}: TLS to Redis (rediss://) is not supported by this build; \
+                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between"
+            ));
+        }
         let mut config =
             Config::from_url(url).map_err(|e| format!("--redis-url {url}: {}", e.details()))?;
         // Keep reconnecting in the background rather than failing at start.
@@ -375,4 +386,23 @@ fn custom(c: &Command) -> (CustomCommand, Vec<Value>) {
     let blocking = policy::is_blocking(&name);
     let args = c[1..].iter().map(|a| Value::Bytes(a.clone())).collect();
     (CustomCommand::new(name, hash, blocking), args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tls_url_is_refused_rather_than_used_in_plain_text() {
+        for url in ["rediss://127.0.0.1:6380", "REDISS://:pw@host:6380/0"] {
+            let e = Backend::connect(url, 1, 1, Duration::from_secs(1))
+                .await
+                .err()
+                .expect("refused");
+            assert!(
+                e.contains("rediss://") && e.contains("not supported"),
+                "{e}"
+            );
+        }
+    }
 }
