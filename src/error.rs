@@ -171,6 +171,12 @@ impl fmt::Display for Error {
             Error::L2Http { status, message } => {
                 write!(f, "redis tier answered HTTP {status}: {message}")
             }
+            // 403: this token may not run this command (a read-only token,
+            // the bridge's deny list): the token itself is fine.
+            Error::L2Auth(why) if why.starts_with("HTTP 403") => write!(
+                f,
+                "redis tier refused the command: {why}; the token is valid but may not run it"
+            ),
             Error::L2Auth(why) => write!(
                 f,
                 "redis tier refused the token: {why}; check the url and token (EDGECACHE_REDIS_TOKEN)"

@@ -188,7 +188,9 @@ fn parse(status: u16, body: &[u8]) -> Result<Value> {
 
 fn non_2xx(status: u16, v: &Value) -> Error {
     match v.get("error").and_then(Value::as_str) {
-        Some(msg) if status == 401 || status == 403 => Error::L2Auth(msg.into()),
+        Some(msg) if status == 401 || status == 403 => {
+            Error::L2Auth(format!("HTTP {status}: {msg}"))
+        }
         Some(msg) if status == 400 => Error::L2Redis(msg.into()),
         Some(msg) => status_error(status, msg),
         None => status_error(status, "no error message"),
@@ -344,6 +346,30 @@ mod tests {
         assert_eq!(e(503, r#"{"error":"redis down"}"#), "L2_HTTP");
         assert_eq!(e(502, "Bad Gateway"), "L2_HTTP");
         assert_eq!(e(200, r#"{"result":1.5}"#), "L2_PROTOCOL");
+    }
+
+    #[test]
+    fn a_403_blames_the_command_a_401_the_token() {
+        let m = |s, b: &str| {
+            decode_command(s, b.as_bytes(), false)
+                .unwrap_err()
+                .to_string()
+        };
+        let denied = m(
+            403,
+            r#"{"error":"NOPERM 'FLUSHALL' is on the bridge's deny list"}"#,
+        );
+        assert!(
+            denied.contains("refused the command: HTTP 403: NOPERM"),
+            "{denied}"
+        );
+        assert!(!denied.contains("check the url and token"), "{denied}");
+        let wrong = m(401, r#"{"error":"WRONGPASS invalid token"}"#);
+        assert!(
+            wrong.contains("refused the token: HTTP 401: WRONGPASS"),
+            "{wrong}"
+        );
+        assert!(wrong.contains("EDGECACHE_REDIS_TOKEN"), "{wrong}");
     }
 
     #[test]

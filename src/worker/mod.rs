@@ -451,6 +451,11 @@ impl EdgeCache {
             Ok(_) | Err(Error::L2Redis(_)) => l2.breaker.borrow_mut().success(),
             Err(e) => {
                 self.inner.error(e);
+                // A refused token is a configuration error, not an outage:
+                // said at once, not after the breaker's threshold.
+                if let Error::L2Auth(_) = e {
+                    self.inner.warn_once("auth", &e.to_string());
+                }
                 if l2.breaker.borrow_mut().failure(self.now()) {
                     self.inner.warn_once(
                         "breaker",
@@ -725,7 +730,8 @@ impl EdgeCache {
         Ok(n)
     }
 
-    /// The counter `key` (L1, else Redis), or `None`.
+    /// The counter `key` (L1, else Redis), or `None`. Redis errors are
+    /// returned: an outage is not "no counter".
     pub async fn counter(&self, key: &str) -> Result<Option<i64>> {
         check_key(key)?;
         let ck = format!("{COUNTER}{key}");
@@ -746,7 +752,11 @@ impl EdgeCache {
                 }
                 Ok(n)
             }
-            _ => Ok(None),
+            Ok(Reply::Nil) => Ok(None),
+            Ok(_) => Err(Error::L2Protocol(
+                "GET of a counter answered no string".into(),
+            )),
+            Err(e) => Err(e),
         }
     }
 

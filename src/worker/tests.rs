@@ -33,6 +33,8 @@ fn run<F: Future>(f: F) -> F::Output {
 struct FakeRedis {
     data: Rc<RefCell<HashMap<String, String>>>,
     down: Rc<Cell<bool>>,
+    /// Answers 401 WRONGPASS, as the bridge does for a wrong token.
+    wrong_token: Rc<Cell<bool>>,
     calls: Rc<Cell<u32>>,
 }
 
@@ -57,7 +59,9 @@ fn b64(bytes: &[u8]) -> String {
 impl Transport for FakeRedis {
     fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
         self.calls.set(self.calls.get() + 1);
-        let answer = if self.down.get() {
+        let answer = if self.wrong_token.get() {
+            Ok((401, br#"{"error":"WRONGPASS invalid token"}"#.to_vec()))
+        } else if self.down.get() {
             Err(Error::L2Http {
                 status: 0,
                 message: "connection refused".into(),
@@ -493,4 +497,38 @@ fn lookup_raw_reads_either_kind_once_and_u0000_keys_are_refused() {
         None,
         "U+0000 elsewhere is fine"
     );
+}
+
+#[test]
+fn an_outage_is_not_no_counter_and_a_wrong_token_is_said_at_once() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, logs) = cache(&redis, &clock);
+    run(a.incr("kept", 2)).unwrap();
+    redis.down.set(true);
+    assert_eq!(
+        run(a.counter("kept")).unwrap(),
+        Some(2),
+        "L1 still serves it"
+    );
+    assert_eq!(run(a.counter("other")).unwrap_err().code(), "L2_HTTP");
+    redis.down.set(false);
+    assert_eq!(run(a.counter("never")).unwrap(), None, "a real miss");
+
+    redis.wrong_token.set(true);
+    assert_eq!(run(a.get::<Value>("x")).unwrap(), None, "reads fail open");
+    let said = logs.borrow().clone();
+    assert_eq!(said.len(), 1, "at the first refusal: {said:?}");
+    assert!(
+        said[0].contains("refused the token") && said[0].contains("EDGECACHE_REDIS_TOKEN"),
+        "{}",
+        said[0]
+    );
+    run(a.get::<Value>("y")).unwrap();
+    let auth = logs
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("refused the token"))
+        .count();
+    assert_eq!(auth, 1, "once: {:?}", logs.borrow());
 }
