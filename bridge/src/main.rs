@@ -126,11 +126,15 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    // Colours only on a terminal (not in a file or a log collector); fred,
+    // which now serves transactions and cluster URLs only, logs its errors
+    // (its shutdown chatter is noise) unless RUST_LOG says otherwise.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     if args.token.len() < 16 {
