@@ -176,16 +176,16 @@ export class RedisRest {
    *
    * @throws {EdgeCacheError} `INVALID_OPTION`, naming the variable to set.
    */
-  static fromEnv(env?: RedisEnv, options?: Omit<RedisRestOptions, 'url' | 'token'>): RedisRest {
-    const e = env ?? ((globalThis as { process?: { env?: RedisEnv } }).process?.env ?? {});
+  static fromEnv(env?: object, options?: Omit<RedisRestOptions, 'url' | 'token'>): RedisRest {
+    const e = (env ?? (globalThis as { process?: { env?: RedisEnv } }).process?.env ?? {}) as RedisEnv;
     const pick = (a: string, b: string) => (typeof e[a] === 'string' && e[a] !== '' ? (e[a] as string) : typeof e[b] === 'string' && e[b] !== '' ? (e[b] as string) : undefined);
     const url = pick('EDGECACHE_REDIS_URL', 'UPSTASH_REDIS_REST_URL');
     const token = pick('EDGECACHE_REDIS_TOKEN', 'UPSTASH_REDIS_REST_TOKEN');
     if (url === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', 'EDGECACHE_REDIS_URL is not set (nor UPSTASH_REDIS_REST_URL): set it to the bridge or Upstash REST URL ([vars] in wrangler.toml)');
+      throw new EdgeCacheError('INVALID_OPTION', 'EDGECACHE_REDIS_URL is not set (nor UPSTASH_REDIS_REST_URL): set it to the bridge or Upstash REST URL (an environment variable; in a Worker, [vars] in wrangler.toml)');
     }
     if (token === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', 'EDGECACHE_REDIS_TOKEN is not set (nor UPSTASH_REDIS_REST_TOKEN): add it as a secret (`wrangler secret put EDGECACHE_REDIS_TOKEN`)');
+      throw new EdgeCacheError('INVALID_OPTION', 'EDGECACHE_REDIS_TOKEN is not set (nor UPSTASH_REDIS_REST_TOKEN): set it (an environment variable; in a Worker, a secret: `wrangler secret put EDGECACHE_REDIS_TOKEN`)');
     }
     return new RedisRest({ ...options, url, token });
   }
@@ -402,6 +402,7 @@ function badType(cmd: string): EdgeCacheError {
 
 function str(v: RedisValue, cmd: string): string | null {
   if (v === null || typeof v === 'string') return v;
+  if (v instanceof Uint8Array) throw new EdgeCacheError('L2_PROTOCOL', `${cmd} found a value that is not UTF-8 text: read its bytes with command(['${cmd}', ...]), which returns a Uint8Array`);
   throw badType(cmd);
 }
 

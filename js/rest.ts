@@ -34,10 +34,14 @@ export function statusError(status: number, body: unknown): EdgeCacheError {
     body !== null && typeof body === 'object' && typeof (body as { error?: unknown }).error === 'string'
       ? (body as { error: string }).error
       : undefined;
+  // 401: the token. 403: this command (the bridge's deny list, a
+  // read-only token), which a new token would not fix.
   if (status === 401 || status === 403) {
     return new EdgeCacheError(
       'L2_AUTH',
-      `redis tier refused the token (HTTP ${status}${msg ? `: ${msg}` : ''}); check the url and token (EDGECACHE_REDIS_TOKEN)`,
+      status === 401
+        ? `redis tier refused the token (HTTP 401${msg ? `: ${msg}` : ''}); check the url and token (EDGECACHE_REDIS_TOKEN, or the \`token\` option)`
+        : `redis tier refused the command (HTTP 403${msg ? `: ${msg}` : ''})`,
     );
   }
   if (status === 400 && msg !== undefined) return new EdgeCacheError('L2_REDIS', `redis error: ${msg}`);

@@ -127,7 +127,7 @@ function secretBytes(id: string, secret: SignerSecret): Uint8Array {
   if (typeof secret === 'string') return decodeSecret(secret);
   if (secret instanceof Uint8Array) return secret;
   if (secret instanceof ArrayBuffer) return new Uint8Array(secret);
-  throw new EdgeCacheError('INVALID_OPTION', `the secret of key id ${JSON.stringify(id)} must be a string, Uint8Array or ArrayBuffer`);
+  throw new EdgeCacheError('INVALID_OPTION', `the secret of key id ${JSON.stringify(id)} must be a string, Uint8Array or ArrayBuffer, got ${secret === undefined ? 'undefined: an unset environment variable?' : secret === null ? 'null' : typeof secret}`);
 }
 
 function part(name: string, v: string | number | undefined): string | undefined {

@@ -59,8 +59,9 @@ export interface TieredCacheOptions {
    * When Redis fails (timeout, unreachable, 5xx, malformed answer): `true`
    * serves what L1 holds, treats a miss as a miss, and lands writes in L1
    * only, counting the error; `false` throws the error instead. Deletes and
-   * counters always throw, since a delete that never reached Redis would let
-   * the value come back, and a counter cannot be counted locally.
+   * counters always throw (`counter()` unless L1 holds the count), since a
+   * delete that never reached Redis would let the value come back, and a
+   * counter cannot be counted locally.
    * @default true
    */
   failOpen?: boolean;
@@ -79,8 +80,8 @@ export interface TieredCacheOptions {
    */
   serializer?: Serializer;
   /**
-   * Where warnings go (a rejected envelope, the breaker opening), once per
-   * kind and cache.
+   * Where warnings go (a refused token, a rejected envelope, the breaker
+   * opening), once per kind and cache.
    * @default console.warn
    */
   log?: (message: string) => void;
@@ -376,6 +377,8 @@ export class TieredCache<V = unknown> {
     } catch (e) {
       const code = e instanceof EdgeCacheError ? e.code : 'L2_HTTP';
       s.count(code);
+      // A wrong token fails every call: say so at once, not at the breaker.
+      if (code === 'L2_AUTH') s.warn('auth', (e as Error).message);
       if (code === 'L2_REDIS') {
         // Redis answered: the tier is healthy, the command was refused.
         s.breaker.success();
@@ -752,14 +755,16 @@ export class TieredCache<V = unknown> {
    * plain integers in Redis, not signed: anyone who can write to the Redis
    * database can set one. Keep them to figures that may be wrong (rate
    * limits, views), never to decisions an attacker must not steer.
+   * @throws {EdgeCacheError} the L2 error when L1 does not hold the counter
+   * and Redis fails, whatever `failOpen` says (a missing count is not 0).
    */
   async counter(key: string): Promise<number | undefined> {
     checkKey(key);
     const hit = this.#l1.get(COUNTER + key);
     if (typeof hit === 'number') return hit;
     const s = this.#s;
-    const raw = await this.#l2(() => s.redis.command(['GET', this.#nspace + key]));
-    if (raw === FAILED || raw === null) return undefined;
+    const raw = (await this.#l2(() => s.redis.command(['GET', this.#nspace + key]), true)) as RedisValue;
+    if (raw === null) return undefined;
     const n = typeof raw === 'string' && /^-?(0|[1-9]\d{0,15})$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isSafeInteger(n)) {
       s.rejected++;

@@ -20,7 +20,7 @@ import { Signer } from './signer.js';
 import { RedisRest } from './redis.js';
 import { TieredCache } from './tiered.js';
 
-/** The `env` of a Worker's fetch handler (only string or number bindings are read). */
+/** The `env` of a Worker's fetch handler (only string or number bindings are read). `fromEnv` takes any object. */
 export type WorkersEnv = Record<string, unknown>;
 
 /** Options of {@link fromEnv}: defaults that the bindings, when set, override. */
@@ -193,7 +193,7 @@ function naming<T>(binding: string, make: () => T): T {
 }
 
 const HOW_TO_L2 =
-  'to share it between isolates through Redis, set EDGECACHE_REDIS_URL ([vars] in wrangler.toml, or .dev.vars locally) and add the secrets with `wrangler secret put EDGECACHE_REDIS_TOKEN` and `wrangler secret put EDGECACHE_SIGNING_KEYS`';
+  'to share it between isolates through Redis, set EDGECACHE_REDIS_URL ([vars] in wrangler.toml, or .dev.vars locally, then restart wrangler dev) and add the secrets with `wrangler secret put EDGECACHE_REDIS_TOKEN` and `wrangler secret put EDGECACHE_SIGNING_KEYS`';
 
 /**
  * The cache of a Cloudflare Worker, from its bindings: a {@link TieredCache}
@@ -211,20 +211,24 @@ const HOW_TO_L2 =
  * import { fromEnv } from 'edgecache';
  * export default {
  *   async fetch(request, env) {
- *     const cache = fromEnv(env);
- *     return Response.json((await cache.get('greeting')) ?? 'none yet');
+ *     const cache = fromEnv<string>(env);   // V: the type of the values
+ *     return new Response((await cache.get('greeting')) ?? 'none yet');
  *   },
- * };
+ * } satisfies ExportedHandler<Env>;
  * ```
  * @throws {EdgeCacheError} `INVALID_OPTION` naming the binding: a malformed
  * value, a Redis URL without its token (or the other way round), or Redis
  * without `EDGECACHE_SIGNING_KEYS` (never an unsigned Redis tier);
  * `WEAK_KEY` for a signing key that is not 32 random bytes.
  */
-export function fromEnv<V = unknown>(env: WorkersEnv, options: FromEnvOptions = {}): WorkersCache<V> {
+export function fromEnv<V = unknown>(env: object, options: FromEnvOptions = {}): WorkersCache<V> {
   if (env === null || typeof env !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', 'fromEnv takes the `env` of the fetch handler');
   }
+  return make<V>(env as WorkersEnv, options);
+}
+
+function make<V>(env: WorkersEnv, options: FromEnvOptions): WorkersCache<V> {
   if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'fromEnv: options must be an object');
   for (const k of Object.keys(options)) {
     if (!OPTIONS.has(k)) throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of fromEnv; known: ${[...OPTIONS].join(', ')}`);
@@ -266,12 +270,12 @@ export function fromEnv<V = unknown>(env: WorkersEnv, options: FromEnvOptions = 
       throw new EdgeCacheError('INVALID_OPTION', `${token![0]} is set but EDGECACHE_REDIS_URL is not: add the bridge or Upstash REST URL to [vars] in wrangler.toml (EDGECACHE_REDIS_URL = "https://...")`);
     }
     if (token === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: add it as a secret with \`wrangler secret put EDGECACHE_REDIS_TOKEN\` (locally: a line in .dev.vars)`);
+      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: add it as a secret with \`wrangler secret put EDGECACHE_REDIS_TOKEN\` (locally: a line in .dev.vars, then restart wrangler dev)`);
     }
     if (keys === undefined) {
       throw new EdgeCacheError(
         'INVALID_OPTION',
-        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. Add a key with \`wrangler secret put EDGECACHE_SIGNING_KEYS\` (the value: k1:<32 random bytes in base64url>, e.g. k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars)`,
+        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. Add a key with \`wrangler secret put EDGECACHE_SIGNING_KEYS\` (the value: k1:<32 random bytes in base64url>, e.g. k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars, then restart wrangler dev)`,
       );
     }
     const signerOptions = signingKeys(keys);

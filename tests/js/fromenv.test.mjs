@@ -36,6 +36,7 @@ describe('fromEnv without Redis', () => {
     assert.match(logs[0], /L1-only/);
     assert.match(logs[0], /EDGECACHE_REDIS_URL/);
     assert.match(logs[0], /wrangler secret put EDGECACHE_SIGNING_KEYS/);
+    assert.match(logs[0], /\.dev\.vars locally, then restart wrangler dev/, 'wrangler dev reads .dev.vars when it starts');
     const b = fromEnv(fresh(), quiet);
     assert.notEqual(b, a, 'another configuration, another cache');
   });
@@ -117,12 +118,12 @@ describe('fromEnv with Redis bindings', () => {
       { EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't' },
       { UPSTASH_REDIS_REST_URL: URL_, UPSTASH_REDIS_REST_TOKEN: 't' },
     ]) {
-      throwsCode(() => fromEnv(fresh(env), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_SIGNING_KEYS/);
+      throwsCode(() => fromEnv(fresh(env), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_SIGNING_KEYS.*\.dev\.vars, then restart wrangler dev/);
     }
   });
 
   test('half a Redis configuration is an error naming the missing binding', () => {
-    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_REDIS_TOKEN/);
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_REDIS_TOKEN.*\.dev\.vars, then restart wrangler dev/);
     throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /EDGECACHE_REDIS_URL is not/);
   });
 
@@ -176,5 +177,22 @@ describe('fromEnv against a real bridge', () => {
     assert.deepEqual(await reader.get('x'), { v: 1 });
     assert.equal(reader.stats().l2.hits, 1);
     assert.equal(reader.stats().l1.maxEntries, 100);
+  });
+
+  test('in Node, fromEnv(process.env) reads the same variables (docs/REDIS.md)', async () => {
+    const vars = { EDGECACHE_REDIS_URL: bridge.url, EDGECACHE_REDIS_TOKEN: token, EDGECACHE_SIGNING_KEYS: `k1:${KEY}`, EDGECACHE_PREFIX: 'node' };
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      const cache = fromEnv(process.env, quiet);
+      assert.ok(cache instanceof TieredCache);
+      await cache.set('user:1', { name: 'Ada' });
+      assert.match(execFileSync('redis-cli', ['-p', String(redis.port), '--raw', 'GET', 'node:v:r|user:1'], { encoding: 'utf8' }), /^AQ/);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

@@ -242,4 +242,9 @@ describe('RedisRest against a fault-injecting server', () => {
     assert.throws(() => RedisRest.fromEnv({ EDGECACHE_REDIS_URL: url }), (e) => e.code === 'INVALID_OPTION' && /wrangler secret put EDGECACHE_REDIS_TOKEN/.test(e.message));
     assert.throws(() => RedisRest.fromEnv({}), (e) => e.code === 'INVALID_OPTION' && /EDGECACHE_REDIS_URL/.test(e.message));
   });
+
+  test('fromEnv names a fix for Node as well as for a Worker', () => {
+    assert.throws(() => RedisRest.fromEnv({}), (e) => /an environment variable; in a Worker, \[vars\] in wrangler\.toml/.test(e.message));
+    assert.throws(() => RedisRest.fromEnv({ EDGECACHE_REDIS_URL: url }), (e) => /an environment variable; in a Worker, a secret/.test(e.message));
+  });
 });

@@ -267,6 +267,14 @@ test('weak and invalid keys are refused', () => {
   assert.equal(b.open('x', a.seal('x', 1)), 1);
 });
 
+test('a secret left undefined (an unset environment variable) says so', () => {
+  assert.throws(
+    () => new Signer({ keys: { k1: process.env.EDGECACHE_TEST_UNSET_VARIABLE } }),
+    (e) => e.code === 'INVALID_OPTION' && /key id "k1" must be a string, Uint8Array or ArrayBuffer, got undefined: an unset environment variable\?/.test(e.message),
+  );
+  assert.throws(() => new Signer({ keys: { k1: 42 } }), /got number/);
+});
+
 test('signer options are checked', () => {
   throwsCode(() => new Signer({ keys: {} }), 'INVALID_OPTION');
   throwsCode(() => new Signer({ keys: { a: SECRET, b: SECRET2 } }), 'INVALID_OPTION');

@@ -446,6 +446,50 @@ describe('TieredCache: when Redis fails', () => {
     assert.equal(c.l1.get('k'), undefined, 'a write that threw left L1 unchanged');
   });
 
+  test('counter() during an outage: served from L1 when L1 holds it, else the L2 error (never undefined)', async () => {
+    const r2 = await startRedis();
+    const b2 = await startBridge({ redisUrl: r2.url, token: TOKEN });
+    try {
+      const c = new TieredCache({
+        redis: new RedisRest({ url: b2.url, token: TOKEN, timeout: 1000, retries: 0 }),
+        signer: new Signer({ keys: { k1: SECRET } }),
+        prefix: 'outage',
+        l1Ttl: 0,
+        breaker: { threshold: 2, cooldown: 60_000 },
+        log: () => {},
+      });
+      assert.equal(await c.incr('held', 3), 3);
+      b2.proc.kill('SIGKILL'); // the bridge is gone: connection refused
+      await b2.stop();
+      assert.equal(await c.counter('held'), 3, 'L1 holds the count');
+      await assert.rejects(c.counter('unknown'), (e) => e instanceof EdgeCacheError && e.code === 'L2_HTTP', 'not in L1: the L2 error');
+      await assert.rejects(c.counter('unknown'), { code: 'L2_HTTP' });
+      assert.equal(c.stats().breaker.state, 'open');
+      await assert.rejects(c.counter('unknown'), { code: 'L2_UNAVAILABLE' }, 'the breaker open: thrown as well');
+      assert.equal(await c.counter('held'), 3);
+    } finally {
+      await b2.stop();
+      await r2.stop();
+    }
+  });
+
+  test('a wrong token is logged at its first failure, once, naming the fix', async () => {
+    const logs = [];
+    const c = new TieredCache({
+      redis: new RedisRest({ url: bridge.url, token: 'wrong-token-0123456789' }),
+      signer: new Signer({ keys: { k1: SECRET } }),
+      prefix: 'auth2',
+      log: (m) => logs.push(m),
+    });
+    assert.equal(await c.get('k'), undefined);
+    assert.equal(logs.length, 1, logs.join('\n'));
+    assert.match(logs[0], /refused the token \(HTTP 401/);
+    assert.match(logs[0], /EDGECACHE_REDIS_TOKEN, or the `token` option/);
+    await c.set('k', 1);
+    await c.get('j');
+    assert.equal(logs.length, 1, 'once');
+  });
+
   test('a wrong token is L2_AUTH, counted, and the cache serves from L1', async () => {
     const c = new TieredCache({
       redis: new RedisRest({ url: bridge.url, token: 'wrong' }),
@@ -456,6 +500,28 @@ describe('TieredCache: when Redis fails', () => {
     await c.set('k', 1);
     assert.equal(await c.get('k'), 1);
     assert.equal(c.stats().l2.errors.L2_AUTH, 1);
+  });
+});
+
+describe('RedisRest against the bridge: errors that say what is wrong', () => {
+  test('a wrong token (401) names the token; a denied command (403) does not', async () => {
+    const bad = new RedisRest({ url: bridge.url, token: 'wrong-token-0123456789' });
+    await assert.rejects(bad.get('k'), (e) => e.code === 'L2_AUTH' && /refused the token/.test(e.message) && /EDGECACHE_REDIS_TOKEN/.test(e.message));
+    const good = new RedisRest({ url: bridge.url, token: TOKEN });
+    await assert.rejects(good.command(['FLUSHALL']), (e) => {
+      assert.equal(e.code, 'L2_AUTH');
+      assert.match(e.message, /refused the command \(HTTP 403: NOPERM 'FLUSHALL' is on the bridge's deny list/);
+      assert.doesNotMatch(e.message, /token/i);
+      return true;
+    });
+  });
+
+  test('get of a value that is not UTF-8 text says so and names command(), which returns the bytes', async () => {
+    execFileSync('redis-cli', ['-p', String(redis.port), '-x', 'SET', 'raw:bin'], { input: Buffer.from([0xff, 0xfe, 0x00, 0x41]) });
+    const r = new RedisRest({ url: bridge.url, token: TOKEN });
+    await assert.rejects(r.get('raw:bin'), (e) => e.code === 'L2_PROTOCOL' && /not UTF-8 text/.test(e.message) && /command\(\['GET'/.test(e.message));
+    await assert.rejects(r.mget(['raw:bin']), (e) => e.code === 'L2_PROTOCOL' && /not UTF-8 text/.test(e.message));
+    assert.deepEqual(await r.command(['GET', 'raw:bin']), new Uint8Array([0xff, 0xfe, 0x00, 0x41]));
   });
 });
 
