@@ -123,7 +123,7 @@ function sleep(ms: number): Promise<void> {
  *
  * @example
  * ```ts
- * const redis = new RedisRest({ url: 'http://127.0.0.1:8079', token: process.env.BRIDGE_TOKEN! });
+ * const redis = new RedisRest({ url: 'http://127.0.0.1:8079', token: process.env.EDGECACHE_REDIS_TOKEN! });
  * await redis.set('greeting', 'hello', { px: 60_000 });
  * await redis.get('greeting');                 // 'hello'
  * await redis.command(['HSET', 'h', 'f', 1]);   // any command

@@ -280,7 +280,7 @@ function part(x: unknown): string | undefined {
  * ```ts
  * const cache = new TieredCache({
  *   redis: RedisRest.fromEnv(),
- *   signer: new Signer({ keys: { k1: process.env.EDGECACHE_SIGNING_KEY! } }),
+ *   signer: new Signer({ keys: { k1: secret } }),   // 32 random bytes, base64url (generateSecureKey())
  *   prefix: 'app',
  * });
  * await cache.set('user:1', { name: 'Ada' }, { ttl: 60_000 });

@@ -34,6 +34,28 @@ test('the tarball ships the licenses, the README, the docs it links to, and no s
   assert.match(readme, /npm install edgecache/);
 });
 
+test("the README's minimal wrangler.toml names a compatibility_date the tested workerd runs", () => {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const example = readFileSync(path.join(root, 'examples/js-worker/wrangler.toml'), 'utf8');
+  const date = (text) => text.match(/^compatibility_date = "(\d{4}-\d{2}-\d{2})"$/m)?.[1];
+  const toml = readme.match(/\n```toml\n(name = [\s\S]*?)```\n/)?.[1];
+  assert.ok(toml && /^main = /m.test(toml), 'a wrangler.toml with name, main, compatibility_date');
+  assert.ok(date(toml) <= date(example), `${date(toml)} is newer than the example Worker's ${date(example)}`);
+});
+
+test('every relative link of the shipped docs/*.md is in the tarball', () => {
+  const files = pack().files;
+  const docs = files.filter((f) => /^docs\/[^/]+\.md$/.test(f));
+  assert.ok(docs.length >= 3, String(docs));
+  for (const doc of docs) {
+    const text = readFileSync(path.join(root, doc), 'utf8');
+    for (const m of text.matchAll(/\]\((?!https?:|#|mailto:)([^)#\s]+)(#[^)]*)?\)/g)) {
+      const target = path.posix.normalize(path.posix.join('docs', m[1]));
+      assert.ok(files.includes(target), `${doc} links to ${m[1]} (${target}), which the tarball lacks`);
+    }
+  }
+});
+
 test('every .d.ts shipped is reached from dist/index.d.ts', () => {
   const dir = unpacked();
   try {

@@ -3,14 +3,17 @@
 // types and no @types/node (lib ES2022 only), under NodeNext and Bundler
 // resolution; then with DOM + ESNext.Disposable, and with
 // @cloudflare/workers-types, whose declarations ours must merge with.
+// The README's and docs/REDIS.md's TypeScript examples are compiled as
+// written (with the reader's own functions declared), and `fromEnv` takes a
+// Worker's `Env` interface, which has no index signature.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, symlinkSync, mkdirSync } from 'node:fs';
+import { writeFileSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freshProject, cleanup, run, requireTools, root, tools } from '../pkg/lib.mjs';
 
 const TSC = path.join(root, 'node_modules/typescript/bin/tsc');
-const USE = `import { MemoryCache, Signer, generateSecureKey, memoize, cachePage, TieredCache, RedisRest, EdgeCacheError, type CacheStats, type FetchHandler } from 'edgecache';
+const USE = `import { MemoryCache, Signer, generateSecureKey, memoize, cachePage, TieredCache, RedisRest, EdgeCacheError, fromEnv, type CacheStats, type FetchHandler } from 'edgecache';
 
 const cache = new MemoryCache({ maxEntries: 10, defaultTtl: 1000 });
 cache.set('a', { n: 1 });
@@ -28,8 +31,45 @@ const cached = cachePage(handler, { cache, ttl: 1000 });
 const redis = new RedisRest({ url: 'http://127.0.0.1:1', token: 't' });
 const tiered = new TieredCache({ redis, signer, prefix: 'app' });
 const e: unknown = new EdgeCacheError('FREED', 'x');
-export { n, sealed, y, cached, tiered, e };
+// A Worker's Env as \`wrangler types\` writes it, or by hand: an interface, no index signature.
+interface Env {
+  EDGECACHE_REDIS_URL?: string;
+  EDGECACHE_REDIS_TOKEN?: string;
+  EDGECACHE_SIGNING_KEYS?: string;
+  ORIGIN_URL: string;
+  COUNT: number;
+}
+declare const env: Env;
+async function handle(): Promise<string> {
+  const wc = fromEnv<string>(env, { prefix: 'app' });
+  const page: string | undefined = await wc.get('home');
+  await wc.set('home', 'x', { ttl: 1000 });
+  // @ts-expect-error the values' type is kept
+  await wc.set('home', 1);
+  const other: unknown = await fromEnv(env).get('k');
+  RedisRest.fromEnv(env);
+  return page ?? String(other);
+}
+export { n, sealed, y, cached, tiered, e, handle };
 `;
+
+/** The first ```ts block after `heading` in a markdown file of the repository. */
+function example(file, heading) {
+  const md = readFileSync(path.join(root, file), 'utf8');
+  const at = md.indexOf(heading);
+  assert.ok(at >= 0, `${file}: no heading ${heading}`);
+  const m = md.slice(at).match(/\n```ts\n([\s\S]*?)\n```\n/);
+  assert.ok(m, `${file}: no ts block after ${heading}`);
+  return m[1] + '\n';
+}
+
+// What the examples leave to the reader.
+const NODE = 'declare const process: { env: Record<string, string | undefined> };\n';
+const EXAMPLES = {
+  'readme-worker.ts': () => example('README.md', '### Cloudflare Workers: `fromEnv(env)`') + 'declare function render(): Promise<string>;\n',
+  'redis-worker.ts': () => example('docs/REDIS.md', '## In a Cloudflare Worker') + 'interface Env { EDGECACHE_REDIS_URL?: string; EDGECACHE_REDIS_TOKEN?: string; EDGECACHE_SIGNING_KEYS?: string }\n',
+  'readme-node.ts': () => example('README.md', '### Two tiers: `TieredCache` over Redis') + NODE,
+};
 
 const configs = {
   'NodeNext, lib ES2022, no @types': { module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022'], types: [] },
@@ -37,11 +77,13 @@ const configs = {
   'Bundler, lib ES2022 + DOM + ESNext.Disposable': { module: 'ESNext', moduleResolution: 'Bundler', lib: ['ES2022', 'DOM', 'ESNext.Disposable'], types: [] },
   'Bundler, @cloudflare/workers-types': { module: 'ESNext', moduleResolution: 'Bundler', lib: ['ES2022'], types: ['@cloudflare/workers-types'] },
 };
+/** The examples each configuration compiles besides use.ts: the Workers ones need ExportedHandler. */
+const examplesOf = (name) => (name.includes('workers-types') ? ['readme-worker.ts', 'redis-worker.ts', 'readme-node.ts'] : ['readme-node.ts']);
 
 let dir;
 before(() => {
   requireTools();
-  dir = freshProject({ 'use.ts': USE });
+  dir = freshProject({ 'use.ts': USE, ...Object.fromEntries(Object.entries(EXAMPLES).map(([f, text]) => [f, text()])) });
   // workers-types from the test tools, as a project would have it installed.
   mkdirSync(path.join(dir, 'node_modules/@cloudflare'), { recursive: true });
   symlinkSync(path.join(tools, '@cloudflare/workers-types'), path.join(dir, 'node_modules/@cloudflare/workers-types'));
@@ -53,7 +95,7 @@ for (const [name, options] of Object.entries(configs)) {
     const file = `tsconfig.${name.replace(/\W+/g, '-')}.json`;
     writeFileSync(
       path.join(dir, file),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', strict: true, skipLibCheck: false, noEmit: true, ...options }, files: ['use.ts'] }),
+      JSON.stringify({ compilerOptions: { target: 'ES2022', strict: true, skipLibCheck: false, noEmit: true, ...options }, files: ['use.ts', ...examplesOf(name)] }),
     );
     const r = await run(process.execPath, [TSC, '-p', file], { cwd: dir });
     assert.equal(r.code, 0, r.stdout + r.stderr);
