@@ -177,6 +177,56 @@ fn to_resp3(f: Resp2Frame) -> Resp3Frame {
     }
 }
 
+/// Moves every complete reply at the front of `buf` (RESP2, as Redis
+/// answers) to `out`, leaving a partial one for the next read. An error
+/// means the stream is corrupt: the connection cannot be trusted after it.
+/// Where a read splits the replies never changes what they are
+/// ([`check_reply_invariants`], fuzz target `redis_reply`).
+pub fn take_replies(buf: &mut BytesMut, out: &mut Vec<Resp3Frame>) -> Result<(), String> {
+    loop {
+        match redis_protocol::resp2::decode::decode_bytes_mut(buf) {
+            Ok(Some((f, _, _))) => out.push(to_resp3(f)),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("bad reply: {e}")),
+        }
+    }
+}
+
+/// What the fuzz target `redis_reply` and its proptest twin check on any
+/// bytes: taking replies never panics, and feeding the bytes in pieces
+/// (cut where `data`'s own bytes say) gives the same replies, and the same
+/// verdict on corruption, as feeding them at once.
+pub fn check_reply_invariants(data: &[u8]) {
+    let (cuts, stream) = match data.split_first() {
+        Some((&c, rest)) => (c, rest),
+        None => return,
+    };
+    let mut whole_buf = BytesMut::from(stream);
+    let mut whole = Vec::new();
+    let whole_ok = take_replies(&mut whole_buf, &mut whole).is_ok();
+
+    let mut buf = BytesMut::new();
+    let mut pieces = Vec::new();
+    let mut pieces_ok = true;
+    let mut at = 0;
+    let mut step = usize::from(cuts % 7) + 1;
+    while at < stream.len() && pieces_ok {
+        let end = (at + step).min(stream.len());
+        buf.extend_from_slice(&stream[at..end]);
+        at = end;
+        step = (step * 5 + usize::from(cuts)) % 13 + 1;
+        pieces_ok = take_replies(&mut buf, &mut pieces).is_ok();
+    }
+    if whole_ok {
+        assert!(pieces_ok, "a stream read at once is fine but not in pieces");
+        assert_eq!(pieces, whole, "the same replies whatever the reads");
+        assert_eq!(buf, whole_buf, "the same partial reply left over");
+    } else {
+        assert!(!pieces_ok, "a corrupt stream read in pieces was accepted");
+        assert!(pieces.len() <= whole.len() && whole[..pieces.len()] == pieces[..]);
+    }
+}
+
 /// Keeps the connection up: connect, handshake, serve until it breaks,
 /// fail what was in flight, back off, again.
 async fn manage(target: Target, mut rx: mpsc::UnboundedReceiver<Job>, up: Arc<AtomicBool>) {
@@ -335,6 +385,7 @@ async fn serve(stream: TcpStream, rx: &mut mpsc::UnboundedReceiver<Job>) -> Stri
 /// connection is no longer usable.
 async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String {
     let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut frames = Vec::new();
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 << 10);
@@ -344,13 +395,11 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String
             Ok(_) => {}
             Err(e) => return e.to_string(),
         }
+        if let Err(e) = take_replies(&mut buf, &mut frames) {
+            return e;
+        }
         let mut q = fifo.lock().expect("never poisoned");
-        loop {
-            let frame = match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
-                Ok(Some((f, _, _))) => to_resp3(f),
-                Ok(None) => break,
-                Err(e) => return format!("bad reply: {e}"),
-            };
+        for frame in frames.drain(..) {
             let Some(p) = q.front_mut() else {
                 return "a reply nobody asked for".into();
             };
@@ -368,7 +417,71 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use tokio::net::TcpListener;
+
+    /// One RESP2 reply as Redis writes it, nested arrays included.
+    fn reply() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            "[a-zA-Z0-9 ]{0,8}".prop_map(|s| format!("+{s}\r\n").into_bytes()),
+            "[a-zA-Z0-9 ]{0,8}".prop_map(|s| format!("-ERR {s}\r\n").into_bytes()),
+            any::<i64>().prop_map(|n| format!(":{n}\r\n").into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(|b| {
+                let mut v = format!("${}\r\n", b.len()).into_bytes();
+                v.extend(b);
+                v.extend(b"\r\n");
+                v
+            }),
+            Just(b"$-1\r\n".to_vec()),
+            Just(b"*-1\r\n".to_vec()),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            proptest::collection::vec(inner, 0..4).prop_map(|items| {
+                let mut v = format!("*{}\r\n", items.len()).into_bytes();
+                for i in items {
+                    v.extend(i);
+                }
+                v
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The fuzz target's twin (`redis_reply`): any bytes.
+        #[test]
+        fn replies_read_alike_whatever_the_reads_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            check_reply_invariants(&data);
+        }
+
+        /// Real replies, whole, cut short, or with one byte changed: all
+        /// of them are taken, in whatever pieces, and nothing is left over.
+        #[test]
+        fn replies_read_alike_whatever_the_reads_on_redis_replies(
+            cuts in any::<u8>(),
+            replies in proptest::collection::vec(reply(), 0..6),
+            cut in any::<usize>(),
+            flip in proptest::option::of((any::<usize>(), any::<u8>())),
+        ) {
+            let stream: Vec<u8> = replies.concat();
+            let mut buf = BytesMut::from(&stream[..]);
+            let mut out = Vec::new();
+            take_replies(&mut buf, &mut out).unwrap();
+            prop_assert_eq!(out.len(), replies.len());
+            prop_assert!(buf.is_empty());
+            let mut data = vec![cuts];
+            data.extend_from_slice(&stream);
+            check_reply_invariants(&data);
+            let short = &data[..1 + cut % (stream.len() + 1)];
+            check_reply_invariants(short);
+            if let Some((at, b)) = flip {
+                if !stream.is_empty() {
+                    data[1 + at % stream.len()] = b;
+                    check_reply_invariants(&data);
+                }
+            }
+        }
+    }
 
     fn cmd(args: &[&str]) -> crate::protocol::Command {
         args.iter()
