@@ -18,53 +18,25 @@
 // (from /__edgecache/stats) in the table. A 5xx that is not the Worker's
 // JSON error (a panic, an exception), or a request workerd drops, counts
 // as an uncaught fault of this client.
-import { TTLS, makeValue, whyWrong } from './chaos-values.mjs';
+import { TTLS, makeValue } from './chaos-values.mjs';
+import { chaosClient } from './chaos-client.mjs';
 
 const cfg = JSON.parse(process.env.CHAOS_CONFIG);
-const W = cfg.worker;
 const BASE = cfg.workerUrl.replace(/\/$/, '');
 const AUTH = { authorization: `Bearer ${cfg.adminToken}` };
-
-const faults = { unhandled: 0, uncaught: 0, samples: [] };
-const sample = (s) => {
-  if (faults.samples.length < 5) faults.samples.push(s);
-};
-process.on('unhandledRejection', (e) => {
-  faults.unhandled++;
-  sample(`unhandledRejection: ${e?.stack ?? e}`);
-});
-process.on('uncaughtException', (e) => {
-  faults.uncaught++;
-  sample(`uncaughtException: ${e?.stack ?? e}`);
-});
-
-const SCOPES = cfg.scopes; // [name, scopeOptions|null]
+const c = chaosClient(cfg, 'rust');
+// errors: by code, the Worker's JSON `error`, else `HTTP <status>`; okAt:
+// an L2 hit, an acknowledged write. Sets in the log carry an 8th field:
+// when the TTL starts at the latest (the Worker seals the value when the
+// request reaches it, at most when its answer comes back).
+const { W, SCOPES, faults, sample, rnd, anyKey, ownKey, log, errors, okAt } = c;
 const scopeQuery = SCOPES.map(([, sc]) => {
   const q = new URLSearchParams();
   if (sc?.tenant !== undefined) q.set('tenant', String(sc.tenant));
   if (sc?.user !== undefined) q.set('user', String(sc.user));
   return q;
 });
-const rnd = (n) => Math.floor(Math.random() * n);
-const keyOf = (w, g, i) => `w${w}:g${g}:k${i}`;
-const anyKey = () => keyOf(rnd(cfg.workers), rnd(cfg.groups), rnd(cfg.keysPerGroup));
-const ownKey = () => keyOf(W, rnd(cfg.groups), rnd(cfg.keysPerGroup));
-
-// The log, as bench/chaos-worker.mjs writes it; sets carry an 8th field:
-// when the TTL starts at the latest (the Worker seals the value when the
-// request reaches it, at most when its answer comes back).
-const log = [];
-const immediate = [];
-const errors = {}; // by code: the Worker's JSON `error`, else `HTTP <status>`
-const opStarts = [];
-const okAt = []; // answers that prove a Redis round trip: an L2 hit, an acknowledged write
 let version = 0;
-let issued = 0;
-let skipped = 0;
-let inFlight = 0;
-let l1Served = 0;
-let reads = 0;
-let misses = 0;
 let missesBreakerOpen = 0;
 
 /** One request to the Worker: { status, headers, text }, or an exception if workerd dropped it. */
@@ -104,27 +76,12 @@ function dropped(what, e) {
   sample(`${what}: ${e?.stack ?? e}`);
 }
 
-function verify(sIdx, key, x, ts, te, l1hit) {
-  reads++;
-  if (x === undefined) {
-    misses++;
-    return;
-  }
-  const why = whyWrong(x, key, SCOPES[sIdx][0]);
-  if (why !== undefined) {
-    immediate.push({ scope: SCOPES[sIdx][0], key, why, value: JSON.stringify(x).slice(0, 200), ts, te });
-    return;
-  }
-  if (l1hit) l1Served++;
-  log.push(['R', sIdx, key, x.w, x.v, ts, te, l1hit ? 1 : 0]);
-}
-
 async function op() {
   const sIdx = rnd(SCOPES.length);
   const q = new URLSearchParams(scopeQuery[sIdx]);
   const r = Math.random();
   const ts = Date.now();
-  opStarts.push(ts);
+  c.opStarts.push(ts);
   if (r < 0.5) {
     // get: its own keys (which its L1 holds) and everyone's, sometimes a counter's name (never a value)
     const p = Math.random();
@@ -145,10 +102,10 @@ async function op() {
       } catch {
         x = `unparsable: ${res.text.slice(0, 100)}`;
       }
-      verify(sIdx, key, x, ts, te, tier === 'l1');
+      c.verify(sIdx, key, x, ts, te, tier === 'l1');
     } else if (res.status === 404) {
       if (res.headers.get('x-edgecache-breaker') !== 'closed') missesBreakerOpen++;
-      verify(sIdx, key, undefined, ts, te, false);
+      c.verify(sIdx, key, undefined, ts, te, false);
     } else failed('get', res);
   } else if (r < 0.8) {
     const key = ownKey();
@@ -224,69 +181,26 @@ async function stats() {
 }
 
 /** The Worker's L2 errors every 200 ms, for errors by code per fault window. */
-const snapshots = [];
 async function snapshot() {
   try {
     const st = await stats();
-    snapshots.push({ t: Date.now(), errors: st.l2.errors, breaker: st.breaker.state, rejected: st.l2.rejected, l1hits: st.l1.hits });
+    c.snapshots.push({ t: Date.now(), errors: st.l2.errors, breaker: st.breaker.state, rejected: st.l2.rejected, l1hits: st.l1.hits });
   } catch (e) {
     sample(`stats: ${e}`);
   }
 }
 
-async function run(endAt) {
-  const perTick = Math.max(1, Math.round((cfg.rate * cfg.tick) / 1000));
-  const timer = setInterval(snapshot, 200);
-  await snapshot();
-  while (Date.now() < endAt) {
-    const tickStart = Date.now();
-    for (let i = 0; i < perTick; i++) {
-      if (inFlight >= cfg.maxInFlight) {
-        skipped++;
-        continue;
-      }
-      inFlight++;
-      issued++;
-      op()
-        .catch((e) => {
-          // Every answer is classified in op(); anything here is a harness bug.
-          faults.uncaught++;
-          sample(`op threw ${e?.stack ?? e}`);
-        })
-        .finally(() => inFlight--);
-    }
-    const wait = cfg.tick - (Date.now() - tickStart);
-    await new Promise((r) => setTimeout(r, Math.max(1, wait)));
-  }
-  const drainUntil = Date.now() + cfg.requestTimeout + 1_000;
-  while (inFlight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
-  clearInterval(timer);
-  await snapshot();
-  const st = await stats();
-  process.send(
-    {
-      type: 'result',
-      worker: W,
-      kind: 'rust',
-      log,
-      opStarts,
-      immediate,
-      errors,
-      faults,
-      okAt,
-      snapshots,
-      issued,
-      skipped,
-      leftInFlight: inFlight,
-      reads,
-      misses,
-      missesBreakerOpen,
-      l1Served,
-      warnings: [],
-      stats: st,
+function run(endAt) {
+  return c.drive(op, endAt, {
+    snapshot,
+    onOpError: (e) => {
+      // Every answer is classified in op(); anything here is a harness bug.
+      faults.uncaught++;
+      sample(`op threw ${e?.stack ?? e}`);
     },
-    () => process.exit(0),
-  );
+    drainMs: cfg.requestTimeout + 1_000,
+    extra: async () => ({ missesBreakerOpen, warnings: [], stats: await stats() }),
+  });
 }
 
 /**

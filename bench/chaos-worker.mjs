@@ -9,23 +9,14 @@
 // shared: every worker increments them. Values verify themselves: each
 // names its key, scope, writer and version, with a checksum over them.
 import { TieredCache, RedisRest, Signer, EdgeCacheError } from 'edgecache';
-import { TTLS, makeValue, whyWrong } from './chaos-values.mjs';
+import { TTLS, makeValue } from './chaos-values.mjs';
+import { chaosClient } from './chaos-client.mjs';
 
 const cfg = JSON.parse(process.env.CHAOS_CONFIG);
-const W = cfg.worker;
-
-const faults = { unhandled: 0, uncaught: 0, samples: [] };
-process.on('unhandledRejection', (e) => {
-  faults.unhandled++;
-  if (faults.samples.length < 5) faults.samples.push(`unhandledRejection: ${e?.stack ?? e}`);
-});
-process.on('uncaughtException', (e) => {
-  faults.uncaught++;
-  if (faults.samples.length < 5) faults.samples.push(`uncaughtException: ${e?.stack ?? e}`);
-});
+const c = chaosClient(cfg, 'node');
+const { W, SCOPES, rnd, anyKey, ownKey, log, okAt } = c;
 
 /** Successful round trips (200 with a JSON array) and their end times: for recovery times. */
-const okAt = [];
 const tracingFetch = async (url, init) => {
   const res = await fetch(url, init);
   const text = await res.text();
@@ -50,48 +41,13 @@ const cache = new TieredCache({
   log: (m) => warnings.push(m),
 });
 
-const SCOPES = cfg.scopes; // [name, scopeOptions|null]
 const views = SCOPES.map(([, sc]) => (sc ? cache.scope(sc) : cache));
-
-const rnd = (n) => Math.floor(Math.random() * n);
-const keyOf = (w, g, i) => `w${w}:g${g}:k${i}`;
-const anyKey = () => keyOf(rnd(cfg.workers), rnd(cfg.groups), rnd(cfg.keysPerGroup));
-const ownKey = () => keyOf(W, rnd(cfg.groups), rnd(cfg.keysPerGroup));
-
-// The log. Reads: [R, scope, key, w, v, ts, te, l1hit]; misses are counted only.
-// Sets: [S, scope, key, v, ttl, ts, te]; deletes: [D, scope, key, ts, te, ok];
-// pattern deletes: [P, scope, prefix, ts, te, ok]; incr: [I, scope, key, by, ts, te, outcome].
-const log = [];
-const immediate = []; // wrong values found at once: corrupt, another key or scope, not an object
-const errors = {}; // op errors (thrown) by code
-const opStarts = [];
 let version = 0;
-let issued = 0;
-let skipped = 0;
-let inFlight = 0;
-let l1Served = 0;
-let reads = 0;
-let misses = 0;
-
-function verify(scopeIdx, key, x, ts, te, l1hit) {
-  reads++;
-  if (x === undefined) {
-    misses++;
-    return;
-  }
-  const why = whyWrong(x, key, SCOPES[scopeIdx][0]);
-  if (why !== undefined) {
-    immediate.push({ scope: SCOPES[scopeIdx][0], key, why, value: JSON.stringify(x).slice(0, 200), ts, te });
-    return;
-  }
-  if (l1hit) l1Served++;
-  log.push(['R', scopeIdx, key, x.w, x.v, ts, te, l1hit ? 1 : 0]);
-}
 
 function failed(e) {
   const code = e instanceof EdgeCacheError ? e.code : `non-EdgeCacheError ${e?.name}`;
-  errors[code] = (errors[code] ?? 0) + 1;
-  if (!(e instanceof EdgeCacheError) && faults.samples.length < 5) faults.samples.push(`op threw ${e?.stack ?? e}`);
+  c.errors[code] = (c.errors[code] ?? 0) + 1;
+  if (!(e instanceof EdgeCacheError)) c.sample(`op threw ${e?.stack ?? e}`);
   return code;
 }
 
@@ -100,19 +56,19 @@ async function op() {
   const view = views[sIdx];
   const r = Math.random();
   const ts = Date.now();
-  opStarts.push(ts);
+  c.opStarts.push(ts);
   if (r < 0.4) {
     // get: mostly values, sometimes a counter's name (get never returns a counter)
     const key = Math.random() < 0.05 ? `cnt:${rnd(cfg.counters)}` : anyKey();
     const l1hit = view.l1.has(key);
     const x = await view.get(key);
-    verify(sIdx, key, x, ts, Date.now(), l1hit);
+    c.verify(sIdx, key, x, ts, Date.now(), l1hit);
   } else if (r < 0.5) {
     const keys = Array.from({ length: 5 }, anyKey);
     const hits = keys.map((k) => view.l1.has(k));
     const xs = await view.getMany(keys);
     const te = Date.now();
-    for (let i = 0; i < keys.length; i++) verify(sIdx, keys[i], xs[i], ts, te, hits[i]);
+    for (let i = 0; i < keys.length; i++) c.verify(sIdx, keys[i], xs[i], ts, te, hits[i]);
   } else if (r < 0.8) {
     const key = ownKey();
     const v = makeValue({ key, scopeName: SCOPES[sIdx][0], w: W, version: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, padLength: rnd(600) });
@@ -163,64 +119,20 @@ async function op() {
 }
 
 /** Stats every 200 ms, for errors by code per fault window. */
-const snapshots = [];
 function snapshot() {
   const st = cache.stats();
-  snapshots.push({ t: Date.now(), errors: st.l2.errors, breaker: st.breaker.state, rejected: st.l2.rejected, l1hits: st.l1.hits });
+  c.snapshots.push({ t: Date.now(), errors: st.l2.errors, breaker: st.breaker.state, rejected: st.l2.rejected, l1hits: st.l1.hits });
 }
 
-async function run(endAt) {
-  const perTick = Math.max(1, Math.round((cfg.rate * cfg.tick) / 1000));
-  const timer = setInterval(snapshot, 200);
-  snapshot();
-  while (Date.now() < endAt) {
-    const tickStart = Date.now();
-    for (let i = 0; i < perTick; i++) {
-      if (inFlight >= cfg.maxInFlight) {
-        skipped++;
-        continue;
-      }
-      inFlight++;
-      issued++;
-      op()
-        .catch((e) => {
-          // Errors TieredCache throws by contract are caught in op(); anything here is a harness bug.
-          failed(e);
-        })
-        .finally(() => inFlight--);
-    }
-    const wait = cfg.tick - (Date.now() - tickStart);
-    await new Promise((r) => setTimeout(r, Math.max(1, wait)));
-  }
-  // Drain: operations in flight end within the client timeout (bounded).
-  const drainUntil = Date.now() + cfg.timeout * 3 + 1_000;
-  while (inFlight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
-  clearInterval(timer);
-  snapshot();
-  const st = cache.stats();
-  process.send(
-    {
-      type: 'result',
-      worker: W,
-      kind: 'node',
-      log,
-      opStarts,
-      immediate,
-      errors,
-      faults,
-      okAt,
-      snapshots,
-      issued,
-      skipped,
-      leftInFlight: inFlight,
-      reads,
-      misses,
-      l1Served,
-      warnings,
-      stats: st,
-    },
-    () => process.exit(0),
-  );
+function run(endAt) {
+  return c.drive(op, endAt, {
+    snapshot,
+    // Errors TieredCache throws by contract are caught in op(); anything here is a harness bug.
+    onOpError: failed,
+    // Operations in flight end within the client timeout (bounded).
+    drainMs: cfg.timeout * 3 + 1_000,
+    extra: () => ({ warnings, stats: cache.stats() }),
+  });
 }
 
 process.on('message', (m) => {
