@@ -287,12 +287,11 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Test helpers shared with the Workers binding's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn b64(bytes: &[u8]) -> String {
+pub(crate) mod test_util {
+    /// Standard base64 with padding, as Upstash encodes results.
+    pub(crate) fn b64(bytes: &[u8]) -> String {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for c in bytes.chunks(3) {
@@ -309,6 +308,13 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use test_util::b64;
 
     /// The corpus shared with the JS client's tests (`tests/js/rest.test.mjs`).
     #[test]

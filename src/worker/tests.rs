@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::glob::Glob;
+use crate::rest::test_util::b64;
 
 const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
@@ -36,24 +37,6 @@ struct FakeRedis {
     /// Answers 401 WRONGPASS, as the bridge does for a wrong token.
     wrong_token: Rc<Cell<bool>>,
     calls: Rc<Cell<u32>>,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 impl Transport for FakeRedis {
