@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TieredCache, RedisRest, Signer, MemoryCache, EdgeCacheError, generateSecureKey, memoize, cachePage, cached } from 'edgecache';
-import { startRedis, startBridge } from './servers.mjs';
+import { startRedis, startRedisOn, startBridge } from './servers.mjs';
 
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
@@ -368,18 +368,22 @@ describe('TieredCache: what an attacker with write access to Redis can do', () =
 });
 
 describe('TieredCache: when Redis fails', () => {
+  /** A cache over its own bridge `b2` (which a test may kill), L1 copies kept for good. */
+  const outageTier = (b2, prefix, cooldown) =>
+    new TieredCache({
+      redis: new RedisRest({ url: b2.url, token: TOKEN, timeout: 1000, retries: 0 }),
+      signer: new Signer({ keys: { k1: SECRET } }),
+      prefix,
+      l1Ttl: 0,
+      breaker: { threshold: 2, cooldown },
+      log: () => {},
+    });
+
   test('Redis killed: L1 keeps serving, nothing throws, the breaker opens; after a restart it closes and writes reach Redis', async () => {
     const r2 = await startRedis();
     const b2 = await startBridge({ redisUrl: r2.url, token: TOKEN });
     try {
-      const c = new TieredCache({
-        redis: new RedisRest({ url: b2.url, token: TOKEN, timeout: 1000, retries: 0 }),
-        signer: new Signer({ keys: { k1: SECRET } }),
-        prefix: 'kill',
-        l1Ttl: 0,
-        breaker: { threshold: 2, cooldown: 1500 },
-        log: () => {},
-      });
+      const c = outageTier(b2, 'kill', 1500);
       await c.set('kept', 'v');
       await r2.stop();
       assert.equal(await c.get('kept'), 'v', 'L1 serves');
@@ -394,20 +398,7 @@ describe('TieredCache: when Redis fails', () => {
       await assert.rejects(c.delete('kept'), (e) => e instanceof EdgeCacheError && e.code.startsWith('L2_'), 'deletes fail closed');
       await assert.rejects(c.incr('n'), (e) => e.code.startsWith('L2_'), 'counters are never counted locally');
 
-      const r3 = await (async () => {
-        // restart on the same port
-        const { spawn: sp } = await import('node:child_process');
-        const proc = sp('redis-server', ['--port', String(r2.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-        for (let i = 0; i < 200; i++) {
-          try {
-            execFileSync('redis-cli', ['-p', String(r2.port), 'PING'], { stdio: 'pipe' });
-            break;
-          } catch {
-            await new Promise((r) => setTimeout(r, 25));
-          }
-        }
-        return proc;
-      })();
+      const r3 = await startRedisOn(r2.port); // a restart on the same port
       try {
         const t0 = Date.now();
         let healed = false;
@@ -425,7 +416,7 @@ describe('TieredCache: when Redis fails', () => {
         await c.set('after', 'a');
         assert.match(execFileSync('redis-cli', ['-p', String(r2.port), 'GET', 'kill:v:r|after'], { encoding: 'utf8' }), /^AQ/);
       } finally {
-        r3.kill('SIGKILL');
+        await r3.stop();
       }
     } finally {
       await b2.stop();
@@ -450,14 +441,7 @@ describe('TieredCache: when Redis fails', () => {
     const r2 = await startRedis();
     const b2 = await startBridge({ redisUrl: r2.url, token: TOKEN });
     try {
-      const c = new TieredCache({
-        redis: new RedisRest({ url: b2.url, token: TOKEN, timeout: 1000, retries: 0 }),
-        signer: new Signer({ keys: { k1: SECRET } }),
-        prefix: 'outage',
-        l1Ttl: 0,
-        breaker: { threshold: 2, cooldown: 60_000 },
-        log: () => {},
-      });
+      const c = outageTier(b2, 'outage', 60_000);
       assert.equal(await c.incr('held', 3), 3);
       b2.proc.kill('SIGKILL'); // the bridge is gone: connection refused
       await b2.stop();
