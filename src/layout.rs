@@ -128,12 +128,46 @@ impl Layout {
         out
     }
 
-    /// A `SCAN MATCH` pattern for every key under this prefix: every kind,
-    /// the root and every scope.
+    /// A `SCAN MATCH` pattern for the keys of this cache: both kinds, the
+    /// root and every scope. It is narrower than `<prefix>:*`, so other
+    /// programs' keys such as `<prefix>:sessions:42` are not even scanned;
+    /// what it finds, [`Layout::parse`] tells apart exactly.
     pub fn everything(&self) -> String {
         let mut out = escape_glob(&self.prefix);
-        out.push_str(":*");
+        out.push_str(":[vn]:[rtub]*");
         out
+    }
+
+    /// Reads a Redis key of this layout back: its kind, its scope (`None`:
+    /// the root) and the cache key. `None` for any key this cache cannot
+    /// have written (another prefix, another program's key under the same
+    /// prefix, a malformed space), so a `clear` deletes exactly the
+    /// cache's keys.
+    ///
+    /// ```
+    /// use edgecache::{Kind, Layout, Scope};
+    /// let l = Layout::new("app").unwrap();
+    /// let acme = Scope::tenant("acme").unwrap();
+    /// let rk = l.key(Kind::Counter, Some(&acme), "hits");
+    /// assert_eq!(l.parse(&rk), Some((Kind::Counter, Some(acme), "hits")));
+    /// assert_eq!(l.parse("app:sessions:42"), None);
+    /// assert_eq!(l.parse("app:v:t9:acme|x"), None); // the length is wrong
+    /// ```
+    pub fn parse<'k>(&self, redis_key: &'k str) -> Option<(Kind, Option<Scope>, &'k str)> {
+        let rest = redis_key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(':')?;
+        let kind = match rest.as_bytes() {
+            [b'v', b':', ..] => Kind::Value,
+            [b'n', b':', ..] => Kind::Counter,
+            _ => return None,
+        };
+        let rest = &rest[2..];
+        if let Some(key) = rest.strip_prefix("r|") {
+            return Some((kind, None, key));
+        }
+        let (scope, used) = Scope::decode_prefix(rest)?;
+        Some((kind, Some(scope), &rest[used..]))
     }
 }
 
@@ -173,8 +207,11 @@ mod tests {
             l.key(Kind::Counter, Some(&Scope::user("Zoë").unwrap()), ""),
             "ec:n:u4:Zoë|"
         );
-        assert_eq!(l.everything(), "ec:*");
-        assert_eq!(Layout::new("a.b-c_9").unwrap().everything(), "a.b-c_9:*");
+        assert_eq!(l.everything(), "ec:[vn]:[rtub]*");
+        assert_eq!(
+            Layout::new("a.b-c_9").unwrap().everything(),
+            "a.b-c_9:[vn]:[rtub]*"
+        );
     }
 
     #[test]
@@ -237,5 +274,45 @@ mod tests {
             let tail = crate::glob::glob_match(format!("x{glob}").as_bytes(), format!("x{key}").as_bytes());
             prop_assert_eq!(hit, s1 == s2 && tail);
         }
+
+        /// Every key of the layout parses back to what made it, and is
+        /// found by `everything()`.
+        #[test]
+        fn parse_inverts_key(k in kind(), s in scope(), key in KEY) {
+            let l = Layout::new("p").unwrap();
+            let rk = l.key(k, s.as_ref(), &key);
+            prop_assert_eq!(l.parse(&rk), Some((k, s, key.as_str())));
+            prop_assert!(Glob::new(&l.everything()).matches(&rk));
+        }
+
+        /// Whatever parses is the key of what it parsed to (no other
+        /// string is taken for one of the cache's keys).
+        #[test]
+        fn parse_accepts_only_layout_keys(tail in "[a-c:|rtubvn0-9]{0,12}", p in "(p|q)(:[vn]:)?") {
+            let l = Layout::new("p").unwrap();
+            let candidate = format!("{p}{tail}");
+            if let Some((k, s, key)) = l.parse(&candidate) {
+                prop_assert_eq!(l.key(k, s.as_ref(), key), candidate);
+            }
+        }
+    }
+
+    #[test]
+    fn others_keys_are_not_ours() {
+        let l = Layout::new("app").unwrap();
+        for k in [
+            "app:sessions:42",
+            "app:v:",
+            "app:v:x|k",
+            "app:x:r|k",
+            "apps:v:r|k",
+            "app:v:t0:|k",
+            "app:v:t04:acme|k",
+            "app:v:b4:acme|k",
+            "app:v:t4:acme",
+        ] {
+            assert_eq!(l.parse(k), None, "{k}");
+        }
+        assert!(!Glob::new(&l.everything()).matches("app:sessions:42"));
     }
 }

@@ -9,8 +9,9 @@
 //! * [`Store`]: a complete cache for Rust callers, with [`Scope`]s.
 //! * [`Glob`]: Redis `KEYS` patterns.
 //! * [`Clock`]: injected time.
-//! * [`Layout`], [`Breaker`], [`promotion_ttl`]: the rules of the Redis
-//!   tier (key layout, circuit breaker, how long L1 keeps an L2 value).
+//! * [`Layout`], [`Breaker`], [`promotion_ttl`], [`Fence`]: the rules of
+//!   the Redis tier (key layout, circuit breaker, how long L1 keeps an L2
+//!   value, when a read or write under way may put its value in L1).
 //! * [`command_body`], [`decode_pipeline`]: the Upstash REST protocol.
 //! * `worker` (cargo feature `worker`): the Cloudflare Workers binding for
 //!   Rust Workers (workers-rs), an L1 + Redis cache built from the Worker's
@@ -22,6 +23,7 @@
 mod clock;
 mod envelope;
 mod error;
+mod fence;
 mod glob;
 mod layout;
 mod lru;
@@ -50,6 +52,7 @@ pub use envelope::{
     MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
 };
 pub use error::{Error, Result};
+pub use fence::{Fence, Ticket};
 pub use glob::{glob_match, Glob};
 pub use layout::{escape_glob, Kind, Layout, MAX_PREFIX_LEN};
 pub use lru::{
@@ -63,4 +66,4 @@ pub use secure_key::{
     MIN_ESTIMATED_BITS, MIN_SECRET_BYTES,
 };
 pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};
-pub use tier::{promotion_ttl, Breaker, BreakerState};
+pub use tier::{parse_counter, promotion_ttl, Breaker, BreakerState};

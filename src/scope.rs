@@ -92,6 +92,53 @@ impl Scope {
         })
     }
 
+    /// Reads an [`encode`](Scope::encode)d scope at the start of `text`:
+    /// the scope and how many bytes it took. `None` unless `text` starts
+    /// with exactly what `encode` writes (canonical lengths, no empty part).
+    ///
+    /// ```
+    /// use edgecache::Scope;
+    /// let s = Scope::new(Some("acme"), Some("42")).unwrap();
+    /// assert_eq!(Scope::decode_prefix("b4:acme2:42|key"), Some((s, 12)));
+    /// assert_eq!(Scope::decode_prefix("t04:acme|key"), None);
+    /// ```
+    pub fn decode_prefix(text: &str) -> Option<(Scope, usize)> {
+        let parts = match text.as_bytes().first()? {
+            b't' | b'u' => 1,
+            b'b' => 2,
+            _ => return None,
+        };
+        let mut at = 1;
+        let mut got: [Option<&str>; 2] = [None, None];
+        for slot in got.iter_mut().take(parts) {
+            let rest = &text[at..];
+            let colon = rest.find(':')?;
+            let digits = &rest[..colon];
+            if digits.is_empty()
+                || digits.len() > 10
+                || digits.starts_with('0')
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let len: usize = digits.parse().ok()?;
+            let start = at + colon + 1;
+            let end = start.checked_add(len)?;
+            *slot = Some(text.get(start..end)?);
+            at = end;
+        }
+        if text.as_bytes().get(at) != Some(&b'|') {
+            return None;
+        }
+        let scope = match (text.as_bytes()[0], got) {
+            (b't', [t, _]) => Scope::new(t, None),
+            (b'u', [u, _]) => Scope::new(None, u),
+            (_, [t, u]) => Scope::new(t, u),
+        }
+        .ok()?;
+        Some((scope, at + 1))
+    }
+
     /// The self-delimiting encoding: a tag (`t` tenant, `u` user, `b` both),
     /// each part as `<utf-8 byte length>:<part>`, then `|`.
     pub fn encode(&self) -> String {

@@ -30,6 +30,33 @@ pub fn promotion_ttl(l1_ttl: u64, expires_at: u64, now: u64) -> Option<u64> {
     Some(if l1_ttl == 0 { left } else { left.min(l1_ttl) })
 }
 
+/// Reads a counter as Redis holds it (the text `INCRBY` writes and reads):
+/// the grammar of Redis's own integers, `0` or an optional `-` and a digit
+/// `1`-`9` followed by digits, in the range of an `i64`. No `+`, no leading
+/// zeros, no `-0`, no spaces: text Redis itself would refuse to increment
+/// is not a counter, whichever binding reads it. The cases both bindings
+/// run are in `tests/fixtures/counters.json`.
+///
+/// ```
+/// use edgecache::parse_counter;
+/// assert_eq!(parse_counter(b"-42"), Some(-42));
+/// assert_eq!(parse_counter(b"9223372036854775807"), Some(i64::MAX));
+/// assert_eq!(parse_counter(b"+5"), None);
+/// assert_eq!(parse_counter(b"007"), None);
+/// assert_eq!(parse_counter(b"9223372036854775808"), None);
+/// ```
+pub fn parse_counter(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    match digits {
+        [b'0'] if digits.len() == text.len() => Some(0),
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) && digits.len() <= 19 => {
+            // ASCII digits: valid UTF-8; i64's own parser checks the range.
+            std::str::from_utf8(text).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 /// The state of a [`Breaker`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerState {
@@ -201,6 +228,23 @@ mod tests {
         assert!(b.allow(100));
         assert!(!b.allow(150));
         assert!(b.allow(200));
+    }
+
+    /// The corpus both bindings run (the JS side in tests/js/tiered-hardening.test.mjs).
+    #[test]
+    fn counter_corpus() {
+        let corpus: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/counters.json")).unwrap();
+        let cases = corpus["cases"].as_array().unwrap();
+        assert!(cases.len() > 20);
+        for c in cases {
+            let text = c["text"].as_str().unwrap();
+            let want = match &c["value"] {
+                serde_json::Value::Null => None,
+                v => Some(v.as_str().unwrap().parse::<i64>().unwrap()),
+            };
+            assert_eq!(parse_counter(text.as_bytes()), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! wasm-bindgen glue for the rules of the Redis tier (js/tiered.ts): the
-//! key layout ([`Layout`]), the circuit breaker ([`Breaker`]) and
-//! [`promotion_ttl`]. Thin: the core decides, this module converts. The
+//! key layout ([`Layout`]), the circuit breaker ([`Breaker`]),
+//! [`promotion_ttl`] and the in-flight rule ([`Fence`]). Thin: the core decides, this module converts. The
 //! breaker's methods take and return numbers only, so calling it on every
 //! L2 operation costs nothing next to the network.
 
 use wasm_bindgen::prelude::*;
 
+use crate::fence::Fence;
 use crate::layout::{Kind, Layout};
 use crate::scope::Scope;
-use crate::tier::{promotion_ttl, Breaker, BreakerState};
+use crate::tier::{parse_counter, promotion_ttl, Breaker, BreakerState};
 use crate::wasm::to_js;
 
 fn scope(tenant: Option<String>, user: Option<String>) -> Result<Option<Scope>, JsValue> {
@@ -54,9 +55,14 @@ impl WasmLayout {
         Ok(self.0.pattern(scope(tenant, user)?.as_ref(), glob))
     }
 
-    /// The `SCAN MATCH` pattern of everything under the prefix.
+    /// The `SCAN MATCH` pattern of the cache's keys (both kinds, every scope).
     pub fn everything(&self) -> String {
         self.0.everything()
+    }
+
+    /// Whether `redis_key` is a key this cache can have written.
+    pub fn owns(&self, redis_key: &str) -> bool {
+        self.0.parse(redis_key).is_some()
     }
 }
 
@@ -114,4 +120,94 @@ impl WasmBreaker {
 #[wasm_bindgen(js_name = promotionTtl)]
 pub fn promotion_ttl_js(l1_ttl: f64, expires_at: f64, now: f64) -> f64 {
     promotion_ttl(ms(l1_ttl), ms(expires_at), ms(now)).map_or(-1.0, |t| t as f64)
+}
+
+/// The in-flight rule (tickets as numbers: exact up to 2^53 operations).
+#[wasm_bindgen(js_name = FenceCore)]
+pub struct WasmFence(Fence);
+
+#[wasm_bindgen(js_class = FenceCore)]
+impl WasmFence {
+    /// A fence with nothing in flight.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmFence {
+        WasmFence(Fence::new())
+    }
+
+    /// A read begins: its ticket.
+    pub fn read(&mut self) -> f64 {
+        self.0.read() as f64
+    }
+
+    /// A read has finished.
+    #[wasm_bindgen(js_name = readDone)]
+    pub fn read_done(&mut self) {
+        self.0.read_done()
+    }
+
+    /// Whether a read of `key` that began at `ticket` may promote now.
+    #[wasm_bindgen(js_name = mayPromote)]
+    pub fn may_promote(&self, key: &str, ticket: f64) -> bool {
+        self.0.may_promote(key, ticket as u64)
+    }
+
+    /// A mutation of `key` begins: its ticket.
+    pub fn write(&mut self, key: &str) -> f64 {
+        self.0.write(key) as f64
+    }
+
+    /// The mutation of `key` begun at `ticket` has finished; whether it may
+    /// promote its own result.
+    #[wasm_bindgen(js_name = writeDone)]
+    pub fn write_done(&mut self, key: &str, ticket: f64) -> bool {
+        self.0.write_done(key, ticket as u64)
+    }
+
+    /// A mutation of any key begins (pattern delete, clear).
+    #[wasm_bindgen(js_name = writeAll)]
+    pub fn write_all(&mut self) {
+        self.0.write_all()
+    }
+
+    /// That mutation has finished.
+    #[wasm_bindgen(js_name = writeAllDone)]
+    pub fn write_all_done(&mut self) {
+        self.0.write_all_done()
+    }
+
+    /// `key` changed elsewhere.
+    pub fn invalidate(&mut self, key: &str) {
+        self.0.invalidate(key)
+    }
+
+    /// Anything may have changed.
+    #[wasm_bindgen(js_name = invalidateAll)]
+    pub fn invalidate_all(&mut self) {
+        self.0.invalidate_all()
+    }
+}
+
+impl Default for WasmFence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A counter's text as a number: `NaN` if it is not a counter (see
+/// [`parse_counter`]), `±Infinity` for an integer past the safe range of JS
+/// numbers (2^53 - 1), which a number cannot hold exactly.
+#[wasm_bindgen(js_name = parseCounter)]
+pub fn parse_counter_js(text: &str) -> f64 {
+    const SAFE: u64 = (1 << 53) - 1;
+    match parse_counter(text.as_bytes()) {
+        None => f64::NAN,
+        Some(n) if n.unsigned_abs() > SAFE => {
+            if n < 0 {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }
+        }
+        Some(n) => n as f64,
+    }
 }

@@ -1,0 +1,310 @@
+//! The in-flight rule of the Redis tier, free of I/O: when may a value read
+//! from Redis, or just written there, be kept in this isolate's L1?
+//!
+//! A read of a key that overlaps a mutation of the same key (a write, a
+//! delete, an increment, a pattern delete, a `clear`) may have seen the
+//! state from before the mutation. Putting that answer in L1 would serve
+//! the old value for up to `l1Ttl` after the mutation was acknowledged. So:
+//!
+//! * a **read** may promote its answer only if no mutation of its key was in
+//!   flight at any moment between the read's start and its promotion;
+//! * a **mutation** may promote its own result (a `set`'s value, an
+//!   `incr`'s count) only if no later mutation of the key began before it
+//!   finished;
+//! * a **global** mutation (a pattern delete, `clear`) blocks every
+//!   promotion while it runs, and every read or write that began before it
+//!   ended;
+//! * an **invalidation** that arrives from elsewhere (the coherence log of
+//!   another isolate's write) counts as a mutation that began and ended at
+//!   once.
+//!
+//! Every operation takes a [`Ticket`] from one counter, so "began before"
+//! is a comparison of numbers. The JS `TieredCache` (through wasm,
+//! `FenceCore`) and the Rust Workers binding (`edgecache::worker`) both ask
+//! this one type, so the two bindings cannot drift.
+//!
+//! Memory: a key is remembered only while a mutation of it is in flight, or
+//! while a read that began before its last mutation may still be running.
+//! When no read is in flight, idle marks are dropped; past
+//! [`Fence::MAX_MARKS`] idle marks they are dropped anyway and every read
+//! in flight loses its promotion (safe: a read that may not promote still
+//! answers its caller).
+
+use hashbrown::HashMap;
+
+/// When an operation began, on the fence's own counter.
+pub type Ticket = u64;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Mark {
+    /// Mutations of the key in flight.
+    busy: u32,
+    /// The ticket of the latest mutation of the key to begin.
+    begun: Ticket,
+    /// The tick at which the latest mutation of the key ended.
+    ended: Ticket,
+}
+
+/// The in-flight rule (see the module docs).
+///
+/// ```
+/// use edgecache::Fence;
+/// let mut f = Fence::new();
+/// let read = f.read();                 // a GET of "k" is sent
+/// let del = f.write("k");              // a delete of "k" begins meanwhile
+/// assert!(!f.may_promote("k", read));  // the GET may have read the old value
+/// f.write_done("k", del);
+/// assert!(!f.may_promote("k", read));  // still not: it overlapped the delete
+/// f.read_done();                       // ask before this: then it is forgotten
+/// let later = f.read();                // a read that begins after the delete
+/// assert!(f.may_promote("k", later));
+/// f.read_done();
+/// ```
+#[derive(Debug, Default)]
+pub struct Fence {
+    seq: Ticket,
+    /// Reads and writes that began at or before this tick may not promote.
+    floor: Ticket,
+    /// Global mutations in flight.
+    busy_all: u32,
+    reads: u32,
+    marks: HashMap<String, Mark>,
+}
+
+impl Fence {
+    /// The most idle marks kept while reads are in flight (see the module docs).
+    pub const MAX_MARKS: usize = 4096;
+
+    /// A fence with nothing in flight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tick(&mut self) -> Ticket {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A read begins: its ticket, for [`Fence::may_promote`]. Pair it with
+    /// [`Fence::read_done`] once the read has promoted (or not).
+    pub fn read(&mut self) -> Ticket {
+        self.reads = self.reads.saturating_add(1);
+        self.tick()
+    }
+
+    /// A read that began with [`Fence::read`] has finished. Ask
+    /// [`Fence::may_promote`] before this call, never after: the read's
+    /// ticket is then forgotten.
+    pub fn read_done(&mut self) {
+        self.reads = self.reads.saturating_sub(1);
+        self.prune();
+    }
+
+    /// Whether a read of `key` that began at `ticket` may put its answer in
+    /// L1 now: no mutation of `key` (nor a global one) has been in flight
+    /// since it began.
+    pub fn may_promote(&self, key: &str, ticket: Ticket) -> bool {
+        if self.busy_all > 0 || ticket <= self.floor {
+            return false;
+        }
+        match self.marks.get(key) {
+            None => true,
+            Some(m) => m.busy == 0 && m.ended < ticket,
+        }
+    }
+
+    /// A mutation of `key` begins: its ticket, for [`Fence::write_done`].
+    pub fn write(&mut self, key: &str) -> Ticket {
+        let t = self.tick();
+        let m = self.marks.entry_ref(key).or_default();
+        m.busy += 1;
+        m.begun = t;
+        t
+    }
+
+    /// The mutation of `key` that began at `ticket` has finished (answered
+    /// or failed). Returns whether it may put its own result in L1: no
+    /// later mutation of `key`, nor a global one, began before now.
+    pub fn write_done(&mut self, key: &str, ticket: Ticket) -> bool {
+        let end = self.tick();
+        let own = match self.marks.get_mut(key) {
+            Some(m) => {
+                m.busy = m.busy.saturating_sub(1);
+                m.ended = end;
+                m.begun == ticket
+            }
+            // Dropped by a global invalidation: not the latest any more.
+            None => false,
+        };
+        let ok = own && self.busy_all == 0 && ticket > self.floor;
+        self.prune();
+        ok
+    }
+
+    /// A mutation that may touch any key (a pattern delete, `clear`)
+    /// begins; pair it with [`Fence::write_all_done`].
+    pub fn write_all(&mut self) {
+        self.busy_all = self.busy_all.saturating_add(1);
+        self.tick();
+    }
+
+    /// A mutation begun with [`Fence::write_all`] has finished: every read
+    /// and write that began before now loses its promotion.
+    pub fn write_all_done(&mut self) {
+        self.busy_all = self.busy_all.saturating_sub(1);
+        self.invalidate_all();
+    }
+
+    /// `key` changed elsewhere (another isolate's write, learned from the
+    /// coherence log): reads and writes of it in flight may not promote.
+    pub fn invalidate(&mut self, key: &str) {
+        let t = self.tick();
+        let m = self.marks.entry_ref(key).or_default();
+        m.begun = t;
+        m.ended = t;
+    }
+
+    /// Anything may have changed: nothing in flight may promote.
+    pub fn invalidate_all(&mut self) {
+        self.floor = self.tick();
+        // Idle marks are covered by the floor; busy ones still count.
+        self.marks.retain(|_, m| m.busy > 0);
+    }
+
+    /// Operations in flight: reads, and mutations (global ones included).
+    pub fn in_flight(&self) -> usize {
+        self.reads as usize
+            + self.busy_all as usize
+            + self.marks.values().map(|m| m.busy as usize).sum::<usize>()
+    }
+
+    /// Keys remembered now (for tests and statistics).
+    pub fn marks(&self) -> usize {
+        self.marks.len()
+    }
+
+    fn prune(&mut self) {
+        if self.reads == 0 {
+            // No read in flight can be affected by an idle mark, and every
+            // later read takes a ticket past it.
+            if self.marks.values().any(|m| m.busy == 0) {
+                self.marks.retain(|_, m| m.busy > 0);
+            }
+        } else if self.marks.len() > Self::MAX_MARKS {
+            self.invalidate_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_overlapping_a_write_does_not_promote() {
+        let mut f = Fence::new();
+        let r = f.read();
+        let w = f.write("k");
+        assert!(!f.may_promote("k", r));
+        assert!(f.may_promote("other", r));
+        assert!(f.write_done("k", w));
+        assert!(!f.may_promote("k", r));
+        f.read_done();
+        let r2 = f.read();
+        assert!(f.may_promote("k", r2));
+    }
+
+    #[test]
+    fn a_read_that_begins_during_a_write_does_not_promote() {
+        let mut f = Fence::new();
+        let w = f.write("k");
+        let r = f.read();
+        assert!(!f.may_promote("k", r));
+        f.write_done("k", w);
+        assert!(!f.may_promote("k", r));
+    }
+
+    #[test]
+    fn a_write_overtaken_by_a_later_one_does_not_promote() {
+        let mut f = Fence::new();
+        let set = f.write("k");
+        let del = f.write("k");
+        assert!(f.write_done("k", del));
+        assert!(!f.write_done("k", set));
+        // Both orders of completion.
+        let a = f.write("k");
+        let b = f.write("k");
+        assert!(!f.write_done("k", a));
+        assert!(f.write_done("k", b));
+    }
+
+    #[test]
+    fn a_global_mutation_blocks_everything_that_overlaps_it() {
+        let mut f = Fence::new();
+        let r = f.read();
+        let w = f.write("k");
+        f.write_all();
+        let r2 = f.read();
+        assert!(!f.may_promote("x", r2));
+        f.write_all_done();
+        assert!(!f.may_promote("x", r) && !f.may_promote("x", r2));
+        assert!(!f.write_done("k", w));
+        let r3 = f.read();
+        assert!(f.may_promote("x", r3) && f.may_promote("k", r3));
+    }
+
+    #[test]
+    fn an_invalidation_from_elsewhere_counts_as_a_mutation() {
+        let mut f = Fence::new();
+        let r = f.read();
+        let w = f.write("k");
+        f.invalidate("k");
+        assert!(!f.may_promote("k", r));
+        assert!(!f.write_done("k", w));
+        let r2 = f.read();
+        assert!(f.may_promote("k", r2));
+    }
+
+    #[test]
+    fn marks_are_dropped_when_no_read_is_in_flight() {
+        let mut f = Fence::new();
+        for i in 0..100 {
+            let k = format!("k{i}");
+            let w = f.write(&k);
+            f.write_done(&k, w);
+        }
+        assert_eq!(f.marks(), 0);
+        let _r = f.read();
+        let w = f.write("a");
+        f.write_done("a", w);
+        assert_eq!(f.marks(), 1);
+        f.read_done();
+        assert_eq!(f.marks(), 0);
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[test]
+    fn marks_stay_bounded_while_a_read_never_finishes() {
+        let mut f = Fence::new();
+        let stuck = f.read();
+        for i in 0..(3 * Fence::MAX_MARKS) {
+            let k = format!("k{i}");
+            let w = f.write(&k);
+            f.write_done(&k, w);
+            assert!(f.marks() <= Fence::MAX_MARKS + 1);
+        }
+        // Past the bound the stuck read lost its promotion, for every key.
+        assert!(!f.may_promote("never-written", stuck));
+    }
+
+    #[test]
+    fn a_busy_mark_survives_global_invalidation() {
+        let mut f = Fence::new();
+        let w = f.write("k");
+        f.invalidate_all();
+        let r = f.read();
+        assert!(!f.may_promote("k", r), "the write is still in flight");
+        f.write_done("k", w);
+        assert!(!f.may_promote("k", r));
+    }
+}
