@@ -14,7 +14,9 @@
 //!   what the JS `Signer` seals: JSON payloads (encoding `0x01`, through
 //!   [`EdgeCache::get`]/[`EdgeCache::set`]) or raw bytes (`0x00`, what the JS
 //!   side stores for a `Uint8Array`: [`EdgeCache::get_bytes`]/[`EdgeCache::set_bytes`]);
-//! * how long L1 keeps an L2 value: [`promotion_ttl`]; when to stop
+//! * how long L1 keeps an L2 value: [`promotion_ttl`]; when a read or
+//!   write under way may put its value in L1: [`Fence`] (the JS side's
+//!   rule too); how counters read: [`parse_counter`]; when to stop
 //!   calling a failing Redis: [`Breaker`].
 //!
 //! The I/O sits behind [`Transport`], so the tier's logic is tested on the
@@ -46,13 +48,14 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::envelope::{Encoding, Signer};
 use crate::error::{Error, Result};
+use crate::fence::{Fence, Ticket};
 use crate::layout::{Kind, Layout};
 use crate::lru::Limits;
 use crate::rest::{command_body, decode_command, Arg, Reply};
 use crate::scope::Scope;
 use crate::secure_key::decode_secret;
 use crate::store::{Config, Stats, Store};
-use crate::tier::{promotion_ttl, Breaker, BreakerState};
+use crate::tier::{parse_counter, promotion_ttl, Breaker, BreakerState};
 
 mod settings;
 pub use settings::{Settings, DEFAULT_L1_TTL, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
@@ -230,10 +233,81 @@ struct Inner {
     stats: RefCell<L2Stats>,
     warned: RefCell<Vec<&'static str>>,
     log: Box<dyn Fn(&str)>,
-    /// Bumped when a write or delete begins and when it ends: a read from
-    /// Redis that saw it change may hold the older value, so it does not
-    /// put it in L1 (plain data; no request waits on another's I/O).
-    writes: std::cell::Cell<u64>,
+    /// The in-flight rule, by Redis key: a read that overlapped a write or
+    /// delete of its key may hold the older value, so it does not put it
+    /// in L1 (plain data; no request waits on another's I/O).
+    fence: RefCell<Fence>,
+}
+
+/// A read under the fence; released when dropped (a cancelled request too).
+struct Reading<'a> {
+    fence: &'a RefCell<Fence>,
+    ticket: Ticket,
+}
+
+impl<'a> Reading<'a> {
+    fn begin(fence: &'a RefCell<Fence>) -> Self {
+        let ticket = fence.borrow_mut().read();
+        Reading { fence, ticket }
+    }
+
+    fn may_promote(&self, redis_key: &str) -> bool {
+        self.fence.borrow().may_promote(redis_key, self.ticket)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.fence.borrow_mut().read_done();
+    }
+}
+
+/// A mutation of one Redis key under the fence; `done` says whether it may
+/// promote its own result. Released when dropped (a cancelled request too).
+struct Writing<'a> {
+    fence: &'a RefCell<Fence>,
+    key: Option<String>,
+    ticket: Ticket,
+}
+
+impl<'a> Writing<'a> {
+    fn begin(fence: &'a RefCell<Fence>, redis_key: &str) -> Self {
+        let ticket = fence.borrow_mut().write(redis_key);
+        Writing {
+            fence,
+            key: Some(redis_key.to_owned()),
+            ticket,
+        }
+    }
+
+    fn done(mut self) -> bool {
+        let key = self.key.take().unwrap_or_default();
+        self.fence.borrow_mut().write_done(&key, self.ticket)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.fence.borrow_mut().write_done(&key, self.ticket);
+        }
+    }
+}
+
+/// A mutation of any key (a pattern delete) under the fence.
+struct WritingAll<'a>(&'a RefCell<Fence>);
+
+impl<'a> WritingAll<'a> {
+    fn begin(fence: &'a RefCell<Fence>) -> Self {
+        fence.borrow_mut().write_all();
+        WritingAll(fence)
+    }
+}
+
+impl Drop for WritingAll<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().write_all_done();
+    }
 }
 
 impl Inner {
@@ -353,7 +427,7 @@ impl EdgeCache {
                 stats: RefCell::new(L2Stats::default()),
                 warned: RefCell::new(Vec::new()),
                 log,
-                writes: std::cell::Cell::new(0),
+                fence: RefCell::new(Fence::new()),
             }),
             scope: None,
         })
@@ -385,12 +459,6 @@ impl EdgeCache {
 
     fn now(&self) -> u64 {
         self.inner.now.now_ms()
-    }
-
-    fn bump(&self) {
-        self.inner
-            .writes
-            .set(self.inner.writes.get().wrapping_add(1));
     }
 
     // ---- L1, one synchronous borrow at a time ----
@@ -564,7 +632,7 @@ impl EdgeCache {
             return Ok(None);
         };
         let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
-        let generation = self.inner.writes.get();
+        let reading = Reading::begin(&self.inner.fence);
         let raw = match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
             Ok(r) => r,
             Err(_) => return Ok(None), // fail open: counted, a miss
@@ -582,8 +650,8 @@ impl EdgeCache {
             return Ok(None);
         };
         self.inner.stats.borrow_mut().hits += 1;
-        // Not if a write or delete began meanwhile: this may be older.
-        if self.inner.writes.get() == generation {
+        // Not if a write or delete of the key overlapped: this may be older.
+        if reading.may_promote(&rk) {
             if let Some(ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
                 self.l1_set(key, held(encoding, &payload), ttl);
             }
@@ -654,7 +722,7 @@ impl EdgeCache {
             let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
             // What L1 held is older than this write.
             self.l1_delete(key);
-            self.bump();
+            let writing = Writing::begin(&self.inner.fence, &rk);
             let px = i64::try_from(ttl).unwrap_or(i64::MAX);
             let mut args: Vec<Arg<'_>> =
                 vec!["SET".into(), rk.as_str().into(), sealed.as_str().into()];
@@ -664,7 +732,10 @@ impl EdgeCache {
             if self.command(l2, &args).await.is_ok() {
                 self.inner.stats.borrow_mut().writes += 1;
             }
-            self.bump();
+            // A later write or delete of the key began meanwhile: it is newer.
+            if !writing.done() {
+                return Ok(());
+            }
         }
         if let Some(l1_ttl) = promotion_ttl(self.inner.l1_ttl, expires_at, self.now()) {
             self.l1_set(key, held(encoding, payload), l1_ttl);
@@ -683,14 +754,15 @@ impl EdgeCache {
         };
         let v = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
         let n = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
-        self.bump();
+        // Reads and writes that overlap the delete put nothing in L1.
+        let (wv, wn) = (
+            Writing::begin(&self.inner.fence, &v),
+            Writing::begin(&self.inner.fence, &n),
+        );
         let r = self
             .command(l2, &["UNLINK".into(), v.as_str().into(), n.as_str().into()])
             .await;
-        self.bump();
-        // Reads that ran meanwhile may have put the old value back.
-        self.l1_delete(key);
-        self.l1_delete(&format!("{COUNTER}{key}"));
+        drop((wv, wn));
         let gone = match r? {
             Reply::Int(n) => n > 0,
             _ => return Err(Error::L2Protocol("UNLINK answered no integer".into())),
@@ -713,6 +785,7 @@ impl EdgeCache {
             };
         };
         let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        let writing = Writing::begin(&self.inner.fence, &rk);
         let n = match self
             .command(l2, &["INCRBY".into(), rk.as_str().into(), Arg::Int(by)])
             .await
@@ -726,7 +799,10 @@ impl EdgeCache {
             Err(e) => return Err(e),
         };
         self.inner.stats.borrow_mut().writes += 1;
-        self.l1_set(&ck, n.to_string().into_bytes(), self.inner.l1_ttl);
+        // Unless a later increment or delete of the counter began meanwhile.
+        if writing.done() {
+            self.l1_set(&ck, n.to_string().into_bytes(), self.inner.l1_ttl);
+        }
         Ok(n)
     }
 
@@ -736,18 +812,27 @@ impl EdgeCache {
         check_key(key)?;
         let ck = format!("{COUNTER}{key}");
         if let Some(v) = self.l1_get(&ck) {
-            return Ok(std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()));
+            return Ok(parse_counter(&v));
         }
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
         let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        // An increment or delete that overlaps this read keeps its count out of L1.
+        let reading = Reading::begin(&self.inner.fence);
         match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
             Ok(Reply::Bytes(b)) => {
-                let n = std::str::from_utf8(&b)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok());
-                if n.is_some() {
+                // One rule for both bindings (tests/fixtures/counters.json).
+                let n = parse_counter(&b);
+                if n.is_none() {
+                    self.inner.stats.borrow_mut().rejected += 1;
+                    self.inner.warn_once(
+                        "counter",
+                        &format!(
+                            "the counter {key:?} in redis is not an integer; it was not served"
+                        ),
+                    );
+                } else if reading.may_promote(&rk) {
                     self.l1_set(&ck, b, self.inner.l1_ttl);
                 }
                 Ok(n)
@@ -774,7 +859,9 @@ impl EdgeCache {
             return Ok(local as u64);
         };
         let matcher = l2.layout.pattern(self.scope.as_ref(), pattern);
-        self.bump();
+        // Nothing is promoted while it runs: reads between the SCAN and the
+        // UNLINK find the values still there.
+        let writing = WritingAll::begin(&self.inner.fence);
         let mut cursor = b"0".to_vec();
         let mut gone = 0u64;
         let result: Result<()> = async {
@@ -825,8 +912,7 @@ impl EdgeCache {
             }
         }
         .await;
-        self.bump();
-        drop_local();
+        drop(writing);
         result?;
         self.inner.stats.borrow_mut().writes += 1;
         Ok(gone)

@@ -301,16 +301,19 @@ fn settings_say_what_is_missing() {
     assert_eq!(e(&[("EDGECACHE_L1_TTL", "250")]).unwrap().l1_ttl, 250);
 }
 
-/// Holds GET answers until opened; other commands pass.
+/// Holds the answers of one command (GET unless `hold` says otherwise)
+/// until opened; other commands pass. The fake Redis runs the command when
+/// it is sent, so a held answer is one already applied in Redis.
 struct Gated {
     redis: FakeRedis,
     open: Rc<Cell<bool>>,
+    hold: &'static str,
 }
 
 impl Transport for Gated {
     fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
         let answer = self.redis.post(body.clone());
-        if !body.starts_with("[\"GET\"") {
+        if !body.starts_with(&format!("[\"{}\"", self.hold)) {
             return answer;
         }
         let open = self.open.clone();
@@ -337,6 +340,7 @@ fn a_read_that_overlaps_a_write_does_not_put_its_older_value_in_l1() {
         Some(Box::new(Gated {
             redis: redis.clone(),
             open: open.clone(),
+            hold: "GET",
         })),
         Now::new(move || c.now_ms()),
         Box::new(|_| {}),
@@ -367,6 +371,117 @@ fn a_read_that_overlaps_a_write_does_not_put_its_older_value_in_l1() {
 struct NoopWake;
 impl Wake for NoopWake {
     fn wake(self: Arc<Self>) {}
+}
+
+/// A cache whose transport holds the answers of `hold` until `open` is set.
+fn gated(
+    redis: &FakeRedis,
+    clock: &crate::ManualClock,
+    hold: &'static str,
+) -> (EdgeCache, Rc<Cell<bool>>) {
+    let open = Rc::new(Cell::new(false));
+    let c = clock.clone();
+    let cache = EdgeCache::new(
+        &settings(true),
+        Some(Box::new(Gated {
+            redis: redis.clone(),
+            open: open.clone(),
+            hold,
+        })),
+        Now::new(move || c.now_ms()),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    (cache, open)
+}
+
+/// Polls `f` once (it must be waiting on a held answer), runs `meanwhile`,
+/// opens the gate and finishes `f`.
+fn overlapped<T>(f: impl Future<Output = T>, open: &Cell<bool>, meanwhile: impl FnOnce()) -> T {
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = Box::pin(f);
+    assert!(f.as_mut().poll(&mut cx).is_pending(), "the gate holds it");
+    meanwhile();
+    open.set(true);
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("still pending"),
+    }
+}
+
+// Issue 14 #5: each of these put the deleted value or count back in L1,
+// served for up to l1Ttl, before the one in-flight rule (src/fence.rs).
+
+#[test]
+fn a_counter_read_overlapping_a_delete_does_not_put_the_count_in_l1() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (cache, open) = gated(&redis, &clock, "GET");
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:n:r|hits".into(), "7".into());
+    let got = overlapped(cache.counter("hits"), &open, || {
+        assert!(run(cache.delete("hits")).unwrap());
+    });
+    assert_eq!(got.unwrap(), Some(7), "the read's own answer");
+    assert!(redis.data.borrow().is_empty(), "the delete reached Redis");
+    assert_eq!(
+        run(cache.counter("hits")).unwrap(),
+        None,
+        "L1 kept no count"
+    );
+}
+
+#[test]
+fn a_set_overlapping_a_delete_does_not_put_its_value_in_l1() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (cache, open) = gated(&redis, &clock, "SET");
+    overlapped(cache.set("k", &"v"), &open, || {
+        // Redis ran the SET; this delete begins and ends before its answer.
+        run(cache.delete("k")).unwrap();
+    })
+    .unwrap();
+    assert!(redis.data.borrow().is_empty(), "Redis holds nothing");
+    assert_eq!(run(cache.get::<String>("k")).unwrap(), None, "nor does L1");
+}
+
+#[test]
+fn an_incr_overlapping_a_delete_does_not_put_its_count_in_l1() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (cache, open) = gated(&redis, &clock, "INCRBY");
+    let n = overlapped(cache.incr("hits", 5), &open, || {
+        run(cache.delete("hits")).unwrap();
+    });
+    assert_eq!(n.unwrap(), 5);
+    assert!(redis.data.borrow().is_empty(), "Redis holds nothing");
+    assert_eq!(run(cache.counter("hits")).unwrap(), None, "nor does L1");
+}
+
+#[test]
+fn counter_text_follows_the_shared_corpus() {
+    let corpus: Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/counters.json")).unwrap();
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (cache, _) = cache(&redis, &clock);
+    for c in corpus["cases"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        redis
+            .data
+            .borrow_mut()
+            .insert("app:n:r|c".into(), text.into());
+        let want = c["value"].as_str().map(|v| v.parse::<i64>().unwrap());
+        assert_eq!(run(cache.counter("c")).unwrap(), want, "{text:?}");
+        run(cache.delete("c")).unwrap();
+    }
+    assert!(
+        cache.stats().l2.unwrap().rejected > 10,
+        "refused text is counted"
+    );
 }
 
 #[test]
