@@ -120,6 +120,17 @@ const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 
  * can implement it without importing this module.
  */
 export const CACHE_IDENTITY: unique symbol = Symbol.for('edgecache.cacheIdentity') as never;
+/**
+ * @internal `cache[PRIVATE_VIEW]()`: a view of the same cache (same bounds,
+ * same engine) whose keys, of the root and of every scope made from it,
+ * live in a namespace of their own that no other view can name. A
+ * `TieredCache` given a shared `l1` keeps its entries there, so it never
+ * serves what another tier, a memoize helper or the user put in the cache.
+ * Its `clear` and `stats` cover its namespace, every scope of it included.
+ */
+export const PRIVATE_VIEW: unique symbol = Symbol('edgecache.privateView') as never;
+/** Numbers the private namespaces; scope names start with `t`, `u` or `b`, never U+0001. */
+let privateSpaces = 0;
 const dispose: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('Symbol.dispose');
 
 /** A namespace: the keys of the root or of one scope. */
@@ -512,6 +523,10 @@ interface ViewInit<V> {
   space: Space;
   tenant: string | undefined;
   user: string | undefined;
+  /** What this view's space names start with: `''`, or a private namespace. */
+  ns: string;
+  /** A private namespace's own view: its `clear` and `stats` cover every space of the namespace. */
+  group: boolean;
 }
 
 function scopePart(name: 'tenant' | 'user', x: unknown): string | undefined {
@@ -546,6 +561,8 @@ export class MemoryCache<V = unknown> {
   #space: Space;
   readonly #tenant: string | undefined;
   readonly #user: string | undefined;
+  readonly #ns: string;
+  readonly #group: boolean;
 
   constructor(options: MemoryCacheOptions<V> = {}) {
     const init = options as unknown as ViewInit<V>;
@@ -554,9 +571,13 @@ export class MemoryCache<V = unknown> {
       this.#space = init.space;
       this.#tenant = init.tenant;
       this.#user = init.user;
+      this.#ns = init.ns;
+      this.#group = init.group;
     } else {
       this.#core = new Core(options);
       this.#space = this.#core.root;
+      this.#ns = '';
+      this.#group = false;
     }
   }
 
@@ -898,6 +919,14 @@ export class MemoryCache<V = unknown> {
     const c = this.#core;
     c.live();
     if (this.#space === c.root) return c.stats(c.lru.totals());
+    if (this.#group) {
+      const sum = [0, 0, 0, 0, 0, 0, 0, 0];
+      for (const space of this.#groupSpaces()) {
+        const part = c.lru.stats(space.id);
+        for (let i = 0; i < sum.length; i++) sum[i]! += part[i]!;
+      }
+      return c.stats(sum);
+    }
     const space = this.#read();
     return c.stats(space === null ? [0, 0, 0, 0, 0, 0, 0, 0] : c.lru.stats(space.id));
   }
@@ -913,13 +942,45 @@ export class MemoryCache<V = unknown> {
       c.clearAll();
       return;
     }
-    const space = this.#read();
-    if (space === null) return;
-    const slots = [...space.map.values()];
-    for (const slot of slots) {
-      c.lru.discard(slot);
-      c.forget(slot);
+    const spaces = this.#group ? this.#groupSpaces() : [this.#read()];
+    for (const space of spaces) {
+      if (space === null) continue;
+      const slots = [...space.map.values()];
+      for (const slot of slots) {
+        c.lru.discard(slot);
+        c.forget(slot);
+      }
     }
+  }
+
+  /** The live spaces of this view's private namespace. */
+  #groupSpaces(): Space[] {
+    const out: Space[] = [];
+    for (const [name, space] of this.#core.spaces) if (name.startsWith(this.#ns)) out.push(space);
+    return out;
+  }
+
+  /** @internal See {@link PRIVATE_VIEW}. */
+  [PRIVATE_VIEW](): MemoryCache<V> {
+    this.#core.live();
+    const ns = `\u0001${++privateSpaces}\u0001`;
+    return this.#view(ns, this.#tenant, this.#user, true);
+  }
+
+  #view(ns: string, tenant: string | undefined, user: string | undefined, group: boolean): MemoryCache<V> {
+    let name = ns;
+    if (tenant !== undefined || user !== undefined) {
+      try {
+        name += encodeScope(tenant, user);
+      } catch (e) {
+        rethrow(e);
+      }
+    }
+    const c = this.#core;
+    const space = name === '' ? c.root : (c.spaces.get(name) ?? new Space(NO_NS, name));
+    if (space.id === NO_NS) space.live = false;
+    const init: ViewInit<V> = { [VIEW]: true, core: c, space, tenant, user, ns, group };
+    return new MemoryCache<V>(init as unknown as MemoryCacheOptions<V>);
   }
 
   /**
@@ -958,17 +1019,7 @@ export class MemoryCache<V = unknown> {
     }
     tenant ??= this.#tenant;
     user ??= this.#user;
-    let name: string;
-    try {
-      name = encodeScope(tenant, user);
-    } catch (e) {
-      rethrow(e);
-    }
-    const c = this.#core;
-    const space = c.spaces.get(name) ?? new Space(NO_NS, name);
-    if (space.id === NO_NS) space.live = false;
-    const init: ViewInit<V> = { [VIEW]: true, core: c, space, tenant, user };
-    return new MemoryCache<V>(init as unknown as MemoryCacheOptions<V>);
+    return this.#view(this.#ns, tenant, user, false);
   }
 
   /**

@@ -5,14 +5,16 @@
 //
 // The rules are the Rust core's, through wasm: the Redis key layout
 // (src/layout.rs, docs/REDIS.md), how long L1 keeps a value read from L2
-// (src/tier.rs promotion_ttl) and the circuit breaker (src/tier.rs). This
+// (src/tier.rs promotion_ttl), when a read or write under way may put its
+// value in L1 (src/fence.rs, the same rule as the Rust Workers binding's),
+// how counters read (src/tier.rs parse_counter) and the circuit breaker. This
 // file does the I/O and keeps an L1 hit as cheap as a MemoryCache hit plus
 // one `await`.
 import { EdgeCacheError } from './errors.js';
-import { CACHE_IDENTITY, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
+import { CACHE_IDENTITY, PRIVATE_VIEW, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
 import { Signer, type EnvelopeScope, type SignerOptions } from './signer.js';
 import { RedisRest, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
-import { BreakerCore, LayoutCore, promotionTtl } from './wasm/edgecache.js';
+import { BreakerCore, FenceCore, LayoutCore, parseCounter, promotionTtl } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { shareFlights } from './keys.js';
@@ -38,8 +40,11 @@ export interface TieredCacheOptions {
    */
   prefix: string;
   /**
-   * The L1 cache: a {@link MemoryCache} (used as given, so several tiers or
-   * helpers can share one), or the options to make one.
+   * The L1 cache: a {@link MemoryCache}, or the options to make one. A
+   * given cache may be shared (by several tiers, memoize helpers, your own
+   * code): its bounds are shared, but this tier keeps its entries in a
+   * namespace of its own inside it, so it never serves what anything else
+   * put there, and `clear()` and `stats().l1` cover its own entries only.
    * @default new MemoryCache()
    */
   l1?: MemoryCache | MemoryCacheOptions;
@@ -107,6 +112,12 @@ export interface L2Stats {
   writes: number;
   /** Round trips to Redis that answered, and their latency in ms over the last 1024. */
   latency: { count: number; p50: number; p99: number; max: number };
+  /**
+   * Keys that SCAN found under this cache's prefix but that no cache key
+   * names (not UTF-8, or outside the key layout: written by something
+   * else): skipped by `keys()`, `deletePattern()` and `clear()`, never deleted.
+   */
+  foreignKeys: number;
 }
 
 /** What {@link TieredCache.stats} returns. */
@@ -127,28 +138,26 @@ const COUNTER = '\u0000';
 const FAILED: unique symbol = Symbol('failed');
 const SAMPLES = 1024;
 
-/** A read in flight; `stale` once a write to its key began, so its result is not promoted. */
+/** A read in flight, and its fence ticket: later reads join it while it may still promote. */
 interface Flight {
   promise: Promise<unknown>;
-  stale: boolean;
-}
-
-/** A `getMany` in flight: the Redis keys it reads, and those a write began on since. */
-interface Batch {
-  keys: Set<string>;
-  stale: Set<string>;
-  all: boolean;
+  ticket: number;
 }
 
 /** State shared by a cache and its scope views. */
 class Shared {
   readonly flights = new Map<string, Flight>();
-  readonly batches = new Set<Batch>();
+  /**
+   * The in-flight rule, by Redis key: a read that overlapped a mutation of
+   * its key, or a write overtaken by a later one, puts nothing in L1.
+   */
+  readonly fence = new FenceCore();
   readonly errors: Record<string, number> = {};
   hits = 0;
   misses = 0;
   rejected = 0;
   writes = 0;
+  foreign = 0;
   readonly samples = new Float64Array(SAMPLES);
   sampled = 0;
   readonly warned = new Set<string>();
@@ -174,22 +183,6 @@ class Shared {
 
   count(code: string): void {
     this.errors[code] = (this.errors[code] ?? 0) + 1;
-  }
-
-  /**
-   * Marks reads in flight stale (`get` flights and `getMany` batches): all
-   * of them, or those of one Redis key. A stale read still answers its
-   * callers, but puts nothing in L1 and is joined by no later read.
-   */
-  invalidate(redisKey?: string): void {
-    if (redisKey === undefined) {
-      for (const f of this.flights.values()) f.stale = true;
-      for (const b of this.batches) b.all = true;
-    } else {
-      const f = this.flights.get(redisKey);
-      if (f !== undefined) f.stale = true;
-      for (const b of this.batches) if (b.keys.has(redisKey)) b.stale.add(redisKey);
-    }
   }
 }
 
@@ -242,6 +235,13 @@ function ms(v: unknown, name: string, dflt: number): number {
   return v;
 }
 
+function checkPattern(pattern: unknown): asserts pattern is string {
+  if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
+  // Redis matches UTF-8 bytes, which a lone surrogate has none of: sent
+  // on, it would become U+FFFD and match another key.
+  if (!wellFormed(pattern)) throw new EdgeCacheError('INVALID_OPTION', 'pattern must be well-formed Unicode (no lone surrogates)');
+}
+
 function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `key must be a string, got ${typeof key}`);
   if (key.charCodeAt(0) === 0) throw new EdgeCacheError('INVALID_KEY', 'keys starting with U+0000 are reserved by TieredCache (its L1 keeps counters there)');
@@ -289,8 +289,10 @@ function part(x: unknown): string | undefined {
  */
 export class TieredCache<V = unknown> {
   readonly #s: Shared;
+  /** This tier's namespace in the L1 cache (PRIVATE_VIEW), or a scope of it. */
   readonly #l1: MemoryCache<unknown>;
-  readonly #ownsL1: boolean;
+  /** The L1 cache this tier made, which `free()` releases. */
+  readonly #ownL1: MemoryCache<unknown> | undefined;
   readonly #scope: EnvelopeScope | undefined;
   /** What this view's value and counter keys start with in Redis. */
   readonly #vspace: string;
@@ -304,7 +306,7 @@ export class TieredCache<V = unknown> {
     if (view !== undefined) {
       this.#s = view.s;
       this.#l1 = view.l1;
-      this.#ownsL1 = false;
+      this.#ownL1 = undefined;
       this.#scope = view.scope;
     } else {
       if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'TieredCache needs { redis, signer, prefix }');
@@ -340,8 +342,8 @@ export class TieredCache<V = unknown> {
       }
       const redis = o.redis instanceof RedisRest ? o.redis : new RedisRest(o.redis);
       const signer = o.signer instanceof Signer ? o.signer : new Signer({ now, ...o.signer });
-      this.#ownsL1 = !(o.l1 instanceof MemoryCache);
-      this.#l1 = o.l1 instanceof MemoryCache ? o.l1 : new MemoryCache<unknown>({ now, ...(o.l1 ?? {}) });
+      this.#ownL1 = o.l1 instanceof MemoryCache ? undefined : new MemoryCache<unknown>({ now, ...(o.l1 ?? {}) });
+      this.#l1 = (this.#ownL1 ?? (o.l1 as MemoryCache<unknown>))[PRIVATE_VIEW]();
       this.#s = new Shared(redis, signer, layout, breaker, l1Ttl, defaultTtl, o.failOpen ?? true, ser, log, now);
       this.#scope = undefined;
     }
@@ -438,43 +440,31 @@ export class TieredCache<V = unknown> {
   #load(key: string): Promise<unknown> {
     const s = this.#s;
     const rk = this.#vspace + key;
-    if (!shareFlights) return this.#loadAlone(key, rk);
+    // Cloudflare Workers: a request must never wait on another request's
+    // fetch (keys.ts), so reads there join no other.
+    if (!shareFlights) return this.#fetch(key, rk, s.fence.read());
     const inFlight = s.flights.get(rk);
-    // A stale flight began before a write or delete of this key: a read that
-    // begins now must not get its (older) answer.
-    if (inFlight !== undefined && !inFlight.stale) return inFlight.promise;
-    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, stale: false };
-    flight.promise = this.#fetch(key, rk, flight).finally(() => {
+    // A flight that overlapped a write or delete of this key may answer
+    // with the older value: a read that begins now must not get it.
+    if (inFlight !== undefined && s.fence.mayPromote(rk, inFlight.ticket)) return inFlight.promise;
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, ticket: s.fence.read() };
+    flight.promise = this.#fetch(key, rk, flight.ticket).finally(() => {
       if (s.flights.get(rk) === flight) s.flights.delete(rk);
     });
     s.flights.set(rk, flight);
     return flight.promise;
   }
 
-  /**
-   * A read that joins no other (Cloudflare Workers: a request must never wait
-   * on another request's fetch, keys.ts). Watched as a one-key `getMany`
-   * batch, so that any number of concurrent reads of a key are all kept out
-   * of L1 by a write or delete that begins meanwhile.
-   */
-  async #loadAlone(key: string, rk: string): Promise<unknown> {
-    const s = this.#s;
-    const batch: Batch = { keys: new Set([rk]), stale: new Set(), all: false };
-    const watch = {
-      promise: undefined as unknown as Promise<unknown>,
-      get stale() {
-        return batch.all || batch.stale.size > 0;
-      },
-    };
-    s.batches.add(batch);
+  /** Reads `rk` from Redis under a fence ticket taken by the caller, which this releases. */
+  async #fetch(key: string, rk: string, ticket: number): Promise<unknown> {
     try {
-      return await this.#fetch(key, rk, watch);
+      return await this.#fetchWith(key, rk, ticket);
     } finally {
-      s.batches.delete(batch);
+      this.#s.fence.readDone();
     }
   }
 
-  async #fetch(key: string, rk: string, flight: Flight): Promise<unknown> {
+  async #fetchWith(key: string, rk: string, ticket: number): Promise<unknown> {
     const s = this.#s;
     const raw = await this.#l2(() => s.redis.command(['GET', rk]));
     if (raw === FAILED) return undefined;
@@ -488,7 +478,7 @@ export class TieredCache<V = unknown> {
       return undefined;
     }
     s.hits++;
-    if (!flight.stale) this.#promote(key, o.value, o.expiresAt);
+    if (s.fence.mayPromote(rk, ticket)) this.#promote(key, o.value, o.expiresAt);
     return o.value;
   }
 
@@ -509,16 +499,19 @@ export class TieredCache<V = unknown> {
     if (missing.length === 0) return out;
     const s = this.#s;
     const rks = missing.map((i) => this.#vspace + keys[i]);
-    // Watched like a `get` flight, so that a write or delete that begins
-    // meanwhile keeps this (possibly older) answer out of L1.
-    const batch: Batch = { keys: new Set(rks), stale: new Set(), all: false };
-    s.batches.add(batch);
-    let raws: RedisValue | typeof FAILED;
+    // Fenced like a `get`: a write or delete that begins meanwhile keeps
+    // this (possibly older) answer out of L1.
+    const ticket = s.fence.read();
     try {
-      raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
+      return await this.#getMissing(keys, out, missing, rks, ticket);
     } finally {
-      s.batches.delete(batch);
+      s.fence.readDone();
     }
+  }
+
+  async #getMissing(keys: readonly string[], out: (V | undefined)[], missing: number[], rks: string[], ticket: number): Promise<(V | undefined)[]> {
+    const s = this.#s;
+    const raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
     if (raws === FAILED) return out;
     if (!Array.isArray(raws) || raws.length !== rks.length) {
       s.count('L2_PROTOCOL');
@@ -539,7 +532,7 @@ export class TieredCache<V = unknown> {
       }
       s.hits++;
       out[i] = o.value as V;
-      if (!batch.all && !batch.stale.has(rks[j]!)) this.#promote(keys[i]!, o.value, o.expiresAt);
+      if (s.fence.mayPromote(rks[j]!, ticket)) this.#promote(keys[i]!, o.value, o.expiresAt);
     }
     return out;
   }
@@ -563,25 +556,50 @@ export class TieredCache<V = unknown> {
    * glob, found with `SCAN ... MATCH` (never `KEYS`). In no particular order.
    */
   async keys(pattern = '*'): Promise<string[]> {
-    if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
+    checkPattern(pattern);
     const s = this.#s;
     const match = s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern);
     const found = new Set<string>();
     const skip = this.#vspace.length;
-    const done = await this.#l2(async () => {
-      let cursor = '0';
-      do {
-        const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
+    const done = await this.#l2(() =>
+      this.#scan(match, async (batch) => {
         for (const k of batch) found.add(k.slice(skip));
-        cursor = next;
-      } while (cursor !== '0');
-    });
+      }),
+    );
     if (done === FAILED) {
       // What L1 knows: its values, and its counters (kept under U+0000).
       for (const k of this.#l1.keys(pattern)) if (k.charCodeAt(0) !== 0) found.add(k);
       for (const k of this.#l1.keys(COUNTER + pattern)) found.add(k.slice(1));
     }
     return [...found];
+  }
+
+  /**
+   * SCANs `match` to the end, handing each batch of the cache's own keys
+   * to `each`. A key that is not UTF-8, or not of the key layout, is
+   * skipped and counted (`stats().l2.foreignKeys`): anyone who can write
+   * to Redis can plant one, and it must not wedge the scan.
+   */
+  async #scan(match: string, each: (batch: string[]) => Promise<void>): Promise<void> {
+    const s = this.#s;
+    let cursor = '0';
+    do {
+      const r = await s.redis.command(['SCAN', cursor, 'MATCH', match, 'COUNT', 1000]);
+      if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== 'string' || !Array.isArray(r[1])) {
+        throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: SCAN answers [cursor, keys]');
+      }
+      const batch: string[] = [];
+      for (const k of r[1]) {
+        if (typeof k === 'string' && s.layout.owns(k)) {
+          batch.push(k);
+        } else {
+          s.foreign++;
+          s.warn('foreign', `a key under this cache's prefix in redis is ${typeof k === 'string' ? 'not of its key layout' : 'not UTF-8'}; it was skipped, not deleted (counted in stats().l2.foreignKeys)`);
+        }
+      }
+      if (batch.length > 0) await each(batch);
+      cursor = r[0];
+    } while (cursor !== '0');
   }
 
   // ---- writes ----
@@ -626,12 +644,19 @@ export class TieredCache<V = unknown> {
     const ttl = ttlOf(options, s.defaultTtl);
     const { sealed, local } = this.#seal(key, value, ttl);
     const expiresAt = this.#expiry(ttl);
-    s.invalidate(this.#vspace + key);
-    const r = await this.#l2(() => s.redis.command(this.#setArgs(key, sealed, ttl)));
-    // Reads that began during the write may have read the older value: keep it out of L1.
-    s.invalidate(this.#vspace + key);
+    const rk = this.#vspace + key;
+    // Reads that overlap the write may have read the older value: the
+    // fence keeps it out of L1. This write's own value goes to L1 unless a
+    // later write or delete of the key began before it was answered.
+    const ticket = s.fence.write(rk);
+    let r: unknown;
+    try {
+      r = await this.#l2(() => s.redis.command(this.#setArgs(key, sealed, ttl)));
+    } finally {
+      // Thrown (failOpen: false): L1 stays as it was.
+      if (s.fence.writeDone(rk, ticket) && r !== undefined) this.#promote(key, local, expiresAt);
+    }
     if (r !== FAILED) s.writes++;
-    this.#promote(key, local, expiresAt);
     return this;
   }
 
@@ -650,15 +675,23 @@ export class TieredCache<V = unknown> {
       prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl), expiresAt: this.#expiry(ttl) });
     }
     if (prepared.length === 0) return this;
-    for (const p of prepared) s.invalidate(this.#vspace + p.key);
-    const r = await this.#l2(async () => {
-      const out = await s.redis.pipeline(prepared.map((p) => this.#setArgs(p.key, p.sealed, p.ttl)));
-      const bad = out.find((o) => !o.ok);
-      if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
-    });
-    for (const p of prepared) s.invalidate(this.#vspace + p.key);
+    // As in `set`, key by key (a key given twice: the last one wins, as in Redis).
+    const tickets = prepared.map((p) => s.fence.write(this.#vspace + p.key));
+    let r: unknown;
+    try {
+      r = await this.#l2(async () => {
+        const out = await s.redis.pipeline(prepared.map((p) => this.#setArgs(p.key, p.sealed, p.ttl)));
+        const bad = out.find((o) => !o.ok);
+        if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
+        return true;
+      });
+    } finally {
+      prepared.forEach((p, i) => {
+        // Thrown (failOpen: false): L1 stays as it was.
+        if (s.fence.writeDone(this.#vspace + p.key, tickets[i]!) && r !== undefined) this.#promote(p.key, p.local, p.expiresAt);
+      });
+    }
     if (r !== FAILED) s.writes += prepared.length;
-    for (const p of prepared) this.#promote(p.key, p.local, p.expiresAt);
     return this;
   }
 
@@ -669,22 +702,36 @@ export class TieredCache<V = unknown> {
    */
   async delete(key: string): Promise<boolean> {
     checkKey(key);
+    const n = await this.#unlink([key]);
+    return n.redis > 0 || n.local;
+  }
+
+  /**
+   * Deletes keys' values and counters from L1, then from Redis. Reads and
+   * writes that overlap it put nothing in L1 (the fence), so no older value
+   * comes back there. Always throws the L2 error.
+   */
+  async #unlink(keys: readonly string[]): Promise<{ redis: number; local: boolean }> {
     const s = this.#s;
-    s.invalidate(this.#vspace + key);
-    const value = this.#l1.delete(key);
-    const local = this.#l1.delete(COUNTER + key) || value;
+    const rks: string[] = [];
+    const tickets: number[] = [];
+    let local = false;
+    for (const k of keys) {
+      for (const rk of [this.#vspace + k, this.#nspace + k]) {
+        rks.push(rk);
+        tickets.push(s.fence.write(rk));
+      }
+      local = this.#l1.delete(k) || local;
+      local = this.#l1.delete(COUNTER + k) || local;
+    }
     let n: number;
     try {
-      n = (await this.#l2(() => s.redis.unlink(this.#vspace + key, this.#nspace + key), true)) as number;
+      n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
     } finally {
-      // Reads that ran during the delete may have read the value before
-      // Redis dropped it: drop what they put in L1, and what they will put.
-      s.invalidate(this.#vspace + key);
-      this.#l1.delete(key);
-      this.#l1.delete(COUNTER + key);
+      rks.forEach((rk, i) => s.fence.writeDone(rk, tickets[i]!));
     }
     s.writes++;
-    return n > 0 || local;
+    return { redis: n, local };
   }
 
   /** Deletes several keys in one request; how many Redis keys were removed. */
@@ -692,27 +739,7 @@ export class TieredCache<V = unknown> {
     if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_KEY', 'deleteMany takes an array of keys');
     for (const k of keys) checkKey(k);
     if (keys.length === 0) return 0;
-    const s = this.#s;
-    const rks: string[] = [];
-    for (const k of keys) {
-      s.invalidate(this.#vspace + k);
-      this.#l1.delete(k);
-      this.#l1.delete(COUNTER + k);
-      rks.push(this.#vspace + k, this.#nspace + k);
-    }
-    let n: number;
-    try {
-      n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
-    } finally {
-      // As in `delete`: what reads put in L1 meanwhile goes too.
-      for (const k of keys) {
-        s.invalidate(this.#vspace + k);
-        this.#l1.delete(k);
-        this.#l1.delete(COUNTER + k);
-      }
-    }
-    s.writes++;
-    return n;
+    return (await this.#unlink(keys)).redis;
   }
 
   /**
@@ -726,9 +753,14 @@ export class TieredCache<V = unknown> {
     checkKey(key);
     if (!Number.isSafeInteger(by)) throw new EdgeCacheError('NOT_AN_INTEGER', `the step must be a safe integer, got ${String(by)}`);
     const s = this.#s;
+    const rk = this.#nspace + key;
+    // The count goes to L1 unless a later write of the counter (an
+    // increment, a delete) began before Redis answered: that one is newer.
+    const ticket = s.fence.write(rk);
     let n: number;
+    let own = false;
     try {
-      n = (await this.#l2(() => s.redis.incrby(this.#nspace + key, by), true)) as number;
+      n = (await this.#l2(() => s.redis.incrby(rk, by), true)) as number;
     } catch (e) {
       if (e instanceof EdgeCacheError && e.code === 'L2_REDIS') {
         if (/overflow/i.test(e.message)) throw new EdgeCacheError('OVERFLOW', 'increment or decrement would overflow', { cause: e });
@@ -738,9 +770,11 @@ export class TieredCache<V = unknown> {
         throw new EdgeCacheError('OVERFLOW', 'the counter left the safe-integer range', { cause: e });
       }
       throw e;
+    } finally {
+      own = s.fence.writeDone(rk, ticket);
     }
     s.writes++;
-    this.#promote(COUNTER + key, n, 0);
+    if (own) this.#promote(COUNTER + key, n, 0);
     return n;
   }
 
@@ -763,40 +797,52 @@ export class TieredCache<V = unknown> {
     const hit = this.#l1.get(COUNTER + key);
     if (typeof hit === 'number') return hit;
     const s = this.#s;
-    const raw = (await this.#l2(() => s.redis.command(['GET', this.#nspace + key]), true)) as RedisValue;
-    if (raw === null) return undefined;
-    const n = typeof raw === 'string' && /^-?(0|[1-9]\d{0,15})$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n)) {
-      s.rejected++;
-      s.warn('counter', `the counter ${JSON.stringify(key)} in redis is not an integer; it was not served`);
-      return undefined;
+    const rk = this.#nspace + key;
+    // Fenced like `get`: an increment or delete that overlaps this read
+    // keeps its (possibly older) count out of L1.
+    const ticket = s.fence.read();
+    try {
+      const raw = (await this.#l2(() => s.redis.command(['GET', rk]), true)) as RedisValue;
+      if (raw === null) return undefined;
+      // One rule for both bindings: src/tier.rs parse_counter.
+      const n = typeof raw === 'string' ? parseCounter(raw) : NaN;
+      if (Number.isNaN(n)) {
+        s.rejected++;
+        s.warn('counter', `the counter ${JSON.stringify(key)} in redis is not an integer; it was not served`);
+        return undefined;
+      }
+      if (!Number.isFinite(n)) throw new EdgeCacheError('OVERFLOW', `the counter ${JSON.stringify(key)} in redis is past the safe-integer range of JS numbers`);
+      if (s.fence.mayPromote(rk, ticket)) this.#promote(COUNTER + key, n, 0);
+      return n;
+    } finally {
+      s.fence.readDone();
     }
-    this.#promote(COUNTER + key, n, 0);
-    return n;
   }
 
-  /** SCANs `match` and UNLINKs what it finds, batch by batch; how many keys went. */
+  /**
+   * SCANs `match` and UNLINKs the cache's keys it finds, batch by batch;
+   * how many keys went. What L1 held is dropped first (`dropLocal`), and
+   * while this runs nothing is promoted to L1 (the fence): reads between
+   * the SCAN and the UNLINK find the values still there.
+   */
   async #unlinkMatching(match: string, dropLocal: () => void): Promise<number> {
     const s = this.#s;
-    s.invalidate();
-    let n: number | typeof FAILED;
+    s.fence.writeAll();
+    let gone = 0;
     try {
-      n = await this.#l2(async () => {
-        let cursor = '0';
-        let gone = 0;
-        do {
-          const [next, batch] = await s.redis.scan(cursor, { match, count: 1000 });
-          if (batch.length > 0) gone += await s.redis.unlink(...batch);
-          cursor = next;
-        } while (cursor !== '0');
-        return gone;
-      }, true);
-    } finally {
-      s.invalidate();
       dropLocal();
+      await this.#l2(
+        () =>
+          this.#scan(match, async (batch) => {
+            gone += await s.redis.unlink(...batch);
+          }),
+        true,
+      );
+    } finally {
+      s.fence.writeAllDone();
     }
     s.writes++;
-    return n as number;
+    return gone;
   }
 
   /**
@@ -805,29 +851,25 @@ export class TieredCache<V = unknown> {
    * applies to this view's keys only. Returns how many Redis keys went.
    */
   async deletePattern(pattern: string): Promise<number> {
-    if (typeof pattern !== 'string') throw new EdgeCacheError('INVALID_OPTION', 'pattern must be a string');
-    const dropLocal = () => {
+    checkPattern(pattern);
+    const s = this.#s;
+    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), () => {
       this.#l1.deletePattern(pattern);
       this.#l1.deletePattern(COUNTER + pattern);
-    };
-    dropLocal();
-    const s = this.#s;
-    // Reads between the SCAN and the UNLINK find the values still there:
-    // what they put in L1 meanwhile goes once the keys are gone.
-    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), dropLocal);
+    });
   }
 
   /**
-   * Removes this cache's keys: on the cache, every key under its prefix
-   * (every scope), in Redis and L1; on a scope view, that scope's. Never
-   * `FLUSHDB`.
+   * Removes this cache's keys: on the cache, every key of its layout (both
+   * kinds, every scope), in Redis and L1; on a scope view, that scope's.
+   * Other keys under the same prefix (`<prefix>:sessions:42`) are not
+   * touched. Never `FLUSHDB`.
    */
   async clear(): Promise<void> {
     const s = this.#s;
-    const dropLocal = () => this.#l1.clear();
-    dropLocal();
-    if (this.#scope === undefined) await this.#unlinkMatching(s.layout.everything(), dropLocal);
-    else await this.#unlinkMatching(s.layout.pattern(part(this.#scope.tenant), part(this.#scope.user), '*'), dropLocal);
+    const sc = this.#scope;
+    const match = sc === undefined ? s.layout.everything() : s.layout.pattern(part(sc.tenant), part(sc.user), '*');
+    await this.#unlinkMatching(match, () => this.#l1.clear());
   }
 
   /**
@@ -860,6 +902,7 @@ export class TieredCache<V = unknown> {
         errors: { ...s.errors },
         writes: s.writes,
         latency: { count: s.sampled, p50: at(0.5), p99: at(0.99), max: n === 0 ? 0 : sorted[n - 1]! },
+        foreignKeys: s.foreign,
       },
       breaker: { state: STATES[s.breaker.state()] ?? 'closed', opened: s.breaker.timesOpened() },
     };
@@ -870,7 +913,7 @@ export class TieredCache<V = unknown> {
     return this.#s.now();
   }
 
-  /** The L1 cache (this view's). */
+  /** This view's L1: its namespace in the L1 cache (see `TieredCacheOptions.l1`). */
   get l1(): MemoryCache<unknown> {
     return this.#l1;
   }
@@ -882,6 +925,6 @@ export class TieredCache<V = unknown> {
 
   /** Frees the L1's wasm memory if this cache made its L1. */
   free(): void {
-    if (this.#ownsL1 && this.#scope === undefined) this.#l1.free();
+    this.#ownL1?.free();
   }
 }
