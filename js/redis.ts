@@ -228,8 +228,11 @@ export class RedisRest {
    * Resolves to one outcome per command.
    */
   async multi(commands: RedisArg[][]): Promise<Outcome[]> {
+    if (!Array.isArray(commands)) throw new EdgeCacheError('INVALID_OPTION', 'multi takes an array of commands');
     for (const c of commands) checkArgs(c);
-    const { status, text } = await this.#request('/multi-exec', commands, false);
+    if (commands.length === 0) return [];
+    // Base64, as every pipeline asks: the answer is decoded as base64.
+    const { status, text } = await this.#request('/multi-exec', commands, true);
     return decodePipeline(status, text, commands.length, true);
   }
 

@@ -166,6 +166,14 @@ describe('RedisRest against a fault-injecting server', () => {
     assert.match(b.reason.message, /not an integer/);
   });
 
+  test('multi asks for base64, as the pipeline does', async () => {
+    seen.length = 0;
+    handler = ok('QUJD');
+    assert.deepEqual(await client().multi([['GET', 'k']]), [{ ok: true, value: 'QUJD' }]);
+    assert.equal(seen[0].url, '/multi-exec');
+    assert.equal(seen[0].headers['upstash-encoding'], 'base64');
+  });
+
   test('a slow answer past the timeout is L2_TIMEOUT', async () => {
     handler = (_req, res) => setTimeout(() => ok('late')(_req, res, { body: '[[1]]' }), 1500);
     const t0 = Date.now();
