@@ -22,7 +22,9 @@ const MAX_DEPTH = 32;
 
 const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$/;
 const ASCII = /^[\x00-\x7f]*$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a string that begins with U+FEFF keeps it. The default would
+// drop it, so that GET returned another string and SCAN another key's name.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function protocol(why: string): EdgeCacheError {
   return new EdgeCacheError('L2_PROTOCOL', `malformed answer from the redis tier: ${why}`);

@@ -80,3 +80,27 @@ describe('multi() through /multi-exec (finding 3)', () => {
     assert.deepEqual(await r.multi([]), []);
   });
 });
+
+describe('a leading U+FEFF is kept (finding 11)', () => {
+  test('set then get a value, scan then unlink the exact key', async () => {
+    const r = client();
+    await r.set('bom:value', '\uFEFFhello');
+    assert.equal(await r.get('bom:value'), '\uFEFFhello');
+    assert.deepEqual(await r.mget(['bom:value']), ['\uFEFFhello']);
+    assert.deepEqual(await r.multi([['GET', 'bom:value']]), [{ ok: true, value: '\uFEFFhello' }]);
+
+    await r.set('\uFEFFbomkey', 'with');
+    await r.set('bomkey', 'without');
+    const found = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await r.scan(cursor, { match: '*bomkey', count: 100 });
+      found.push(...batch);
+      cursor = next;
+    } while (cursor !== '0');
+    assert.deepEqual(found.sort(), ['bomkey', '\uFEFFbomkey']);
+    assert.equal(await r.unlink(found.find((k) => k !== 'bomkey')), 1);
+    assert.equal(await r.get('bomkey'), 'without', 'the other key is untouched');
+    assert.equal(await r.get('\uFEFFbomkey'), null);
+  });
+});
