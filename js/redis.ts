@@ -73,25 +73,43 @@ export type RedisEnv = Record<string, unknown>;
 const KNOWN = new Set(['url', 'token', 'timeout', 'retries', 'fetch', 'autoPipeline', 'maxPipeline', 'readYourWrites']);
 
 /**
- * Commands whose answer does not depend on whether an earlier attempt ran:
- * a retry after a lost request cannot change their outcome or their reply.
+ * @internal The commands a request may be sent again with after it was
+ * lost on the network, when it may or may not have run. The rule: a
+ * second run gives the same reply as the first AND leaves the same state,
+ * so the caller cannot tell one run from two. Reads qualify. Writes
+ * qualify only if their reply does not depend on the state they change:
+ * MSET, SETEX and PSETEX answer OK and write the same again (SET: see
+ * `retrySafe`). Left out, because a second run answers otherwise:
+ * - PERSIST: 1 when it removed the TTL, then 0;
+ * - EXPIREAT, PEXPIREAT: 1 while the key exists, but a time in the past
+ *   deletes the key, so the second run answers 0 (and NX, GT, LT compare
+ *   with the TTL the first run set); only Redis's clock can tell a past
+ *   time, so none of them is retried;
+ * - counts of what changed: DEL, UNLINK, INCRBY, HSET, SADD, EXPIRE NX...
+ * `tests/js/rest-hardening.test.mjs` runs each of these twice against a
+ * real Redis and compares the replies and the state.
  */
-const IDEMPOTENT = new Set([
+export const RETRY_SAFE: ReadonlySet<string> = new Set([
   'GET', 'MGET', 'EXISTS', 'PTTL', 'TTL', 'TYPE', 'STRLEN', 'GETRANGE', 'SCAN', 'PING', 'ECHO', 'DBSIZE',
   'HGET', 'HMGET', 'HGETALL', 'HKEYS', 'HVALS', 'HLEN', 'HEXISTS', 'HSCAN', 'LRANGE', 'LLEN', 'LINDEX',
   'SMEMBERS', 'SISMEMBER', 'SCARD', 'SSCAN', 'ZRANGE', 'ZSCORE', 'ZCARD', 'ZRANK', 'ZSCAN', 'KEYS',
-  'MSET', 'PSETEX', 'SETEX', 'PEXPIREAT', 'EXPIREAT', 'PERSIST',
+  'MSET', 'PSETEX', 'SETEX',
 ]);
 
-/** Whether `args` may be retried after a network failure. */
-function idempotent(args: readonly RedisArg[]): boolean {
+/**
+ * @internal Whether `args` may be sent again after a network failure
+ * ({@link RETRY_SAFE}). SET qualifies with the options that only say how
+ * long the value lives (EX, PX, EXAT, PXAT, KEEPTTL), not with those that
+ * make its reply or its effect depend on the state (NX, XX, GET, IFEQ...).
+ */
+export function retrySafe(args: readonly RedisArg[]): boolean {
   const name = String(args[0]).toUpperCase();
-  if (IDEMPOTENT.has(name)) return true;
+  if (RETRY_SAFE.has(name)) return true;
   if (name !== 'SET') return false;
-  // SET is idempotent unless NX, XX or GET make its reply depend on the state.
   for (let i = 3; i < args.length; i++) {
     const a = String(args[i]).toUpperCase();
-    if (a === 'NX' || a === 'XX' || a === 'GET') return false;
+    if (a === 'EX' || a === 'PX' || a === 'EXAT' || a === 'PXAT') i++;
+    else if (a !== 'KEEPTTL') return false;
   }
   return true;
 }
@@ -330,10 +348,10 @@ export class RedisRest {
 
   /**
    * One `/pipeline` request, retried after network failures when every
-   * command in it is idempotent.
+   * command in it may run twice ({@link retrySafe}).
    */
   async #send(commands: RedisArg[][]): Promise<Outcome[]> {
-    const retry = this.#retries > 0 && commands.every(idempotent);
+    const retry = this.#retries > 0 && commands.every(retrySafe);
     for (let attempt = 0; ; attempt++) {
       try {
         const { status, text } = await this.#request('/pipeline', commands, true);
