@@ -81,6 +81,145 @@ describe('multi() through /multi-exec (finding 3)', () => {
   });
 });
 
+describe("one caller's refused command fails that caller only (finding 7)", () => {
+  test('a denied FLUSHALL and a lone surrogate in the same tick as GETs and a delete', async () => {
+    const writer = tiered(client(), 'h7');
+    const f = recorder();
+    const r = client({ fetch: f });
+    const cache = tiered(r, 'h7');
+    await r.set('h7:plain', 'p');
+    for (let round = 0; round < 6; round++) {
+      await writer.set(`held${round}`, { round });
+      await writer.set(`gone${round}`, 'x');
+      f.requests.length = 0;
+      const [got, del, plain, flush, lone, loneKey] = await Promise.allSettled([
+        cache.get(`held${round}`),
+        cache.delete(`gone${round}`),
+        r.get('h7:plain'),
+        r.command(['FLUSHALL']),
+        r.command(['SET', 'h7:lone', 'a\uD800b']),
+        r.get('h7:\uDC00'),
+      ]);
+      assert.deepEqual(got, { status: 'fulfilled', value: { round } }, 'the value Redis holds');
+      assert.deepEqual(del, { status: 'fulfilled', value: true });
+      assert.deepEqual(plain, { status: 'fulfilled', value: 'p' });
+      assert.equal(flush.status, 'rejected');
+      assert.equal(flush.reason.code, 'L2_AUTH', flush.reason.message);
+      for (const bad of [lone, loneKey]) {
+        assert.equal(bad.status, 'rejected');
+        assert.equal(bad.reason.code, 'INVALID_OPTION');
+        assert.match(bad.reason.message, /lone surrogate/);
+      }
+      // They did share a request: FLUSHALL travelled with the others.
+      const first = f.requests[0].commands.map((c) => c[0]);
+      assert.ok(first.includes('FLUSHALL') && first.includes('GET') && first.includes('UNLINK'), `first request: ${first}`);
+      assert.ok(f.requests.every((q) => !JSON.stringify(q.commands).includes('lone')), 'the lone surrogates were never sent');
+      assert.equal(await r.command(['EXISTS', `h7:v:r|gone${round}`]), 0, 'the delete reached Redis');
+    }
+    const st = cache.stats();
+    assert.deepEqual(st.l2.errors, {}, 'nothing of the others was counted as an error');
+    assert.equal(st.breaker.state, 'closed');
+    assert.equal(st.l2.hits, 6);
+    assert.equal(await r.get('h7:plain'), 'p', 'FLUSHALL never ran');
+  });
+
+  test('an explicit pipeline and multi refuse a lone surrogate before sending', async () => {
+    const f = recorder();
+    const r = client({ fetch: f });
+    await assert.rejects(r.pipeline([['GET', 'a'], ['SET', 'b', '\uD83D']]), { code: 'INVALID_OPTION' });
+    await assert.rejects(r.multi([['SET', '\uDE00', 'v']]), { code: 'INVALID_OPTION' });
+    assert.equal(f.requests.length, 0);
+    assert.equal(await r.command(['ECHO', 'pair 😀 ok']), 'pair 😀 ok', 'a surrogate pair is fine');
+  });
+});
+
+describe('requests are bounded by count and by bytes (finding 8)', () => {
+  test('setMany of 10,001 entries reaches Redis', async () => {
+    const f = recorder();
+    const cache = tiered(client({ fetch: f }), 'h8n');
+    const entries = Array.from({ length: 10_001 }, (_, i) => [`k${i}`, i]);
+    await cache.setMany(entries);
+    const st = cache.stats();
+    assert.deepEqual(st.l2.errors, {});
+    assert.equal(st.l2.writes, 10_001);
+    assert.ok(f.requests.every((q) => q.commands.length <= 1000 && q.status === 200), 'within maxPipeline');
+    assert.equal(f.requests.reduce((n, q) => n + q.commands.length, 0), 10_001);
+    const other = tiered(client(), 'h8n');
+    assert.deepEqual(await other.getMany(['k0', 'k5000', 'k10000']), [0, 5000, 10_000]);
+  });
+
+  test('three concurrent sets over --max-body together each reach Redis', async () => {
+    const f = recorder();
+    const cache = tiered(new RedisRest({ url: small.url, token: TOKEN, fetch: f }), 'h8b');
+    // Each envelope is about 670 kB: two fit no request of the default bound, three no body of this bridge.
+    const big = (c) => c.repeat(500_000);
+    await Promise.all(['a', 'b', 'c'].map((c) => cache.set(c, big(c))));
+    const st = cache.stats();
+    assert.deepEqual(st.l2.errors, {}, 'no 413, no breaker failure');
+    assert.equal(st.l2.writes, 3);
+    assert.ok(f.requests.every((q) => q.bytes <= DEFAULT_REQUEST && q.status === 200), JSON.stringify(f.requests.map((q) => [q.bytes, q.status])));
+    const other = tiered(new RedisRest({ url: small.url, token: TOKEN }), 'h8b');
+    assert.deepEqual(await other.getMany(['a', 'b', 'c']), [big('a'), big('b'), big('c')]);
+  });
+
+  test('an explicit pipeline is split by bytes and by count, and runs in order', async () => {
+    const f = recorder();
+    const r = new RedisRest({ url: small.url, token: TOKEN, fetch: f });
+    // Three SETs of 600 kB: one body over --max-body, two over the default bound.
+    const v = (c) => c.repeat(600_000) + '✓';
+    const out = await r.pipeline([
+      ['SET', 'p8:a', v('a')], ['GET', 'p8:a'], ['SET', 'p8:b', v('b')], ['GET', 'p8:b'],
+      ['SET', 'p8:c', v('c')], ['GET', 'p8:c'], ['APPEND', 'p8:c', 'x'], ['STRLEN', 'p8:c'],
+    ]);
+    assert.deepEqual(out, [
+      { ok: true, value: 'OK' }, { ok: true, value: v('a') }, { ok: true, value: 'OK' }, { ok: true, value: v('b') },
+      { ok: true, value: 'OK' }, { ok: true, value: v('c') }, { ok: true, value: 600_004 }, { ok: true, value: 600_004 },
+    ]);
+    assert.deepEqual(f.requests.map((q) => q.commands.length), [2, 2, 4]);
+    assert.ok(f.requests.every((q) => q.bytes <= DEFAULT_REQUEST), JSON.stringify(f.requests.map((q) => q.bytes)));
+
+    f.requests.length = 0;
+    const pushes = Array.from({ length: 2_500 }, (_, i) => ['RPUSH', 'p8:list', i]);
+    const replies = await r.pipeline(pushes);
+    assert.deepEqual(replies.map((o) => o.value), Array.from({ length: 2_500 }, (_, i) => i + 1), 'each RPUSH after the one before');
+    assert.deepEqual(f.requests.map((q) => q.commands.length), [1000, 1000, 500]);
+    const list = await r.command(['LRANGE', 'p8:list', 0, -1]);
+    assert.deepEqual(list, Array.from({ length: 2_500 }, (_, i) => String(i)));
+  });
+
+  test('a command over the bound goes alone; one over --max-body fails only its caller', async () => {
+    const f = recorder();
+    const r = new RedisRest({ url: small.url, token: TOKEN, fetch: f });
+    const alone = 'y'.repeat(DEFAULT_REQUEST + 50_000);
+    const huge = 'z'.repeat(SMALL_BODY);
+    await r.set('p8:small', 's');
+    f.requests.length = 0;
+    const [a, b, c, d] = await Promise.allSettled([r.set('p8:alone', alone), r.get('p8:small'), r.set('p8:huge', huge), r.get('p8:small')]);
+    assert.deepEqual(a, { status: 'fulfilled', value: true });
+    assert.deepEqual(b, { status: 'fulfilled', value: 's' });
+    assert.deepEqual(d, { status: 'fulfilled', value: 's' });
+    assert.equal(c.status, 'rejected');
+    assert.equal(c.reason.code, 'L2_HTTP');
+    assert.equal(c.reason.status, 413);
+    assert.match(c.reason.message, /maxRequestBytes/);
+    assert.equal(await r.get('p8:alone'), alone);
+    assert.equal(await r.get('p8:huge'), null);
+    const alones = f.requests.filter((q) => q.commands.length === 1 && q.commands[0][0] === 'SET');
+    assert.equal(alones.length, 2, 'the two large SETs went alone');
+  });
+
+  test('maxRequestBytes is an option, checked, and bounds every request', async () => {
+    for (const bad of [0, -1, 1.5, '1', NaN]) {
+      assert.throws(() => client({ maxRequestBytes: bad }), { code: 'INVALID_OPTION' });
+    }
+    const f = recorder();
+    const r = client({ fetch: f, maxRequestBytes: 40_000 });
+    const got = await Promise.all(['a', 'b', 'c'].map((c) => r.set(`p8:opt:${c}`, c.repeat(25_000))));
+    assert.deepEqual(got, [true, true, true]);
+    assert.deepEqual(f.requests.map((q) => q.commands.length), [1, 1, 1]);
+  });
+});
+
 describe('a leading U+FEFF is kept (finding 11)', () => {
   test('set then get a value, scan then unlink the exact key', async () => {
     const r = client();
