@@ -7,8 +7,17 @@
 // tier fast, since the HTTP round trip, not Redis, is the cost. Answers
 // are decoded strictly (js/rest.ts): a malformed answer is an
 // `L2_PROTOCOL` error, never a wrong value.
+//
+// Sharing a request must not make callers share a fate. Each command is
+// checked before it is queued (a lone surrogate, which has no UTF-8 form,
+// never leaves); requests are bounded by count and by bytes, so that no
+// server refuses a body for being the sum of several callers' commands;
+// each caller gets its own command's outcome; and a request refused as a
+// whole (400, 403, 413: the server ran none of it) is split and sent again
+// until the refusal reaches only the caller whose command caused it.
 import { EdgeCacheError } from './errors.js';
-import { decodePipeline, type Outcome, type RedisValue } from './rest.js';
+import { decodePipeline, encodeCommand, type Encoded, type Outcome, type RedisValue } from './rest.js';
+import { wellFormed } from './text.js';
 
 export type { RedisValue } from './rest.js';
 
@@ -45,10 +54,20 @@ export interface RedisRestOptions {
    */
   autoPipeline?: boolean;
   /**
-   * The most commands in one request; more are split.
+   * The most commands in one request; more are split (keep it at or under
+   * the bridge's `--max-pipeline`, 10000 by default).
    * @default 1000
    */
   maxPipeline?: number;
+  /**
+   * The most bytes of commands (the JSON body) in one request; more are
+   * split. A single command larger than this travels alone, and only the
+   * server decides whether it fits (a 413 then fails that command only).
+   * Keep it under the server's limit: the bridge's `--max-body` (10 MiB by
+   * default), Upstash's max request size (10 MB).
+   * @default 1048576 (1 MiB)
+   */
+  maxRequestBytes?: number;
   /**
    * Keep the `upstash-sync-token` of the last answer and send it back, so
    * that a read after a write sees it even on a read replica.
@@ -70,47 +89,105 @@ export interface RedisSetOptions {
 /** The environment `RedisRest.fromEnv` reads. */
 export type RedisEnv = Record<string, unknown>;
 
-const KNOWN = new Set(['url', 'token', 'timeout', 'retries', 'fetch', 'autoPipeline', 'maxPipeline', 'readYourWrites']);
+const KNOWN = new Set(['url', 'token', 'timeout', 'retries', 'fetch', 'autoPipeline', 'maxPipeline', 'maxRequestBytes', 'readYourWrites']);
 
 /**
- * Commands whose answer does not depend on whether an earlier attempt ran:
- * a retry after a lost request cannot change their outcome or their reply.
+ * @internal The commands a request may be sent again with after it was
+ * lost on the network, when it may or may not have run. The rule: a
+ * second run gives the same reply as the first AND leaves the same state,
+ * so the caller cannot tell one run from two. Reads qualify. Writes
+ * qualify only if their reply does not depend on the state they change:
+ * MSET, SETEX and PSETEX answer OK and write the same again (SET: see
+ * `retrySafe`). Left out, because a second run answers otherwise:
+ * - PERSIST: 1 when it removed the TTL, then 0;
+ * - EXPIREAT, PEXPIREAT: 1 while the key exists, but a time in the past
+ *   deletes the key, so the second run answers 0 (and NX, GT, LT compare
+ *   with the TTL the first run set); only Redis's clock can tell a past
+ *   time, so none of them is retried;
+ * - counts of what changed: DEL, UNLINK, INCRBY, HSET, SADD, EXPIRE NX...
+ * `tests/js/rest-hardening.test.mjs` runs each of these twice against a
+ * real Redis and compares the replies and the state.
  */
-const IDEMPOTENT = new Set([
+export const RETRY_SAFE: ReadonlySet<string> = new Set([
   'GET', 'MGET', 'EXISTS', 'PTTL', 'TTL', 'TYPE', 'STRLEN', 'GETRANGE', 'SCAN', 'PING', 'ECHO', 'DBSIZE',
   'HGET', 'HMGET', 'HGETALL', 'HKEYS', 'HVALS', 'HLEN', 'HEXISTS', 'HSCAN', 'LRANGE', 'LLEN', 'LINDEX',
   'SMEMBERS', 'SISMEMBER', 'SCARD', 'SSCAN', 'ZRANGE', 'ZSCORE', 'ZCARD', 'ZRANK', 'ZSCAN', 'KEYS',
-  'MSET', 'PSETEX', 'SETEX', 'PEXPIREAT', 'EXPIREAT', 'PERSIST',
+  'MSET', 'PSETEX', 'SETEX',
 ]);
 
-/** Whether `args` may be retried after a network failure. */
-function idempotent(args: readonly RedisArg[]): boolean {
+/**
+ * @internal Whether `args` may be sent again after a network failure
+ * ({@link RETRY_SAFE}). SET qualifies with the options that only say how
+ * long the value lives (EX, PX, EXAT, PXAT, KEEPTTL), not with those that
+ * make its reply or its effect depend on the state (NX, XX, GET, IFEQ...).
+ */
+export function retrySafe(args: readonly RedisArg[]): boolean {
   const name = String(args[0]).toUpperCase();
-  if (IDEMPOTENT.has(name)) return true;
+  if (RETRY_SAFE.has(name)) return true;
   if (name !== 'SET') return false;
-  // SET is idempotent unless NX, XX or GET make its reply depend on the state.
   for (let i = 3; i < args.length; i++) {
     const a = String(args[i]).toUpperCase();
-    if (a === 'NX' || a === 'XX' || a === 'GET') return false;
+    if (a === 'EX' || a === 'PX' || a === 'EXAT' || a === 'PXAT') i++;
+    else if (a !== 'KEEPTTL') return false;
   }
   return true;
 }
 
-interface Pending {
-  args: RedisArg[];
-  resolve: (v: RedisValue) => void;
-  reject: (e: unknown) => void;
+/** A checked command, encoded for a request body. */
+interface Cmd extends Encoded {
+  readonly args: RedisArg[];
 }
+
+/** An auto-pipelined command and its caller. */
+interface Pending extends Cmd {
+  readonly resolve: (v: RedisValue) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/**
+ * Statuses of a request refused as a whole before any of it ran: a command
+ * denied (403), a body the server could not take (400: not JSON it
+ * accepts, more commands than its limit; 413: too many bytes).
+ */
+const REFUSED_WHOLE = new Set([400, 403, 413]);
 
 function checkArgs(args: unknown): asserts args is RedisArg[] {
   if (!Array.isArray(args) || args.length === 0) {
     throw new EdgeCacheError('INVALID_OPTION', 'a command is a non-empty array, such as ["GET", "key"]');
   }
-  for (const a of args) {
-    if (typeof a === 'string') continue;
+  for (let i = 0; i < args.length; i++) {
+    const a: unknown = args[i];
+    if (typeof a === 'string') {
+      if (wellFormed(a)) continue;
+      const name = i > 0 && typeof args[0] === 'string' && wellFormed(args[0]) ? ` of ${args[0].slice(0, 32)}` : '';
+      throw new EdgeCacheError('INVALID_OPTION', `command argument ${i}${name} is not well-formed Unicode: it holds a lone surrogate, which has no UTF-8 form (the command was not sent)`);
+    }
     if (typeof a === 'number' && Number.isFinite(a)) continue;
     throw new EdgeCacheError('INVALID_OPTION', `command arguments are strings or finite numbers, got ${typeof a === 'number' ? a : typeof a}`);
   }
+}
+
+/** Checks and encodes a command (throws before anything is queued). */
+function prepare(args: unknown): Cmd {
+  checkArgs(args);
+  return { args, ...encodeCommand(args) };
+}
+
+function prepareAll(commands: unknown, method: string): Cmd[] {
+  if (!Array.isArray(commands)) throw new EdgeCacheError('INVALID_OPTION', `${method} takes an array of commands`);
+  return commands.map(prepare);
+}
+
+/** `[c1,c2,...]`: the body of a `/pipeline` or `/multi-exec` request. */
+function body(cmds: readonly Encoded[]): string {
+  return cmds.length === 1 ? `[${cmds[0]!.json}]` : `[${cmds.map((c) => c.json).join(',')}]`;
+}
+
+/** The size of {@link body}: the commands, their commas and the brackets. */
+function bodyBytes(cmds: readonly Encoded[]): number {
+  let n = 1 + cmds.length;
+  for (const c of cmds) n += c.bytes;
+  return n;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -137,6 +214,7 @@ export class RedisRest {
   readonly #fetch: typeof fetch;
   readonly #auto: boolean;
   readonly #max: number;
+  readonly #maxBytes: number;
   readonly #ryw: boolean;
   #syncToken: string | undefined;
   #queue: Pending[] = [];
@@ -161,6 +239,7 @@ export class RedisRest {
     this.#timeout = positive(options.timeout, 'timeout', 5000);
     this.#retries = count(options.retries, 'retries', 2);
     this.#max = positive(options.maxPipeline, 'maxPipeline', 1000);
+    this.#maxBytes = positive(options.maxRequestBytes, 'maxRequestBytes', 1 << 20);
     const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
     if (typeof f !== 'function') throw new EdgeCacheError('INVALID_OPTION', 'no fetch on this platform: pass `fetch`');
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
@@ -190,16 +269,21 @@ export class RedisRest {
     return new RedisRest({ ...options, url, token });
   }
 
-  /** Sends any command; resolves to its decoded reply. */
+  /**
+   * Sends any command; resolves to its decoded reply.
+   * @throws {EdgeCacheError} `INVALID_OPTION` for an argument that is not a
+   * string or a finite number, or a string with a lone surrogate (never sent).
+   */
   command(args: RedisArg[]): Promise<RedisValue> {
+    let cmd: Cmd;
     try {
-      checkArgs(args);
+      cmd = prepare(args);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (!this.#auto) return this.#send([args]).then((r) => unwrap(r[0]!));
+    if (!this.#auto) return this.#exchange([cmd]).then((r) => unwrap(r[0]!));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ args, resolve, reject });
+      this.#queue.push({ ...cmd, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         queueMicrotask(() => this.#flush());
@@ -208,29 +292,33 @@ export class RedisRest {
   }
 
   /**
-   * Sends several commands in one request, in order, and resolves to one
-   * outcome per command: `{ ok: true, value }` or `{ ok: false, error }`
-   * for a command Redis refused. A failure of the whole request rejects.
+   * Sends several commands, in order, and resolves to one outcome per
+   * command: `{ ok: true, value }` or `{ ok: false, error }` for a command
+   * Redis refused. They travel in one request, or, past `maxPipeline`
+   * commands or `maxRequestBytes`, in several sent one after the other (each
+   * once the one before has answered), so they still run in order. A
+   * failure of a whole request rejects (the requests before it have run).
    */
-  pipeline(commands: RedisArg[][]): Promise<Outcome[]> {
-    try {
-      if (!Array.isArray(commands)) throw new EdgeCacheError('INVALID_OPTION', 'pipeline takes an array of commands');
-      for (const c of commands) checkArgs(c);
-    } catch (e) {
-      return Promise.reject(e);
+  async pipeline(commands: RedisArg[][]): Promise<Outcome[]> {
+    const cmds = prepareAll(commands, 'pipeline');
+    const out: Outcome[] = [];
+    for (const part of this.#split(cmds)) {
+      for (const o of await this.#exchange(part)) out.push(o);
     }
-    if (commands.length === 0) return Promise.resolve([]);
-    return this.#send(commands);
+    return out;
   }
 
   /**
    * Runs the commands as one transaction (`MULTI`/`EXEC`): all or none.
-   * Resolves to one outcome per command.
+   * Resolves to one outcome per command. A transaction is one request
+   * whatever its size (it cannot be split); a server may refuse it as too
+   * large (413) or as too many commands (400).
    */
   async multi(commands: RedisArg[][]): Promise<Outcome[]> {
-    for (const c of commands) checkArgs(c);
-    const { status, text } = await this.#request('/multi-exec', commands, false);
-    return decodePipeline(status, text, commands.length, true);
+    const cmds = prepareAll(commands, 'multi');
+    if (cmds.length === 0) return [];
+    const { status, text } = await this.#request('/multi-exec', body(cmds));
+    return decodePipeline(status, text, cmds.length, true);
   }
 
   // ---- typed helpers ----
@@ -303,38 +391,101 @@ export class RedisRest {
 
   // ---- transport ----
 
-  /** Sends what the queue holds, in requests of at most `maxPipeline` commands. */
+  /**
+   * Cuts `cmds` into runs that fit one request: at most `maxPipeline`
+   * commands and `maxRequestBytes` bytes; a command larger than that on its
+   * own is a run of its own. Order is kept.
+   */
+  #split<T extends Encoded>(cmds: readonly T[]): T[][] {
+    const out: T[][] = [];
+    let run: T[] = [];
+    let bytes = 1;
+    for (const c of cmds) {
+      if (run.length > 0 && (run.length >= this.#max || bytes + 1 + c.bytes > this.#maxBytes)) {
+        out.push(run);
+        run = [];
+        bytes = 1;
+      }
+      run.push(c);
+      bytes += c.bytes + 1;
+    }
+    if (run.length > 0) out.push(run);
+    return out;
+  }
+
+  /** Sends what the queue holds, in requests within the bounds (`#split`), at once. */
   #flush(): void {
     this.#scheduled = false;
     const queue = this.#queue;
     this.#queue = [];
-    for (let i = 0; i < queue.length; i += this.#max) {
-      const batch = queue.slice(i, i + this.#max);
-      this.#send(batch.map((p) => p.args)).then(
-        (outcomes) => {
-          for (let j = 0; j < batch.length; j++) {
-            const o = outcomes[j]!;
-            if (o.ok) batch[j]!.resolve(o.value);
-            else batch[j]!.reject(redisError(o.error));
-          }
-        },
-        (e) => {
-          for (const p of batch) p.reject(e);
-        },
-      );
-    }
+    for (const batch of this.#split(queue)) this.#deliver(batch);
   }
 
   /**
-   * One `/pipeline` request, retried after network failures when every
-   * command in it is idempotent.
+   * Sends one request of queued commands, each its own caller's, and
+   * settles each caller with its own command's outcome.
+   *
+   * A request refused as a whole (400, 403, 413) was not run, and says
+   * nothing about which command caused it: an older bridge answers a
+   * pipeline with one denied command 403, and any server refuses a body
+   * over its limit. It is cut in two halves, each sent again, down to
+   * single commands, so that the refusal reaches only the callers whose
+   * commands cause it and every other caller gets its answer: one refused
+   * command among n costs about 2·log2(n) more requests (all of them
+   * refused, 2n − 1), on this error path only. Upstash's own client fails
+   * every caller of the request instead. A server that answers a denied
+   * command in its own entry (`NOPERM ...`) needs no split: `redisError`
+   * makes that entry `L2_AUTH` for its caller alone.
    */
-  async #send(commands: RedisArg[][]): Promise<Outcome[]> {
-    const retry = this.#retries > 0 && commands.every(idempotent);
+  #deliver(batch: Pending[]): void {
+    this.#post(batch).then(
+      ({ status, text }) => {
+        if (batch.length > 1 && REFUSED_WHOLE.has(status)) {
+          const half = batch.length >> 1;
+          this.#deliver(batch.slice(0, half));
+          this.#deliver(batch.slice(half));
+          return;
+        }
+        let outcomes: Outcome[];
+        try {
+          outcomes = this.#decode(status, text, batch);
+        } catch (e) {
+          for (const p of batch) p.reject(e);
+          return;
+        }
+        for (let j = 0; j < batch.length; j++) {
+          const o = outcomes[j]!;
+          if (o.ok) batch[j]!.resolve(o.value);
+          else batch[j]!.reject(redisError(o.error));
+        }
+      },
+      (e) => {
+        for (const p of batch) p.reject(e);
+      },
+    );
+  }
+
+  /** One `/pipeline` request of `cmds`: an outcome per command; a whole-request failure throws. */
+  async #exchange(cmds: readonly Cmd[]): Promise<Outcome[]> {
+    const { status, text } = await this.#post(cmds);
+    return this.#decode(status, text, cmds);
+  }
+
+  #decode(status: number, text: string, cmds: readonly Encoded[]): Outcome[] {
+    if (status === 413) throw tooLarge(text, bodyBytes(cmds), this.#maxBytes);
+    return decodePipeline(status, text, cmds.length, true);
+  }
+
+  /**
+   * One `POST /pipeline`, sent again after a network failure when every
+   * command in it may run twice ({@link retrySafe}).
+   */
+  async #post(cmds: readonly Cmd[]): Promise<{ status: number; text: string }> {
+    const retry = this.#retries > 0 && cmds.every((c) => retrySafe(c.args));
+    const text = body(cmds);
     for (let attempt = 0; ; attempt++) {
       try {
-        const { status, text } = await this.#request('/pipeline', commands, true);
-        return decodePipeline(status, text, commands.length, true);
+        return await this.#request('/pipeline', text);
       } catch (e) {
         const network = e instanceof EdgeCacheError && e.code === 'L2_HTTP' && (e as { status?: number }).status === 0;
         if (!network || !retry || attempt >= this.#retries) throw e;
@@ -343,9 +494,9 @@ export class RedisRest {
     }
   }
 
-  async #request(path: string, body: unknown, base64: boolean): Promise<{ status: number; text: string }> {
-    const headers: Record<string, string> = { authorization: this.#auth, 'content-type': 'application/json' };
-    if (base64) headers['upstash-encoding'] = 'base64';
+  /** A POST of `body` (JSON), asking for base64 results so that any bytes survive. */
+  async #request(path: string, body: string): Promise<{ status: number; text: string }> {
+    const headers: Record<string, string> = { authorization: this.#auth, 'content-type': 'application/json', 'upstash-encoding': 'base64' };
     if (this.#ryw && this.#syncToken !== undefined) headers['upstash-sync-token'] = this.#syncToken;
     const ctl = new AbortController();
     let timedOut = false;
@@ -356,7 +507,7 @@ export class RedisRest {
     try {
       let res: Response;
       try {
-        res = await this.#fetch(this.#url + path, { method: 'POST', headers, body: JSON.stringify(body), signal: ctl.signal });
+        res = await this.#fetch(this.#url + path, { method: 'POST', headers, body, signal: ctl.signal });
       } catch (e) {
         throw timedOut ? timeoutError(this.#timeout) : networkError(e);
       }
@@ -387,8 +538,31 @@ function networkError(cause: unknown): EdgeCacheError {
   return e;
 }
 
+/**
+ * The error of one command Redis refused. `NOPERM` (an ACL, the bridge's
+ * deny list, a read-only token) is `L2_AUTH`, as a 403 for the whole
+ * request is: the same refusal, whether the server answers it per command
+ * or for the request.
+ */
 function redisError(msg: string): EdgeCacheError {
+  if (msg.startsWith('NOPERM')) return new EdgeCacheError('L2_AUTH', `redis tier refused the command: ${msg}`);
   return new EdgeCacheError('L2_REDIS', `redis error: ${msg}`);
+}
+
+/** A 413: the server's body limit, under the request's size. */
+function tooLarge(text: string, bytes: number, max: number): EdgeCacheError {
+  let msg: unknown;
+  try {
+    msg = (JSON.parse(text) as { error?: unknown } | null)?.error;
+  } catch {
+    // not JSON: no message
+  }
+  const e = new EdgeCacheError(
+    'L2_HTTP',
+    `redis tier refused a request of ${bytes} bytes as too large (HTTP 413${typeof msg === 'string' ? `: ${msg}` : ''}); requests are split at \`maxRequestBytes\` (${max}) and a larger command goes alone: keep the option under the server's limit, or store less under one command`,
+  );
+  (e as EdgeCacheError & { status?: number }).status = 413;
+  return e;
 }
 
 function unwrap(o: Outcome): RedisValue {

@@ -7,7 +7,8 @@
 // round trip through wasm could (copy the text in, build every result as a
 // JS value from wasm), and a JSON parser in the package's wasm would cost
 // about as much gzipped as the whole L1 engine. The request side is
-// JSON.stringify of an array; the Redis key layout, the breaker and the
+// JSON.stringify of each command (`encodeCommand`, which measures it for
+// RedisRest's request bounds); the Redis key layout, the breaker and the
 // envelope do live in wasm.
 import { EdgeCacheError } from './errors.js';
 
@@ -22,10 +23,43 @@ const MAX_DEPTH = 32;
 
 const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$/;
 const ASCII = /^[\x00-\x7f]*$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a string that begins with U+FEFF keeps it. The default would
+// drop it, so that GET returned another string and SCAN another key's name.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function protocol(why: string): EdgeCacheError {
   return new EdgeCacheError('L2_PROTOCOL', `malformed answer from the redis tier: ${why}`);
+}
+
+/** @internal A command as it travels in a request body: its JSON and that JSON's size in UTF-8 bytes. */
+export interface Encoded {
+  readonly json: string;
+  readonly bytes: number;
+}
+
+/**
+ * @internal Encodes a checked command (its strings well-formed: a lone
+ * surrogate has no UTF-8 form). JSON.stringify leaves non-ASCII text as it
+ * is, so the size counts UTF-8 bytes, not UTF-16 units.
+ */
+export function encodeCommand(args: readonly (string | number)[]): Encoded {
+  const json = JSON.stringify(args);
+  return { json, bytes: ASCII.test(json) ? json.length : utf8Length(json) };
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      // A pair (JSON.stringify escapes a lone surrogate): 4 bytes for both units.
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }
 
 /** @internal An error for a non-2xx answer (its body parsed, or undefined). */

@@ -166,6 +166,58 @@ describe('RedisRest against a fault-injecting server', () => {
     assert.match(b.reason.message, /not an integer/);
   });
 
+  test('a NOPERM entry (a denied command answered per entry) is L2_AUTH for its caller only', async () => {
+    handler = (_req, res, { body }) => {
+      const cmds = JSON.parse(body);
+      res.writeHead(200);
+      res.end(JSON.stringify(cmds.map((c) => (c[0] === 'FLUSHALL' ? { error: "NOPERM 'FLUSHALL' is on the bridge's deny list (see --allow)" } : { result: 'YQ==' }))));
+    };
+    const r = client();
+    const [a, b, c] = await Promise.allSettled([r.get('x'), r.command(['FLUSHALL']), r.get('y')]);
+    assert.deepEqual(a, { status: 'fulfilled', value: 'a' });
+    assert.deepEqual(c, { status: 'fulfilled', value: 'a' });
+    assert.equal(b.reason.code, 'L2_AUTH');
+    assert.match(b.reason.message, /deny list/);
+  });
+
+  test('a request refused as a whole is cut in halves until the refusal reaches only its caller', async () => {
+    seen.length = 0;
+    // A server that refuses a whole pipeline for one denied command, as the bridge did.
+    handler = (_req, res, { body }) => {
+      const cmds = JSON.parse(body);
+      if (cmds.some((c) => c[0] === 'FLUSHALL')) return answer(403, { error: "NOPERM 'FLUSHALL' is on the bridge's deny list" })(_req, res);
+      res.writeHead(200);
+      res.end(JSON.stringify(cmds.map((c) => ({ result: Buffer.from(c[1]).toString('base64') }))));
+    };
+    const r = client();
+    const keys = Array.from({ length: 64 }, (_, i) => `k${i}`);
+    const calls = keys.map((k, i) => (i === 37 ? r.command(['FLUSHALL']) : r.get(k)));
+    const got = await Promise.allSettled(calls);
+    for (const [i, g] of got.entries()) {
+      if (i === 37) assert.equal(g.reason.code, 'L2_AUTH');
+      else assert.deepEqual(g, { status: 'fulfilled', value: keys[i] });
+    }
+    assert.ok(seen.length <= 1 + 2 * Math.log2(64), `${seen.length} requests`);
+    // Two refused callers among eight.
+    seen.length = 0;
+    const two = await Promise.allSettled([r.get('a'), r.command(['FLUSHALL']), r.get('b'), r.get('c'), r.get('d'), r.get('e'), r.command(['FLUSHALL']), r.get('f')]);
+    assert.deepEqual(two.map((g) => g.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    // A 401 is the token: every caller's, not split.
+    seen.length = 0;
+    handler = answer(401, { error: 'WRONGPASS invalid or missing auth token' });
+    const all = await Promise.allSettled([r.get('a'), r.get('b'), r.get('c')]);
+    assert.ok(all.every((g) => g.reason.code === 'L2_AUTH'));
+    assert.equal(seen.length, 1);
+  });
+
+  test('multi asks for base64, as the pipeline does', async () => {
+    seen.length = 0;
+    handler = ok('QUJD');
+    assert.deepEqual(await client().multi([['GET', 'k']]), [{ ok: true, value: 'QUJD' }]);
+    assert.equal(seen[0].url, '/multi-exec');
+    assert.equal(seen[0].headers['upstash-encoding'], 'base64');
+  });
+
   test('a slow answer past the timeout is L2_TIMEOUT', async () => {
     handler = (_req, res) => setTimeout(() => ok('late')(_req, res, { body: '[[1]]' }), 1500);
     const t0 = Date.now();
@@ -233,6 +285,7 @@ describe('RedisRest against a fault-injecting server', () => {
     assert.throws(() => new RedisRest({ url, token: '' }), { code: 'INVALID_OPTION' });
     assert.throws(() => new RedisRest({ url, token: 't', timout: 5 }), { code: 'INVALID_OPTION' });
     assert.throws(() => new RedisRest({ url, token: 't', retries: -1 }), { code: 'INVALID_OPTION' });
+    assert.throws(() => new RedisRest({ url, token: 't', maxRequestBytes: 0 }), { code: 'INVALID_OPTION' });
     return assert.rejects(client().command(['SET', 'k', {}]), { code: 'INVALID_OPTION' });
   });
 
