@@ -381,8 +381,9 @@ export class TieredCache<V = unknown> {
       s.count(code);
       // A wrong token fails every call: say so at once, not at the breaker.
       if (code === 'L2_AUTH') s.warn('auth', (e as Error).message);
-      if (code === 'L2_REDIS') {
-        // Redis answered: the tier is healthy, the command was refused.
+      if (code === 'L2_REDIS' || (e as { status?: unknown }).status === 413) {
+        // The tier answered: it is healthy, the command was refused (by
+        // Redis, or as too large for the server's body limit).
         s.breaker.success();
       } else if (s.breaker.failure(s.now())) {
         s.warn('breaker', `the redis tier failed repeatedly (${code}): serving from L1 until it recovers`);
@@ -822,12 +823,13 @@ export class TieredCache<V = unknown> {
   /**
    * SCANs `match` and UNLINKs the cache's keys it finds, batch by batch;
    * how many keys went. What L1 held is dropped first (`dropLocal`), and
-   * while this runs nothing is promoted to L1 (the fence): reads between
-   * the SCAN and the UNLINK find the values still there.
+   * while this runs no key that `match` matches is promoted to L1 (the
+   * fence): reads between the SCAN and the UNLINK find the values still
+   * there.
    */
   async #unlinkMatching(match: string, dropLocal: () => void): Promise<number> {
     const s = this.#s;
-    s.fence.writeAll();
+    const ticket = s.fence.writePattern(match);
     let gone = 0;
     try {
       dropLocal();
@@ -839,7 +841,7 @@ export class TieredCache<V = unknown> {
         true,
       );
     } finally {
-      s.fence.writeAllDone();
+      s.fence.writePatternDone(ticket);
     }
     s.writes++;
     return gone;

@@ -11,9 +11,11 @@
 //! * a **mutation** may promote its own result (a `set`'s value, an
 //!   `incr`'s count) only if no later mutation of the key began before it
 //!   finished;
-//! * a **global** mutation (a pattern delete, `clear`) blocks every
-//!   promotion while it runs, and every read or write that began before it
-//!   ended;
+//! * a **pattern** mutation (a `deletePattern`, `clear`: a Redis glob over
+//!   Redis keys) counts as a mutation of every key it matches, from its
+//!   start to its end: it blocks their promotions while it runs, and those
+//!   of reads and writes of them that began before it ended; other keys
+//!   are untouched, so a slow pattern delete does not empty L1 of the rest;
 //! * an **invalidation** that arrives from elsewhere (the coherence log of
 //!   another isolate's write) counts as a mutation that began and ended at
 //!   once.
@@ -32,8 +34,27 @@
 
 use hashbrown::HashMap;
 
+use crate::glob::Glob;
+
 /// When an operation began, on the fence's own counter.
 pub type Ticket = u64;
+
+/// A pattern mutation, in flight or ended while something may still
+/// overlap it.
+#[derive(Debug)]
+struct Pattern {
+    glob: Glob,
+    ticket: Ticket,
+    /// When it ended; `None` while in flight.
+    ended: Option<Ticket>,
+}
+
+impl Pattern {
+    /// Whether it touches `key` and overlaps an operation that began at `t`.
+    fn blocks(&self, key: &str, t: Ticket) -> bool {
+        self.ended.map_or(true, |e| e > t) && self.glob.matches(key)
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Mark {
@@ -65,15 +86,16 @@ pub struct Fence {
     seq: Ticket,
     /// Reads and writes that began at or before this tick may not promote.
     floor: Ticket,
-    /// Global mutations in flight.
-    busy_all: u32,
     reads: u32,
     marks: HashMap<String, Mark>,
+    patterns: Vec<Pattern>,
 }
 
 impl Fence {
     /// The most idle marks kept while reads are in flight (see the module docs).
     pub const MAX_MARKS: usize = 4096;
+    /// The most ended patterns kept while anything is in flight.
+    pub const MAX_PATTERNS: usize = 64;
 
     /// A fence with nothing in flight.
     pub fn new() -> Self {
@@ -104,7 +126,7 @@ impl Fence {
     /// L1 now: no mutation of `key` (nor a global one) has been in flight
     /// since it began.
     pub fn may_promote(&self, key: &str, ticket: Ticket) -> bool {
-        if self.busy_all > 0 || ticket <= self.floor {
+        if ticket <= self.floor || self.patterns.iter().any(|p| p.blocks(key, ticket)) {
             return false;
         }
         match self.marks.get(key) {
@@ -124,7 +146,8 @@ impl Fence {
 
     /// The mutation of `key` that began at `ticket` has finished (answered
     /// or failed). Returns whether it may put its own result in L1: no
-    /// later mutation of `key`, nor a global one, began before now.
+    /// later mutation of `key` began before now, and no pattern mutation
+    /// that matches it overlapped it.
     pub fn write_done(&mut self, key: &str, ticket: Ticket) -> bool {
         let end = self.tick();
         let own = match self.marks.get_mut(key) {
@@ -136,23 +159,42 @@ impl Fence {
             // Dropped by a global invalidation: not the latest any more.
             None => false,
         };
-        let ok = own && self.busy_all == 0 && ticket > self.floor;
+        let ok = own && ticket > self.floor && !self.patterns.iter().any(|p| p.blocks(key, ticket));
         self.prune();
         ok
     }
 
-    /// A mutation that may touch any key (a pattern delete, `clear`)
-    /// begins; pair it with [`Fence::write_all_done`].
-    pub fn write_all(&mut self) {
-        self.busy_all = self.busy_all.saturating_add(1);
-        self.tick();
+    /// A mutation of every key that the Redis glob `pattern` matches (a
+    /// pattern delete, `clear`) begins: its ticket, for
+    /// [`Fence::write_pattern_done`].
+    ///
+    /// ```
+    /// use edgecache::Fence;
+    /// let mut f = Fence::new();
+    /// let read = f.read();
+    /// let del = f.write_pattern("app:[vn]:r|user:*");
+    /// assert!(!f.may_promote("app:v:r|user:1", read)); // it may be deleted
+    /// assert!(f.may_promote("app:v:r|page:1", read));  // untouched
+    /// f.write_pattern_done(del);
+    /// assert!(!f.may_promote("app:v:r|user:1", read)); // it overlapped
+    /// ```
+    pub fn write_pattern(&mut self, pattern: &str) -> Ticket {
+        let ticket = self.tick();
+        self.patterns.push(Pattern {
+            glob: Glob::new(pattern),
+            ticket,
+            ended: None,
+        });
+        ticket
     }
 
-    /// A mutation begun with [`Fence::write_all`] has finished: every read
-    /// and write that began before now loses its promotion.
-    pub fn write_all_done(&mut self) {
-        self.busy_all = self.busy_all.saturating_sub(1);
-        self.invalidate_all();
+    /// The pattern mutation that began at `ticket` has finished.
+    pub fn write_pattern_done(&mut self, ticket: Ticket) {
+        let end = self.tick();
+        if let Some(p) = self.patterns.iter_mut().find(|p| p.ticket == ticket) {
+            p.ended = Some(end);
+        }
+        self.prune();
     }
 
     /// `key` changed elsewhere (another isolate's write, learned from the
@@ -167,14 +209,16 @@ impl Fence {
     /// Anything may have changed: nothing in flight may promote.
     pub fn invalidate_all(&mut self) {
         self.floor = self.tick();
-        // Idle marks are covered by the floor; busy ones still count.
+        // Idle marks and ended patterns are covered by the floor; what is
+        // in flight still counts.
         self.marks.retain(|_, m| m.busy > 0);
+        self.patterns.retain(|p| p.ended.is_none());
     }
 
-    /// Operations in flight: reads, and mutations (global ones included).
+    /// Operations in flight: reads, and mutations (pattern ones included).
     pub fn in_flight(&self) -> usize {
         self.reads as usize
-            + self.busy_all as usize
+            + self.patterns.iter().filter(|p| p.ended.is_none()).count()
             + self.marks.values().map(|m| m.busy as usize).sum::<usize>()
     }
 
@@ -190,7 +234,14 @@ impl Fence {
             if self.marks.values().any(|m| m.busy == 0) {
                 self.marks.retain(|_, m| m.busy > 0);
             }
+            // Ended patterns matter to writes in flight too.
+            if self.marks.is_empty() {
+                self.patterns.retain(|p| p.ended.is_none());
+            }
         } else if self.marks.len() > Self::MAX_MARKS {
+            self.invalidate_all();
+        }
+        if self.patterns.len() > Self::MAX_PATTERNS {
             self.invalidate_all();
         }
     }
@@ -239,18 +290,35 @@ mod tests {
     }
 
     #[test]
-    fn a_global_mutation_blocks_everything_that_overlaps_it() {
+    fn a_pattern_mutation_blocks_what_it_matches_and_overlaps() {
         let mut f = Fence::new();
         let r = f.read();
         let w = f.write("k");
-        f.write_all();
+        let other = f.write("y");
+        let p = f.write_pattern("[kx]");
         let r2 = f.read();
         assert!(!f.may_promote("x", r2));
-        f.write_all_done();
+        assert!(f.may_promote("z", r2), "a key the pattern does not match");
+        f.write_pattern_done(p);
         assert!(!f.may_promote("x", r) && !f.may_promote("x", r2));
         assert!(!f.write_done("k", w));
+        assert!(f.write_done("y", other));
         let r3 = f.read();
         assert!(f.may_promote("x", r3) && f.may_promote("k", r3));
+        let w2 = f.write("x");
+        assert!(f.write_done("x", w2), "a write after the pattern ended");
+    }
+
+    #[test]
+    fn ended_patterns_are_dropped_once_nothing_overlaps_them() {
+        let mut f = Fence::new();
+        for _ in 0..(2 * Fence::MAX_PATTERNS) {
+            let p = f.write_pattern("*");
+            f.write_pattern_done(p);
+        }
+        assert_eq!(f.in_flight(), 0);
+        let r = f.read();
+        assert!(f.may_promote("k", r));
     }
 
     #[test]

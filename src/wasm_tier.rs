@@ -163,16 +163,17 @@ impl WasmFence {
         self.0.write_done(key, ticket as u64)
     }
 
-    /// A mutation of any key begins (pattern delete, clear).
-    #[wasm_bindgen(js_name = writeAll)]
-    pub fn write_all(&mut self) {
-        self.0.write_all()
+    /// A mutation of the keys a Redis glob matches begins (pattern delete,
+    /// clear): its ticket.
+    #[wasm_bindgen(js_name = writePattern)]
+    pub fn write_pattern(&mut self, pattern: &str) -> f64 {
+        self.0.write_pattern(pattern) as f64
     }
 
-    /// That mutation has finished.
-    #[wasm_bindgen(js_name = writeAllDone)]
-    pub fn write_all_done(&mut self) {
-        self.0.write_all_done()
+    /// The pattern mutation begun at `ticket` has finished.
+    #[wasm_bindgen(js_name = writePatternDone)]
+    pub fn write_pattern_done(&mut self, ticket: f64) {
+        self.0.write_pattern_done(ticket as u64)
     }
 
     /// `key` changed elsewhere.

@@ -10,6 +10,13 @@ use edgecache::{Fence, Ticket};
 use proptest::prelude::*;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
+/// Patterns, and the keys of KEYS each matches.
+const PATTERNS: [(&str, &[usize]); 4] = [
+    ("*", &[0, 1, 2]),
+    ("a", &[0]),
+    ("[bc]", &[1, 2]),
+    ("z*", &[]),
+];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -17,8 +24,8 @@ enum Op {
     ReadDone(usize),
     Write(usize),
     WriteDone(usize),
-    WriteAll,
-    WriteAllDone,
+    WritePattern(usize),
+    WritePatternDone(usize),
     Invalidate(usize),
     InvalidateAll,
     Ask(usize, usize),
@@ -30,8 +37,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::ReadDone),
         3 => (0..KEYS.len()).prop_map(Op::Write),
         2 => any::<usize>().prop_map(Op::WriteDone),
-        1 => Just(Op::WriteAll),
-        1 => Just(Op::WriteAllDone),
+        1 => (0..PATTERNS.len()).prop_map(Op::WritePattern),
+        1 => any::<usize>().prop_map(Op::WritePatternDone),
         1 => (0..KEYS.len()).prop_map(Op::Invalidate),
         1 => Just(Op::InvalidateAll),
         4 => (any::<usize>(), 0..KEYS.len()).prop_map(|(r, k)| Op::Ask(r, k)),
@@ -57,24 +64,33 @@ struct Write {
 struct Model {
     reads: Vec<Read>,
     writes: Vec<Write>,
-    globals: usize,
+    /// Pattern mutations in flight: their ticket and the keys they match.
+    patterns: Vec<(Ticket, &'static [usize])>,
 }
 
 impl Model {
-    fn mutation(&mut self, key: Option<usize>) {
+    /// A mutation of `keys` (`None`: every key) happens now.
+    fn mutation(&mut self, keys: Option<&[usize]>) {
+        let hits = |k: usize| keys.map_or(true, |ks| ks.contains(&k));
         for r in &mut self.reads {
-            match key {
-                Some(k) => {
-                    r.tainted.insert(k);
-                }
+            match keys {
+                Some(ks) => r.tainted.extend(ks),
                 None => r.all = true,
             }
         }
         for w in &mut self.writes {
-            if key.is_none() || key == Some(w.key) {
+            if hits(w.key) {
                 w.overtaken = true;
             }
         }
+    }
+
+    /// The keys that pattern mutations in flight touch.
+    fn patterned(&self) -> HashSet<usize> {
+        self.patterns
+            .iter()
+            .flat_map(|(_, ks)| ks.iter().copied())
+            .collect()
     }
 
     fn may_promote(&self, r: &Read, key: usize) -> bool {
@@ -94,34 +110,37 @@ proptest! {
                 Op::Read => {
                     let ticket = f.read();
                     // A read that begins during mutations is tainted by them.
-                    let tainted = m.writes.iter().map(|w| w.key).collect();
-                    m.reads.push(Read { ticket, tainted, all: m.globals > 0 });
+                    let mut tainted: HashSet<usize> = m.writes.iter().map(|w| w.key).collect();
+                    tainted.extend(m.patterned());
+                    m.reads.push(Read { ticket, tainted, all: false });
                 }
                 Op::ReadDone(i) if !m.reads.is_empty() => {
                     m.reads.remove(i % m.reads.len());
                     f.read_done();
                 }
                 Op::Write(k) => {
-                    m.mutation(Some(k));
+                    m.mutation(Some(&[k]));
                     let ticket = f.write(KEYS[k]);
-                    m.writes.push(Write { key: k, ticket, overtaken: m.globals > 0 });
+                    let overtaken = m.patterned().contains(&k);
+                    m.writes.push(Write { key: k, ticket, overtaken });
                 }
                 Op::WriteDone(i) if !m.writes.is_empty() => {
                     let w = m.writes.remove(i % m.writes.len());
                     prop_assert_eq!(f.write_done(KEYS[w.key], w.ticket), !w.overtaken);
                 }
-                Op::WriteAll => {
-                    m.mutation(None);
-                    m.globals += 1;
-                    f.write_all();
+                Op::WritePattern(p) => {
+                    let (glob, keys) = PATTERNS[p];
+                    m.mutation(Some(keys));
+                    let ticket = f.write_pattern(glob);
+                    m.patterns.push((ticket, keys));
                 }
-                Op::WriteAllDone if m.globals > 0 => {
-                    m.globals -= 1;
-                    m.mutation(None);
-                    f.write_all_done();
+                Op::WritePatternDone(i) if !m.patterns.is_empty() => {
+                    let (ticket, keys) = m.patterns.remove(i % m.patterns.len());
+                    m.mutation(Some(keys));
+                    f.write_pattern_done(ticket);
                 }
                 Op::Invalidate(k) => {
-                    m.mutation(Some(k));
+                    m.mutation(Some(&[k]));
                     f.invalidate(KEYS[k]);
                 }
                 Op::InvalidateAll => {
@@ -134,7 +153,7 @@ proptest! {
                 }
                 _ => {}
             }
-            prop_assert_eq!(f.in_flight(), m.reads.len() + m.writes.len() + m.globals);
+            prop_assert_eq!(f.in_flight(), m.reads.len() + m.writes.len() + m.patterns.len());
         }
     }
 }

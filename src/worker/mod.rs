@@ -294,19 +294,20 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// A mutation of any key (a pattern delete) under the fence.
-struct WritingAll<'a>(&'a RefCell<Fence>);
+/// A mutation of the keys a Redis glob matches (a pattern delete) under
+/// the fence; released when dropped.
+struct WritingPattern<'a>(&'a RefCell<Fence>, Ticket);
 
-impl<'a> WritingAll<'a> {
-    fn begin(fence: &'a RefCell<Fence>) -> Self {
-        fence.borrow_mut().write_all();
-        WritingAll(fence)
+impl<'a> WritingPattern<'a> {
+    fn begin(fence: &'a RefCell<Fence>, pattern: &str) -> Self {
+        let ticket = fence.borrow_mut().write_pattern(pattern);
+        WritingPattern(fence, ticket)
     }
 }
 
-impl Drop for WritingAll<'_> {
+impl Drop for WritingPattern<'_> {
     fn drop(&mut self) {
-        self.0.borrow_mut().write_all_done();
+        self.0.borrow_mut().write_pattern_done(self.1);
     }
 }
 
@@ -859,9 +860,9 @@ impl EdgeCache {
             return Ok(local as u64);
         };
         let matcher = l2.layout.pattern(self.scope.as_ref(), pattern);
-        // Nothing is promoted while it runs: reads between the SCAN and the
-        // UNLINK find the values still there.
-        let writing = WritingAll::begin(&self.inner.fence);
+        // No key it matches is promoted while it runs: reads between the
+        // SCAN and the UNLINK find the values still there.
+        let writing = WritingPattern::begin(&self.inner.fence, &matcher);
         let mut cursor = b"0".to_vec();
         let mut gone = 0u64;
         let result: Result<()> = async {
