@@ -5,18 +5,26 @@
 //! Strings cross through an input buffer owned by each signer instead of
 //! wasm-bindgen's per-argument string passing (whose ASCII path is a JS
 //! loop, one character at a time): js/signer.ts asks for room with
-//! [`WasmSigner::input`], writes the cache key, tenant, user and payload or
-//! envelope there back to back with `TextEncoder.encodeInto` (one native
-//! copy each), and passes their lengths. A call then moves no strings and
-//! allocates nothing on the JS side. Opened values come back in one call as
-//! a JS string (JSON text), a `Uint8Array` (bytes) or `undefined` (expired).
+//! [`WasmSigner::input`], writes the context's namespace, cache key,
+//! tenant, user and payload or envelope there back to back with
+//! `TextEncoder.encodeInto` (one native copy each), and passes their
+//! lengths. A call then moves no strings and allocates nothing on the JS
+//! side. Opened values come back in one call as a JS string (JSON text), a
+//! `Uint8Array` (bytes) or `undefined` (expired).
+//!
+//! The Redis tier calls `sealTier`/`openTier` with its `LayoutCore` instead
+//! of a namespace: the context is then that layout's prefix
+//! ([`Context::tier`]), read here from the very object that names the Redis
+//! keys, with no string crossing.
 
 use wasm_bindgen::prelude::*;
 
-use crate::envelope::{Encoding, Signer};
+use crate::envelope::{Context, Encoding, Signer};
 use crate::error::Error;
+use crate::layout::Kind;
 use crate::scope::Scope;
 use crate::wasm::to_js;
+use crate::wasm_tier::WasmLayout;
 
 /// 43 characters of base64url: 32 bytes from `crypto.getRandomValues`.
 #[wasm_bindgen(js_name = generateSecureKey)]
@@ -74,6 +82,8 @@ pub struct WasmSigner {
 
 /// The strings of one call, read from the input buffer.
 struct Args<'a> {
+    /// The application namespace of [`Context::App`] (empty by default).
+    namespace: &'a str,
     /// The scope's encoding ([`Scope::encode`]); `None` for the root.
     scope: Option<&'a str>,
     key: &'a str,
@@ -88,12 +98,14 @@ struct ScopeCache {
     encoded: String,
 }
 
-/// Reads `key`, then `tenant` and `user` (length -1: absent), then the
-/// rest, from the input buffer.
+/// Reads the namespace, `key`, then `tenant` and `user` (length -1:
+/// absent), then the rest, from the input buffer.
+#[allow(clippy::too_many_arguments)]
 fn args<'a>(
     input: &'a [u8],
     cache: &'a mut Option<ScopeCache>,
     scoped: bool,
+    namespace_len: usize,
     key_len: usize,
     tenant_len: i32,
     user_len: i32,
@@ -116,6 +128,7 @@ fn args<'a>(
         at += len;
         Ok(part)
     };
+    let namespace = text(take(namespace_len)?)?;
     let key = text(take(key_len)?)?;
     let tenant = match usize::try_from(tenant_len) {
         Ok(n) => Some(text(take(n)?)?),
@@ -128,6 +141,7 @@ fn args<'a>(
     let rest = take(rest_len)?;
     if !scoped {
         return Ok(Args {
+            namespace,
             scope: None,
             key,
             rest,
@@ -144,7 +158,21 @@ fn args<'a>(
         });
     }
     let scope = cache.as_ref().map(|c| c.encoded.as_str());
-    Ok(Args { scope, key, rest })
+    Ok(Args {
+        namespace,
+        scope,
+        key,
+        rest,
+    })
+}
+
+/// The context of a call: `tier`'s values under its prefix, or the
+/// application namespace.
+fn context<'a>(tier: Option<&'a WasmLayout>, namespace: &'a str) -> Context<'a> {
+    match tier {
+        Some(layout) => Context::tier(&layout.0, Kind::Value),
+        None => Context::App(namespace),
+    }
 }
 
 #[wasm_bindgen(js_class = SignerCore)]
@@ -178,6 +206,12 @@ impl WasmSigner {
     #[wasm_bindgen(js_name = removeKey)]
     pub fn remove_key(&mut self, kid: &str) -> Result<bool, JsValue> {
         self.signer.remove_key(kid).map_err(to_js)
+    }
+
+    /// Also opens envelopes of format version 1 (`acceptV1`).
+    #[wasm_bindgen(js_name = setAcceptV1)]
+    pub fn set_accept_v1(&mut self, accept: bool) {
+        self.signer.set_accept_v1(accept);
     }
 
     /// The payload limit (an integer in 1..=2^30).
@@ -219,6 +253,7 @@ impl WasmSigner {
     fn call(
         &mut self,
         scoped: bool,
+        namespace_len: usize,
         key_len: usize,
         tenant_len: i32,
         user_len: i32,
@@ -234,6 +269,7 @@ impl WasmSigner {
             input,
             scope_cache,
             scoped,
+            namespace_len,
             key_len,
             tenant_len,
             user_len,
@@ -254,10 +290,12 @@ impl WasmSigner {
         self.input.as_mut_ptr() as usize
     }
 
-    /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8 JSON).
+    /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8
+    /// JSON) in the namespace read first from the buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &mut self,
+        namespace_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
@@ -267,7 +305,59 @@ impl WasmSigner {
         now: f64,
         ttl: f64,
     ) -> Result<String, JsValue> {
-        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, payload_len)?;
+        let lens = [namespace_len, key_len, payload_len];
+        self.seal_for(None, lens, scoped, tenant_len, user_len, encoding, now, ttl)
+    }
+
+    /// [`seal`](Self::seal) of one of `tier`'s values (no namespace).
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(js_name = sealTier)]
+    pub fn seal_tier(
+        &mut self,
+        tier: &WasmLayout,
+        scoped: bool,
+        key_len: usize,
+        tenant_len: i32,
+        user_len: i32,
+        encoding: u8,
+        payload_len: usize,
+        now: f64,
+        ttl: f64,
+    ) -> Result<String, JsValue> {
+        let lens = [0, key_len, payload_len];
+        self.seal_for(
+            Some(tier),
+            lens,
+            scoped,
+            tenant_len,
+            user_len,
+            encoding,
+            now,
+            ttl,
+        )
+    }
+
+    /// `lens`: the namespace, key and payload lengths.
+    #[allow(clippy::too_many_arguments)]
+    fn seal_for(
+        &mut self,
+        tier: Option<&WasmLayout>,
+        [namespace_len, key_len, payload_len]: [usize; 3],
+        scoped: bool,
+        tenant_len: i32,
+        user_len: i32,
+        encoding: u8,
+        now: f64,
+        ttl: f64,
+    ) -> Result<String, JsValue> {
+        let (signer, a) = self.call(
+            scoped,
+            namespace_len,
+            key_len,
+            tenant_len,
+            user_len,
+            payload_len,
+        )?;
         let at = expiry(now, ttl)?;
         let encoding = if encoding == 1 {
             Encoding::Json
@@ -276,14 +366,24 @@ impl WasmSigner {
         };
         // JSON arrives as TextEncoder output, which is always UTF-8.
         signer
-            .seal_bound(a.scope, a.key, encoding, a.rest, at)
+            .seal_bound(
+                context(tier, a.namespace),
+                a.scope,
+                a.key,
+                encoding,
+                a.rest,
+                at,
+            )
             .map_err(to_js)
     }
 
-    /// Opens the envelope in the input buffer: a string (JSON text), a
-    /// `Uint8Array` (bytes), or `undefined` if it has expired.
+    /// Opens the envelope in the input buffer, in the namespace read first
+    /// from the buffer: a string (JSON text), a `Uint8Array` (bytes), or
+    /// `undefined` if it has expired.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &mut self,
+        namespace_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
@@ -291,14 +391,52 @@ impl WasmSigner {
         envelope_len: usize,
         now: f64,
     ) -> Result<JsValue, JsValue> {
+        let lens = [namespace_len, key_len, envelope_len];
+        self.open_for(None, lens, scoped, tenant_len, user_len, now)
+    }
+
+    /// [`open`](Self::open) of one of `tier`'s values (no namespace).
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(js_name = openTier)]
+    pub fn open_tier(
+        &mut self,
+        tier: &WasmLayout,
+        scoped: bool,
+        key_len: usize,
+        tenant_len: i32,
+        user_len: i32,
+        envelope_len: usize,
+        now: f64,
+    ) -> Result<JsValue, JsValue> {
+        let lens = [0, key_len, envelope_len];
+        self.open_for(Some(tier), lens, scoped, tenant_len, user_len, now)
+    }
+
+    /// `lens`: the namespace, key and envelope lengths.
+    fn open_for(
+        &mut self,
+        tier: Option<&WasmLayout>,
+        [namespace_len, key_len, envelope_len]: [usize; 3],
+        scoped: bool,
+        tenant_len: i32,
+        user_len: i32,
+        now: f64,
+    ) -> Result<JsValue, JsValue> {
         if now.is_nan() {
             return Err(to_js(bad_clock(now)));
         }
-        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, envelope_len)?;
+        let (signer, a) = self.call(
+            scoped,
+            namespace_len,
+            key_len,
+            tenant_len,
+            user_len,
+            envelope_len,
+        )?;
         // Saturating: a negative time reads as 0, which expires nothing.
         let now = now.floor() as u64;
         let Some(opened) = signer
-            .open_bound(a.scope, a.key, a.rest, now)
+            .open_bound(context(tier, a.namespace), a.scope, a.key, a.rest, now)
             .map_err(to_js)?
         else {
             return Ok(JsValue::UNDEFINED);

@@ -22,7 +22,7 @@ fn scope(tenant: Option<String>, user: Option<String>) -> Result<Option<Scope>, 
 
 /// The Redis key layout of one prefix.
 #[wasm_bindgen(js_name = LayoutCore)]
-pub struct WasmLayout(Layout);
+pub struct WasmLayout(pub(crate) Layout);
 
 #[wasm_bindgen(js_class = LayoutCore)]
 impl WasmLayout {
