@@ -258,15 +258,15 @@ function wasmBytes(): Uint8Array {
 }
 
 // The lengths written by the last `put`, passed on to the core (-1: absent).
-let namespaceLen = 0;
+let nameLen = 0;
 let keyLen = 0;
 let tenantLen = -1;
 let userLen = -1;
 let restLen = 0;
 
-/** Writes the namespace, key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
-function put(core: SignerCore, namespace: string, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
-  const small = 3 * (namespace.length + key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
+/** Writes the context's name, key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
+function put(core: SignerCore, name: string, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
+  const small = 3 * (name.length + key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
   // Room for ASCII text first (the usual case for JSON and always for
   // envelopes); the UTF-8 worst case only if that did not fit.
   let room = small + rest.length + 8;
@@ -275,8 +275,8 @@ function put(core: SignerCore, namespace: string, key: string, tenant: string | 
     const mem = wasmBytes();
     const end = start + room;
     let at = start;
-    namespaceLen = 0;
-    if (namespace !== '') at += namespaceLen = encoder.encodeInto(namespace, mem.subarray(at, end)).written;
+    nameLen = 0;
+    if (name !== '') at += nameLen = encoder.encodeInto(name, mem.subarray(at, end)).written;
     at += keyLen = encoder.encodeInto(key, mem.subarray(at, end)).written;
     tenantLen = userLen = -1;
     if (tenant !== undefined) at += tenantLen = encoder.encodeInto(tenant, mem.subarray(at, end)).written;
@@ -293,6 +293,17 @@ function put(core: SignerCore, namespace: string, key: string, tenant: string | 
     }
     room = small + 3 * rest.length + 8;
   }
+}
+
+// A tier's prefix, read from its layout once (one string from wasm per tier).
+const prefixes = new WeakMap<LayoutCore, string>();
+
+/** The context name of a tier: its prefix; '' without one. */
+function prefixOf(tier: LayoutCore | undefined): string {
+  if (tier === undefined) return '';
+  let p = prefixes.get(tier);
+  if (p === undefined) prefixes.set(tier, (p = tier.prefix));
+  return p;
 }
 
 function checkKey(key: unknown): asserts key is string {
@@ -402,7 +413,7 @@ export class Signer {
     const now = this.#now();
     try {
       put(core, namespace, key, tenant, user, rest);
-      return core.seal(namespaceLen, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
+      return core.seal(false, nameLen, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
     } catch (e) {
       rethrow(e);
     }
@@ -436,7 +447,7 @@ export class Signer {
       // Too long to be an envelope: refused before it is copied.
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
       put(core, namespace, key, tenant, user, sealed);
-      out = core.open(namespaceLen, scoped, keyLen, tenantLen, userLen, restLen, now);
+      out = core.open(false, nameLen, scoped, keyLen, tenantLen, userLen, restLen, now);
     } catch (e) {
       rethrow(e);
     }
@@ -464,12 +475,8 @@ export class Signer {
     const user = s?.user;
     ttl = checkTtl(ttl);
     try {
-      put(core, '', key, tenant, user, payload);
-      const scoped = scope !== undefined;
-      const now = this.#now();
-      return tier === undefined
-        ? core.seal(0, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl)
-        : core.sealTier(tier, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
+      put(core, prefixOf(tier), key, tenant, user, payload);
+      return core.seal(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
     } catch (e) {
       rethrow(e);
     }
@@ -490,12 +497,8 @@ export class Signer {
     const user = s?.user;
     try {
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
-      put(core, '', key, tenant, user, sealed);
-      const scoped = scope !== undefined;
-      const now = this.#now();
-      const out = (tier === undefined
-        ? core.open(0, scoped, keyLen, tenantLen, userLen, restLen, now)
-        : core.openTier(tier, scoped, keyLen, tenantLen, userLen, restLen, now)) as string | Uint8Array | undefined;
+      put(core, prefixOf(tier), key, tenant, user, sealed);
+      const out = core.open(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now()) as string | Uint8Array | undefined;
       return out === undefined ? undefined : { payload: out, expiresAt: core.lastExpiresAt() };
     } catch (e) {
       rethrow(e);

@@ -162,7 +162,7 @@ impl fmt::Display for Error {
             Error::MalformedEnvelope(why) => write!(f, "malformed envelope: {why}"),
             Error::OutdatedEnvelope(v) => write!(
                 f,
-                "envelope of format version {v} refused: it does not bind the cache's prefix, so it may have been copied from another cache sharing the secret; to read values written before the upgrade during a migration, set acceptV1 (Rust: Signer::set_accept_v1)"
+                "envelope of format version {v} refused: it does not bind the cache's prefix (acceptV1, in Rust Signer::set_accept_v1, reads it during a migration)"
             ),
             Error::WeakKey(why) => write!(
                 f,

@@ -5,17 +5,16 @@
 //! Strings cross through an input buffer owned by each signer instead of
 //! wasm-bindgen's per-argument string passing (whose ASCII path is a JS
 //! loop, one character at a time): js/signer.ts asks for room with
-//! [`WasmSigner::input`], writes the context's namespace, cache key,
-//! tenant, user and payload or envelope there back to back with
+//! [`WasmSigner::input`], writes the context's name, cache key, tenant,
+//! user and payload or envelope there back to back with
 //! `TextEncoder.encodeInto` (one native copy each), and passes their
 //! lengths. A call then moves no strings and allocates nothing on the JS
 //! side. Opened values come back in one call as a JS string (JSON text), a
 //! `Uint8Array` (bytes) or `undefined` (expired).
 //!
-//! The Redis tier calls `sealTier`/`openTier` with its `LayoutCore` instead
-//! of a namespace: the context is then that layout's prefix
-//! ([`Context::tier`]), read here from the very object that names the Redis
-//! keys, with no string crossing.
+//! The context's name is a namespace of the application's, or, for the
+//! Redis tier, the prefix of its `LayoutCore` (read once per layout on the
+//! JS side), with `tier` set.
 
 use wasm_bindgen::prelude::*;
 
@@ -24,7 +23,6 @@ use crate::error::Error;
 use crate::layout::Kind;
 use crate::scope::Scope;
 use crate::wasm::to_js;
-use crate::wasm_tier::WasmLayout;
 
 /// 43 characters of base64url: 32 bytes from `crypto.getRandomValues`.
 #[wasm_bindgen(js_name = generateSecureKey)]
@@ -82,8 +80,8 @@ pub struct WasmSigner {
 
 /// The strings of one call, read from the input buffer.
 struct Args<'a> {
-    /// The application namespace of [`Context::App`] (empty by default).
-    namespace: &'a str,
+    /// The context's name: a namespace, or a tier's prefix.
+    name: &'a str,
     /// The scope's encoding ([`Scope::encode`]); `None` for the root.
     scope: Option<&'a str>,
     key: &'a str,
@@ -98,14 +96,14 @@ struct ScopeCache {
     encoded: String,
 }
 
-/// Reads the namespace, `key`, then `tenant` and `user` (length -1:
+/// Reads the context's name, `key`, then `tenant` and `user` (length -1:
 /// absent), then the rest, from the input buffer.
 #[allow(clippy::too_many_arguments)]
 fn args<'a>(
     input: &'a [u8],
     cache: &'a mut Option<ScopeCache>,
     scoped: bool,
-    namespace_len: usize,
+    name_len: usize,
     key_len: usize,
     tenant_len: i32,
     user_len: i32,
@@ -128,7 +126,7 @@ fn args<'a>(
         at += len;
         Ok(part)
     };
-    let namespace = text(take(namespace_len)?)?;
+    let name = text(take(name_len)?)?;
     let key = text(take(key_len)?)?;
     let tenant = match usize::try_from(tenant_len) {
         Ok(n) => Some(text(take(n)?)?),
@@ -141,7 +139,7 @@ fn args<'a>(
     let rest = take(rest_len)?;
     if !scoped {
         return Ok(Args {
-            namespace,
+            name,
             scope: None,
             key,
             rest,
@@ -159,19 +157,24 @@ fn args<'a>(
     }
     let scope = cache.as_ref().map(|c| c.encoded.as_str());
     Ok(Args {
-        namespace,
+        name,
         scope,
         key,
         rest,
     })
 }
 
-/// The context of a call: `tier`'s values under its prefix, or the
-/// application namespace.
-fn context<'a>(tier: Option<&'a WasmLayout>, namespace: &'a str) -> Context<'a> {
-    match tier {
-        Some(layout) => Context::tier(&layout.0, Kind::Value),
-        None => Context::App(namespace),
+/// The context of a call: a tier's values under the prefix `name` (which
+/// js/signer.ts reads from the tier's `LayoutCore`, so it is a valid one),
+/// or the application namespace `name`.
+fn context(tier: bool, name: &str) -> Context<'_> {
+    if tier {
+        Context::Tier {
+            prefix: name,
+            kind: Kind::Value,
+        }
+    } else {
+        Context::App(name)
     }
 }
 
@@ -253,7 +256,7 @@ impl WasmSigner {
     fn call(
         &mut self,
         scoped: bool,
-        namespace_len: usize,
+        name_len: usize,
         key_len: usize,
         tenant_len: i32,
         user_len: i32,
@@ -269,7 +272,7 @@ impl WasmSigner {
             input,
             scope_cache,
             scoped,
-            namespace_len,
+            name_len,
             key_len,
             tenant_len,
             user_len,
@@ -291,11 +294,13 @@ impl WasmSigner {
     }
 
     /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8
-    /// JSON) in the namespace read first from the buffer.
+    /// JSON) in the context whose name the buffer starts with: a tier's
+    /// values under that prefix (`tier`), or that namespace.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &mut self,
-        namespace_len: usize,
+        tier: bool,
+        name_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
@@ -305,59 +310,8 @@ impl WasmSigner {
         now: f64,
         ttl: f64,
     ) -> Result<String, JsValue> {
-        let lens = [namespace_len, key_len, payload_len];
-        self.seal_for(None, lens, scoped, tenant_len, user_len, encoding, now, ttl)
-    }
-
-    /// [`seal`](Self::seal) of one of `tier`'s values (no namespace).
-    #[allow(clippy::too_many_arguments)]
-    #[wasm_bindgen(js_name = sealTier)]
-    pub fn seal_tier(
-        &mut self,
-        tier: &WasmLayout,
-        scoped: bool,
-        key_len: usize,
-        tenant_len: i32,
-        user_len: i32,
-        encoding: u8,
-        payload_len: usize,
-        now: f64,
-        ttl: f64,
-    ) -> Result<String, JsValue> {
-        let lens = [0, key_len, payload_len];
-        self.seal_for(
-            Some(tier),
-            lens,
-            scoped,
-            tenant_len,
-            user_len,
-            encoding,
-            now,
-            ttl,
-        )
-    }
-
-    /// `lens`: the namespace, key and payload lengths.
-    #[allow(clippy::too_many_arguments)]
-    fn seal_for(
-        &mut self,
-        tier: Option<&WasmLayout>,
-        [namespace_len, key_len, payload_len]: [usize; 3],
-        scoped: bool,
-        tenant_len: i32,
-        user_len: i32,
-        encoding: u8,
-        now: f64,
-        ttl: f64,
-    ) -> Result<String, JsValue> {
-        let (signer, a) = self.call(
-            scoped,
-            namespace_len,
-            key_len,
-            tenant_len,
-            user_len,
-            payload_len,
-        )?;
+        let (signer, a) =
+            self.call(scoped, name_len, key_len, tenant_len, user_len, payload_len)?;
         let at = expiry(now, ttl)?;
         let encoding = if encoding == 1 {
             Encoding::Json
@@ -366,60 +320,23 @@ impl WasmSigner {
         };
         // JSON arrives as TextEncoder output, which is always UTF-8.
         signer
-            .seal_bound(
-                context(tier, a.namespace),
-                a.scope,
-                a.key,
-                encoding,
-                a.rest,
-                at,
-            )
+            .seal_bound(context(tier, a.name), a.scope, a.key, encoding, a.rest, at)
             .map_err(to_js)
     }
 
-    /// Opens the envelope in the input buffer, in the namespace read first
-    /// from the buffer: a string (JSON text), a `Uint8Array` (bytes), or
-    /// `undefined` if it has expired.
+    /// Opens the envelope in the input buffer, in the context as for
+    /// [`seal`](Self::seal): a string (JSON text), a `Uint8Array` (bytes),
+    /// or `undefined` if it has expired.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         &mut self,
-        namespace_len: usize,
+        tier: bool,
+        name_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
         user_len: i32,
         envelope_len: usize,
-        now: f64,
-    ) -> Result<JsValue, JsValue> {
-        let lens = [namespace_len, key_len, envelope_len];
-        self.open_for(None, lens, scoped, tenant_len, user_len, now)
-    }
-
-    /// [`open`](Self::open) of one of `tier`'s values (no namespace).
-    #[allow(clippy::too_many_arguments)]
-    #[wasm_bindgen(js_name = openTier)]
-    pub fn open_tier(
-        &mut self,
-        tier: &WasmLayout,
-        scoped: bool,
-        key_len: usize,
-        tenant_len: i32,
-        user_len: i32,
-        envelope_len: usize,
-        now: f64,
-    ) -> Result<JsValue, JsValue> {
-        let lens = [0, key_len, envelope_len];
-        self.open_for(Some(tier), lens, scoped, tenant_len, user_len, now)
-    }
-
-    /// `lens`: the namespace, key and envelope lengths.
-    fn open_for(
-        &mut self,
-        tier: Option<&WasmLayout>,
-        [namespace_len, key_len, envelope_len]: [usize; 3],
-        scoped: bool,
-        tenant_len: i32,
-        user_len: i32,
         now: f64,
     ) -> Result<JsValue, JsValue> {
         if now.is_nan() {
@@ -427,7 +344,7 @@ impl WasmSigner {
         }
         let (signer, a) = self.call(
             scoped,
-            namespace_len,
+            name_len,
             key_len,
             tenant_len,
             user_len,
@@ -436,7 +353,7 @@ impl WasmSigner {
         // Saturating: a negative time reads as 0, which expires nothing.
         let now = now.floor() as u64;
         let Some(opened) = signer
-            .open_bound(context(tier, a.namespace), a.scope, a.key, a.rest, now)
+            .open_bound(context(tier, a.name), a.scope, a.key, a.rest, now)
             .map_err(to_js)?
         else {
             return Ok(JsValue::UNDEFINED);

@@ -22,7 +22,7 @@ fn scope(tenant: Option<String>, user: Option<String>) -> Result<Option<Scope>, 
 
 /// The Redis key layout of one prefix.
 #[wasm_bindgen(js_name = LayoutCore)]
-pub struct WasmLayout(pub(crate) Layout);
+pub struct WasmLayout(Layout);
 
 #[wasm_bindgen(js_class = LayoutCore)]
 impl WasmLayout {
@@ -30,6 +30,12 @@ impl WasmLayout {
     #[wasm_bindgen(constructor)]
     pub fn new(prefix: &str) -> Result<WasmLayout, JsValue> {
         Layout::new(prefix).map(WasmLayout).map_err(to_js)
+    }
+
+    /// The prefix (the context the tier's envelopes are bound to).
+    #[wasm_bindgen(getter)]
+    pub fn prefix(&self) -> String {
+        self.0.prefix().to_owned()
     }
 
     /// What the Redis keys of values (`counter` false) or counters in this
