@@ -43,18 +43,21 @@ function scopeEnc(scope) {
   return tag + [t, u].filter((p) => p !== undefined).map((p) => `${Buffer.byteLength(p)}:${p}`).join('') + '|';
 }
 
-/** The bytes after the body in the MAC input: scope field, key. */
+/** The default context field (a Signer on its own, namespace ""): marker 0, u64(0). */
+const DEFAULT_CONTEXT = Buffer.alloc(9);
+
+/** The bytes after the body in the MAC input: context field, scope field, key. */
 function context(key, scope) {
   const k = Buffer.from(key);
-  if (scope === undefined) return Buffer.concat([Buffer.from([0]), u64(k.length), k]);
+  if (scope === undefined) return Buffer.concat([DEFAULT_CONTEXT, Buffer.from([0]), u64(k.length), k]);
   const e = Buffer.from(scopeEnc(scope));
-  return Buffer.concat([Buffer.from([1]), u64(e.length), e, u64(k.length), k]);
+  return Buffer.concat([DEFAULT_CONTEXT, Buffer.from([1]), u64(e.length), e, u64(k.length), k]);
 }
 
 function body(json, expiresAt) {
   const payload = Buffer.from(json);
   const b = Buffer.allocUnsafe(15 + KEY_ID.length + payload.length);
-  b[0] = 1;
+  b[0] = 2;
   b[1] = KEY_ID.length;
   b.write(KEY_ID, 2, 'latin1');
   let o = 2 + KEY_ID.length;
@@ -67,7 +70,7 @@ function body(json, expiresAt) {
 
 /** Checks the header as our reader does; returns [payload start, tag start, expiresAt]. */
 function header(raw) {
-  if (raw.length < 47 || raw[0] !== 1) throw new Error('malformed');
+  if (raw.length < 47 || raw[0] !== 2) throw new Error('malformed');
   const k = raw[1];
   if (raw.toString('latin1', 2, 2 + k) !== KEY_ID) throw new Error('unknown key id');
   const expiresAt = Number(raw.readBigUInt64BE(2 + k));

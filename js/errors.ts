@@ -46,6 +46,8 @@ export type EdgeCacheErrorCode =
   | 'UNKNOWN_KEY_ID'
   /** An envelope is not well formed (truncated, bad base64, wrong version...). */
   | 'MALFORMED_ENVELOPE'
+  /** An envelope of format version 1, which does not bind the cache's prefix: refused unless the Signer has `acceptV1`. */
+  | 'OUTDATED_ENVELOPE'
   /** A signing key is shorter than 32 bytes, or one byte repeated. */
   | 'WEAK_KEY'
   /** An envelope (or a payload to seal) is larger than the signer's limit. */

@@ -2,7 +2,7 @@
 // before they leave the isolate. The format is specified, with test
 // vectors, in docs/ENVELOPE.md.
 import { EdgeCacheError, rethrow } from './errors.js';
-import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, signerMemory } from './wasm/edgecache.js';
+import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, signerMemory, type LayoutCore } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 
@@ -98,6 +98,17 @@ export interface SignerOptions {
    * @default 1048576 (1 MiB)
    */
   maxPayloadBytes?: number;
+  /**
+   * Also open envelopes of format version 1, written before envelopes bound
+   * the cache's prefix (docs/ENVELOPE.md), during a migration window. A
+   * version 1 value opens under any prefix or `context`: one copied from
+   * another cache sharing the secret is served. Leave it off (version 1 is
+   * then refused with `OUTDATED_ENVELOPE`; the Redis tier counts it as
+   * rejected, a miss) once the old values have expired or been rewritten.
+   * Sealing always writes version 2.
+   * @default false
+   */
+  acceptV1?: boolean;
 }
 
 /** Options of {@link Signer.seal}. */
@@ -107,6 +118,15 @@ export interface SealOptions {
    * @default undefined (the root keyspace, distinct from every scope)
    */
   scope?: EnvelopeScope;
+  /**
+   * The namespace the value is written for, such as the KV namespace or
+   * store it goes to: `open` must give the same one, so a value copied
+   * between two namespaces signed with one secret does not open. Any
+   * string of well-formed Unicode; never equal to a `TieredCache`'s
+   * context.
+   * @default '' (the default namespace)
+   */
+  context?: string;
   /**
    * Time to live in ms; after it `open` returns `undefined`.
    * @default 0 (never expires)
@@ -121,6 +141,11 @@ export interface OpenOptions {
    * @default undefined (the root keyspace)
    */
   scope?: EnvelopeScope;
+  /**
+   * The namespace the value was written for ({@link SealOptions.context}).
+   * @default '' (the default namespace)
+   */
+  context?: string;
 }
 
 function secretBytes(id: string, secret: SignerSecret): Uint8Array {
@@ -154,6 +179,15 @@ function scopeOf(scope: unknown): { tenant: string | undefined; user: string | u
   }
   const s = scope as EnvelopeScope;
   return { tenant: part('tenant', s.tenant), user: part('user', s.user) };
+}
+
+function contextOf(context: unknown): string {
+  if (context === undefined) return '';
+  if (typeof context === 'string' && wellFormed(context)) return context;
+  throw new EdgeCacheError(
+    'INVALID_OPTION',
+    `invalid option \`context\`: a string of well-formed Unicode (no lone surrogates), got ${typeof context === 'string' ? 'a string with a lone surrogate' : context === null ? 'null' : typeof context}`,
+  );
 }
 
 /** Refuses a non-object and unknown option names. */
@@ -203,7 +237,7 @@ function payloadOf(value: unknown): [string | Uint8Array, 0 | 1] {
   return [json, 1];
 }
 
-const SIGNER_OPTIONS = ['keys', 'current', 'now', 'maxPayloadBytes'] as const;
+const SIGNER_OPTIONS = ['keys', 'current', 'now', 'maxPayloadBytes', 'acceptV1'] as const;
 
 // ---- moving arguments into wasm ----
 // A call writes its strings back to back into the signer's input buffer in
@@ -224,14 +258,15 @@ function wasmBytes(): Uint8Array {
 }
 
 // The lengths written by the last `put`, passed on to the core (-1: absent).
+let nameLen = 0;
 let keyLen = 0;
 let tenantLen = -1;
 let userLen = -1;
 let restLen = 0;
 
-/** Writes key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
-function put(core: SignerCore, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
-  const small = 3 * (key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
+/** Writes the context's name, key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
+function put(core: SignerCore, name: string, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
+  const small = 3 * (name.length + key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
   // Room for ASCII text first (the usual case for JSON and always for
   // envelopes); the UTF-8 worst case only if that did not fit.
   let room = small + rest.length + 8;
@@ -240,6 +275,8 @@ function put(core: SignerCore, key: string, tenant: string | undefined, user: st
     const mem = wasmBytes();
     const end = start + room;
     let at = start;
+    nameLen = 0;
+    if (name !== '') at += nameLen = encoder.encodeInto(name, mem.subarray(at, end)).written;
     at += keyLen = encoder.encodeInto(key, mem.subarray(at, end)).written;
     tenantLen = userLen = -1;
     if (tenant !== undefined) at += tenantLen = encoder.encodeInto(tenant, mem.subarray(at, end)).written;
@@ -258,6 +295,17 @@ function put(core: SignerCore, key: string, tenant: string | undefined, user: st
   }
 }
 
+// A tier's prefix, read from its layout once (one string from wasm per tier).
+const prefixes = new WeakMap<LayoutCore, string>();
+
+/** The context name of a tier: its prefix; '' without one. */
+function prefixOf(tier: LayoutCore | undefined): string {
+  if (tier === undefined) return '';
+  let p = prefixes.get(tier);
+  if (p === undefined) prefixes.set(tier, (p = tier.prefix));
+  return p;
+}
+
 function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `key must be a string, got ${typeof key}`);
   if (!wellFormed(key)) throw new EdgeCacheError('INVALID_KEY', 'key must be well-formed Unicode: a lone surrogate has no UTF-8 form, so it could not be bound to the envelope');
@@ -266,9 +314,10 @@ function checkKey(key: unknown): asserts key is string {
 /**
  * Seals values in signed envelopes (HMAC-SHA256, computed in wasm) before
  * they leave the isolate, and opens them again. An envelope is bound to the
- * cache key and scope it was written for: a reader never gets back a value
- * that was altered, moved to another key, tenant or user, sealed with an
- * unknown key, or expired.
+ * cache key, scope and context it was written for (a `TieredCache` binds
+ * its prefix): a reader never gets back a value that was altered, moved to
+ * another key, tenant, user, namespace or cache, sealed with an unknown
+ * key, or expired.
  *
  * JS values travel as UTF-8 JSON; a `Uint8Array` or `ArrayBuffer` travels
  * as raw bytes and opens as a `Uint8Array`. The envelope is a base64url
@@ -290,7 +339,7 @@ export class Signer {
   constructor(options: SignerOptions) {
     ensureWasm();
     if (options === null || typeof options !== 'object') {
-      throw new EdgeCacheError('INVALID_OPTION', 'new Signer takes { keys, current?, now?, maxPayloadBytes? }');
+      throw new EdgeCacheError('INVALID_OPTION', 'new Signer takes { keys, current?, now?, maxPayloadBytes?, acceptV1? }');
     }
     checkOptions(options, SIGNER_OPTIONS, 'Signer');
     if (options.keys === null || typeof options.keys !== 'object') {
@@ -307,6 +356,7 @@ export class Signer {
       throw new EdgeCacheError('INVALID_OPTION', 'invalid option `current`: the key id (a string) that seals');
     }
     if (options.now !== undefined && typeof options.now !== 'function') throw new EdgeCacheError('INVALID_OPTION', 'invalid option `now`: a function returning ms since the Unix epoch');
+    if (options.acceptV1 !== undefined && typeof options.acceptV1 !== 'boolean') throw new EdgeCacheError('INVALID_OPTION', 'invalid option `acceptV1`: true or false');
     this.#now = options.now ?? Date.now;
     let core: SignerCore | undefined;
     try {
@@ -317,6 +367,7 @@ export class Signer {
       }
       core!.setCurrent(current);
       if (options.maxPayloadBytes !== undefined) core!.setMaxPayload(options.maxPayloadBytes);
+      if (options.acceptV1 === true) core!.setAcceptV1(true);
     } catch (e) {
       core?.free();
       rethrow(e);
@@ -336,21 +387,23 @@ export class Signer {
   }
 
   /**
-   * Seals `value` for `key` (and `options.scope`) with the current key.
-   * Deterministic: the same value, key, scope, key id and expiry give the
-   * same envelope.
+   * Seals `value` for `key` (and `options.scope` and `options.context`)
+   * with the current key. Deterministic: the same value, key, scope,
+   * context, key id and expiry give the same envelope.
    *
    * @throws EdgeCacheError `UNSERIALIZABLE_VALUE` if `value` has no JSON
    * form (`undefined`, a function, a symbol, a BigInt, a cycle) or is a
    * typed array other than `Uint8Array` (or a `DataView`); `INVALID_TTL`
    * unless `ttl` is a finite number >= 0; `INVALID_SCOPE` for a scope that
    * is not an object or has a non-finite number, a lone surrogate or an
-   * unknown field; `INVALID_OPTION` for unknown options.
+   * unknown field; `INVALID_OPTION` for unknown options or a `context`
+   * that is not a string of well-formed Unicode.
    */
   seal(key: string, value: unknown, options?: SealOptions): string {
     const core = this.#live();
     checkKey(key);
-    checkOptions(options, ['scope', 'ttl'], 'seal');
+    checkOptions(options, ['scope', 'ttl', 'context'], 'seal');
+    const namespace = contextOf(options?.context);
     const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
     const tenant = scope?.tenant;
@@ -359,29 +412,31 @@ export class Signer {
     const [rest, encoding] = payloadOf(value);
     const now = this.#now();
     try {
-      put(core, key, tenant, user, rest);
-      return core.seal(scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
+      put(core, namespace, key, tenant, user, rest);
+      return core.seal(false, nameLen, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
     } catch (e) {
       rethrow(e);
     }
   }
 
   /**
-   * Opens an envelope sealed for `key` (and `options.scope`): the value,
-   * or `undefined` if it has expired. `T` is not checked: the tag proves
-   * who wrote the value, not its shape.
+   * Opens an envelope sealed for `key` (and `options.scope` and
+   * `options.context`): the value, or `undefined` if it has expired. `T` is
+   * not checked: the tag proves who wrote the value, not its shape.
    *
    * @throws EdgeCacheError `BAD_SIGNATURE` if it was altered or sealed for
-   * another key, scope or secret; `UNKNOWN_KEY_ID` if its key is not in
-   * `keys`; `MALFORMED_ENVELOPE` if it is not an envelope (not a string,
-   * bad base64url, truncated, overlong, another version); and
-   * `ENVELOPE_TOO_LARGE` if it is over `maxPayloadBytes`.
+   * another key, scope, context or secret; `UNKNOWN_KEY_ID` if its key is
+   * not in `keys`; `OUTDATED_ENVELOPE` if it is of format version 1 (see
+   * {@link SignerOptions.acceptV1}); `MALFORMED_ENVELOPE` if it is not an
+   * envelope (not a string, bad base64url, truncated, overlong, an unknown
+   * version); and `ENVELOPE_TOO_LARGE` if it is over `maxPayloadBytes`.
    */
   open<T = unknown>(key: string, sealed: string, options?: OpenOptions): T | undefined {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
-    checkOptions(options, ['scope'], 'open');
+    checkOptions(options, ['scope', 'context'], 'open');
+    const namespace = contextOf(options?.context);
     const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
     const tenant = scope?.tenant;
@@ -391,8 +446,8 @@ export class Signer {
     try {
       // Too long to be an envelope: refused before it is copied.
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
-      put(core, key, tenant, user, sealed);
-      out = core.open(scoped, keyLen, tenantLen, userLen, restLen, now);
+      put(core, namespace, key, tenant, user, sealed);
+      out = core.open(false, nameLen, scoped, keyLen, tenantLen, userLen, restLen, now);
     } catch (e) {
       rethrow(e);
     }
@@ -408,9 +463,11 @@ export class Signer {
   /**
    * @internal Seals a payload that is already serialized: JSON text
    * (`encoding` 1) or bytes (0). For the Redis tier, whose serializer is
-   * its own.
+   * its own: `tier` is its layout, whose prefix the envelope is bound to
+   * (a value of the tier's kind "v"); `undefined` is the default context
+   * of {@link Signer.seal}.
    */
-  sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number): string {
+  sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number, tier: LayoutCore | undefined): string {
     const core = this.#live();
     checkKey(key);
     const s = scopeOf(scope);
@@ -418,8 +475,8 @@ export class Signer {
     const user = s?.user;
     ttl = checkTtl(ttl);
     try {
-      put(core, key, tenant, user, payload);
-      return core.seal(scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
+      put(core, prefixOf(tier), key, tenant, user, payload);
+      return core.seal(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
     } catch (e) {
       rethrow(e);
     }
@@ -428,9 +485,10 @@ export class Signer {
   /**
    * @internal Opens an envelope without parsing its payload: the JSON text
    * or bytes and the absolute expiry (ms, 0 = never), or `undefined` if it
-   * has expired. Throws as {@link Signer.open} does.
+   * has expired. `tier` as for {@link Signer.sealPayload}. Throws as
+   * {@link Signer.open} does.
    */
-  openPayload(key: string, sealed: unknown, scope: EnvelopeScope | undefined): { payload: string | Uint8Array; expiresAt: number } | undefined {
+  openPayload(key: string, sealed: unknown, scope: EnvelopeScope | undefined, tier: LayoutCore | undefined): { payload: string | Uint8Array; expiresAt: number } | undefined {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
@@ -439,8 +497,8 @@ export class Signer {
     const user = s?.user;
     try {
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
-      put(core, key, tenant, user, sealed);
-      const out = core.open(scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now()) as string | Uint8Array | undefined;
+      put(core, prefixOf(tier), key, tenant, user, sealed);
+      const out = core.open(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now()) as string | Uint8Array | undefined;
       return out === undefined ? undefined : { payload: out, expiresAt: core.lastExpiresAt() };
     } catch (e) {
       rethrow(e);

@@ -403,7 +403,7 @@ export class TieredCache<V = unknown> {
     }
     let opened: { payload: string | Uint8Array; expiresAt: number } | undefined;
     try {
-      opened = s.signer.openPayload(key, raw, this.#scope);
+      opened = s.signer.openPayload(key, raw, this.#scope, s.layout);
       if (opened === undefined) return undefined;
       return { value: s.serializer.deserialize(opened.payload), expiresAt: opened.expiresAt };
     } catch (e) {
@@ -613,7 +613,7 @@ export class TieredCache<V = unknown> {
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
       throw new EdgeCacheError('INVALID_OPTION', '`serializer.serialize` must return a string or a Uint8Array');
     }
-    const sealed = s.signer.sealPayload(key, payload, typeof payload === 'string' ? 1 : 0, this.#scope, ttl);
+    const sealed = s.signer.sealPayload(key, payload, typeof payload === 'string' ? 1 : 0, this.#scope, ttl, s.layout);
     // L1 holds what every other isolate will read back, not the caller's object.
     return { sealed, local: s.serializer.deserialize(payload) };
   }

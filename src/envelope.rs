@@ -3,17 +3,28 @@
 //!
 //! An envelope carries a version, a key id, an absolute expiry, the payload
 //! encoding and the payload, followed by a tag: HMAC-SHA256 over all of
-//! that **and** the [`Scope`] and cache key the value was written for. The
-//! scope and key are not stored, only bound, so an envelope copied to
-//! another key, tenant or user fails to open. The transport form is
+//! that **and** the [`Context`] (a signer on its own, or a cache's shared
+//! tier under its prefix), the [`Scope`] and the cache key the value was
+//! written for (`context.rs`). Those are not stored, only bound, so an
+//! envelope copied to another cache's prefix, key, tenant or user fails to
+//! open, even where every cache shares one secret. The transport form is
 //! unpadded base64url. `docs/ENVELOPE.md` specifies the bytes precisely,
 //! with test vectors, so any HMAC library can verify one.
 //!
 //! [`Signer::open`] checks the version, key id, lengths and size limit from
 //! the first few characters before it decodes or hashes the payload, and
 //! compares tags in constant time.
+//!
+//! This writes format version 2. Version 1 bound no context (a value moved
+//! between two caches' prefixes under one secret opened); it is refused
+//! (`OUTDATED_ENVELOPE`) unless [`Signer::set_accept_v1`] opens a migration
+//! window.
 
 pub(crate) mod base64url;
+mod context;
+
+pub use context::Context;
+use context::{bind, bind_v1};
 
 use std::sync::Arc;
 
@@ -25,8 +36,13 @@ use crate::scope::Scope;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The envelope format version this crate writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The envelope format version this crate writes and reads (it reads
+/// version 1 only under [`Signer::set_accept_v1`]).
+pub const ENVELOPE_VERSION: u8 = 2;
+
+/// The format before contexts were bound: read under
+/// [`Signer::set_accept_v1`], never written.
+const VERSION_1: u8 = 1;
 
 /// The longest key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 64;
@@ -39,7 +55,8 @@ pub const MAX_PAYLOAD_LIMIT: u32 = 1 << 30;
 
 /// Domain separation: the first bytes of every MAC input, so a tag made for
 /// an envelope can never be mistaken for one made by other code that
-/// happens to share the secret.
+/// happens to share the secret. (The version byte follows it, so the MAC
+/// inputs of the two versions differ from their 20th byte.)
 pub const MAC_LABEL: &[u8] = b"edgecache/envelope\0";
 
 /// The bytes of the tag.
@@ -173,6 +190,7 @@ pub struct Signer {
     keys: Vec<Key>,
     current: usize,
     max_payload: u32,
+    accept_v1: bool,
 }
 
 impl std::fmt::Debug for Signer {
@@ -182,6 +200,7 @@ impl std::fmt::Debug for Signer {
             .field("key_ids", &self.key_ids().collect::<Vec<_>>())
             .field("current", &self.current_key_id())
             .field("max_payload", &self.max_payload)
+            .field("accept_v1", &self.accept_v1)
             .finish()
     }
 }
@@ -196,22 +215,10 @@ fn check_key_id(id: &[u8]) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// Feeds the scope and cache key into `mac` (see `docs/ENVELOPE.md`).
-fn bind(mac: &mut HmacSha256, scope: Option<&str>, key: &str) {
-    match scope {
-        None => mac.update(&[0]),
-        Some(enc) => {
-            mac.update(&[1]);
-            mac.update(&(enc.len() as u64).to_be_bytes());
-            mac.update(enc.as_bytes());
-        }
-    }
-    mac.update(&(key.len() as u64).to_be_bytes());
-    mac.update(key.as_bytes());
-}
-
 /// The fields of a header, read before any work on the payload.
 struct Header {
+    /// [`ENVELOPE_VERSION`], or [`VERSION_1`] under `accept_v1`.
+    version: u8,
     key: usize,
     expires_at: u64,
     encoding: Encoding,
@@ -231,6 +238,7 @@ impl Signer {
             keys: Vec::new(),
             current: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            accept_v1: false,
         };
         s.add_key(key_id, secret)?;
         Ok(s)
@@ -332,6 +340,36 @@ impl Signer {
         self.max_payload
     }
 
+    /// Also opens envelopes of format version 1 (off by default: they are
+    /// refused with [`Error::OutdatedEnvelope`]), for a migration window
+    /// while values written before the upgrade are still read.
+    ///
+    /// Version 1 bound scope and key but no [`Context`]: such a value opens
+    /// under **any** context, so one copied from another cache's prefix
+    /// that shares the secret is served. Turn this on only while values
+    /// written by the old format may still be read, and off once they have
+    /// expired or been rewritten (the longest TTL after the upgrade; values
+    /// without a TTL need rewriting, or the old prefix cleared). Sealing
+    /// always writes version 2.
+    ///
+    /// ```
+    /// # use edgecache::Signer;
+    /// let mut s = Signer::new("k1", &(0..32).collect::<Vec<u8>>()).unwrap();
+    /// // A version 1 envelope (the first vector of docs/ENVELOPE.md's version 1).
+    /// let v1 = "AQJrMQAAAAAAAAAAAQAAABR7Im5hbWUiOiJBZGEiLCJuIjoxfatoHMqKBoxkyvyhBGXRIBQTScDhzJKiHuHqzr3oUOou";
+    /// assert_eq!(s.open(None, "user:1", v1, 0).unwrap_err().code(), "OUTDATED_ENVELOPE");
+    /// s.set_accept_v1(true);
+    /// assert_eq!(s.open(None, "user:1", v1, 0).unwrap().unwrap().json().unwrap(), r#"{"name":"Ada","n":1}"#);
+    /// ```
+    pub fn set_accept_v1(&mut self, accept: bool) {
+        self.accept_v1 = accept;
+    }
+
+    /// Whether envelopes of format version 1 open ([`set_accept_v1`](Self::set_accept_v1)).
+    pub fn accepts_v1(&self) -> bool {
+        self.accept_v1
+    }
+
     /// The longest envelope text, in bytes, that [`open`](Self::open)
     /// reads: that of a [`max_payload`](Self::max_payload) payload under
     /// the longest key id.
@@ -374,9 +412,9 @@ impl Signer {
     }
 
     /// Seals `payload` for `key` in `scope` (`None`: the root keyspace) with
-    /// the current key. `expires_at` is absolute, in ms since the Unix
-    /// epoch; 0 means never. Deterministic: the same inputs give the same
-    /// envelope.
+    /// the current key, in the default [`Context`] (a signer used on its
+    /// own). `expires_at` is absolute, in ms since the Unix epoch; 0 means
+    /// never. Deterministic: the same inputs give the same envelope.
     pub fn seal(
         &self,
         scope: Option<&Scope>,
@@ -384,24 +422,38 @@ impl Signer {
         payload: Payload<'_>,
         expires_at: u64,
     ) -> Result<String> {
-        let (encoding, bytes) = payload.parts();
-        self.seal_encoded(scope, key, encoding, bytes, expires_at)
+        self.seal_in(Context::DEFAULT, scope, key, payload, expires_at)
     }
 
-    /// [`seal`](Self::seal) with the encoding given apart from the bytes,
-    /// for callers that already hold JSON as UTF-8 bytes (the caller
+    /// [`seal`](Self::seal) in `context`: [`open_in`](Self::open_in) must
+    /// give the same one.
+    pub fn seal_in(
+        &self,
+        context: Context<'_>,
+        scope: Option<&Scope>,
+        key: &str,
+        payload: Payload<'_>,
+        expires_at: u64,
+    ) -> Result<String> {
+        let (encoding, bytes) = payload.parts();
+        self.seal_encoded(context, scope, key, encoding, bytes, expires_at)
+    }
+
+    /// [`seal_in`](Self::seal_in) with the encoding given apart from the
+    /// bytes, for callers that already hold JSON as UTF-8 bytes (the caller
     /// vouches that [`Encoding::Json`] bytes are UTF-8 JSON text).
     ///
     /// ```
-    /// # use edgecache::{Encoding, Payload, Signer};
+    /// # use edgecache::{Context, Encoding, Payload, Signer};
     /// let s = Signer::new("k", &(1..=32).collect::<Vec<u8>>()).unwrap();
     /// assert_eq!(
-    ///     s.seal_encoded(None, "k", Encoding::Json, b"[1]", 0).unwrap(),
+    ///     s.seal_encoded(Context::DEFAULT, None, "k", Encoding::Json, b"[1]", 0).unwrap(),
     ///     s.seal(None, "k", Payload::Json("[1]"), 0).unwrap(),
     /// );
     /// ```
     pub fn seal_encoded(
         &self,
+        context: Context<'_>,
         scope: Option<&Scope>,
         key: &str,
         encoding: Encoding,
@@ -409,13 +461,14 @@ impl Signer {
         expires_at: u64,
     ) -> Result<String> {
         let enc = scope.map(Scope::encode);
-        self.seal_bound(enc.as_deref(), key, encoding, bytes, expires_at)
+        self.seal_bound(context, enc.as_deref(), key, encoding, bytes, expires_at)
     }
 
     /// [`seal_encoded`](Self::seal_encoded) with the scope already encoded
     /// ([`Scope::encode`]), for callers that reuse one scope across calls.
     pub(crate) fn seal_bound(
         &self,
+        context: Context<'_>,
         scope: Option<&str>,
         key: &str,
         encoding: Encoding,
@@ -440,7 +493,7 @@ impl Signer {
         buf.extend_from_slice(bytes);
         let mut mac = k.mac.clone();
         mac.update(&buf);
-        bind(&mut mac, scope, key);
+        bind(&mut mac, context, scope, key);
         buf.extend_from_slice(&mac.finalize().into_bytes());
         Ok(base64url::encode(&buf))
     }
@@ -467,11 +520,16 @@ impl Signer {
         if head.len() < 2 {
             return Err(malformed("it is truncated"));
         }
-        if head[0] != ENVELOPE_VERSION {
-            return Err(Error::MalformedEnvelope(format!(
-                "version {} is not supported (this build reads version {ENVELOPE_VERSION})",
-                head[0]
-            )));
+        let version = head[0];
+        match version {
+            ENVELOPE_VERSION => {}
+            VERSION_1 if self.accept_v1 => {}
+            VERSION_1 => return Err(Error::OutdatedEnvelope(VERSION_1)),
+            v => {
+                return Err(Error::MalformedEnvelope(format!(
+                    "version {v} is not supported (this build reads version {ENVELOPE_VERSION})"
+                )))
+            }
         }
         let id_len = usize::from(head[1]);
         if id_len == 0 || id_len > MAX_KEY_ID_LEN {
@@ -505,6 +563,7 @@ impl Signer {
             Error::UnknownKeyId(String::from_utf8_lossy(id).into_owned())
         })?;
         Ok(Header {
+            version,
             key,
             expires_at,
             encoding,
@@ -513,16 +572,18 @@ impl Signer {
         })
     }
 
-    /// Verifies `envelope` for `key` in `scope` (`None`: the root keyspace).
+    /// Verifies `envelope` for `key` in `scope` (`None`: the root keyspace),
+    /// in the default [`Context`] (a signer used on its own).
     ///
     /// Returns `Ok(None)` if it verifies but has expired (`now >=
     /// expires_at`, `now` in ms since the Unix epoch), and an error if it
     /// does not verify: [`Error::BadSignature`] (altered, or sealed for
-    /// another key, scope or secret), [`Error::UnknownKeyId`],
-    /// [`Error::MalformedEnvelope`] or [`Error::EnvelopeTooLarge`]. The
-    /// last three are decided from the header and lengths alone, before
-    /// the payload is decoded or hashed; tags are compared in constant
-    /// time.
+    /// another context, key, scope or secret), [`Error::UnknownKeyId`],
+    /// [`Error::OutdatedEnvelope`] (format version 1, see
+    /// [`set_accept_v1`](Self::set_accept_v1)), [`Error::MalformedEnvelope`]
+    /// or [`Error::EnvelopeTooLarge`]. All but the first are decided from
+    /// the header and lengths alone, before the payload is decoded or
+    /// hashed; tags are compared in constant time.
     ///
     /// `envelope` is the base64url text, as a `&str` or as its bytes.
     pub fn open<E: AsRef<[u8]> + ?Sized>(
@@ -532,13 +593,27 @@ impl Signer {
         envelope: &E,
         now: u64,
     ) -> Result<Option<Opened>> {
-        let enc = scope.map(Scope::encode);
-        self.open_bound(enc.as_deref(), key, envelope.as_ref(), now)
+        self.open_in(Context::DEFAULT, scope, key, envelope, now)
     }
 
-    /// [`open`](Self::open) with the scope already encoded ([`Scope::encode`]).
+    /// [`open`](Self::open) in `context`, the one the envelope was sealed
+    /// in ([`seal_in`](Self::seal_in)).
+    pub fn open_in<E: AsRef<[u8]> + ?Sized>(
+        &self,
+        context: Context<'_>,
+        scope: Option<&Scope>,
+        key: &str,
+        envelope: &E,
+        now: u64,
+    ) -> Result<Option<Opened>> {
+        let enc = scope.map(Scope::encode);
+        self.open_bound(context, enc.as_deref(), key, envelope.as_ref(), now)
+    }
+
+    /// [`open_in`](Self::open_in) with the scope already encoded ([`Scope::encode`]).
     pub(crate) fn open_bound(
         &self,
+        context: Context<'_>,
         scope: Option<&str>,
         key: &str,
         text: &[u8],
@@ -556,7 +631,12 @@ impl Signer {
         let k = &self.keys[h.key];
         let mut mac = k.mac.clone();
         mac.update(&buf[..h.end]);
-        bind(&mut mac, scope, key);
+        if h.version == VERSION_1 {
+            // Under accept_v1 only (header refused it otherwise): no context.
+            bind_v1(&mut mac, scope, key);
+        } else {
+            bind(&mut mac, context, scope, key);
+        }
         mac.verify_slice(&buf[h.end..])
             .map_err(|_| Error::BadSignature)?;
         if h.expires_at != 0 && now >= h.expires_at {
@@ -574,178 +654,4 @@ impl Signer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secret(seed: u8) -> Vec<u8> {
-        (0..32).map(|i| seed.wrapping_add(i * 7)).collect()
-    }
-
-    fn signer() -> Signer {
-        Signer::new("k1", &secret(1)).unwrap()
-    }
-
-    #[test]
-    fn round_trips_both_encodings() {
-        let s = signer();
-        let e = s.seal(None, "a", Payload::Json("[1,2]"), 0).unwrap();
-        let o = s.open(None, "a", &e, u64::MAX).unwrap().unwrap();
-        assert_eq!(
-            (o.encoding(), o.json().unwrap(), o.expires_at()),
-            (Encoding::Json, "[1,2]", 0)
-        );
-        let e = s.seal(None, "a", Payload::Bytes(&[0, 255, 7]), 5).unwrap();
-        let o = s.open(None, "a", &e, 4).unwrap().unwrap();
-        assert_eq!(o.encoding(), Encoding::Bytes);
-        assert!(o.json().is_err());
-        assert_eq!(o.into_payload(), [0, 255, 7]);
-        // Empty payloads too.
-        let e = s.seal(None, "", Payload::Bytes(&[]), 0).unwrap();
-        assert_eq!(s.open(None, "", &e, 0).unwrap().unwrap().payload(), b"");
-    }
-
-    #[test]
-    fn expiry_boundary() {
-        let s = signer();
-        let e = s.seal(None, "a", Payload::Json("1"), 1_000).unwrap();
-        assert!(s.open(None, "a", &e, 999).unwrap().is_some());
-        assert!(s.open(None, "a", &e, 1_000).unwrap().is_none());
-        assert!(s.open(None, "a", &e, 1_001).unwrap().is_none());
-        // Expired but altered is still an error, not a quiet miss.
-        let mut b = base64url::decode(e.as_bytes()).unwrap();
-        let last = b.len() - 1;
-        b[last] ^= 1;
-        let err = s
-            .open(None, "a", &base64url::encode(&b), 5_000)
-            .unwrap_err();
-        assert_eq!(err, Error::BadSignature);
-    }
-
-    #[test]
-    fn binds_key_and_scope() {
-        let s = signer();
-        let t = Scope::tenant("acme").unwrap();
-        let u = Scope::user("acme").unwrap();
-        let tu = Scope::new(Some("acme"), Some("1")).unwrap();
-        let scopes = [None, Some(&t), Some(&u), Some(&tu)];
-        for (i, a) in scopes.iter().enumerate() {
-            let e = s.seal(*a, "k", Payload::Json("1"), 0).unwrap();
-            for (j, b) in scopes.iter().enumerate() {
-                assert_eq!(
-                    s.open(*b, "k", &e, 0).is_ok(),
-                    i == j,
-                    "{a:?} opened as {b:?}"
-                );
-            }
-            for other in ["j", "K", "k2", ""] {
-                assert_eq!(s.open(*a, other, &e, 0).unwrap_err(), Error::BadSignature);
-            }
-        }
-    }
-
-    #[test]
-    fn header_checks_come_before_the_payload() {
-        let mut s = signer();
-        s.set_max_payload(1000).unwrap();
-        let e = s.seal(None, "a", Payload::Bytes(&[9; 600]), 0).unwrap();
-        // Garbage in the payload region: with an unknown key id the error is
-        // about the key id, so the payload was never decoded.
-        let other = Signer::new("zz", &secret(2)).unwrap();
-        let mut garbled = e.clone().into_bytes();
-        garbled[400] = b'!';
-        let garbled = String::from_utf8(garbled).unwrap();
-        assert_eq!(
-            other.open(None, "a", &garbled, 0).unwrap_err(),
-            Error::UnknownKeyId("k1".into())
-        );
-        assert_eq!(
-            s.open(None, "a", &garbled, 0).unwrap_err().code(),
-            "MALFORMED_ENVELOPE"
-        );
-        // Over the limit: refused from its length.
-        s.set_max_payload(100).unwrap();
-        assert_eq!(
-            s.open(None, "a", &e, 0).unwrap_err().code(),
-            "ENVELOPE_TOO_LARGE"
-        );
-    }
-
-    #[test]
-    fn malformed_inputs() {
-        let s = signer();
-        let e = s.seal(None, "a", Payload::Json("\"hello\""), 0).unwrap();
-        let raw = base64url::decode(e.as_bytes()).unwrap();
-        let code = |bytes: &[u8]| {
-            s.open(None, "a", &base64url::encode(bytes), 0)
-                .unwrap_err()
-                .code()
-        };
-        for cut in 0..raw.len() {
-            assert_eq!(
-                code(&raw[..cut]),
-                "MALFORMED_ENVELOPE",
-                "truncated to {cut}"
-            );
-        }
-        let mut long = raw.clone();
-        long.push(0);
-        assert_eq!(code(&long), "MALFORMED_ENVELOPE");
-        let mut v = raw.clone();
-        v[0] = 2;
-        assert_eq!(code(&v), "MALFORMED_ENVELOPE");
-        let mut enc = raw.clone();
-        enc[2 + 2 + 8] = 7;
-        assert_eq!(code(&enc), "MALFORMED_ENVELOPE");
-        for bad in ["", "A", "!!!!", &(e.clone() + "="), &e[..e.len() - 1]] {
-            assert_eq!(
-                s.open(None, "a", bad, 0).unwrap_err().code(),
-                "MALFORMED_ENVELOPE",
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn key_management() {
-        let mut s = signer();
-        assert_eq!(
-            s.add_key("k1", &secret(3)).unwrap_err().code(),
-            "INVALID_OPTION"
-        );
-        assert_eq!(
-            s.add_key("", &secret(3)).unwrap_err().code(),
-            "INVALID_OPTION"
-        );
-        assert_eq!(
-            s.add_key("a b", &secret(3)).unwrap_err().code(),
-            "INVALID_OPTION"
-        );
-        assert_eq!(
-            s.add_key(&"x".repeat(65), &secret(3)).unwrap_err().code(),
-            "INVALID_OPTION"
-        );
-        assert_eq!(s.add_key("k2", &[1; 31]).unwrap_err().code(), "WEAK_KEY");
-        s.add_key(&"x".repeat(64), &secret(3)).unwrap();
-        assert_eq!(s.set_current("nope").unwrap_err().code(), "UNKNOWN_KEY_ID");
-        assert_eq!(s.remove_key("k1").unwrap_err().code(), "INVALID_OPTION");
-        assert!(!s.remove_key("nope").unwrap());
-        s.set_current(&"x".repeat(64)).unwrap();
-        let e = s.seal(None, "a", Payload::Json("1"), 0).unwrap();
-        assert!(s.remove_key("k1").unwrap());
-        assert_eq!(s.current_key_id(), "x".repeat(64));
-        assert_eq!(
-            s.open(None, "a", &e, 0).unwrap().unwrap().key_id(),
-            "x".repeat(64)
-        );
-        assert!(!format!("{s:?}").contains("mac"));
-        assert_eq!(s.set_max_payload(0).unwrap_err().code(), "INVALID_OPTION");
-    }
-
-    #[test]
-    fn same_id_other_secret_is_a_bad_signature() {
-        let a = Signer::new("k1", &secret(1)).unwrap();
-        let b = Signer::new("k1", &secret(2)).unwrap();
-        let e = a.seal(None, "a", Payload::Json("1"), 0).unwrap();
-        assert_eq!(b.open(None, "a", &e, 0).unwrap_err(), Error::BadSignature);
-    }
-}
+mod tests;

@@ -36,8 +36,9 @@ pub enum Error {
     Overflow,
     /// A scope without a tenant or user, or with an empty one.
     InvalidScope(String),
-    /// An envelope's tag does not match its contents, cache key and scope:
-    /// it was tampered with, or written under another key, scope or secret.
+    /// An envelope's tag does not match its contents, context (a cache's
+    /// prefix), cache key and scope: it was tampered with, or written under
+    /// another prefix, key, scope or secret.
     BadSignature,
     /// An envelope names a key id the signer does not hold (never added, or
     /// removed by a rotation).
@@ -45,6 +46,10 @@ pub enum Error {
     /// An envelope is not well formed: bad base64url, truncated, overlong,
     /// an unknown version or payload encoding, a bad key id.
     MalformedEnvelope(String),
+    /// An envelope of an older format version that the signer refuses:
+    /// version 1, which does not bind the cache's prefix (see
+    /// `Signer::set_accept_v1`).
+    OutdatedEnvelope(u8),
     /// A signing secret is too short (under 32 bytes) or trivially guessable.
     WeakKey(String),
     /// An envelope or its payload is larger than the signer's limit.
@@ -111,6 +116,7 @@ impl Error {
             Error::BadSignature => "BAD_SIGNATURE",
             Error::UnknownKeyId(_) => "UNKNOWN_KEY_ID",
             Error::MalformedEnvelope(_) => "MALFORMED_ENVELOPE",
+            Error::OutdatedEnvelope(_) => "OUTDATED_ENVELOPE",
             Error::WeakKey(_) => "WEAK_KEY",
             Error::EnvelopeTooLarge { .. } => "ENVELOPE_TOO_LARGE",
             Error::RandomUnavailable(_) => "RANDOM_UNAVAILABLE",
@@ -147,13 +153,17 @@ impl fmt::Display for Error {
             Error::InvalidScope(why) => write!(f, "invalid scope: {why}"),
             Error::BadSignature => write!(
                 f,
-                "envelope signature does not match: it was altered, or sealed for another key, scope or secret"
+                "envelope signature does not match: it was altered, or sealed for another cache prefix, key, scope or secret"
             ),
             Error::UnknownKeyId(id) => write!(
                 f,
                 "unknown key id {id:?}: the signer does not hold it (add it to `keys`; a rotation may have removed it)"
             ),
             Error::MalformedEnvelope(why) => write!(f, "malformed envelope: {why}"),
+            Error::OutdatedEnvelope(v) => write!(
+                f,
+                "envelope of format version {v} refused: it does not bind the cache's prefix (acceptV1, in Rust Signer::set_accept_v1, reads it during a migration)"
+            ),
             Error::WeakKey(why) => write!(
                 f,
                 "weak signing key: {why}; use 32 random bytes (generateSecureKey())"

@@ -48,7 +48,7 @@ pub mod worker;
 
 pub use clock::{Clock, ManualClock};
 pub use envelope::{
-    Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
+    Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
     MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
 };
 pub use error::{Error, Result};

@@ -5,16 +5,22 @@
 //! Strings cross through an input buffer owned by each signer instead of
 //! wasm-bindgen's per-argument string passing (whose ASCII path is a JS
 //! loop, one character at a time): js/signer.ts asks for room with
-//! [`WasmSigner::input`], writes the cache key, tenant, user and payload or
-//! envelope there back to back with `TextEncoder.encodeInto` (one native
-//! copy each), and passes their lengths. A call then moves no strings and
-//! allocates nothing on the JS side. Opened values come back in one call as
-//! a JS string (JSON text), a `Uint8Array` (bytes) or `undefined` (expired).
+//! [`WasmSigner::input`], writes the context's name, cache key, tenant,
+//! user and payload or envelope there back to back with
+//! `TextEncoder.encodeInto` (one native copy each), and passes their
+//! lengths. A call then moves no strings and allocates nothing on the JS
+//! side. Opened values come back in one call as a JS string (JSON text), a
+//! `Uint8Array` (bytes) or `undefined` (expired).
+//!
+//! The context's name is a namespace of the application's, or, for the
+//! Redis tier, the prefix of its `LayoutCore` (read once per layout on the
+//! JS side), with `tier` set.
 
 use wasm_bindgen::prelude::*;
 
-use crate::envelope::{Encoding, Signer};
+use crate::envelope::{Context, Encoding, Signer};
 use crate::error::Error;
+use crate::layout::Kind;
 use crate::scope::Scope;
 use crate::wasm::to_js;
 
@@ -74,6 +80,8 @@ pub struct WasmSigner {
 
 /// The strings of one call, read from the input buffer.
 struct Args<'a> {
+    /// The context's name: a namespace, or a tier's prefix.
+    name: &'a str,
     /// The scope's encoding ([`Scope::encode`]); `None` for the root.
     scope: Option<&'a str>,
     key: &'a str,
@@ -88,12 +96,14 @@ struct ScopeCache {
     encoded: String,
 }
 
-/// Reads `key`, then `tenant` and `user` (length -1: absent), then the
-/// rest, from the input buffer.
+/// Reads the context's name, `key`, then `tenant` and `user` (length -1:
+/// absent), then the rest, from the input buffer.
+#[allow(clippy::too_many_arguments)]
 fn args<'a>(
     input: &'a [u8],
     cache: &'a mut Option<ScopeCache>,
     scoped: bool,
+    name_len: usize,
     key_len: usize,
     tenant_len: i32,
     user_len: i32,
@@ -116,6 +126,7 @@ fn args<'a>(
         at += len;
         Ok(part)
     };
+    let name = text(take(name_len)?)?;
     let key = text(take(key_len)?)?;
     let tenant = match usize::try_from(tenant_len) {
         Ok(n) => Some(text(take(n)?)?),
@@ -128,6 +139,7 @@ fn args<'a>(
     let rest = take(rest_len)?;
     if !scoped {
         return Ok(Args {
+            name,
             scope: None,
             key,
             rest,
@@ -144,7 +156,26 @@ fn args<'a>(
         });
     }
     let scope = cache.as_ref().map(|c| c.encoded.as_str());
-    Ok(Args { scope, key, rest })
+    Ok(Args {
+        name,
+        scope,
+        key,
+        rest,
+    })
+}
+
+/// The context of a call: a tier's values under the prefix `name` (which
+/// js/signer.ts reads from the tier's `LayoutCore`, so it is a valid one),
+/// or the application namespace `name`.
+fn context(tier: bool, name: &str) -> Context<'_> {
+    if tier {
+        Context::Tier {
+            prefix: name,
+            kind: Kind::Value,
+        }
+    } else {
+        Context::App(name)
+    }
 }
 
 #[wasm_bindgen(js_class = SignerCore)]
@@ -178,6 +209,12 @@ impl WasmSigner {
     #[wasm_bindgen(js_name = removeKey)]
     pub fn remove_key(&mut self, kid: &str) -> Result<bool, JsValue> {
         self.signer.remove_key(kid).map_err(to_js)
+    }
+
+    /// Also opens envelopes of format version 1 (`acceptV1`).
+    #[wasm_bindgen(js_name = setAcceptV1)]
+    pub fn set_accept_v1(&mut self, accept: bool) {
+        self.signer.set_accept_v1(accept);
     }
 
     /// The payload limit (an integer in 1..=2^30).
@@ -219,6 +256,7 @@ impl WasmSigner {
     fn call(
         &mut self,
         scoped: bool,
+        name_len: usize,
         key_len: usize,
         tenant_len: i32,
         user_len: i32,
@@ -234,6 +272,7 @@ impl WasmSigner {
             input,
             scope_cache,
             scoped,
+            name_len,
             key_len,
             tenant_len,
             user_len,
@@ -254,10 +293,14 @@ impl WasmSigner {
         self.input.as_mut_ptr() as usize
     }
 
-    /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8 JSON).
+    /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8
+    /// JSON) in the context whose name the buffer starts with: a tier's
+    /// values under that prefix (`tier`), or that namespace.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &mut self,
+        tier: bool,
+        name_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
@@ -267,7 +310,8 @@ impl WasmSigner {
         now: f64,
         ttl: f64,
     ) -> Result<String, JsValue> {
-        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, payload_len)?;
+        let (signer, a) =
+            self.call(scoped, name_len, key_len, tenant_len, user_len, payload_len)?;
         let at = expiry(now, ttl)?;
         let encoding = if encoding == 1 {
             Encoding::Json
@@ -276,14 +320,18 @@ impl WasmSigner {
         };
         // JSON arrives as TextEncoder output, which is always UTF-8.
         signer
-            .seal_bound(a.scope, a.key, encoding, a.rest, at)
+            .seal_bound(context(tier, a.name), a.scope, a.key, encoding, a.rest, at)
             .map_err(to_js)
     }
 
-    /// Opens the envelope in the input buffer: a string (JSON text), a
-    /// `Uint8Array` (bytes), or `undefined` if it has expired.
+    /// Opens the envelope in the input buffer, in the context as for
+    /// [`seal`](Self::seal): a string (JSON text), a `Uint8Array` (bytes),
+    /// or `undefined` if it has expired.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &mut self,
+        tier: bool,
+        name_len: usize,
         scoped: bool,
         key_len: usize,
         tenant_len: i32,
@@ -294,11 +342,18 @@ impl WasmSigner {
         if now.is_nan() {
             return Err(to_js(bad_clock(now)));
         }
-        let (signer, a) = self.call(scoped, key_len, tenant_len, user_len, envelope_len)?;
+        let (signer, a) = self.call(
+            scoped,
+            name_len,
+            key_len,
+            tenant_len,
+            user_len,
+            envelope_len,
+        )?;
         // Saturating: a negative time reads as 0, which expires nothing.
         let now = now.floor() as u64;
         let Some(opened) = signer
-            .open_bound(a.scope, a.key, a.rest, now)
+            .open_bound(context(tier, a.name), a.scope, a.key, a.rest, now)
             .map_err(to_js)?
         else {
             return Ok(JsValue::UNDEFINED);

@@ -33,6 +33,12 @@ impl WasmLayout {
         Layout::new(prefix).map(WasmLayout).map_err(to_js)
     }
 
+    /// The prefix (the context the tier's envelopes are bound to).
+    #[wasm_bindgen(getter)]
+    pub fn prefix(&self) -> String {
+        self.0.prefix().to_owned()
+    }
+
     /// What the Redis keys of values (`counter` false) or counters in this
     /// scope start with; no tenant and no user is the root.
     pub fn space(

@@ -1,8 +1,9 @@
-//! Integration tests of signed envelopes: the documented test vectors,
-//! tampering (exhaustive bit flips, proptest mutations), scope and key
-//! binding, rotation, and a proptest smoke of the fuzz target.
+//! Integration tests of signed envelopes: the documented test vectors (format
+//! version 2, and version 1 read under `accept_v1`), tampering (exhaustive
+//! bit flips, proptest mutations), context, scope and key binding, rotation,
+//! and a proptest smoke of the fuzz target.
 
-use edgecache::{Error, Payload, Scope, Signer, OVERHEAD};
+use edgecache::{Context, Error, Kind, Payload, Scope, Signer, OVERHEAD};
 use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::Sha256;
@@ -47,7 +48,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The context a vector is sealed in; `None` in a version 1 vector.
+#[derive(Clone, Copy)]
+enum Ctx {
+    /// A signer on its own, in a namespace (`""`: the default).
+    App(&'static str),
+    /// A cache's values in its shared tier, under a prefix.
+    Tier(&'static str),
+}
+
+impl Ctx {
+    fn context(self) -> Context<'static> {
+        match self {
+            Ctx::App(ns) => Context::App(ns),
+            Ctx::Tier(prefix) => Context::Tier {
+                prefix,
+                kind: Kind::Value,
+            },
+        }
+    }
+}
+
 struct Vector {
+    version: u8,
+    context: Option<Ctx>,
     secret: Vec<u8>,
     key_id: &'static str,
     tenant: Option<&'static str>,
@@ -75,10 +99,15 @@ impl Vector {
         self.json.map_or(self.bytes, str::as_bytes)
     }
 
+    /// The context a reader gives: a version 1 envelope opens in any.
+    fn context(&self) -> Context<'static> {
+        self.context.map_or(Context::DEFAULT, Ctx::context)
+    }
+
     /// The envelope body and MAC input, built by hand from docs/ENVELOPE.md.
     fn body_and_mac_input(&self) -> (Vec<u8>, Vec<u8>) {
         let p = self.payload_bytes();
-        let mut body = vec![1, self.key_id.len() as u8];
+        let mut body = vec![self.version, self.key_id.len() as u8];
         body.extend_from_slice(self.key_id.as_bytes());
         body.extend_from_slice(&self.expires_at.to_be_bytes());
         body.push(if self.json.is_some() { 1 } else { 0 });
@@ -86,69 +115,185 @@ impl Vector {
         body.extend_from_slice(p);
         let mut mac = b"edgecache/envelope\0".to_vec();
         mac.extend_from_slice(&body);
+        let field = |mac: &mut Vec<u8>, b: &[u8]| {
+            mac.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            mac.extend_from_slice(b);
+        };
+        // Version 2: the context field (marker, then the name).
+        match self.context {
+            None => assert_eq!(self.version, 1),
+            Some(Ctx::App(ns)) => {
+                mac.push(0x00);
+                field(&mut mac, ns.as_bytes());
+            }
+            Some(Ctx::Tier(prefix)) => {
+                mac.push(b'v');
+                field(&mut mac, prefix.as_bytes());
+            }
+        }
         match self.scope() {
             None => mac.push(0),
             Some(s) => {
-                let e = s.encode();
                 mac.push(1);
-                mac.extend_from_slice(&(e.len() as u64).to_be_bytes());
-                mac.extend_from_slice(e.as_bytes());
+                field(&mut mac, s.encode().as_bytes());
             }
         }
-        mac.extend_from_slice(&(self.key.len() as u64).to_be_bytes());
-        mac.extend_from_slice(self.key.as_bytes());
+        field(&mut mac, self.key.as_bytes());
         (body, mac)
     }
 
     fn signer(&self) -> Signer {
         Signer::new(self.key_id, &self.secret).unwrap()
     }
+
+    fn open(&self, signer: &Signer, sealed: &str) -> edgecache::Result<Option<edgecache::Opened>> {
+        signer.open_in(self.context(), self.scope().as_ref(), self.key, sealed, 1)
+    }
 }
 
 fn vectors() -> Vec<Vector> {
     let s1: Vec<u8> = (0u8..32).collect();
     let s2: Vec<u8> = (0u8..32).map(|i| 0xA0 ^ i.wrapping_mul(37)).collect();
+    let v =
+        |version, context, secret: &Vec<u8>, key_id, tenant, user, key, json, bytes, expires_at| {
+            Vector {
+                version,
+                context,
+                secret: secret.clone(),
+                key_id,
+                tenant,
+                user,
+                key,
+                json,
+                bytes,
+                expires_at,
+            }
+        };
+    let app = Some(Ctx::App(""));
     vec![
-        Vector {
-            secret: s1.clone(),
-            key_id: "k1",
-            tenant: None,
-            user: None,
-            key: "user:1",
-            json: Some(r#"{"name":"Ada","n":1}"#),
-            bytes: b"",
-            expires_at: 0,
-        },
-        Vector {
-            secret: s2,
-            key_id: "k2",
-            tenant: Some("acme"),
-            user: Some("42"),
-            key: "user:42",
-            json: Some(r#""hello""#),
-            bytes: b"",
-            expires_at: 1_767_225_600_000,
-        },
-        Vector {
-            secret: s1.clone(),
-            key_id: "k1",
-            tenant: Some("acme"),
-            user: None,
-            key: "blob",
-            json: None,
-            bytes: &[0x00, 0x01, 0x02, 0xFF],
-            expires_at: 1_700_000_000_000,
-        },
-        Vector {
-            secret: s1,
-            key_id: "2026-01.main",
-            tenant: None,
-            user: Some("Zoë"),
-            key: "ключ",
-            json: Some("[1,2,3]"),
-            bytes: b"",
-            expires_at: 0,
-        },
+        // Version 2.
+        v(
+            2,
+            app,
+            &s1,
+            "k1",
+            None,
+            None,
+            "user:1",
+            Some(r#"{"name":"Ada","n":1}"#),
+            b"",
+            0,
+        ),
+        v(
+            2,
+            Some(Ctx::Tier("app")),
+            &s2,
+            "k2",
+            Some("acme"),
+            Some("42"),
+            "user:42",
+            Some(r#""hello""#),
+            b"",
+            1_767_225_600_000,
+        ),
+        // One value, two caches sharing the secret: other tags.
+        v(
+            2,
+            Some(Ctx::Tier("admin")),
+            &s1,
+            "k1",
+            None,
+            None,
+            "flags",
+            Some(r#"{"beta":true}"#),
+            b"",
+            0,
+        ),
+        v(
+            2,
+            Some(Ctx::Tier("shop")),
+            &s1,
+            "k1",
+            None,
+            None,
+            "flags",
+            Some(r#"{"beta":true}"#),
+            b"",
+            0,
+        ),
+        v(
+            2,
+            Some(Ctx::App("kv:sessions")),
+            &s1,
+            "k1",
+            Some("acme"),
+            None,
+            "blob",
+            None,
+            &[0x00, 0x01, 0x02, 0xFF],
+            1_700_000_000_000,
+        ),
+        v(
+            2,
+            app,
+            &s1,
+            "2026-01.main",
+            None,
+            Some("Zoë"),
+            "ключ",
+            Some("[1,2,3]"),
+            b"",
+            0,
+        ),
+        // Version 1 (read under accept_v1 only): no context.
+        v(
+            1,
+            None,
+            &s1,
+            "k1",
+            None,
+            None,
+            "user:1",
+            Some(r#"{"name":"Ada","n":1}"#),
+            b"",
+            0,
+        ),
+        v(
+            1,
+            None,
+            &s2,
+            "k2",
+            Some("acme"),
+            Some("42"),
+            "user:42",
+            Some(r#""hello""#),
+            b"",
+            1_767_225_600_000,
+        ),
+        v(
+            1,
+            None,
+            &s1,
+            "k1",
+            Some("acme"),
+            None,
+            "blob",
+            None,
+            &[0x00, 0x01, 0x02, 0xFF],
+            1_700_000_000_000,
+        ),
+        v(
+            1,
+            None,
+            &s1,
+            "2026-01.main",
+            None,
+            Some("Zoë"),
+            "ключ",
+            Some("[1,2,3]"),
+            b"",
+            0,
+        ),
     ]
 }
 
@@ -159,35 +304,92 @@ fn vector_tag(v: &Vector) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The documented envelope of `v`: the body and tag built by hand.
+fn vector_envelope(v: &Vector) -> String {
+    let (mut body, _) = v.body_and_mac_input();
+    body.extend_from_slice(&vector_tag(v));
+    b64(&body)
+}
+
 #[test]
 fn seal_matches_the_documented_layout_and_vectors() {
     let doc = include_str!("../docs/ENVELOPE.md");
     for v in vectors() {
-        let sealed = v
-            .signer()
-            .seal(v.scope().as_ref(), v.key, v.payload(), v.expires_at)
-            .unwrap();
-        let (mut body, _) = v.body_and_mac_input();
-        let tag = vector_tag(&v);
-        body.extend_from_slice(&tag);
-        assert_eq!(sealed, b64(&body), "layout of {}", v.key);
+        let envelope = vector_envelope(&v);
+        let what = format!("v{} {}", v.version, v.key);
         assert!(
-            doc.contains(&format!("\"envelope\": \"{sealed}\"")),
-            "docs/ENVELOPE.md lacks the envelope of {}",
-            v.key
+            doc.contains(&format!("\"envelope\": \"{envelope}\"")),
+            "docs/ENVELOPE.md lacks the envelope of {what}"
         );
         assert!(
-            doc.contains(&format!("\"tagHex\": \"{}\"", hex(&tag))),
-            "docs/ENVELOPE.md lacks the tag of {}",
-            v.key
+            doc.contains(&format!("\"tagHex\": \"{}\"", hex(&vector_tag(&v)))),
+            "docs/ENVELOPE.md lacks the tag of {what}"
         );
-        let opened = v
-            .signer()
-            .open(v.scope().as_ref(), v.key, &sealed, 1)
-            .unwrap()
-            .unwrap();
+        let mut signer = v.signer();
+        if v.version == 2 {
+            let sealed = signer
+                .seal_in(
+                    v.context(),
+                    v.scope().as_ref(),
+                    v.key,
+                    v.payload(),
+                    v.expires_at,
+                )
+                .unwrap();
+            assert_eq!(sealed, envelope, "layout of {what}");
+        } else {
+            // Refused as outdated unless accepted; never written.
+            assert_eq!(
+                v.open(&signer, &envelope).unwrap_err(),
+                Error::OutdatedEnvelope(1)
+            );
+            signer.set_accept_v1(true);
+        }
+        let opened = v.open(&signer, &envelope).unwrap().unwrap();
         assert_eq!(opened.payload(), v.payload_bytes());
         assert_eq!(opened.expires_at(), v.expires_at);
+    }
+}
+
+#[test]
+fn vectors_are_bound_to_their_context() {
+    // The tier's values under "admin" and "shop" differ only in the prefix.
+    let vs = vectors();
+    let (admin, shop) = (&vs[2], &vs[3]);
+    assert_eq!(admin.payload_bytes(), shop.payload_bytes());
+    let sealed = vector_envelope(admin);
+    assert_ne!(sealed, vector_envelope(shop));
+    let signer = admin.signer();
+    assert_eq!(
+        shop.open(&signer, &sealed).unwrap_err(),
+        Error::BadSignature
+    );
+    // Every version 2 vector fails in every other context (and the default).
+    for v in vs.iter().filter(|v| v.version == 2) {
+        let sealed = vector_envelope(v);
+        for other in [
+            Context::DEFAULT,
+            Context::App("app"),
+            Context::Tier {
+                prefix: "app",
+                kind: Kind::Value,
+            },
+            Context::Tier {
+                prefix: "admin",
+                kind: Kind::Counter,
+            },
+        ] {
+            if other != v.context() {
+                assert_eq!(
+                    v.signer()
+                        .open_in(other, v.scope().as_ref(), v.key, &sealed, 1)
+                        .unwrap_err(),
+                    Error::BadSignature,
+                    "{} as {other:?}",
+                    v.key
+                );
+            }
+        }
     }
 }
 
@@ -212,14 +414,20 @@ fn print_vectors() {
                     format!("{{ {} }}", parts.join(", "))
                 }
             };
-            let sealed = v.signer().seal(v.scope().as_ref(), v.key, v.payload(), v.expires_at).unwrap();
+            let context = match v.context {
+                None => "null".to_string(),
+                Some(Ctx::App(ns)) => format!("{{ \"namespace\": \"{ns}\" }}"),
+                Some(Ctx::Tier(prefix)) => format!("{{ \"prefix\": \"{prefix}\", \"kind\": \"v\" }}"),
+            };
             let (_, input) = v.body_and_mac_input();
             let payload = match v.json {
                 Some(j) => format!("\"json\": {:?}", j),
                 None => format!("\"bytesHex\": \"{}\"", hex(v.bytes)),
             };
             format!(
-                "  {{\n    \"secret\": \"{}\",\n    \"secretHex\": \"{}\",\n    \"keyId\": \"{}\",\n    \"scope\": {},\n    \"scopeEncoding\": {},\n    \"key\": \"{}\",\n    {},\n    \"expiresAt\": {},\n    \"macInputHex\": \"{}\",\n    \"tagHex\": \"{}\",\n    \"envelope\": \"{}\"\n  }}",
+                "  {{\n    \"version\": {},\n    \"context\": {},\n    \"secret\": \"{}\",\n    \"secretHex\": \"{}\",\n    \"keyId\": \"{}\",\n    \"scope\": {},\n    \"scopeEncoding\": {},\n    \"key\": \"{}\",\n    {},\n    \"expiresAt\": {},\n    \"macInputHex\": \"{}\",\n    \"tagHex\": \"{}\",\n    \"envelope\": \"{}\"\n  }}",
+                v.version,
+                context,
                 b64(&v.secret),
                 hex(&v.secret),
                 v.key_id,
@@ -230,7 +438,7 @@ fn print_vectors() {
                 v.expires_at,
                 hex(&input),
                 hex(&vector_tag(v)),
-                sealed
+                vector_envelope(v)
             )
         })
         .collect();
@@ -317,6 +525,21 @@ fn root_and_scope_cannot_collide() {
     );
 }
 
+/// A context of a generated kind (0: a namespace, 1: a tier's values, 2: counters).
+fn context_of(which: u8, name: &str) -> Context<'_> {
+    match which {
+        0 => Context::App(name),
+        1 => Context::Tier {
+            prefix: name,
+            kind: Kind::Value,
+        },
+        _ => Context::Tier {
+            prefix: name,
+            kind: Kind::Counter,
+        },
+    }
+}
+
 fn mutate(raw: &[u8], op: u8, at: usize, byte: u8) -> Vec<u8> {
     let mut b = raw.to_vec();
     let at = at % (b.len() + 1);
@@ -344,10 +567,16 @@ proptest! {
         let (signer, scope, _) = sample();
         let _ = signer.open(Some(&scope), "k", &text, 0);
         let _ = signer.open(None, "k", &b64(&raw), 0);
-        // Bytes behind a valid-looking header.
-        let mut framed = vec![1, 2, b'k', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        framed.extend_from_slice(&raw);
-        let _ = signer.open(Some(&scope), "k", &b64(&framed), 0);
+        // Bytes behind a valid-looking header, of either version, with
+        // and without accepting version 1.
+        let (mut v1, _, _) = sample();
+        v1.set_accept_v1(true);
+        for version in [2, 1] {
+            let mut framed = vec![version, 2, b'k', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            framed.extend_from_slice(&raw);
+            let _ = signer.open(Some(&scope), "k", &b64(&framed), 0);
+            let _ = v1.open(Some(&scope), "k", &b64(&framed), 0);
+        }
     }
 
     /// Random edits of a valid envelope (bit flips, inserted, removed and
@@ -374,6 +603,21 @@ proptest! {
         prop_assert_eq!(opened.payload(), &payload[..]);
         prop_assert_eq!(opened.expires_at(), exp);
         prop_assert!(signer.open(None, &key, &sealed, 0).is_err());
+    }
+
+    /// Sealed in one context, an envelope opens in that context only: any
+    /// namespace or prefix, either kind, against any other.
+    #[test]
+    fn contexts_are_bound(a in (0u8..3, "[a-z:|0-9]{0,4}"), b in (0u8..3, "[a-z:|0-9]{0,4}"), key in "[a-z:|0-9]{0,4}") {
+        let (ca, cb) = (context_of(a.0, &a.1), context_of(b.0, &b.1));
+        let (signer, scope, _) = sample();
+        let sealed = signer.seal_in(ca, Some(&scope), &key, Payload::Json("1"), 0).unwrap();
+        let opened = signer.open_in(cb, Some(&scope), &key, &sealed, 0);
+        if ca == cb {
+            prop_assert_eq!(opened.unwrap().unwrap().into_payload(), b"1".to_vec());
+        } else {
+            prop_assert_eq!(opened.unwrap_err(), Error::BadSignature);
+        }
     }
 }
 

@@ -552,7 +552,13 @@ impl EdgeCache {
             );
             None
         };
-        match l2.signer.open(self.scope.as_ref(), key, raw, self.now()) {
+        match l2.signer.open_in(
+            crate::envelope::Context::tier(&l2.layout, Kind::Value),
+            self.scope.as_ref(),
+            key,
+            raw,
+            self.now(),
+        ) {
             Ok(None) => None,
             Ok(Some(o)) => {
                 let (encoding, expires_at) = (o.encoding(), o.expires_at());
@@ -717,9 +723,14 @@ impl EdgeCache {
         let now = self.now();
         let expires_at = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
         if let Some(l2) = &self.inner.l2 {
-            let sealed =
-                l2.signer
-                    .seal_encoded(self.scope.as_ref(), key, encoding, payload, expires_at)?;
+            let sealed = l2.signer.seal_encoded(
+                crate::envelope::Context::tier(&l2.layout, Kind::Value),
+                self.scope.as_ref(),
+                key,
+                encoding,
+                payload,
+                expires_at,
+            )?;
             let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
             // What L1 held is older than this write.
             self.l1_delete(key);

@@ -104,12 +104,28 @@ fn settings(tiered: bool) -> Settings {
     s
 }
 
+/// The context the caches of these tests (prefix `app`) seal values in.
+const APP: crate::envelope::Context<'static> = crate::envelope::Context::Tier {
+    prefix: "app",
+    kind: Kind::Value,
+};
+
 fn cache(redis: &FakeRedis, clock: &crate::ManualClock) -> (EdgeCache, Rc<RefCell<Vec<String>>>) {
+    cache_under("app", redis, clock)
+}
+
+fn cache_under(
+    prefix: &str,
+    redis: &FakeRedis,
+    clock: &crate::ManualClock,
+) -> (EdgeCache, Rc<RefCell<Vec<String>>>) {
     let logs = Rc::new(RefCell::new(Vec::new()));
     let l = logs.clone();
     let c = clock.clone();
+    let mut settings = settings(true);
+    settings.prefix = prefix.into();
     let cache = EdgeCache::new(
-        &settings(true),
+        &settings,
         Some(Box::new(redis.clone())),
         Now::new(move || c.now_ms()),
         Box::new(move |m| l.borrow_mut().push(m.to_owned())),
@@ -127,14 +143,19 @@ fn values_are_signed_json_under_the_shared_layout() {
     let acme = a.scope(&Scope::tenant("acme").unwrap()).unwrap();
     run(acme.set_with_ttl("user:1", &json!([1, 2]), 5_000)).unwrap();
     let raw = redis.data.borrow()["app:v:r|user:1"].clone();
-    // What the JS Signer opens: a JSON payload bound to the key, at the root.
+    // What the JS Signer opens: a JSON payload bound to the prefix and the
+    // key, at the root.
     let signer = signing_keys(KEY).unwrap();
-    let opened = signer.open(None, "user:1", &raw, 1_000).unwrap().unwrap();
+    let opened = signer
+        .open_in(APP, None, "user:1", &raw, 1_000)
+        .unwrap()
+        .unwrap();
     assert_eq!(opened.encoding(), Encoding::Json);
     assert_eq!(opened.json().unwrap(), r#"{"name":"Ada"}"#);
     let scoped = redis.data.borrow()["app:v:t4:acme|user:1"].clone();
     let opened = signer
-        .open(
+        .open_in(
+            APP,
             Some(&Scope::tenant("acme").unwrap()),
             "user:1",
             &scoped,
@@ -192,6 +213,76 @@ fn a_tampered_or_moved_value_is_never_served() {
     let l2 = b.stats().l2.unwrap();
     assert_eq!((l2.rejected, l2.hits), (2, 1));
     assert_eq!(logs.borrow().len(), 1, "warned once: {:?}", logs.borrow());
+}
+
+#[test]
+fn issue_14_a_value_copied_from_another_prefix_is_rejected() {
+    // Two caches on one Redis with one signing key (staging and prod, or
+    // two Workers): a value copied from admin's key to shop's is not served.
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (admin, _) = cache_under("admin", &redis, &clock);
+    let acme = Scope::tenant("acme").unwrap();
+    run(admin.set("flags", &json!({ "beta": true }))).unwrap();
+    run(admin.scope(&acme).unwrap().set("flags", &1)).unwrap();
+    // Byte for byte the envelope docs/ENVELOPE.md gives for admin (and
+    // tests/js/signer.test.mjs checks the JS tier writes).
+    let written = redis.data.borrow()["admin:v:r|flags"].clone();
+    assert!(
+        include_str!("../../docs/ENVELOPE.md").contains(&format!("\"envelope\": \"{written}\"")),
+        "{written} is not the documented vector"
+    );
+    for (from, to) in [
+        ("admin:v:r|flags", "shop:v:r|flags"),
+        ("admin:v:t4:acme|flags", "shop:v:t4:acme|flags"),
+    ] {
+        let v = redis.data.borrow()[from].clone();
+        redis.data.borrow_mut().insert(to.into(), v);
+    }
+    let (shop, logs) = cache_under("shop", &redis, &clock);
+    assert_eq!(run(shop.get::<Value>("flags")).unwrap(), None);
+    let shop_acme = shop.scope(&acme).unwrap();
+    assert_eq!(run(shop_acme.get::<Value>("flags")).unwrap(), None);
+    let l2 = shop.stats().l2.unwrap();
+    assert_eq!((l2.rejected, l2.hits), (2, 0));
+    assert!(
+        logs.borrow()[0].contains("BAD_SIGNATURE"),
+        "{:?}",
+        logs.borrow()
+    );
+    // Where they were written, they open.
+    let (reader, _) = cache_under("admin", &redis, &clock);
+    assert_eq!(
+        run(reader.get::<Value>("flags")).unwrap(),
+        Some(json!({ "beta": true }))
+    );
+    assert_eq!(
+        run(reader.scope(&acme).unwrap().get::<i64>("flags")).unwrap(),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_version_1_envelope_is_a_rejected_miss() {
+    // docs/ENVELOPE.md's first version 1 vector: KEY's secret, key id k1,
+    // key user:1 at the root, written before envelopes bound the prefix.
+    let v1 = "AQJrMQAAAAAAAAAAAQAAABR7Im5hbWUiOiJBZGEiLCJuIjoxfatoHMqKBoxkyvyhBGXRIBQTScDhzJKiHuHqzr3oUOou";
+    let redis = FakeRedis::default();
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:v:r|user:1".into(), v1.into());
+    let clock = crate::ManualClock::new(1_000);
+    let (a, logs) = cache(&redis, &clock);
+    assert_eq!(run(a.get::<Value>("user:1")).unwrap(), None);
+    assert_eq!(a.stats().l2.unwrap().rejected, 1);
+    assert!(
+        logs.borrow()[0].contains("OUTDATED_ENVELOPE"),
+        "{:?}",
+        logs.borrow()
+    );
+    // Not deleted: a miss, as for any value that fails to open.
+    assert!(redis.data.borrow().contains_key("app:v:r|user:1"));
 }
 
 #[test]
@@ -492,7 +583,7 @@ fn raw_bytes_are_what_js_stores_for_a_uint8array_and_read_only_as_bytes() {
     // What the JS TieredCache seals for set('blob', new Uint8Array([0, 255, 7])).
     let signer = signing_keys(KEY).unwrap();
     let sealed = signer
-        .seal(None, "blob", Payload::Bytes(&[0, 255, 7]), 0)
+        .seal_in(APP, None, "blob", Payload::Bytes(&[0, 255, 7]), 0)
         .unwrap();
     redis
         .data
@@ -520,7 +611,10 @@ fn raw_bytes_are_what_js_stores_for_a_uint8array_and_read_only_as_bytes() {
     // Bytes written here are what the JS side opens as a Uint8Array.
     run(a.set_bytes_with_ttl("out", &[1, 2, 3], 5_000)).unwrap();
     let raw = redis.data.borrow()["app:v:r|out"].clone();
-    let opened = signer.open(None, "out", &raw, 1_000).unwrap().unwrap();
+    let opened = signer
+        .open_in(APP, None, "out", &raw, 1_000)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (opened.encoding(), opened.expires_at()),
         (Encoding::Bytes, 6_000)

@@ -1,11 +1,18 @@
 // Tests of signed envelopes (js/signer.ts over src/envelope.rs), through
 // the package's public entry. The test vectors come from docs/ENVELOPE.md
-// and are re-derived here with node:crypto from the documented layout.
-import { test } from 'node:test';
+// and are re-derived here with node:crypto from the documented layout; the
+// Redis tier's context (issue 14: the prefix is bound) is checked against a
+// real redis-server and the real bridge.
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { EdgeCacheError, Signer, generateSecureKey } from 'edgecache';
+import { EdgeCacheError, RedisRest, Signer, TieredCache, generateSecureKey } from 'edgecache';
+// The tier's key layout, which the tier passes to sealPayload/openPayload:
+// the same module instance as the package's (dist/signer.js imports it).
+import { LayoutCore } from '../../dist/wasm/edgecache.js';
+import { startRedis, startBridge } from './servers.mjs';
 
 const doc = readFileSync(new URL('../../docs/ENVELOPE.md', import.meta.url), 'utf8');
 const vectors = JSON.parse(doc.split('<!-- vectors:begin -->')[1].split('<!-- vectors:end -->')[0].replace(/```(json)?/g, ''));
@@ -46,51 +53,139 @@ function scopeEncoding(scope) {
   return tag + parts.map((p) => `${Buffer.byteLength(p)}:${p}`).join('') + '|';
 }
 
-function body({ keyId, expiresAt, encoding, payload }) {
-  return Buffer.concat([Buffer.from([1, keyId.length]), Buffer.from(keyId, 'ascii'), u64(expiresAt), Buffer.from([encoding]), u32(payload.length), payload]);
+function body({ version = 2, keyId, expiresAt, encoding, payload }) {
+  return Buffer.concat([Buffer.from([version, keyId.length]), Buffer.from(keyId, 'ascii'), u64(expiresAt), Buffer.from([encoding]), u32(payload.length), payload]);
 }
 
-function macInput(bodyBytes, scope, key) {
-  const scopeField = scope == null
-    ? Buffer.from([0])
-    : (() => {
-        const e = Buffer.from(scopeEncoding(scope));
-        return Buffer.concat([Buffer.from([1]), u64(e.length), e]);
-      })();
-  const k = Buffer.from(key);
-  return Buffer.concat([Buffer.from('edgecache/envelope\0'), bodyBytes, scopeField, u64(k.length), k]);
+/** `u64(len) || bytes`. */
+const field = (text) => {
+  const b = Buffer.from(text);
+  return Buffer.concat([u64(b.length), b]);
+};
+
+/**
+ * The context field of version 2: `{ namespace }` (a Signer on its own,
+ * marker 0x00) or `{ prefix, kind: 'v' }` (a cache's values, marker 'v').
+ */
+function contextField(context) {
+  if (context.prefix !== undefined) return Buffer.concat([Buffer.from(context.kind), field(context.prefix)]);
+  return Buffer.concat([Buffer.from([0]), field(context.namespace)]);
+}
+
+/** The MAC input; `context` null for version 1, which binds none. */
+function macInput(bodyBytes, scope, key, context = { namespace: '' }) {
+  const scopeField = scope == null ? Buffer.from([0]) : Buffer.concat([Buffer.from([1]), field(scopeEncoding(scope))]);
+  const contextBytes = context === null ? Buffer.alloc(0) : contextField(context);
+  return Buffer.concat([Buffer.from('edgecache/envelope\0'), bodyBytes, contextBytes, scopeField, field(key)]);
 }
 
 const payloadOf = (v) => (v.json !== undefined ? Buffer.from(v.json) : Buffer.from(v.bytesHex, 'hex'));
 
+const v2 = vectors.filter((v) => v.version === 2);
+const v1 = vectors.filter((v) => v.version === 1);
+const inTier = (v) => v.context?.prefix !== undefined;
+const valueOf = (v) => (v.json !== undefined ? JSON.parse(v.json) : new Uint8Array(Buffer.from(v.bytesHex, 'hex')));
+const nowFor = (v) => (v.expiresAt === 0 ? 1_000 : v.expiresAt - 60_000);
+
 test('test vectors: node:crypto reproduces every documented tag and envelope', () => {
-  assert.ok(vectors.length >= 4);
+  assert.ok(v2.length >= 6 && v1.length >= 4);
+  assert.ok(v2.some(inTier) && v2.some((v) => v.context.namespace !== undefined && v.context.namespace !== ''));
   for (const v of vectors) {
+    const what = `v${v.version} ${v.key} ${JSON.stringify(v.context)}`;
     const secret = Buffer.from(v.secret, 'base64url');
     assert.equal(secret.toString('hex'), v.secretHex);
     if (v.scope) assert.equal(scopeEncoding(v.scope), v.scopeEncoding);
-    const b = body({ keyId: v.keyId, expiresAt: v.expiresAt, encoding: v.json !== undefined ? 1 : 0, payload: payloadOf(v) });
-    const input = macInput(b, v.scope, v.key);
-    assert.equal(input.toString('hex'), v.macInputHex, `MAC input of ${v.key}`);
+    assert.equal(v.context === null, v.version === 1, what);
+    const b = body({ version: v.version, keyId: v.keyId, expiresAt: v.expiresAt, encoding: v.json !== undefined ? 1 : 0, payload: payloadOf(v) });
+    const input = macInput(b, v.scope, v.key, v.context);
+    assert.equal(input.toString('hex'), v.macInputHex, `MAC input of ${what}`);
     const tag = createHmac('sha256', secret).update(input).digest();
-    assert.equal(tag.toString('hex'), v.tagHex, `tag of ${v.key}`);
-    assert.equal(Buffer.concat([b, tag]).toString('base64url'), v.envelope, `envelope of ${v.key}`);
+    assert.equal(tag.toString('hex'), v.tagHex, `tag of ${what}`);
+    assert.equal(Buffer.concat([b, tag]).toString('base64url'), v.envelope, `envelope of ${what}`);
+  }
+  // admin and shop: one value, two caches, one secret, two tags.
+  const [admin, shop] = ['admin', 'shop'].map((p) => v2.find((v) => v.context.prefix === p));
+  assert.equal(admin.json, shop.json);
+  assert.notEqual(admin.tagHex, shop.tagHex);
+});
+
+test('test vectors: open accepts them and seal reproduces them, in their context', () => {
+  for (const v of v2) {
+    const now = nowFor(v);
+    const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now;
+    for (const secret of [v.secret, Buffer.from(v.secretHex, 'hex'), new Uint8Array(Buffer.from(v.secretHex, 'hex')).buffer]) {
+      const signer = new Signer({ keys: { [v.keyId]: secret }, current: v.keyId, now: () => now });
+      if (inTier(v)) {
+        // What TieredCache does: the layout of its prefix is the context.
+        const layout = new LayoutCore(v.context.prefix);
+        const opened = signer.openPayload(v.key, v.envelope, v.scope ?? undefined, layout);
+        assert.deepEqual(opened, { payload: v.json, expiresAt: v.expiresAt });
+        assert.equal(signer.sealPayload(v.key, v.json, 1, v.scope ?? undefined, ttl, layout), v.envelope, `sealPayload of ${v.key}`);
+        // Not a Signer's own value, in no namespace.
+        throwsCode(() => signer.open(v.key, v.envelope, { scope: v.scope ?? undefined, context: v.context.prefix }), 'BAD_SIGNATURE');
+        layout.free();
+      } else {
+        const opts = { ...(v.scope ? { scope: v.scope } : {}), ...(v.context.namespace ? { context: v.context.namespace } : {}) };
+        const value = signer.open(v.key, v.envelope, opts);
+        assert.deepEqual(value, valueOf(v));
+        assert.equal(signer.seal(v.key, value, { ...opts, ttl }), v.envelope, `seal of ${v.key}`);
+      }
+      signer.free();
+    }
   }
 });
 
-test('test vectors: open accepts them and seal reproduces them', () => {
-  for (const v of vectors) {
-    const now = v.expiresAt === 0 ? 1_000 : v.expiresAt - 60_000;
-    const opts = v.scope ? { scope: v.scope } : {};
-    for (const secret of [v.secret, Buffer.from(v.secretHex, 'hex'), new Uint8Array(Buffer.from(v.secretHex, 'hex')).buffer]) {
-      const signer = new Signer({ keys: { [v.keyId]: secret }, current: v.keyId, now: () => now });
-      const value = signer.open(v.key, v.envelope, opts);
-      if (v.json !== undefined) assert.deepEqual(value, JSON.parse(v.json));
-      else assert.deepEqual(value, new Uint8Array(Buffer.from(v.bytesHex, 'hex')));
-      const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now;
-      assert.equal(signer.seal(v.key, value, { ...opts, ttl }), v.envelope, `seal of ${v.key}`);
-      signer.free();
+test('test vectors: version 1 is refused (OUTDATED_ENVELOPE) unless acceptV1, then opens in any context', () => {
+  for (const v of v1) {
+    const now = nowFor(v);
+    const scope = v.scope ?? undefined;
+    const strict = new Signer({ keys: { [v.keyId]: v.secret }, now: () => now });
+    const e = throwsCode(() => strict.open(v.key, v.envelope, { scope }), 'OUTDATED_ENVELOPE', v.key);
+    assert.match(e.message, /acceptV1/);
+    const lenient = new Signer({ keys: { [v.keyId]: v.secret }, now: () => now, acceptV1: true });
+    assert.deepEqual(lenient.open(v.key, v.envelope, { scope }), valueOf(v));
+    // What version 1 gives up: the context is not bound.
+    assert.deepEqual(lenient.open(v.key, v.envelope, { scope, context: 'elsewhere' }), valueOf(v));
+    const shop = new LayoutCore('shop');
+    assert.notEqual(lenient.openPayload(v.key, v.envelope, scope, shop), undefined);
+    throwsCode(() => strict.openPayload(v.key, v.envelope, scope, shop), 'OUTDATED_ENVELOPE');
+    shop.free();
+    // Still bound to its scope and key.
+    throwsCode(() => lenient.open(v.key + 'x', v.envelope, { scope }), 'BAD_SIGNATURE');
+    // And never written: sealing the same value gives version 2.
+    const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now;
+    const resealed = lenient.seal(v.key, valueOf(v), { scope, ttl });
+    assert.equal(Buffer.from(resealed, 'base64url')[0], 2);
+    const twin = v2.find((w) => w.key === v.key && w.context.namespace === '');
+    if (twin) assert.equal(resealed, twin.envelope, `the version 2 vector of ${v.key}`);
+  }
+  throwsCode(() => new Signer({ keys: { k1: SECRET }, acceptV1: 'yes' }), 'INVALID_OPTION');
+  throwsCode(() => new Signer({ keys: { k1: SECRET }, acceptV1: 1 }), 'INVALID_OPTION');
+});
+
+test('issue 14: the context option binds a namespace; the default is distinct from every other', () => {
+  const signer = new Signer({ keys: { k1: SECRET }, now: () => 0 });
+  const names = [undefined, '', 'a', 'b', 'ab', 'kv:sessions', 'é', 'test'];
+  for (const [i, context] of names.entries()) {
+    const sealed = signer.seal('k', { i }, { context });
+    for (const [j, other] of names.entries()) {
+      const same = i === j || (context ?? '') === (other ?? '');
+      if (same) assert.deepEqual(signer.open('k', sealed, { context: other }), { i });
+      else throwsCode(() => signer.open('k', sealed, { context: other }), 'BAD_SIGNATURE', `${context} as ${other}`);
     }
+  }
+  // A namespace spelled like a cache's prefix is not that cache.
+  const layout = new LayoutCore('test');
+  const asNamespace = signer.seal('k', 1, { context: 'test' });
+  throwsCode(() => signer.openPayload('k', asNamespace, undefined, layout), 'BAD_SIGNATURE');
+  const asTier = signer.sealPayload('k', '1', 1, undefined, 0, layout);
+  throwsCode(() => signer.open('k', asTier, { context: 'test' }), 'BAD_SIGNATURE');
+  throwsCode(() => signer.open('k', asTier), 'BAD_SIGNATURE');
+  assert.equal(signer.openPayload('k', asTier, undefined, layout).payload, '1');
+  layout.free();
+  for (const bad of [null, 1, {}, 'x\uD800']) {
+    throwsCode(() => signer.seal('k', 1, { context: bad }), 'INVALID_OPTION', String(bad));
+    throwsCode(() => signer.open('k', asNamespace, { context: bad }), 'INVALID_OPTION', String(bad));
   }
 });
 
@@ -101,6 +196,108 @@ test('independently sealed envelopes open (node:crypto as the writer)', () => {
   const tag = createHmac('sha256', secret).update(macInput(b, scope, 'k')).digest();
   const signer = new Signer({ keys: { ext: SECRET2 } });
   assert.deepEqual(signer.open('k', Buffer.concat([b, tag]).toString('base64url'), { scope }), { a: [1, 'é'] });
+});
+
+// ---- issue 14: the Redis tier binds its prefix ----
+
+describe('issue 14: envelopes in Redis are bound to the cache prefix (real redis-server and bridge)', () => {
+  const token = generateSecureKey();
+  let redis;
+  let bridge;
+  before(async () => {
+    redis = await startRedis();
+    bridge = await startBridge({ redisUrl: redis.url, token });
+  });
+  after(async () => {
+    await bridge?.stop();
+    await redis?.stop();
+  });
+
+  /** redis-cli against the test Redis: anyone with write access to it. */
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
+
+  /** A TieredCache under `prefix`, its own isolate (L1, client), collecting its log. */
+  function tier(prefix, options = {}) {
+    const logs = [];
+    const cache = new TieredCache({
+      redis: new RedisRest({ url: bridge.url, token }),
+      signer: { keys: { k1: SECRET } },
+      prefix,
+      log: (m) => logs.push(m),
+      ...options,
+    });
+    return Object.assign(cache, { logs });
+  }
+
+  test('a value copied from admin to shop under one secret is a miss for shop, counted as rejected', async () => {
+    // One Signer (one secret) shared by both caches, as in one process.
+    const signer = new Signer({ keys: { k1: SECRET } });
+    const admin = tier('admin', { signer });
+    const shop = tier('shop', { signer });
+    await admin.set('flags', { admin: true });
+    await admin.scope({ tenant: 'acme' }).set('flags', ['beta']);
+    // Someone with access to Redis copies admin's values to shop's keys:
+    // with redis-cli, and with a RedisRest client through the bridge.
+    cli('SET', 'shop:v:r|flags', cli('GET', 'admin:v:r|flags'));
+    const rest = new RedisRest({ url: bridge.url, token });
+    await rest.set('shop:v:t4:acme|flags', await rest.get('admin:v:t4:acme|flags'));
+    assert.equal(await shop.get('flags'), undefined, 'shop must not serve admin\'s value');
+    assert.equal(await shop.scope({ tenant: 'acme' }).get('flags'), undefined, 'nor in a scope');
+    assert.equal(shop.stats().l2.rejected, 2);
+    assert.equal(shop.stats().l2.hits, 0);
+    assert.equal(shop.logs.length, 1, 'warned once');
+    assert.match(shop.logs[0], /BAD_SIGNATURE/);
+    // Another isolate of shop, with its own Signer of the same secret: the same.
+    const other = tier('shop');
+    assert.equal(await other.get('flags'), undefined);
+    assert.equal(other.stats().l2.rejected, 1);
+    // Not deleted (a rotation must not destroy values), and admin still reads them.
+    assert.equal(cli('EXISTS', 'shop:v:r|flags'), '1');
+    const reader = tier('admin');
+    assert.deepEqual(await reader.get('flags'), { admin: true });
+    assert.deepEqual(await reader.scope({ tenant: 'acme' }).get('flags'), ['beta']);
+    assert.equal(reader.stats().l2.rejected, 0);
+  });
+
+  test('what the tier writes is the documented vector of its prefix, byte for byte, and it reads it back', async () => {
+    const vs = v2.filter(inTier);
+    assert.ok(vs.length >= 3);
+    for (const v of vs) {
+      const now = () => nowFor(v);
+      const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now();
+      const writer = tier(v.context.prefix, { signer: { keys: { [v.keyId]: v.secret } }, now });
+      const view = v.scope ? writer.scope(v.scope) : writer;
+      await view.set(v.key, JSON.parse(v.json), { ttl });
+      const redisKey = `${v.context.prefix}:v:${v.scopeEncoding ?? 'r|'}${v.key}`;
+      assert.equal(cli('GET', redisKey), v.envelope, redisKey);
+      const reader = tier(v.context.prefix, { signer: { keys: { [v.keyId]: v.secret } }, now });
+      assert.deepEqual(await (v.scope ? reader.scope(v.scope) : reader).get(v.key), JSON.parse(v.json));
+      assert.equal(reader.stats().l2.hits, 1);
+    }
+  });
+
+  test('a version 1 value is refused (rejected, OUTDATED_ENVELOPE) unless the signer has acceptV1', async () => {
+    const old = v1.find((v) => v.key === 'user:1' && v.scope === null);
+    assert.equal(old.secret, SECRET);
+    cli('SET', 'mig:v:r|user:1', old.envelope);
+    const strict = tier('mig');
+    assert.equal(await strict.get('user:1'), undefined);
+    assert.equal(strict.stats().l2.rejected, 1);
+    assert.match(strict.logs[0], /OUTDATED_ENVELOPE/);
+    assert.equal(cli('GET', 'mig:v:r|user:1'), old.envelope, 'a miss, not deleted');
+    const migrating = tier('mig', { signer: { keys: { k1: SECRET }, acceptV1: true } });
+    assert.deepEqual(await migrating.get('user:1'), JSON.parse(old.json));
+    assert.equal(migrating.stats().l2.rejected, 0);
+    // What acceptV1 gives up, as documented: a version 1 value copied to
+    // another prefix is served there too.
+    cli('SET', 'elsewhere:v:r|user:1', old.envelope);
+    assert.deepEqual(await tier('elsewhere', { signer: { keys: { k1: SECRET }, acceptV1: true } }).get('user:1'), JSON.parse(old.json));
+    assert.equal(await tier('elsewhere').get('user:1'), undefined);
+    // Writes are version 2 whatever the option.
+    await migrating.set('user:1', JSON.parse(old.json));
+    assert.equal(Buffer.from(cli('GET', 'mig:v:r|user:1'), 'base64url')[0], 2);
+    assert.deepEqual(await tier('mig').get('user:1'), JSON.parse(old.json));
+  });
 });
 
 // ---- tampering ----
@@ -143,7 +340,8 @@ test('every bit flip and every substitution of an envelope character is rejected
     variants.delete(sealed[i]);
     for (const c of variants) {
       const s = sealed.slice(0, i) + c + sealed.slice(i + 1);
-      throwsCode(() => signer.open('k', s, { scope }), ['BAD_SIGNATURE', 'MALFORMED_ENVELOPE', 'UNKNOWN_KEY_ID', 'ENVELOPE_TOO_LARGE'], `char ${i} -> ${JSON.stringify(c)}`);
+      // (The first characters can spell version 1: refused as outdated.)
+      throwsCode(() => signer.open('k', s, { scope }), ['BAD_SIGNATURE', 'MALFORMED_ENVELOPE', 'OUTDATED_ENVELOPE', 'UNKNOWN_KEY_ID', 'ENVELOPE_TOO_LARGE'], `char ${i} -> ${JSON.stringify(c)}`);
       checked++;
     }
   }
@@ -311,12 +509,15 @@ test('malformed envelopes are refused', () => {
   }
   for (let cut = 0; cut < raw.length; cut++) throwsCode(bytes(raw.subarray(0, cut)), 'MALFORMED_ENVELOPE', `truncated to ${cut}`);
   throwsCode(bytes(Buffer.concat([raw, Buffer.from([0])])), 'MALFORMED_ENVELOPE', 'overlong');
-  for (const version of [0, 2, 255]) {
+  for (const version of [0, 3, 255]) {
     const b = Buffer.from(raw);
     b[0] = version;
     const e = throwsCode(bytes(b), 'MALFORMED_ENVELOPE', `version ${version}`);
     assert.match(e.message, /version/);
   }
+  const old = Buffer.from(raw);
+  old[0] = 1;
+  throwsCode(bytes(old), 'OUTDATED_ENVELOPE', 'version 1');
   const enc = Buffer.from(raw);
   enc[2 + 2 + 8] = 9;
   throwsCode(bytes(enc), 'MALFORMED_ENVELOPE', 'encoding');
@@ -413,7 +614,7 @@ test('issue 8: every seal/open failure is an EdgeCacheError', () => {
   throwsCode(() => signer.open('k', signer.seal('k', 1), { scope: null }), 'INVALID_SCOPE');
   throwsCode(() => signer.seal('k', 1, null), 'INVALID_OPTION');
   // Authentic, but its payload (marked JSON) is not JSON.
-  const notJson = signer.sealPayload('k', '{not json', 1, undefined, 0);
+  const notJson = signer.sealPayload('k', '{not json', 1, undefined, 0, undefined);
   throwsCode(() => signer.open('k', notJson), 'MALFORMED_ENVELOPE');
 });
 

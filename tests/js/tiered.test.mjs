@@ -78,7 +78,7 @@ describe('TieredCache: reads and writes through both tiers', () => {
     assert.equal(st.l2.hits, 1);
     assert.equal(st.l1.hits, 1);
     assert.equal(st.breaker.state, 'closed');
-    assert.match(cli('GET', 'test:v:r|user:1'), /^"AQ/, 'Redis holds an envelope (version 1)');
+    assert.match(cli('GET', 'test:v:r|user:1'), /^"Ag/, 'Redis holds an envelope (version 2)');
   });
 
   test('misses are misses; concurrent misses of one key share one request', async () => {
@@ -414,7 +414,7 @@ describe('TieredCache: when Redis fails', () => {
         }
         assert.ok(healed, 'the breaker closed once Redis was back');
         await c.set('after', 'a');
-        assert.match(execFileSync('redis-cli', ['-p', String(r2.port), 'GET', 'kill:v:r|after'], { encoding: 'utf8' }), /^AQ/);
+        assert.match(execFileSync('redis-cli', ['-p', String(r2.port), 'GET', 'kill:v:r|after'], { encoding: 'utf8' }), /^Ag/);
       } finally {
         await r3.stop();
       }
