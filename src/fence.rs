@@ -31,8 +31,12 @@
 //! [`Fence::MAX_MARKS`] idle marks they are dropped anyway and every read
 //! in flight loses its promotion (safe: a read that may not promote still
 //! answers its caller).
-
-use hashbrown::HashMap;
+//!
+//! Keys are remembered by a 64-bit hash, in a small vector (a few marks
+//! at a time; a hash map's code was a tenth of the npm package's wasm). Two
+//! keys whose hashes collide share a mark, which can only keep more values
+//! out of L1, never let one in: the shared mark is busy when either key is,
+//! ended when the later of them ended, and began with the later write.
 
 use crate::glob::Glob;
 
@@ -87,13 +91,20 @@ pub struct Fence {
     /// Reads and writes that began at or before this tick may not promote.
     floor: Ticket,
     reads: u32,
-    marks: HashMap<String, Mark>,
+    marks: Vec<(u64, Mark)>,
     patterns: Vec<Pattern>,
+}
+
+/// FNV-1a: small, and a collision only costs a promotion (module docs).
+fn hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl Fence {
     /// The most idle marks kept while reads are in flight (see the module docs).
-    pub const MAX_MARKS: usize = 4096;
+    pub const MAX_MARKS: usize = 1024;
     /// The most ended patterns kept while anything is in flight.
     pub const MAX_PATTERNS: usize = 64;
 
@@ -105,6 +116,28 @@ impl Fence {
     fn tick(&mut self) -> Ticket {
         self.seq += 1;
         self.seq
+    }
+
+    fn mark(&self, key: &str) -> Option<&Mark> {
+        let h = hash(key);
+        self.marks.iter().find(|(k, _)| *k == h).map(|(_, m)| m)
+    }
+
+    fn mark_mut(&mut self, key: &str) -> Option<&mut Mark> {
+        let h = hash(key);
+        self.marks.iter_mut().find(|(k, _)| *k == h).map(|(_, m)| m)
+    }
+
+    fn mark_or_new(&mut self, key: &str) -> &mut Mark {
+        let h = hash(key);
+        let i = match self.marks.iter().position(|(k, _)| *k == h) {
+            Some(i) => i,
+            None => {
+                self.marks.push((h, Mark::default()));
+                self.marks.len() - 1
+            }
+        };
+        &mut self.marks[i].1
     }
 
     /// A read begins: its ticket, for [`Fence::may_promote`]. Pair it with
@@ -129,7 +162,7 @@ impl Fence {
         if ticket <= self.floor || self.patterns.iter().any(|p| p.blocks(key, ticket)) {
             return false;
         }
-        match self.marks.get(key) {
+        match self.mark(key) {
             None => true,
             Some(m) => m.busy == 0 && m.ended < ticket,
         }
@@ -138,7 +171,7 @@ impl Fence {
     /// A mutation of `key` begins: its ticket, for [`Fence::write_done`].
     pub fn write(&mut self, key: &str) -> Ticket {
         let t = self.tick();
-        let m = self.marks.entry_ref(key).or_default();
+        let m = self.mark_or_new(key);
         m.busy += 1;
         m.begun = t;
         t
@@ -150,7 +183,7 @@ impl Fence {
     /// that matches it overlapped it.
     pub fn write_done(&mut self, key: &str, ticket: Ticket) -> bool {
         let end = self.tick();
-        let own = match self.marks.get_mut(key) {
+        let own = match self.mark_mut(key) {
             Some(m) => {
                 m.busy = m.busy.saturating_sub(1);
                 m.ended = end;
@@ -201,7 +234,7 @@ impl Fence {
     /// coherence log): reads and writes of it in flight may not promote.
     pub fn invalidate(&mut self, key: &str) {
         let t = self.tick();
-        let m = self.marks.entry_ref(key).or_default();
+        let m = self.mark_or_new(key);
         m.begun = t;
         m.ended = t;
     }
@@ -211,7 +244,7 @@ impl Fence {
         self.floor = self.tick();
         // Idle marks and ended patterns are covered by the floor; what is
         // in flight still counts.
-        self.marks.retain(|_, m| m.busy > 0);
+        self.marks.retain(|(_, m)| m.busy > 0);
         self.patterns.retain(|p| p.ended.is_none());
     }
 
@@ -219,7 +252,11 @@ impl Fence {
     pub fn in_flight(&self) -> usize {
         self.reads as usize
             + self.patterns.iter().filter(|p| p.ended.is_none()).count()
-            + self.marks.values().map(|m| m.busy as usize).sum::<usize>()
+            + self
+                .marks
+                .iter()
+                .map(|(_, m)| m.busy as usize)
+                .sum::<usize>()
     }
 
     /// Keys remembered now (for tests and statistics).
@@ -231,8 +268,8 @@ impl Fence {
         if self.reads == 0 {
             // No read in flight can be affected by an idle mark, and every
             // later read takes a ticket past it.
-            if self.marks.values().any(|m| m.busy == 0) {
-                self.marks.retain(|_, m| m.busy > 0);
+            if self.marks.iter().any(|(_, m)| m.busy == 0) {
+                self.marks.retain(|(_, m)| m.busy > 0);
             }
             // Ended patterns matter to writes in flight too.
             if self.marks.is_empty() {

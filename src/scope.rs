@@ -114,14 +114,16 @@ impl Scope {
             let rest = &text[at..];
             let colon = rest.find(':')?;
             let digits = &rest[..colon];
-            if digits.is_empty()
-                || digits.len() > 10
-                || digits.starts_with('0')
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+            if digits.is_empty() || digits.len() > 9 || digits.starts_with('0') {
                 return None;
             }
-            let len: usize = digits.parse().ok()?;
+            let mut len = 0usize;
+            for d in digits.bytes() {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                len = len * 10 + usize::from(d - b'0');
+            }
             let start = at + colon + 1;
             let end = start.checked_add(len)?;
             *slot = Some(text.get(start..end)?);

@@ -46,12 +46,24 @@ pub fn promotion_ttl(l1_ttl: u64, expires_at: u64, now: u64) -> Option<u64> {
 /// assert_eq!(parse_counter(b"9223372036854775808"), None);
 /// ```
 pub fn parse_counter(text: &[u8]) -> Option<i64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let negative = text.first() == Some(&b'-');
+    let digits = if negative { &text[1..] } else { text };
     match digits {
-        [b'0'] if digits.len() == text.len() => Some(0),
-        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) && digits.len() <= 19 => {
-            // ASCII digits: valid UTF-8; i64's own parser checks the range.
-            std::str::from_utf8(text).ok()?.parse().ok()
+        [b'0'] if !negative => Some(0),
+        [b'1'..=b'9', ..] => {
+            // Accumulated negative, so that i64::MIN fits.
+            let mut n: i64 = 0;
+            for &d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+            }
+            if negative {
+                Some(n)
+            } else {
+                n.checked_neg()
+            }
         }
         _ => None,
     }

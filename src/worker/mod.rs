@@ -10,7 +10,7 @@
 //! * requests and strict decoding of answers: [`crate::rest`];
 //! * Redis keys: [`Layout`] (`<prefix>:v:r|key`, the same keys the JS
 //!   `TieredCache` uses, so both read each other's values);
-//! * values in Redis: [`Signer`] envelopes bound to key and scope, exactly
+//! * values in Redis: [`Signer`] envelopes bound to prefix, key and scope, exactly
 //!   what the JS `Signer` seals: JSON payloads (encoding `0x01`, through
 //!   [`EdgeCache::get`]/[`EdgeCache::set`]) or raw bytes (`0x00`, what the JS
 //!   side stores for a `Uint8Array`: [`EdgeCache::get_bytes`]/[`EdgeCache::set_bytes`]);
