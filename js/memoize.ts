@@ -333,7 +333,15 @@ export class Engine {
   /**
    * Writes an entry (stamping its freshness), then releases the flight once
    * the write is done, so that no caller misses in between. A value the
-   * cache refuses as too large (or unmeasurable) is just not stored.
+   * cache refuses as too large (or unmeasurable) is just not stored; a
+   * write that fails later is ignored (the call has its result already).
+   *
+   * The call answers without waiting for an asynchronous write (a
+   * `TieredCache`'s to Redis), so the write must outlive the request that
+   * started it: in Workers, workerd cancels the I/O a request leaves
+   * pending when it answers, and the result would be lost (neither Redis
+   * nor L1 would get it: the next request would compute it again). It is
+   * handed to the request's `waitUntil` (keepAlive; nothing elsewhere).
    */
   store(
     cache: CacheLike,
@@ -353,16 +361,15 @@ export class Engine {
       if (isTooLarge(err)) return;
       throw err;
     }
-    if (flight === undefined) return;
     const release = () => {
-      if (flights.get(k) === flight) flights.delete(k);
+      if (flight !== undefined && flights.get(k) === flight) flights.delete(k);
     };
+    if (!isThenable(w)) return release();
+    const landed = Promise.resolve(w).then(release, release);
     // Callers in this isolate join the flight until the write has landed;
-    // in Workers nobody joins, and workerd may drop the continuation of a
-    // write that outlives its request, which would leave the flight behind
-    // for good: release it now.
-    if (isThenable(w) && shareFlights) w.then(release, release);
-    else release();
+    // in Workers nobody joins: release it now.
+    if (!shareFlights) release();
+    keepAlive(landed);
   }
 
   /** Serves stale, refreshes once in the background; a failed refresh keeps the stale entry. */

@@ -10,7 +10,11 @@
 //   EDGECACHE_REDIS_TOKEN  secret  its token   (or UPSTASH_REDIS_REST_TOKEN)
 //   EDGECACHE_SIGNING_KEYS secret  `kid:key,kid:key`: the first one signs
 //   EDGECACHE_PREFIX, EDGECACHE_MAX_ENTRIES, EDGECACHE_MAX_BYTES,
-//   EDGECACHE_DEFAULT_TTL, EDGECACHE_L1_TTL   optional vars
+//   EDGECACHE_DEFAULT_TTL, EDGECACHE_L1_TTL, EDGECACHE_REDIS_TIMEOUT,
+//   EDGECACHE_BREAKER_THRESHOLD, EDGECACHE_BREAKER_COOLDOWN   optional vars
+//
+// The Rust binding (src/worker/settings.rs) reads the same bindings by the
+// same rule; tests/fixtures/settings.json holds the cases both run.
 //
 // Wording of the warnings after upstash/redis-js's platforms/cloudflare.ts:
 // each names the binding and the command that fixes it.
@@ -37,11 +41,15 @@ export interface FromEnvOptions {
   l1Ttl?: number;
   /** As `TieredCacheOptions.failOpen`. @default true */
   failOpen?: boolean;
-  /** As `TieredCacheOptions.breaker`. */
+  /** As `TieredCacheOptions.breaker`. Bindings `EDGECACHE_BREAKER_THRESHOLD`, `EDGECACHE_BREAKER_COOLDOWN`. @default { threshold: 5, cooldown: 5000 } */
   breaker?: { threshold?: number; cooldown?: number };
-  /** ms a request to Redis may take. @default 5000 */
+  /** ms a request to Redis may take. Binding `EDGECACHE_REDIS_TIMEOUT`. @default 5000 */
   timeout?: number;
-  /** Where warnings go (the L1-only notice included). @default console.warn */
+  /**
+   * Where warnings go (the L1-only notice included). Not part of the
+   * cache's identity: the cache keeps the `log` of the call that made it.
+   * @default console.warn
+   */
   log?: (message: string) => void;
 }
 
@@ -133,32 +141,156 @@ export class L1Cache<V = unknown> {
 /** What {@link fromEnv} returns: tiered when Redis is configured, else L1 only. */
 export type WorkersCache<V = unknown> = TieredCache<V> | L1Cache<V>;
 
-/** One cache per isolate and configuration. */
+/** One cache per isolate and distinct configuration (see {@link fromEnv}). */
 const instances = new Map<string, WorkersCache<unknown>>();
 
+/** ASCII whitespace (space, tab, LF, FF, CR), dropped around a binding's value. */
+const SPACE = /^[ \t\n\f\r]+|[ \t\n\f\r]+$/g;
+
+/** The text of a binding, without the whitespace around it; `undefined` if unset or blank. */
 function text(env: WorkersEnv, name: string): string | undefined {
-  const v = env[name];
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  let v = env[name];
+  if (v === undefined || v === null) return undefined;
+  // A TOML number in [vars] arrives as a number.
+  if (typeof v === 'number' && Number.isFinite(v)) v = String(v);
   if (typeof v !== 'string') {
     throw new EdgeCacheError('INVALID_OPTION', `the binding ${name} must be a string ([vars] in wrangler.toml, or a secret), got ${typeof v}`);
   }
-  return v.trim();
+  const t = v.replace(SPACE, '');
+  return t === '' ? undefined : t;
 }
 
-/** A whole number of the binding `name`, strictly: digits only (or `Infinity` where allowed). */
-function integer(env: WorkersEnv, name: string, min: number, infinite = false): number | undefined {
+/** `t` quoted, anything but printable ASCII written `\u{hex}` (an invisible U+00A0 is no digit), as the Rust binding writes it. */
+function shown(t: string): string {
+  return `"${t.replace(/[^\x20-\x7e]|["\\]/gu, (c) => (c === '"' || c === '\\' ? `\\${c}` : `\\u{${c.codePointAt(0)!.toString(16)}}`))}"`;
+}
+
+/** The largest number any binding takes: 2^53 - 1 (Number.MAX_SAFE_INTEGER). */
+const MAX = Number.MAX_SAFE_INTEGER;
+
+/**
+ * A numeric binding: decimal digits only (no sign, unit, exponent,
+ * separator or `Infinity`), from `min` to `max`; `undefined` if unset.
+ */
+function integer(env: WorkersEnv, name: string, min: number, max: number, unit: string): number | undefined {
   const t = text(env, name);
   if (t === undefined) return undefined;
-  if (infinite && t === 'Infinity') return Infinity;
-  const n = /^\d{1,16}$/.test(t) ? Number(t) : NaN;
-  if (!Number.isSafeInteger(n) || n < min) {
+  const n = /^[0-9]+$/.test(t) ? Number(t) : NaN;
+  if (!(n >= min && n <= max)) {
     throw new EdgeCacheError(
       'INVALID_OPTION',
-      `the binding ${name} must be a whole number >= ${min}${infinite ? ' (or Infinity)' : ''}, got ${JSON.stringify(t)}`,
+      `the binding ${name} must be a whole number from ${min} to ${max} (${unit}): decimal digits only, no sign, unit or exponent; got ${shown(t)}`,
     );
   }
   return n;
+}
+
+/**
+ * @internal What {@link fromEnv} reads and makes the cache from: each
+ * setting from its binding, else from the option, else its default. The
+ * bindings follow one rule with the Rust binding (src/worker/settings.rs):
+ * the cases of tests/fixtures/settings.json, which both run.
+ */
+export interface Settings {
+  /** The Redis tier: the URL (trailing `/` dropped), its token, and the bindings they came from. */
+  redis: { url: string; token: string; urlBinding: string; tokenBinding: string } | undefined;
+  signingKeys: string | undefined;
+  prefix: string;
+  maxEntries: number;
+  maxBytes: number;
+  defaultTtl: number;
+  l1Ttl: number;
+  timeout: number;
+  breakerThreshold: number;
+  breakerCooldown: number;
+  failOpen: boolean;
+}
+
+const DEFAULTS = {
+  prefix: 'edgecache',
+  maxEntries: 10_000,
+  maxBytes: 32 * 1024 * 1024,
+  defaultTtl: 0,
+  l1Ttl: 10_000,
+  timeout: 5_000,
+  breaker: { threshold: 5, cooldown: 5_000 },
+  failOpen: true,
+};
+
+const PREFIX = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Checks the options' names and types (their ranges are checked by the cache they configure). */
+function checkOptions(options: FromEnvOptions): void {
+  if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'fromEnv: options must be an object');
+  for (const k of Object.keys(options)) {
+    if (!OPTIONS.has(k)) throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of fromEnv; known: ${[...OPTIONS].join(', ')}`);
+  }
+  const o = options as Record<string, unknown>;
+  const kind = (name: string, type: string, v = o[name]) => {
+    if (v !== undefined && typeof v !== type) throw new EdgeCacheError('INVALID_OPTION', `fromEnv: \`${name}\` must be a ${type}, got ${typeof v}`);
+  };
+  for (const n of ['maxEntries', 'maxBytes', 'defaultTtl', 'l1Ttl', 'timeout']) kind(n, 'number');
+  kind('prefix', 'string');
+  kind('failOpen', 'boolean');
+  kind('log', 'function');
+  const b = o.breaker;
+  if (b !== undefined) {
+    if (b === null || typeof b !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'fromEnv: `breaker` is { threshold?, cooldown? }');
+    for (const k of Object.keys(b)) if (k !== 'threshold' && k !== 'cooldown') throw new EdgeCacheError('INVALID_OPTION', `fromEnv: unknown option \`breaker.${k}\`; known: threshold, cooldown`);
+    kind('breaker.threshold', 'number', (b as Record<string, unknown>).threshold);
+    kind('breaker.cooldown', 'number', (b as Record<string, unknown>).cooldown);
+  }
+}
+
+/** @internal The settings from `env` and `options` (checked: {@link checkOptions}). */
+export function readSettings(env: WorkersEnv, options: FromEnvOptions = {}): Settings {
+  const pick = (a: string, b: string): [string, string] | undefined => {
+    const x = text(env, a);
+    if (x !== undefined) return [a, x];
+    const y = text(env, b);
+    return y === undefined ? undefined : [b, y];
+  };
+  const url = pick('EDGECACHE_REDIS_URL', 'UPSTASH_REDIS_REST_URL');
+  const token = pick('EDGECACHE_REDIS_TOKEN', 'UPSTASH_REDIS_REST_TOKEN');
+  const keys = text(env, 'EDGECACHE_SIGNING_KEYS');
+  let redis: Settings['redis'];
+  if (url !== undefined || token !== undefined) {
+    if (url === undefined) {
+      throw new EdgeCacheError('INVALID_OPTION', `${token![0]} is set but EDGECACHE_REDIS_URL is not: add the bridge or Upstash REST URL to [vars] in wrangler.toml (EDGECACHE_REDIS_URL = "https://...")`);
+    }
+    if (token === undefined) {
+      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: add it as a secret with \`wrangler secret put EDGECACHE_REDIS_TOKEN\` (locally: a line in .dev.vars, then restart wrangler dev)`);
+    }
+    if (!/^https?:\/\/[^/]/.test(url[1])) {
+      throw new EdgeCacheError('INVALID_OPTION', `the binding ${url[0]} must be an http(s) URL, the REST endpoint of Upstash or edgecache-bridge (https://<db>.upstash.io, http://127.0.0.1:8079); got ${JSON.stringify(url[1])}`);
+    }
+    if (keys === undefined) {
+      throw new EdgeCacheError(
+        'INVALID_OPTION',
+        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. Add a key with \`wrangler secret put EDGECACHE_SIGNING_KEYS\` (the value: k1:<32 random bytes in base64url>, e.g. k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars, then restart wrangler dev)`,
+      );
+    }
+    redis = { url: url[1].replace(/\/+$/, ''), token: token[1], urlBinding: url[0], tokenBinding: token[0] };
+  }
+  const prefix = text(env, 'EDGECACHE_PREFIX');
+  if (prefix !== undefined && !PREFIX.test(prefix)) {
+    throw new EdgeCacheError('INVALID_OPTION', `the binding EDGECACHE_PREFIX must be 1 to 64 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(prefix)}`);
+  }
+  const b = options.breaker ?? {};
+  return {
+    redis,
+    signingKeys: keys,
+    prefix: prefix ?? options.prefix ?? DEFAULTS.prefix,
+    maxEntries: integer(env, 'EDGECACHE_MAX_ENTRIES', 1, 2 ** 29 - 1, 'entries') ?? options.maxEntries ?? DEFAULTS.maxEntries,
+    maxBytes: integer(env, 'EDGECACHE_MAX_BYTES', 1, MAX, 'bytes') ?? options.maxBytes ?? DEFAULTS.maxBytes,
+    defaultTtl: integer(env, 'EDGECACHE_DEFAULT_TTL', 0, MAX, 'ms, 0 = no expiry') ?? options.defaultTtl ?? DEFAULTS.defaultTtl,
+    l1Ttl: integer(env, 'EDGECACHE_L1_TTL', 0, MAX, 'ms') ?? options.l1Ttl ?? DEFAULTS.l1Ttl,
+    // A timer of more than 2^31 - 1 ms fires at once.
+    timeout: integer(env, 'EDGECACHE_REDIS_TIMEOUT', 1, 2 ** 31 - 1, 'ms') ?? options.timeout ?? DEFAULTS.timeout,
+    breakerThreshold: integer(env, 'EDGECACHE_BREAKER_THRESHOLD', 1, 1_000_000, 'consecutive failures') ?? b.threshold ?? DEFAULTS.breaker.threshold,
+    breakerCooldown: integer(env, 'EDGECACHE_BREAKER_COOLDOWN', 0, MAX, 'ms') ?? b.cooldown ?? DEFAULTS.breaker.cooldown,
+    failOpen: options.failOpen ?? DEFAULTS.failOpen,
+  };
 }
 
 /** `kid:key,kid:key` → Signer keys; the first id signs. */
@@ -196,15 +328,30 @@ const HOW_TO_L2 =
   'to share it between isolates through Redis, set EDGECACHE_REDIS_URL ([vars] in wrangler.toml, or .dev.vars locally, then restart wrangler dev) and add the secrets with `wrangler secret put EDGECACHE_REDIS_TOKEN` and `wrangler secret put EDGECACHE_SIGNING_KEYS`';
 
 /**
+ * The identity of the cache of `s`: every setting, numbers as `String`
+ * writes them (`JSON.stringify` writes `Infinity` and `NaN` alike), the
+ * texts as JSON. Built per call, so cheap (a JSON of `s` costs twice as much).
+ */
+function identity(s: Settings): string {
+  const r = s.redis;
+  const texts = JSON.stringify([s.prefix, s.signingKeys, r?.url, r?.token, r?.urlBinding, r?.tokenBinding]);
+  return `${s.maxEntries} ${s.maxBytes} ${s.defaultTtl} ${s.l1Ttl} ${s.timeout} ${s.breakerThreshold} ${s.breakerCooldown} ${s.failOpen} ${texts}`;
+}
+
+/**
  * The cache of a Cloudflare Worker, from its bindings: a {@link TieredCache}
  * when `EDGECACHE_REDIS_URL` and `EDGECACHE_REDIS_TOKEN` (or the
  * `UPSTASH_REDIS_REST_*` pair) are set, signing with
  * `EDGECACHE_SIGNING_KEYS`; else an {@link L1Cache} (same methods, this
  * isolate's memory only), said once in the log.
  *
- * One cache per isolate: calls with the same binding values return the same
- * instance, so call it in every request. Bindings override `options`, which
- * apply when the cache is made (the first call with these binding values).
+ * One cache per isolate and configuration: the bindings override
+ * `options`, and calls whose bindings and options come to the same settings
+ * return the same instance (a map lookup), so call it in every request.
+ * Different settings (another `prefix`, say) make another cache, kept for
+ * the isolate's life: pass constant options, and for a partition per
+ * tenant or user use `scope()` of one cache rather than a prefix per
+ * request. `log` is not part of the identity.
  *
  * @example
  * ```ts
@@ -225,79 +372,38 @@ export function fromEnv<V = unknown>(env: object, options: FromEnvOptions = {}):
   if (env === null || typeof env !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', 'fromEnv takes the `env` of the fetch handler');
   }
-  return make<V>(env as WorkersEnv, options);
-}
-
-function make<V>(env: WorkersEnv, options: FromEnvOptions): WorkersCache<V> {
-  if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'fromEnv: options must be an object');
-  for (const k of Object.keys(options)) {
-    if (!OPTIONS.has(k)) throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of fromEnv; known: ${[...OPTIONS].join(', ')}`);
-  }
-  const pick = (a: string, b: string): [string, string] | undefined => {
-    const x = text(env, a);
-    if (x !== undefined) return [a, x];
-    const y = text(env, b);
-    return y === undefined ? undefined : [b, y];
-  };
-  const url = pick('EDGECACHE_REDIS_URL', 'UPSTASH_REDIS_REST_URL');
-  const token = pick('EDGECACHE_REDIS_TOKEN', 'UPSTASH_REDIS_REST_TOKEN');
-  const keys = text(env, 'EDGECACHE_SIGNING_KEYS');
-  const prefix = text(env, 'EDGECACHE_PREFIX');
-  const maxEntries = integer(env, 'EDGECACHE_MAX_ENTRIES', 1);
-  const maxBytes = integer(env, 'EDGECACHE_MAX_BYTES', 1, true);
-  const defaultTtl = integer(env, 'EDGECACHE_DEFAULT_TTL', 0);
-  const l1Ttl = integer(env, 'EDGECACHE_L1_TTL', 0);
-  const id = JSON.stringify([url, token, keys, prefix, maxEntries, maxBytes, defaultTtl, l1Ttl]);
+  checkOptions(options);
+  const s = readSettings(env as WorkersEnv, options);
+  const id = identity(s);
   const known = instances.get(id);
   if (known !== undefined) return known as WorkersCache<V>;
-
-  const log = options.log ?? ((m: string) => console.warn(m));
-  if (typeof log !== 'function') throw new EdgeCacheError('INVALID_OPTION', 'fromEnv: log must be a function');
-  const l1Options: MemoryCacheOptions = {};
-  const entries = maxEntries ?? options.maxEntries;
-  const bytes = maxBytes ?? options.maxBytes;
-  if (entries !== undefined) l1Options.maxEntries = entries;
-  if (bytes !== undefined) l1Options.maxBytes = bytes;
-  const ttl = defaultTtl ?? options.defaultTtl;
-
-  let cache: WorkersCache<V>;
-  if (url === undefined && token === undefined) {
-    const l1 = naming('EDGECACHE_MAX_ENTRIES / EDGECACHE_MAX_BYTES / EDGECACHE_DEFAULT_TTL', () => new MemoryCache<unknown>({ ...l1Options, ...(ttl === undefined ? {} : { defaultTtl: ttl }) }));
-    cache = new L1Cache<V>(l1);
-    log(`edgecache: EDGECACHE_REDIS_URL is not set, so this cache runs L1-only (this isolate's memory, not shared); ${HOW_TO_L2}`);
-  } else {
-    if (url === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', `${token![0]} is set but EDGECACHE_REDIS_URL is not: add the bridge or Upstash REST URL to [vars] in wrangler.toml (EDGECACHE_REDIS_URL = "https://...")`);
-    }
-    if (token === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: add it as a secret with \`wrangler secret put EDGECACHE_REDIS_TOKEN\` (locally: a line in .dev.vars, then restart wrangler dev)`);
-    }
-    if (keys === undefined) {
-      throw new EdgeCacheError(
-        'INVALID_OPTION',
-        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. Add a key with \`wrangler secret put EDGECACHE_SIGNING_KEYS\` (the value: k1:<32 random bytes in base64url>, e.g. k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars, then restart wrangler dev)`,
-      );
-    }
-    const signerOptions = signingKeys(keys);
-    const signer = naming('EDGECACHE_SIGNING_KEYS', () => new Signer(signerOptions));
-    const redis = naming(url[0], () => new RedisRest({ url: url[1], token: token[1], ...(options.timeout === undefined ? {} : { timeout: options.timeout }) }));
-    const l1 = naming('EDGECACHE_MAX_ENTRIES / EDGECACHE_MAX_BYTES', () => new MemoryCache<unknown>(l1Options));
-    const p = prefix ?? options.prefix ?? 'edgecache';
-    if (prefix !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(prefix)) {
-      throw new EdgeCacheError('INVALID_OPTION', `the binding EDGECACHE_PREFIX must be 1 to 64 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(prefix)}`);
-    }
-    cache = new TieredCache<V>({
-        redis,
-        signer,
-        prefix: p,
-        l1,
-        log,
-        ...(ttl === undefined ? {} : { defaultTtl: ttl }),
-        ...((l1Ttl ?? options.l1Ttl) === undefined ? {} : { l1Ttl: (l1Ttl ?? options.l1Ttl)! }),
-        ...(options.failOpen === undefined ? {} : { failOpen: options.failOpen }),
-        ...(options.breaker === undefined ? {} : { breaker: options.breaker }),
-      });
-  }
+  const cache = make<V>(s, options.log ?? ((m: string) => console.warn(m)));
   instances.set(id, cache as WorkersCache<unknown>);
   return cache;
+}
+
+/**
+ * The cache of `s`. The bindings are checked already, so an error of a
+ * component but the Signer's comes from an option (and names it).
+ */
+function make<V>(s: Settings, log: (message: string) => void): WorkersCache<V> {
+  const l1Options: MemoryCacheOptions = { maxEntries: s.maxEntries, maxBytes: s.maxBytes };
+  if (s.redis === undefined) {
+    const l1 = new L1Cache<V>(new MemoryCache<unknown>({ ...l1Options, defaultTtl: s.defaultTtl }));
+    log(`edgecache: EDGECACHE_REDIS_URL is not set, so this cache runs L1-only (this isolate's memory, not shared); ${HOW_TO_L2}`);
+    return l1;
+  }
+  const signerOptions = signingKeys(s.signingKeys!);
+  const signer = naming('EDGECACHE_SIGNING_KEYS', () => new Signer(signerOptions));
+  return new TieredCache<V>({
+    redis: new RedisRest({ url: s.redis.url, token: s.redis.token, timeout: s.timeout }),
+    signer,
+    prefix: s.prefix,
+    l1: new MemoryCache<unknown>(l1Options),
+    log,
+    defaultTtl: s.defaultTtl,
+    l1Ttl: s.l1Ttl,
+    failOpen: s.failOpen,
+    breaker: { threshold: s.breakerThreshold, cooldown: s.breakerCooldown },
+  });
 }

@@ -128,11 +128,31 @@ thread_local! {
     static ISOLATE: RefCell<Option<(Vec<Option<String>>, EdgeCache)>> = const { RefCell::new(None) };
 }
 
-fn lookup(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .or_else(|_| env.secret(name).map(|v| v.to_string()))
-        .ok()
+/// A binding's text: a var's or a secret's string, or a number's decimal
+/// text as JS `String()` writes it (a TOML number in `[vars]` arrives as a
+/// number; `Env::var` took it for unset, while the JS `fromEnv` reads it).
+/// Anything else is refused, as `fromEnv` does.
+fn lookup(env: &Env, name: &'static str) -> Result<Option<String>> {
+    let v = js_sys::Reflect::get(env, &name.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Some(s));
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() => Ok(js_sys::Number::from(n)
+            .to_string_with_radix(10)
+            .ok()
+            .map(String::from)),
+        _ => Err(Error::InvalidOption {
+            name,
+            reason: format!(
+                "must be a string ([vars] in wrangler.toml, or a secret), got {}",
+                v.js_typeof().as_string().unwrap_or_default()
+            ),
+        }),
+    }
 }
 
 impl EdgeCache {
@@ -146,7 +166,10 @@ impl EdgeCache {
     /// `wrangler secret put` that fixes it: never an unsigned L2. The
     /// bindings are listed on [`Settings`].
     pub fn from_env(env: &Env) -> Result<EdgeCache> {
-        let values: Vec<Option<String>> = NAMES.iter().map(|n| lookup(env, n)).collect();
+        let values = NAMES
+            .iter()
+            .map(|n| lookup(env, *n))
+            .collect::<Result<Vec<Option<String>>>>()?;
         if let Some(cache) = ISOLATE.with(|c| {
             c.borrow()
                 .as_ref()

@@ -40,6 +40,16 @@ impl std::fmt::Debug for Redis {
 /// | `EDGECACHE_DEFAULT_TTL`, `EDGECACHE_L1_TTL` (ms) | vars | 0 (none), 10000 |
 /// | `EDGECACHE_REDIS_TIMEOUT` (ms) | var | 5000 |
 /// | `EDGECACHE_BREAKER_THRESHOLD`, `EDGECACHE_BREAKER_COOLDOWN` (ms) | vars | 5, 5000 |
+///
+/// The rule, the same as the JS `fromEnv` (the cases both run are
+/// `tests/fixtures/settings.json`): ASCII whitespace around a value is
+/// dropped, and a value left empty is unset. Numbers are decimal digits
+/// only (no sign, unit, exponent, separator or `Infinity`) within bounds:
+/// `EDGECACHE_MAX_ENTRIES` 1 to 2^29 - 1, `EDGECACHE_MAX_BYTES` 1 to
+/// 2^53 - 1, the TTLs and the cooldown 0 to 2^53 - 1,
+/// `EDGECACHE_REDIS_TIMEOUT` 1 to 2^31 - 1, `EDGECACHE_BREAKER_THRESHOLD` 1
+/// to 1000000. The prefix is 1 to 64 characters of `A-Z a-z 0-9 _ . -`;
+/// the URL is `http://` or `https://` and a host (trailing `/` dropped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settings {
@@ -82,17 +92,108 @@ impl Default for Settings {
     }
 }
 
-fn number<T: std::str::FromStr>(
-    get: &dyn Fn(&str) -> Option<String>,
+/// The largest number any setting takes: 2^53 - 1, the largest integer a JS
+/// number holds exactly, so that `fromEnv` reads every value as this does.
+pub const MAX_SETTING: u64 = (1 << 53) - 1;
+
+/// What a numeric binding takes: decimal digits only (no sign, unit,
+/// exponent, separator or `Infinity`), from `min` to `max`. The same rule
+/// as the JS `fromEnv`; the cases both run are `tests/fixtures/settings.json`.
+struct Bound {
     name: &'static str,
-    dflt: T,
-) -> Result<T> {
-    match get(name) {
-        None => Ok(dflt),
-        Some(v) => v.trim().parse().map_err(|_| Error::InvalidOption {
-            name,
-            reason: format!("{v:?} is not a whole number (set it under [vars] in wrangler.toml)"),
+    min: u64,
+    max: u64,
+    unit: &'static str,
+}
+
+/// The numeric bindings, with their bounds (README.md lists them).
+const MAX_ENTRIES: Bound = Bound {
+    name: "EDGECACHE_MAX_ENTRIES",
+    min: 1,
+    max: (1 << 29) - 1,
+    unit: "entries",
+};
+const MAX_BYTES: Bound = Bound {
+    name: "EDGECACHE_MAX_BYTES",
+    min: 1,
+    max: MAX_SETTING,
+    unit: "bytes",
+};
+const DEFAULT_TTL: Bound = Bound {
+    name: "EDGECACHE_DEFAULT_TTL",
+    min: 0,
+    max: MAX_SETTING,
+    unit: "ms, 0 = no expiry",
+};
+const L1_TTL: Bound = Bound {
+    name: "EDGECACHE_L1_TTL",
+    min: 0,
+    max: MAX_SETTING,
+    unit: "ms",
+};
+/// A timer of more than 2^31 - 1 ms fires at once in JS runtimes.
+const TIMEOUT: Bound = Bound {
+    name: "EDGECACHE_REDIS_TIMEOUT",
+    min: 1,
+    max: (1 << 31) - 1,
+    unit: "ms",
+};
+const BREAKER_THRESHOLD: Bound = Bound {
+    name: "EDGECACHE_BREAKER_THRESHOLD",
+    min: 1,
+    max: 1_000_000,
+    unit: "consecutive failures",
+};
+const BREAKER_COOLDOWN: Bound = Bound {
+    name: "EDGECACHE_BREAKER_COOLDOWN",
+    min: 0,
+    max: MAX_SETTING,
+    unit: "ms",
+};
+
+fn number(get: &dyn Fn(&str) -> Option<String>, b: &Bound, dflt: u64) -> Result<u64> {
+    let Some(v) = get(b.name) else {
+        return Ok(dflt);
+    };
+    // Digits only: `u64::from_str` alone would take a leading `+`.
+    let n = if v.bytes().all(|c| c.is_ascii_digit()) {
+        v.parse::<u64>().ok()
+    } else {
+        None
+    };
+    match n {
+        Some(n) if (b.min..=b.max).contains(&n) => Ok(n),
+        _ => Err(Error::InvalidOption {
+            name: b.name,
+            reason: format!(
+                "\"{}\" is not a whole number from {} to {} ({}): decimal digits only, no sign, unit or exponent (set it under [vars] in wrangler.toml)",
+                v.escape_default(),
+                b.min,
+                b.max,
+                b.unit
+            ),
         }),
+    }
+}
+
+/// Whether `url` is `http(s)://` followed by a host (as the JS `RedisRest` checks).
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'))
+}
+
+/// Whitespace around a value is dropped: ASCII whitespace only (space, tab,
+/// LF, FF, CR), as `fromEnv` does; a value left empty counts as unset.
+fn trimmed(v: String) -> Option<String> {
+    let t = v.trim_matches(|c: char| c.is_ascii_whitespace());
+    if t.is_empty() {
+        None
+    } else if t.len() == v.len() {
+        Some(v)
+    } else {
+        Some(t.to_owned())
     }
 }
 
@@ -113,32 +214,35 @@ impl Settings {
     /// # }
     /// ```
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings> {
-        let get = move |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let get = move |name: &str| get(name).and_then(trimmed);
         let get: &dyn Fn(&str) -> Option<String> = &get;
         let d = Settings::default();
-        let url = get("EDGECACHE_REDIS_URL").or_else(|| get("UPSTASH_REDIS_REST_URL"));
-        let token = get("EDGECACHE_REDIS_TOKEN").or_else(|| get("UPSTASH_REDIS_REST_TOKEN"));
+        let pick = |a: &'static str, b: &'static str| {
+            get(a).map(|v| (a, v)).or_else(|| get(b).map(|v| (b, v)))
+        };
+        let url = pick("EDGECACHE_REDIS_URL", "UPSTASH_REDIS_REST_URL");
+        let token = pick("EDGECACHE_REDIS_TOKEN", "UPSTASH_REDIS_REST_TOKEN");
         let redis = match (url, token) {
             (None, None) => None,
-            (Some(url), Some(token)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+            (Some((name, url)), Some((_, token))) => {
+                if !is_http_url(&url) {
                     return Err(Error::InvalidOption {
-                        name: "EDGECACHE_REDIS_URL",
+                        name,
                         reason: format!("{url:?} is not an http(s) URL: give the REST endpoint of Upstash or edgecache-bridge"),
                     });
                 }
-                Some(Redis { url: url.trim_end_matches('/').to_owned(), token: token.trim().to_owned() })
+                Some(Redis { url: url.trim_end_matches('/').to_owned(), token })
             }
-            (Some(_), None) => {
+            (Some((name, _)), None) => {
                 return Err(Error::InvalidOption {
                     name: "EDGECACHE_REDIS_TOKEN",
-                    reason: "EDGECACHE_REDIS_URL is set but the token is missing: run `wrangler secret put EDGECACHE_REDIS_TOKEN` (or put it in .dev.vars)".into(),
+                    reason: format!("{name} is set but the token is missing: run `wrangler secret put EDGECACHE_REDIS_TOKEN` (or put it in .dev.vars)"),
                 })
             }
-            (None, Some(_)) => {
+            (None, Some((name, _))) => {
                 return Err(Error::InvalidOption {
                     name: "EDGECACHE_REDIS_URL",
-                    reason: "a Redis token is set but no URL: set EDGECACHE_REDIS_URL under [vars] in wrangler.toml".into(),
+                    reason: format!("{name} is set but no URL: set EDGECACHE_REDIS_URL under [vars] in wrangler.toml"),
                 })
             }
         };
@@ -157,30 +261,88 @@ impl Settings {
             name: "EDGECACHE_PREFIX",
             reason: e.to_string(),
         })?;
+        // Both bounds are below 2^32.
+        let count = |b: &Bound, dflt: u32| number(get, b, u64::from(dflt)).map(|n| n as u32);
         let s = Settings {
             redis,
             signing_keys,
             prefix,
-            max_entries: number(get, "EDGECACHE_MAX_ENTRIES", d.max_entries)?,
-            max_bytes: number(get, "EDGECACHE_MAX_BYTES", d.max_bytes)?,
-            default_ttl: number(get, "EDGECACHE_DEFAULT_TTL", d.default_ttl)?,
-            l1_ttl: number(get, "EDGECACHE_L1_TTL", d.l1_ttl)?,
-            timeout: number(get, "EDGECACHE_REDIS_TIMEOUT", d.timeout)?,
-            breaker_threshold: number(get, "EDGECACHE_BREAKER_THRESHOLD", d.breaker_threshold)?,
-            breaker_cooldown: number(get, "EDGECACHE_BREAKER_COOLDOWN", d.breaker_cooldown)?,
+            max_entries: count(&MAX_ENTRIES, d.max_entries)?,
+            max_bytes: number(get, &MAX_BYTES, d.max_bytes)?,
+            default_ttl: number(get, &DEFAULT_TTL, d.default_ttl)?,
+            l1_ttl: number(get, &L1_TTL, d.l1_ttl)?,
+            timeout: number(get, &TIMEOUT, d.timeout)?,
+            breaker_threshold: count(&BREAKER_THRESHOLD, d.breaker_threshold)?,
+            breaker_cooldown: number(get, &BREAKER_COOLDOWN, d.breaker_cooldown)?,
         };
-        if s.max_entries == 0 {
-            return Err(Error::InvalidOption {
-                name: "EDGECACHE_MAX_ENTRIES",
-                reason: "must be >= 1".into(),
-            });
-        }
-        if s.breaker_threshold == 0 {
-            return Err(Error::InvalidOption {
-                name: "EDGECACHE_BREAKER_THRESHOLD",
-                reason: "must be >= 1".into(),
-            });
-        }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The value of the setting a corpus case names (by its binding's name).
+    fn value_of(s: &Settings, setting: &str) -> Value {
+        let opt = |v: Option<&String>| v.map_or(Value::Null, |v| Value::from(v.as_str()));
+        match setting {
+            "EDGECACHE_REDIS_URL" => opt(s.redis.as_ref().map(|r| &r.url)),
+            "EDGECACHE_REDIS_TOKEN" => opt(s.redis.as_ref().map(|r| &r.token)),
+            "EDGECACHE_SIGNING_KEYS" => opt(s.signing_keys.as_ref()),
+            "EDGECACHE_PREFIX" => s.prefix.as_str().into(),
+            "EDGECACHE_MAX_ENTRIES" => s.max_entries.into(),
+            "EDGECACHE_MAX_BYTES" => s.max_bytes.into(),
+            "EDGECACHE_DEFAULT_TTL" => s.default_ttl.into(),
+            "EDGECACHE_L1_TTL" => s.l1_ttl.into(),
+            "EDGECACHE_REDIS_TIMEOUT" => s.timeout.into(),
+            "EDGECACHE_BREAKER_THRESHOLD" => s.breaker_threshold.into(),
+            "EDGECACHE_BREAKER_COOLDOWN" => s.breaker_cooldown.into(),
+            other => panic!("the corpus names a setting the Rust binding does not read: {other}"),
+        }
+    }
+
+    /// tests/fixtures/settings.json, which the JS `fromEnv` runs too
+    /// (tests/js/fromenv.test.mjs): one rule for both bindings.
+    #[test]
+    fn the_settings_corpus_shared_with_js_from_env() {
+        let corpus: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/settings.json")).unwrap();
+        let cases = corpus["cases"].as_array().unwrap();
+        assert!(cases.len() > 50, "{} cases", cases.len());
+        let mut wrong = Vec::new();
+        for case in cases {
+            let env: Vec<(String, String)> = case["env"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("text inputs").to_owned()))
+                .collect();
+            let setting = case["setting"].as_str().unwrap();
+            let got =
+                Settings::from_lookup(|n| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
+            let verdict = match (case["error"].as_str(), got) {
+                (None, Ok(s)) if value_of(&s, setting) == case["value"] => continue,
+                (None, Ok(s)) => format!("read as {}", value_of(&s, setting)),
+                (None, Err(e)) => format!("refused: {e}"),
+                (Some(_), Ok(s)) => format!("accepted as {}", value_of(&s, setting)),
+                (Some(code), Err(e)) => match &e {
+                    Error::InvalidOption { name, .. } if e.code() == code && *name == setting => {
+                        continue
+                    }
+                    _ if e.code() == code && !matches!(e, Error::InvalidOption { .. }) => continue,
+                    _ => format!("the wrong error: {} {e}", e.code()),
+                },
+            };
+            wrong.push(format!("{case}: {verdict}"));
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
     }
 }

@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fromEnv, L1Cache, TieredCache, Signer, EdgeCacheError, memoize, generateSecureKey } from 'edgecache';
+import { readFileSync } from 'node:fs';
 import { startRedis, startBridge } from './servers.mjs';
+// The settings fromEnv reads (internal: not exported by the package).
+import { readSettings } from '../../dist/workers.js';
 
 let n = 0;
 /** A distinct configuration per test (instances are kept per isolate). */
@@ -39,6 +42,19 @@ describe('fromEnv without Redis', () => {
     assert.match(logs[0], /\.dev\.vars locally, then restart wrangler dev/, 'wrangler dev reads .dev.vars when it starts');
     const b = fromEnv(fresh(), quiet);
     assert.notEqual(b, a, 'another configuration, another cache');
+  });
+
+  test('options are part of the identity without Redis too: two prefixes, two L1 caches', async () => {
+    const env = { EDGECACHE_DEFAULT_TTL: '7777' }; // no EDGECACHE_PREFIX: it would override the option
+    const billing = fromEnv(env, { ...quiet, prefix: 'billing' });
+    const guest = fromEnv(env, { ...quiet, prefix: 'guest' });
+    assert.notEqual(guest, billing);
+    await billing.set('k', 'billing');
+    assert.equal(await guest.get('k'), undefined);
+    assert.equal(fromEnv(env, { prefix: 'billing', log: () => {} }), billing);
+    assert.notEqual(fromEnv(env, { ...quiet, prefix: 'billing', maxEntries: 50 }), billing);
+    throwsCode(() => fromEnv(env, { maxEntries: 5n }), 'INVALID_OPTION', /maxEntries/);
+    throwsCode(() => fromEnv(env, { breaker: { threshold: '5' } }), 'INVALID_OPTION', /breaker\.threshold/);
   });
 
   test('L1Cache has the async methods of TieredCache', async () => {
@@ -88,7 +104,54 @@ describe('fromEnv without Redis', () => {
     const d = fromEnv(fresh(), { ...quiet, maxEntries: 7, maxBytes: 100_000 });
     assert.equal(d.stats().l1.maxEntries, 7);
     assert.equal(d.stats().l1.maxBytes, 100_000);
-    assert.ok(fromEnv(fresh({ EDGECACHE_MAX_BYTES: 'Infinity' }), quiet).stats().l1.maxBytes >= Number.MAX_SAFE_INTEGER, 'no byte bound');
+    // The option may say Infinity; the binding is a number of bytes, as in Rust.
+    assert.ok(fromEnv(fresh(), { ...quiet, maxBytes: Infinity }).stats().l1.maxBytes >= Number.MAX_SAFE_INTEGER, 'no byte bound');
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_MAX_BYTES: 'Infinity' }), quiet), 'INVALID_OPTION', /EDGECACHE_MAX_BYTES must be a whole number from 1 to 9007199254740991 \(bytes\)/);
+  });
+
+  test('the settings corpus shared with the Rust binding (tests/fixtures/settings.json)', () => {
+    // src/worker/settings.rs runs the same cases (cargo test --features worker --lib worker).
+    const { cases } = JSON.parse(readFileSync(new URL('../fixtures/settings.json', import.meta.url), 'utf8'));
+    assert.ok(cases.length > 50);
+    const valueOf = (s, setting) => {
+      switch (setting) {
+        case 'EDGECACHE_REDIS_URL':
+          return s.redis?.url ?? null;
+        case 'EDGECACHE_REDIS_TOKEN':
+          return s.redis?.token ?? null;
+        case 'EDGECACHE_SIGNING_KEYS':
+          return s.signingKeys ?? null;
+        default: {
+          const name = setting.replace(/^EDGECACHE_(REDIS_)?/, '').toLowerCase().replace(/_(.)/g, (_, c) => c.toUpperCase());
+          assert.ok(name in s, `the corpus names a setting fromEnv does not read: ${setting}`);
+          return s[name];
+        }
+      }
+    };
+    for (const c of cases) {
+      const what = JSON.stringify(c);
+      if (c.error === undefined) {
+        assert.deepEqual(valueOf(readSettings(c.env), c.setting), c.value, what);
+        assert.doesNotThrow(() => fromEnv(c.env, quiet), what);
+      } else {
+        for (const read of [() => readSettings(c.env), () => fromEnv(c.env, quiet)]) {
+          assert.throws(read, (e) => {
+            assert.ok(e instanceof EdgeCacheError, `${what}: ${e}`);
+            assert.equal(e.code, c.error, `${what}: ${e.message}`);
+            assert.ok(e.message.includes(c.setting), `${what}: the error names ${c.setting}: ${e.message}`);
+            return true;
+          }, what);
+        }
+      }
+    }
+  });
+
+  test('a TOML number in [vars] is read as its decimal text: whole numbers only', () => {
+    assert.equal(readSettings({ EDGECACHE_L1_TTL: 250 }).l1Ttl, 250);
+    assert.equal(readSettings({ EDGECACHE_MAX_BYTES: 2 ** 53 - 1 }).maxBytes, 2 ** 53 - 1);
+    for (const v of [1.5, -1, 1e21, 2 ** 53, Infinity, NaN]) {
+      throwsCode(() => readSettings({ EDGECACHE_MAX_BYTES: v }), 'INVALID_OPTION', /EDGECACHE_MAX_BYTES/);
+    }
   });
 
   test('a bad value is INVALID_OPTION naming the binding', () => {
@@ -177,6 +240,29 @@ describe('fromEnv against a real bridge', () => {
     assert.deepEqual(await reader.get('x'), { v: 1 });
     assert.equal(reader.stats().l2.hits, 1);
     assert.equal(reader.stats().l1.maxEntries, 100);
+  });
+
+  test('options are part of the identity: fromEnv(env, { prefix: "guest" }) after "billing" is another cache', async () => {
+    const env = { EDGECACHE_REDIS_URL: bridge.url, EDGECACHE_REDIS_TOKEN: token, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` };
+    const billing = fromEnv(env, { ...quiet, prefix: 'billing' });
+    const guest = fromEnv(env, { ...quiet, prefix: 'guest' });
+    assert.notEqual(guest, billing);
+    await billing.set('invoice:1', { total: 10 });
+    assert.equal(await guest.get('invoice:1'), undefined, 'the guest cache does not see billing keys');
+    await guest.set('invoice:1', 'guest');
+    const cli = (...a) => execFileSync('redis-cli', ['-p', String(redis.port), '--raw', ...a], { encoding: 'utf8' });
+    assert.match(cli('KEYS', 'billing:v:*'), /billing:v:r\|invoice:1/);
+    assert.match(cli('KEYS', 'guest:v:*'), /guest:v:r\|invoice:1/);
+    assert.deepEqual(await billing.get('invoice:1'), { total: 10 });
+    // Called in every request with options written inline (a new object, a
+    // new log function each time): one cache per configuration, not per call.
+    for (let i = 0; i < 1_000; i++) {
+      assert.equal(fromEnv({ ...env }, { prefix: 'billing', log: () => {} }), billing);
+      assert.equal(fromEnv(env, { prefix: 'guest', failOpen: true, log: () => {} }), guest, 'a default spelt out is the same setting');
+    }
+    // A binding overrides the option (as documented): the same settings, the same cache.
+    assert.equal(fromEnv({ ...env, EDGECACHE_PREFIX: 'billing' }, { ...quiet, prefix: 'guest' }), billing);
+    assert.notEqual(fromEnv(env, { ...quiet, prefix: 'billing', timeout: 1_000 }), billing, 'another timeout, another cache');
   });
 
   test('in Node, fromEnv(process.env) reads the same variables (docs/REDIS.md)', async () => {

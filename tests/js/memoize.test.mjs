@@ -679,6 +679,38 @@ describe('memoize: cache interplay', () => {
     assert.equal(calls, 1);
   });
 
+  test('a write that fails after the call has answered is ignored, never an unhandled rejection', async () => {
+    // The call does not wait for an asynchronous write; a failed one (say
+    // Redis down, failOpen: false) just leaves the result unstored. A sync
+    // function's result, a sync throw with cacheErrors, an async result.
+    class FailingWrites extends AsyncJsonCache {
+      async set() {
+        await null;
+        throw new EdgeCacheError('L2_UNAVAILABLE', 'the write failed');
+      }
+    }
+    const unhandled = [];
+    const onUnhandled = (e) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const cache = new FailingWrites();
+      const sync = memoize((x) => x + 1, { cache, prefix: 's:' });
+      const throws = memoize(() => {
+        throw new Error('no');
+      }, { cache, prefix: 't:', cacheErrors: true });
+      const async = memoize(async (x) => x * 2, { cache, prefix: 'a:' });
+      assert.equal(await sync(1), 2);
+      await assert.rejects(throws(1), /no/);
+      assert.equal(await async(2), 4);
+      await settle();
+      await settle();
+      assert.deepEqual(unhandled, []);
+      assert.equal(await async(2), 4, 'computed again, nothing stuck in flight');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   test('an entry written by someone else under the key is a miss, then overwritten', () => {
     const cache = new MemoryCache();
     const f = memoize((x) => x * 10, { cache, prefix: 'm:', key: String });

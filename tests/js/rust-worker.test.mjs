@@ -106,6 +106,17 @@ describe('the Rust example Worker, L1 only', () => {
     assert.equal((await mf.dispatchFetch('http://localhost/__edgecache/purge', { method: 'DELETE', headers: admin(ADMIN) })).status, 400);
   });
 
+  test('the bindings by the rule fromEnv reads them (tests/fixtures/settings.json), a TOML number included', async () => {
+    // Miniflare passes a number as a TOML number in [vars] arrives: Env::var took it for unset.
+    const s = await stats(worker({ EDGECACHE_MAX_ENTRIES: 3, EDGECACHE_MAX_BYTES: ' 65536\n' }));
+    assert.deepEqual([s.l1.maxEntries, s.l1.maxBytes], [3, 65536]);
+    for (const [name, value] of [['EDGECACHE_MAX_BYTES', 'Infinity'], ['EDGECACHE_MAX_ENTRIES', 1.5], ['EDGECACHE_L1_TTL', true]]) {
+      const r = await get(worker({ [name]: value }), '/x');
+      assert.equal(r.status, 500, r.text);
+      assert.match(r.text, new RegExp(`edgecache configuration: invalid option \`${name}\``));
+    }
+  });
+
   test('STALE: served past its freshness while the origin is asked again', async () => {
     const short = worker({ CACHE_TTL: '150' });
     assert.equal((await get(short, '/s')).cache, 'MISS');

@@ -3,14 +3,15 @@
 // also checks that the package loads its wasm under the `workerd`
 // condition. L1 only; then tiered, two Worker instances over a real
 // redis-server and edgecache-bridge on loopback (tampering, Redis down);
-// and the cross-request rule: concurrent requests for one missing key.
+// and the cross-request rule: concurrent requests for one missing key;
+// writes to Redis that land after their request has answered.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { unstable_dev } from 'wrangler';
-import { startRedis, startBridge } from './servers.mjs';
+import { startRedis, startBridge, startProxy } from './servers.mjs';
 
 process.env.WRANGLER_SEND_METRICS = 'false';
 const ADMIN = 'admin-token-for-tests';
@@ -267,6 +268,76 @@ describe('tiered: two Worker instances over redis-server and the bridge', () => 
     const s = await stats(a);
     assert.ok(Object.values(s.l2.errors).reduce((x, y) => x + y, 0) >= 1, JSON.stringify(s.l2));
     assert.equal((await purge(a, '/kept', ADMIN)).status, 503, 'a delete Redis did not see is refused, never half done');
+  });
+});
+
+describe('writes that land after the response: memoize, @cached, cachePage over fromEnv(env)', () => {
+  // The way to the bridge is slowed (150 ms added to every chunk, both
+  // ways): each request answers with its computed value while the write of
+  // that value to Redis is still under way. workerd cancels the I/O a
+  // request leaves pending when it answers, unless it is in waitUntil.
+  let redis;
+  let bridge;
+  let proxy;
+  let w;
+  const token = randomBytes(24).toString('base64url');
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
+
+  before(async () => {
+    redis = await startRedis();
+    bridge = await startBridge({ redisUrl: redis.url, token });
+    proxy = await startProxy(Number(new URL(bridge.url).port));
+    w = await start('tests/js/workers/late-writes.js', {
+      vars: {
+        EDGECACHE_REDIS_URL: `http://127.0.0.1:${proxy.port}`,
+        EDGECACHE_REDIS_TOKEN: token,
+        EDGECACHE_SIGNING_KEYS: `k1:${randomBytes(32).toString('base64url')}`,
+        EDGECACHE_PREFIX: 'lw',
+      },
+    });
+  });
+  after(async () => {
+    await w?.stop();
+    await proxy?.stop();
+    await bridge?.stop();
+    await redis?.stop();
+  });
+
+  test('every result reaches Redis, and this isolate\'s L1 too: nothing is computed again', async () => {
+    const kinds = { memo: 'memo:', sync: 'sync:', cached: 'cached:', page: 'page:GET /page/' };
+    const paths = Object.keys(kinds).flatMap((kind) => Array.from({ length: 10 }, (_, i) => `/${kind}/k${i}`));
+    proxy.setDelay(150);
+    const first = new Map(
+      await Promise.all(
+        paths.map(async (p) => {
+          const r = await w.fetch(p);
+          const body = await r.text();
+          assert.equal(r.status, 200, `${p}: ${body}`);
+          return [p, body];
+        }),
+      ),
+    );
+    proxy.setDelay(0);
+    const redisKey = (p) => {
+      const [, kind, k] = p.split('/');
+      return `lw:v:r|${kinds[kind]}${k}`;
+    };
+    let missing;
+    for (const deadline = Date.now() + 5_000; ; ) {
+      const held = new Set(cli('KEYS', 'lw:v:*').split('\n'));
+      missing = paths.filter((p) => !held.has(redisKey(p)));
+      if (missing.length === 0 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The answers to the writes are on their way back (150 ms): then each
+    // write's end, putting the value in L1, has run, if it was kept alive.
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Without the way to Redis, only L1 can serve the values (L1_TTL is 10 s).
+    await proxy.stop();
+    proxy = undefined;
+    const recomputed = [];
+    for (const [p, body] of first) if ((await (await w.fetch(p)).text()) !== body) recomputed.push(p);
+    assert.deepEqual({ missing, recomputed }, { missing: [], recomputed: [] }, `${paths.length - missing.length} of ${paths.length} results in Redis`);
   });
 });
 
