@@ -23,7 +23,8 @@ build: setup-run
 ## Every test suite: Rust (unit, doctests, proptest, glob vs real Redis),
 ## wasm-bindgen-test in Node and headless Chromium, JS tests of dist/, and
 ## the packed package in every runtime and bundler (tests/js/pkg-*).
-test: setup build
+## scripts/test.sh builds dist/ itself, beside the builds the JS tests need.
+test: setup
 	@scripts/test.sh
 
 ## Benchmarks against the peers named in the issues, in one process each.

@@ -48,8 +48,48 @@ apt_install() {
 }
 
 mkdir -p target
+export PATH="$HOME/.cargo/bin:$PATH"
 
-# ---- 1. a Rust compiler that targets wasm32 ----
+# ---- 1. the two tools compiled from crates.io, in the background ----
+# wasm-bindgen CLI (exactly the version in Cargo.lock) and worker-build (for
+# the example Rust Worker, `make dev`; scripts/rust-worker.sh points its
+# downloads at local binaries and wasm-opt is off in its Cargo.toml). Both
+# are built by the host toolchain, so they compile from the first second,
+# while apt and npm download below; wait_installs collects them at the end.
+# worker-build is a debug build: it only drives cargo, wasm-bindgen and
+# esbuild, and builds in about 2 minutes instead of 5.
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+WORKER_BUILD=0.8.7
+INSTALLS=()
+install_bg() { # install_bg NAME ARGS... : cargo install in the background, log in target/NAME-install.log
+  local name=$1
+  shift
+  log "cargo install $name $* (in the background; log: target/$name-install.log)"
+  # --locked first; if the lock pins a release the registry no longer
+  # serves (wasm-bindgen-cli's webpki-roots), a fresh resolution of the
+  # same version.
+  ( cargo install -q "$@" --locked || cargo install -q "$@" ) >"target/$name-install.log" 2>&1 &
+  INSTALLS+=("$name:$!")
+}
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WB_VERSION" ]; then
+  install_bg wasm-bindgen wasm-bindgen-cli --version "$WB_VERSION"
+fi
+if ! worker-build --version 2>/dev/null | grep -qw "$WORKER_BUILD"; then
+  install_bg worker-build --debug worker-build --version "$WORKER_BUILD"
+fi
+wait_installs() {
+  local item
+  for item in "${INSTALLS[@]}"; do
+    if ! wait "${item#*:}"; then
+      cat "target/${item%%:*}-install.log" >&2
+      log "cargo install ${item%%:*} failed (above)"; exit 1
+    fi
+    log "${item%%:*} installed"
+  done
+  INSTALLS=()
+}
+
+# ---- 2. a Rust compiler that targets wasm32 ----
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "wasm32: rustup toolchain with the wasm32 target"
   cat > target/wasm-env.sh <<'ENV'
@@ -69,41 +109,6 @@ export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
 WASM_CARGO=/usr/bin/cargo
 ENV
 fi
-
-# ---- 2. wasm-bindgen CLI, exactly the version in Cargo.lock ----
-WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
-export PATH="$HOME/.cargo/bin:$PATH"
-if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WB_VERSION" ]; then
-  log "cargo install wasm-bindgen-cli $WB_VERSION (a few minutes)"
-  # --locked pins a webpki-roots release the registry no longer serves;
-  # fall back to a fresh resolution of the same CLI version.
-  cargo install -q wasm-bindgen-cli --version "$WB_VERSION" --locked \
-    || cargo install -q wasm-bindgen-cli --version "$WB_VERSION"
-fi
-
-# ---- 2b. worker-build, for the example Rust Worker (make dev) ----
-# scripts/rust-worker.sh points its downloads (wasm-bindgen, esbuild) at
-# local binaries; wasm-opt is off in examples/rust-worker/Cargo.toml.
-# A debug build: it only drives cargo, wasm-bindgen and esbuild, and builds
-# in about 2 minutes instead of 5. It builds in the background while the
-# steps below download; wait_worker_build collects it.
-WORKER_BUILD=0.8.7
-WB_PID=""
-if ! worker-build --version 2>/dev/null | grep -qw "$WORKER_BUILD"; then
-  log "cargo install worker-build $WORKER_BUILD (debug build, in the background; log: target/worker-build-install.log)"
-  ( cargo install -q --debug worker-build --version "$WORKER_BUILD" --locked \
-      || cargo install -q --debug worker-build --version "$WORKER_BUILD" ) >target/worker-build-install.log 2>&1 &
-  WB_PID=$!
-fi
-wait_worker_build() {
-  [ -n "$WB_PID" ] || return 0
-  if ! wait "$WB_PID"; then
-    cat target/worker-build-install.log >&2
-    log "cargo install worker-build $WORKER_BUILD failed (above)"; exit 1
-  fi
-  WB_PID=""
-  log "worker-build $(worker-build --version | cut -d' ' -f2) installed"
-}
 
 # ---- 3. Node.js >= 22 and the npm dev dependencies ----
 # The current wrangler needs Node 22.12; Debian 12 ships Node 18. Where the
@@ -131,7 +136,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 if [ $DEV_TIERED = 1 ]; then apt_install redis-server; fi
-if [ $RUN_ONLY = 1 ]; then wait_worker_build; log "ready to build and run (node $(node --version))"; exit 0; fi
+if [ $RUN_ONLY = 1 ]; then wait_installs; log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----
 apt_install redis-server webdis wrk chromium chromium-driver
@@ -146,5 +151,5 @@ if ! cmp -s tests/pkg/tools/package-lock.json target/pkg-tools/package-lock.json
   cp tests/pkg/tools/package.json tests/pkg/tools/package-lock.json target/pkg-tools/
   (cd target/pkg-tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
-wait_worker_build
+wait_installs
 log "ready (node $(node --version))"

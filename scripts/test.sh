@@ -1,9 +1,49 @@
 #!/usr/bin/env bash
-# Every test suite. Run through `make test`, which sets up and builds first.
+# Every test suite. Run through `make test`, which sets up first.
+#
+# Independent work runs side by side, since most of a fresh run is
+# compiling on 2 cores with serial gaps (linking, LTO, test runs):
+#   * the release bridge and the example Rust Worker build in the
+#     background from the start (their own build directories, so they
+#     never wait on the foreground's cargo lock);
+#   * the package build, lints, Rust tests and wasm-bindgen tests run in
+#     the foreground meanwhile;
+#   * the JS files then run several at a time, except the few that time
+#     recoveries or load the machine (SERIAL below), which run alone after.
+# Each section prints when it started, so a slow step shows in CI's log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+T0=$SECONDS
+section() { printf '\n\033[1m== %s\033[0m (%d s in)\n' "$*" $((SECONDS - T0)); }
+logs=target/test-logs
+mkdir -p "$logs"
+
+background() { # background NAME COMMAND... : runs it, its output in $logs/NAME.log
+  local name=$1
+  shift
+  ("$@") >"$logs/$name.log" 2>&1 &
+  eval "pid_${name//-/_}=$!"
+}
+collect() { # collect NAME : waits for a background job; its log if it failed
+  local var="pid_${1//-/_}"
+  if ! wait "${!var}"; then
+    cat "$logs/$1.log" >&2
+    echo "test.sh: $1 failed (its log is above, and in $logs/$1.log)" >&2
+    exit 1
+  fi
+  printf '%s: done (%d s in)\n' "$1" $((SECONDS - T0))
+}
+trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT
+
+section "Background: the release bridge and the example Rust Worker (worker-build), for the JS tests"
+# Its own target dir: the wasm build's build scripts lock target/release.
+export EDGECACHE_BRIDGE_BIN=target/bridge/release/edgecache-bridge
+background bridge-build cargo build --quiet --release -p edgecache-bridge --target-dir target/bridge
+background rust-worker-build nice -n 5 scripts/rust-worker.sh
+
+section "Build the npm package (dist/)"
+scripts/build.sh
 
 section "Rust: format and lints"
 cargo fmt --all -- --check
@@ -11,7 +51,7 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 # The Rust Workers binding (feature `worker`): its host-side code.
 cargo clippy --quiet -p edgecache --features worker --all-targets -- -D warnings
 
-section "Rust: unit tests, doctests, model-based proptest, Glob vs redis-server, the bridge"
+section "Rust: unit tests, doctests, model-based proptests, Glob vs redis-server, the bridge"
 cargo test --quiet --workspace
 cargo test --quiet -p edgecache --features worker --lib worker
 cargo test --quiet -p edgecache --features worker --doc worker
@@ -29,12 +69,23 @@ wasm_test
 section "wasm-bindgen-test in headless Chromium"
 CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_USE_BROWSER=1 wasm_test
 
-section "edgecache-bridge, release build, for the JS tests"
-cargo build --quiet --release -p edgecache-bridge
+section "Waiting for the background builds"
+collect bridge-build
+collect rust-worker-build
 
-section "The example Rust Worker (worker-build), for the JS tests"
-scripts/rust-worker.sh
-
-section "JS tests of the built package (dist/)"
+# Files that time recoveries, measure memory or put the machine under load:
+# alone, after the rest, so that neighbours neither slow them nor are
+# slowed by them.
+SERIAL=(tests/js/chaos.test.mjs tests/js/chaos-memory.test.mjs tests/js/bridge-abuse.test.mjs)
+parallel=()
+for f in tests/js/*.test.mjs; do
+  [[ " ${SERIAL[*]} " == *" $f "* ]] || parallel+=("$f")
+done
+rc=0
+section "JS tests of the built package (dist/), ${#parallel[@]} files, 3 at a time"
 # Files, not the folder: Node >= 22 reads --test arguments as file globs.
-node --test --test-concurrency=1 tests/js/*.test.mjs
+node --test --test-concurrency=3 "${parallel[@]}" || rc=1
+section "JS tests that run alone: ${SERIAL[*]}"
+node --test --test-concurrency=1 "${SERIAL[@]}" || rc=1
+section "Done: $([ $rc = 0 ] && echo passed || echo FAILED)"
+exit $rc

@@ -112,7 +112,7 @@ impl Scope {
         let mut got: [Option<&str>; 2] = [None, None];
         for slot in got.iter_mut().take(parts) {
             let rest = &text[at..];
-            let colon = rest.find(':')?;
+            let colon = rest.bytes().position(|b| b == b':')?;
             let digits = &rest[..colon];
             if digits.is_empty() || digits.len() > 9 || digits.starts_with('0') {
                 return None;

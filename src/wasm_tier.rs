@@ -129,6 +129,8 @@ pub fn promotion_ttl_js(l1_ttl: f64, expires_at: f64, now: f64) -> f64 {
 }
 
 /// The in-flight rule (tickets as numbers: exact up to 2^53 operations).
+/// `Fence::invalidate`/`invalidate_all` are not exported until a JS caller
+/// needs them (the coherence log): each export costs the package bytes.
 #[wasm_bindgen(js_name = FenceCore)]
 pub struct WasmFence(Fence);
 
@@ -180,17 +182,6 @@ impl WasmFence {
     #[wasm_bindgen(js_name = writePatternDone)]
     pub fn write_pattern_done(&mut self, ticket: f64) {
         self.0.write_pattern_done(ticket as u64)
-    }
-
-    /// `key` changed elsewhere.
-    pub fn invalidate(&mut self, key: &str) {
-        self.0.invalidate(key)
-    }
-
-    /// Anything may have changed.
-    #[wasm_bindgen(js_name = invalidateAll)]
-    pub fn invalidate_all(&mut self) {
-        self.0.invalidate_all()
     }
 }
 
