@@ -369,14 +369,23 @@ pub fn signing_keys(text: &str) -> Result<Signer> {
         reason,
     };
     let mut signer: Option<Signer> = None;
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (kid, key) = item.split_once(':').ok_or_else(|| {
-            bad("each key is `kid:secret` (comma-separated, the first one signs)".into())
-        })?;
-        let secret = decode_secret(key.trim()).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
+    // The JS fromEnv's rule: every comma-separated item is `kid:secret`,
+    // none empty, no id twice; errors name the binding.
+    for item in text.split(',').map(str::trim) {
+        let (kid, key) = item
+            .split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .ok_or_else(|| {
+                bad("must be `kid:key` or `kid:key,kid:key,...` (the first one signs), each key 32 random bytes in base64url".into())
+            })?;
+        let secret = decode_secret(key).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
         match signer.as_mut() {
-            None => signer = Some(Signer::new(kid.trim(), &secret)?),
-            Some(s) => s.add_key(kid.trim(), &secret)?,
+            None => signer = Some(Signer::new(kid, &secret).map_err(|e| bad(e.to_string()))?),
+            Some(s) if s.key_ids().any(|k| k == kid) => {
+                return Err(bad(format!("names the key id {kid:?} twice")))
+            }
+            Some(s) => s.add_key(kid, &secret).map_err(|e| bad(e.to_string()))?,
         }
     }
     signer.ok_or_else(|| {

@@ -724,3 +724,30 @@ fn an_outage_is_not_no_counter_and_a_wrong_token_is_said_at_once() {
         .count();
     assert_eq!(auth, 1, "once: {:?}", logs.borrow());
 }
+
+/// The JS fromEnv's rule for EDGECACHE_SIGNING_KEYS (js/workers.ts
+/// signingKeys), case by case; both refuse what the other refuses.
+#[test]
+fn signing_keys_follow_the_js_rule() {
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
+    for ok in [KEY.to_string(), format!(" {KEY} , k2:{K2} ")] {
+        assert_eq!(signing_keys(&ok).unwrap().current_key_id(), "k1", "{ok:?}");
+    }
+    for bad in [
+        format!("{KEY},"),
+        format!(" , {KEY}"),
+        format!("{KEY},,k2:{K2}"),
+        format!(":{K2}"),
+        "k1:".to_string(),
+        "k1".to_string(),
+        String::new(),
+        format!("{KEY},{KEY}"),
+    ] {
+        let e = signing_keys(&bad).unwrap_err();
+        assert_eq!(e.code(), "INVALID_OPTION", "{bad:?}");
+        assert!(
+            e.to_string().contains("EDGECACHE_SIGNING_KEYS"),
+            "{bad:?}: {e}"
+        );
+    }
+}

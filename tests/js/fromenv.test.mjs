@@ -192,7 +192,8 @@ describe('fromEnv with Redis bindings', () => {
 
   test('signing keys are checked: format, duplicates, strength, naming the binding', () => {
     const env = (keys) => fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: keys });
-    for (const k of ['nokey', 'k1:', ':abc', `k1:${KEY},`, `k1:${KEY},k2`]) {
+    // The same cases as the Rust binding's signing_keys_follow_the_js_rule.
+    for (const k of ['nokey', 'k1:', ':abc', `k1:${KEY},`, `k1:${KEY},k2`, ` , k1:${KEY}`, `k1:${KEY},,k2:${KEY}`]) {
       throwsCode(() => fromEnv(env(k), quiet), 'INVALID_OPTION', /EDGECACHE_SIGNING_KEYS/);
     }
     throwsCode(() => fromEnv(env(`k1:${KEY},k1:${generateSecureKey()}`), quiet), 'INVALID_OPTION', /twice/);
