@@ -103,12 +103,13 @@ impl Backend {
             .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
         {
             return Err(format!(
-                "--redis-url {url}: TLS to Redis (rediss://) is not supported by this build; \
-                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between"
+                "--redis-url {}: TLS to Redis (rediss://) is not supported by this build; \
+                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between",
+                redact(url)
             ));
         }
-        let mut config =
-            Config::from_url(url).map_err(|e| format!("--redis-url {url}: {}", e.details()))?;
+        let mut config = Config::from_url(url)
+            .map_err(|e| format!("--redis-url {}: {}", redact(url), e.details()))?;
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
         let direct: Vec<Conn> = match &config.server {
@@ -388,6 +389,40 @@ fn custom(c: &Command) -> (CustomCommand, Vec<Value>) {
     (CustomCommand::new(name, hash, blocking), args)
 }
 
+/// A Redis URL without its password, for logs and errors: the user
+/// information (`user:password@`) and the value of any query parameter
+/// whose name says password (a sentinel's) become `***`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let (rest, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut out = String::from(scheme);
+    match rest.rfind('@') {
+        Some(at) => {
+            out.push_str("***");
+            out.push_str(&rest[at..]);
+        }
+        None => out.push_str(rest),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +438,38 @@ mod tests {
                 e.contains("rediss://") && e.contains("not supported"),
                 "{e}"
             );
+            assert!(!e.contains("pw"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_without_its_password() {
+        for url in [
+            "redis://:s3cret@127.0.0.1:notaport",
+            "redis://u:s3cret@[::1:6379",
+        ] {
+            let e = Backend::connect(url, 1, 1, Duration::from_secs(1))
+                .await
+                .err()
+                .expect("refused");
+            assert!(e.contains("--redis-url") && !e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, want) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:pw@host:6379/2", "redis://***@host:6379/2"),
+            ("redis://user:p@ss@host", "redis://***@host"),
+            ("rediss://u:pw@h:1", "rediss://***@h:1"),
+            ("user:pw@host", "***@host"),
+            (
+                "redis-sentinel://:pw@h1:26379,h2/0?sentinelServiceName=m&sentinelPassword=pw2",
+                "redis-sentinel://***@h1:26379,h2/0?sentinelServiceName=m&sentinelPassword=***",
+            ),
+        ] {
+            assert_eq!(redact(url), want);
         }
     }
 }

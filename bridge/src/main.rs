@@ -1,7 +1,11 @@
 //! The `edgecache-bridge` binary: flags (each with an environment
 //! variable), logs, signals; the work is in the library.
 use clap::Parser;
-use edgecache_bridge::{backend::Backend, policy::Policy, server};
+use edgecache_bridge::{
+    backend::{redact, Backend},
+    policy::Policy,
+    server,
+};
 use std::time::Duration;
 
 /// An HTTP-to-Redis bridge speaking the Upstash REST protocol.
@@ -20,10 +24,12 @@ struct Args {
         default_value = "127.0.0.1:8079"
     )]
     listen: String,
-    /// The Redis server: redis://[[user]:password@]host:port[/db].
+    /// The Redis server: redis://[[user]:password@]host:port[/db]. It
+    /// holds the password: prefer the environment variable.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
@@ -173,14 +179,6 @@ async fn run(args: Args) {
         shutdown_timeout: ms(args.shutdown_timeout),
     };
     server::serve(listener, backend, settings, shutdown_signal()).await;
-}
-
-/// The Redis URL without its password, for the log.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -3,9 +3,10 @@
 // logs that must never hold a token.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { startRedis, startBridge } from './servers.mjs';
+import { BRIDGE_BIN, startRedis, startBridge } from './servers.mjs';
 
 const TOKEN = 'abuse-token-0123456789abcdef';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -160,5 +161,31 @@ describe('edgecache-bridge against abusive clients', () => {
     for (const secret of [TOKEN, RO, 'wrong-token-that-looks-real-123456', 'query-wrong-token-0987654321']) {
       assert.ok(!text.includes(secret), `a token appears in the log: ${secret}`);
     }
+  });
+
+  test('the Redis password is never printed: a refused --redis-url, and --help with the URL in the environment', () => {
+    const SECRET = 'redis-s3cret-pw-0123';
+    for (const url of [
+      `rediss://:${SECRET}@127.0.0.1:6380`,
+      `redis://user:${SECRET}@127.0.0.1:notaport`,
+      `redis://:${SECRET}@127.0.0.1:99999/0`,
+      `redis://:${SECRET}@[::1:6379`,
+    ]) {
+      const r = spawnSync(BRIDGE_BIN, ['--listen', '127.0.0.1:0', '--redis-url', url], {
+        env: { ...process.env, EDGECACHE_BRIDGE_TOKEN: TOKEN, RUST_LOG: 'trace' },
+        encoding: 'utf8',
+        timeout: 5_000,
+      });
+      assert.equal(r.status, 2, `${url}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /--redis-url/);
+      assert.ok(!(r.stdout + r.stderr).includes(SECRET), `the password is printed: ${r.stderr}`);
+    }
+    const help = spawnSync(BRIDGE_BIN, ['--help'], {
+      env: { ...process.env, EDGECACHE_BRIDGE_REDIS_URL: `redis://:${SECRET}@127.0.0.1:6379` },
+      encoding: 'utf8',
+    });
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /EDGECACHE_BRIDGE_REDIS_URL/);
+    assert.ok(!help.stdout.includes(SECRET), 'the password is printed by --help');
   });
 });
