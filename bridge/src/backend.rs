@@ -89,7 +89,8 @@ pub struct Backend {
 impl Backend {
     /// Connects (in the background: the bridge starts while Redis is down
     /// and serves 503 until it is up) `pool` multiplexed connections and
-    /// `tx` connections for transactions.
+    /// `tx` connections for transactions; waits up to 2 s for all of them,
+    /// so that the first requests find them up.
     pub async fn connect(
         url: &str,
         pool: usize,
@@ -153,9 +154,12 @@ impl Backend {
             pool.connect_pool();
         }
         tx.connect_pool().await;
-        // Give the connections a moment, so the first requests find them up;
-        // with Redis down, start anyway and answer 503 until it is back.
+        // Give the connections a moment, so the first requests find them up
+        // (the transactions' too: /multi-exec answered 503 for the first
+        // 100 ms without it); with Redis down, start anyway and answer 503
+        // until it is back.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = tx.wait_for_connect().await;
             if direct.is_empty() {
                 for c in pool.clients() {
                     let _ = c.wait_for_connect().await;

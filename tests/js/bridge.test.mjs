@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { Redis } from '@upstash/redis';
-import { startRedis, startBridge, startProxy } from './servers.mjs';
+import { startRedis, startBridge, startBridgeOn, startProxy } from './servers.mjs';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const RO = 'read-only-token-0123456789';
@@ -273,6 +273,23 @@ describe('edgecache-bridge: one round trip per pipeline, Redis down, shutdown', 
       try {
         execFileSync('redis-cli', ['-p', String(r2.port), 'shutdown', 'nosave']);
       } catch {}
+    }
+  });
+
+  test('the first /multi-exec right after "listening on" runs: every connection is up before the bridge says it listens', async () => {
+    for (let i = 0; i < 5; i++) {
+      const b = await startBridgeOn(0, { redisUrl: redis.url, token: TOKEN, waitHealthy: false });
+      try {
+        const [tx, one] = await Promise.all([
+          call('/multi-exec', { base: b.url, body: [['INCR', 'st:n'], ['ECHO', 'x']] }),
+          call('/', { base: b.url, body: ['PING'] }),
+        ]);
+        assert.equal(tx.status, 200, `start ${i}: ${JSON.stringify(tx.body)}`);
+        assert.deepEqual(tx.body[1], { result: 'x' });
+        assert.deepEqual(one.body, { result: 'PONG' });
+      } finally {
+        await b.stop();
+      }
     }
   });
 
