@@ -109,7 +109,13 @@ describe('edgecache-bridge against abusive clients', () => {
       assert.equal(r.status, 400);
       assert.match(r.body.error, /more than 10000 commands in one request \(--max-pipeline\)/);
 
+      // One command whose argument is nested 99,998 deep: that command's
+      // own error (at its first nested array), and the pipeline answers.
       r = await post('/pipeline', '['.repeat(100_000) + ']'.repeat(100_000));
+      assert.equal(r.status, 200);
+      assert.equal(r.body.length, 1);
+      assert.match(r.body[0].error, /^ERR failed to parse this command as JSON: invalid type: sequence/);
+      r = await post('/pipeline', '['.repeat(100_000));
       assert.equal(r.status, 400);
       assert.match(r.body.error, /^ERR failed to parse the request body as JSON/);
       r = await post('/', '['.repeat(100_000));
