@@ -4,7 +4,7 @@
 //! finishes the requests in flight.
 
 use crate::backend::{Backend, TxOutcome, Unavailable};
-use crate::policy::{self, Policy, Role};
+use crate::policy::{Policy, Role};
 use crate::protocol::{self, Command};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -264,7 +264,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
             // refuses it.
             let mut writes = false;
             for c in &cmds {
-                match check(app, role, c) {
+                match app.policy.check(role, c) {
                     Ok(read) => writes |= !read,
                     Err(r) => return error(StatusCode::FORBIDDEN, &r.to_string()),
                 }
@@ -280,7 +280,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
                 Ok(c) => c,
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
             };
-            let read = match check(app, role, &cmd) {
+            let read = match app.policy.check(role, &cmd) {
                 Ok(read) => read,
                 Err(r) => return error(StatusCode::FORBIDDEN, &r.to_string()),
             };
@@ -307,14 +307,6 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
     resp
 }
 
-/// Whether `role` may run `c`: `Ok(true)` for a read.
-fn check(app: &App, role: Role, c: &Command) -> Result<bool, policy::Refusal> {
-    let name = protocol::command_name(c);
-    app.policy
-        .check(role, &name, c.get(1).map(|b| b.as_ref()))?;
-    Ok(policy::is_read(&name))
-}
-
 /// `/pipeline`: each command has its own outcome, as Upstash answers:
 /// one that is malformed or refused gets its own `{"error": ...}` in its
 /// place and the others run (so one caller's bad command, batched by an
@@ -332,7 +324,7 @@ async fn pipeline(app: &App, role: Role, body: &[u8], base64: bool) -> (Resp, bo
     for (i, entry) in entries.into_iter().enumerate() {
         let verdict = entry
             .map_err(|e| e.0)
-            .and_then(|c| match check(app, role, &c) {
+            .and_then(|c| match app.policy.check(role, &c) {
                 Ok(read) => Ok((c, read)),
                 Err(r) => Err(r.to_string()),
             });

@@ -128,7 +128,8 @@ describe('edgecache-bridge: the protocol', () => {
       [401, await call('/get/x?_token=nope', { method: 'GET', token: null }), /^WRONGPASS/],
       [403, await call('/', { body: ['FLUSHALL'] }), /deny list/],
       [403, await call('/', { body: ['CONFIG', 'SET', 'save', ''] }), /deny list/],
-      [403, await call('/', { body: ['BLPOP', 'q', 0] }), /deny list/],
+      [403, await call('/', { body: ['EVAL', 'return 1', 0] }), /deny list/],
+      [403, await call('/', { body: ['BLPOP', 'q', 0] }), /cannot run through the bridge/],
       [403, await call('/', { body: ['SELECT', 1] }), /cannot run through the bridge/],
       [403, await call('/multi-exec', { body: [['GET', 'a'], ['SUBSCRIBE', 'c']] }), /cannot run through the bridge/],
       [403, await call('/', { body: ['SET', 'p:ro', 'x'], token: RO }), /read-only/],
@@ -158,7 +159,7 @@ describe('edgecache-bridge: the protocol', () => {
     assert.deepEqual(r.body[0], { result: 1 });
     assert.match(r.body[1].error, /^NOPERM 'FLUSHALL' is on the bridge's deny list/);
     assert.match(r.body[2].error, /^ERR failed to parse this command as JSON/);
-    assert.match(r.body[3].error, /^ERR 'SUBSCRIBE' cannot run through the bridge/);
+    assert.match(r.body[3].error, /^NOPERM 'SUBSCRIBE' cannot run through the bridge/);
     assert.deepEqual(r.body[4], { result: 'v' });
     assert.match(r.body[5].error, /a string, a number or a boolean/);
     assert.equal(r.body[6].error, 'ERR empty command');
@@ -166,10 +167,11 @@ describe('edgecache-bridge: the protocol', () => {
     assert.equal(cli(redis, 'EXISTS', 'pp:k'), '1', 'FLUSHALL did not run');
     assert.equal(cli(redis, 'EXISTS', 'pp:bad'), '0');
     // The read-only token: its writes are refused in their places.
-    const ro = await call('/pipeline', { body: [['GET', 'pp:k'], ['DEL', 'pp:k']], token: RO });
+    const ro = await call('/pipeline', { body: [['GET', 'pp:k'], ['DEL', 'pp:k'], ['EVAL_RO', 'return 1', 0]], token: RO });
     assert.equal(ro.status, 200);
     assert.deepEqual(ro.body[0], { result: 'v' });
     assert.match(ro.body[1].error, /^NOPERM this token is read-only/);
+    assert.ok(ro.body[2].error, 'no script for the read-only token');
     assert.equal(cli(redis, 'EXISTS', 'pp:k'), '1');
     // Every command refused: nothing goes to Redis, still one answer each.
     const none = await call('/pipeline', { body: [['FLUSHDB'], ['MONITOR']] });
@@ -182,7 +184,6 @@ describe('edgecache-bridge: the protocol', () => {
       assert.match(res.body.error, /^ERR (failed to parse the request body as JSON|no commands)/, bad);
     }
   });
-
 
   test('413 for a body over --max-body: at once when Content-Length says so, else while reading', async () => {
     const big = 'x'.repeat(MAX_BODY + 1);
