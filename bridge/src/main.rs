@@ -3,6 +3,7 @@
 use clap::Parser;
 use edgecache_bridge::{
     backend::{redact, Backend},
+    direct::Limits,
     policy::Policy,
     server,
 };
@@ -59,13 +60,23 @@ struct Args {
     /// Most open client connections; more wait until one closes.
     #[arg(long, env = "EDGECACHE_BRIDGE_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
-    /// Milliseconds Redis has to answer a request (then 504).
+    /// Milliseconds Redis has to answer a request (then 504); a connection
+    /// on which Redis reads or answers nothing for this long while
+    /// requests wait is closed and opened again.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REQUEST_TIMEOUT",
         default_value_t = 5_000
     )]
     request_timeout: u64,
+    /// Most requests queued for a Redis connection and not yet written;
+    /// past it (or --max-queue-bytes), requests fail at once with 503.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_QUEUE", default_value_t = 10_000)]
+    max_queue: usize,
+    /// Most bytes of commands queued for a Redis connection and not yet
+    /// written (a larger request is taken when the queue is empty).
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_QUEUE_BYTES", default_value_t = 64 << 20)]
+    max_queue_bytes: usize,
     /// Milliseconds a client has to send its request headers (idle
     /// keep-alive connections are closed after this too).
     #[arg(
@@ -151,14 +162,14 @@ async fn run(args: Args) {
     }
     let policy = Policy::new(&args.deny, &args.allow).unwrap_or_else(|e| fail(e));
     let ms = Duration::from_millis;
-    let backend = Backend::connect(
-        &args.redis_url,
-        args.pool_size,
-        args.tx_pool_size,
-        ms(args.request_timeout),
-    )
-    .await
-    .unwrap_or_else(|e| fail(e));
+    let limits = Limits {
+        timeout: ms(args.request_timeout),
+        max_queue: args.max_queue.max(1),
+        max_queue_bytes: args.max_queue_bytes,
+    };
+    let backend = Backend::connect(&args.redis_url, args.pool_size, args.tx_pool_size, limits)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("--listen {}: {e}", args.listen)));

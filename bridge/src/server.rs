@@ -284,7 +284,12 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
                 Ok(read) => read,
                 Err(r) => return error(StatusCode::FORBIDDEN, &r.to_string()),
             };
-            let resp = match run(app, app.backend.pipeline(std::slice::from_ref(&cmd))).await {
+            let resp = match app
+                .backend
+                .pipeline(std::slice::from_ref(&cmd))
+                .await
+                .map_err(failure)
+            {
                 Ok(frames) => {
                     let f = &frames[0];
                     let mut out = Vec::new();
@@ -339,7 +344,7 @@ async fn pipeline(app: &App, role: Role, body: &[u8], base64: bool) -> (Resp, bo
     let frames = if cmds.is_empty() {
         Vec::new()
     } else {
-        match run(app, app.backend.pipeline(&cmds)).await {
+        match app.backend.pipeline(&cmds).await.map_err(failure) {
             Ok(f) => f,
             Err(r) => return (r, writes),
         }
@@ -372,7 +377,14 @@ async fn pipeline(app: &App, role: Role, body: &[u8], base64: bool) -> (Resp, bo
 }
 
 async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
-    match run(app, app.backend.transaction(cmds)).await {
+    // Waiting for one of the transaction connections is not bounded by
+    // the backend: the request timeout is applied here.
+    let tx = tokio::time::timeout(
+        app.request_timeout + Duration::from_millis(100),
+        app.backend.transaction(cmds),
+    );
+    let r = tx.await.unwrap_or(Err(Unavailable::Timeout { sent: true }));
+    match r.map_err(failure) {
         Ok(TxOutcome::Executed(frames)) => {
             json(StatusCode::OK, protocol::outcomes(&frames, base64))
         }
@@ -381,24 +393,17 @@ async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
     }
 }
 
-/// Runs a Redis call under the request timeout; no answer is a 503 (Redis
-/// down) or a 504 (too slow), and the outcome of its writes is unknown.
-async fn run<T>(
-    app: &App,
-    f: impl std::future::Future<Output = Result<T, Unavailable>>,
-) -> Result<T, Resp> {
-    let r = tokio::time::timeout(app.request_timeout + Duration::from_millis(100), f)
-        .await
-        .unwrap_or(Err(Unavailable::Timeout));
-    r.map_err(|e| {
-        let status = match e {
-            Unavailable::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Unavailable::Down(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        // Connection losses are logged once, by the backend; not per request.
-        tracing::debug!(error = %e, "redis");
-        error(status, &e.to_string())
-    })
+/// The answer to a Redis call that failed: 503 (Redis down, the queue
+/// full, the connection lost) or 504 (too slow); the message says whether
+/// the command was sent (its outcome unknown) or not (it did not run).
+fn failure(e: Unavailable) -> Resp {
+    let status = match e {
+        Unavailable::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Unavailable::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    // Connection losses are logged once, by the backend; not per request.
+    tracing::debug!(error = %e, "redis");
+    error(status, &e.to_string())
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {
