@@ -18,7 +18,7 @@
 //! the bridge (`max_command_attempts = 1`; `direct` never resends): an
 //! `INCRBY` whose reply was lost must not run twice.
 
-use crate::direct::{Conn, Target};
+use crate::direct::{Conn, Limits, Target};
 use crate::policy;
 use crate::protocol::{self, Command};
 use fred::clients::ExclusivePool;
@@ -28,32 +28,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Why Redis gave no answer: the outcome of a write is unknown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
-    /// No answer within the request timeout (504).
-    Timeout,
-    /// Redis cannot be reached, or the connection broke (503).
-    Down(String),
-}
+pub use crate::direct::Unavailable;
 
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unavailable::Timeout => {
-                f.write_str("ERR Redis did not answer in time (--request-timeout)")
-            }
-            Unavailable::Down(e) => write!(f, "ERR Redis is unreachable: {e}"),
-        }
-    }
-}
-
+/// fred does not say whether a failed command was sent: its outcome is
+/// unknown.
 fn unavailable(e: Error) -> Unavailable {
     if *e.kind() == ErrorKind::Timeout {
-        Unavailable::Timeout
+        Unavailable::Timeout { sent: true }
     } else {
-        Unavailable::Down(e.details().to_string())
+        Unavailable::lost(e.details().to_string())
     }
+}
+
+fn no_connection() -> Unavailable {
+    Unavailable::unsent("no connection to Redis (reconnecting)")
 }
 
 /// How a transaction ended.
@@ -89,13 +77,16 @@ pub struct Backend {
 impl Backend {
     /// Connects (in the background: the bridge starts while Redis is down
     /// and serves 503 until it is up) `pool` multiplexed connections and
-    /// `tx` connections for transactions.
+    /// `tx` connections for transactions; waits up to 2 s for all of them,
+    /// so that the first requests find them up. `limits.timeout` is the
+    /// request timeout of every command.
     pub async fn connect(
         url: &str,
         pool: usize,
         tx: usize,
-        timeout: Duration,
+        limits: Limits,
     ) -> Result<Backend, String> {
+        let timeout = limits.timeout;
         // This build has no TLS to Redis: a rediss:// URL would silently
         // connect in plain text (fred only warns).
         if url
@@ -103,12 +94,13 @@ impl Backend {
             .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
         {
             return Err(format!(
-                "--redis-url {url}: TLS to Redis (rediss://) is not supported by this build; \
-                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between"
+                "--redis-url {}: TLS to Redis (rediss://) is not supported by this build; \
+                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between",
+                redact(url)
             ));
         }
-        let mut config =
-            Config::from_url(url).map_err(|e| format!("--redis-url {url}: {}", e.details()))?;
+        let mut config = Config::from_url(url)
+            .map_err(|e| format!("--redis-url {}: {}", redact(url), e.details()))?;
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
         let direct: Vec<Conn> = match &config.server {
@@ -121,7 +113,7 @@ impl Backend {
                     database: config.database,
                 };
                 (0..pool.max(1))
-                    .map(|_| Conn::start(target.clone()))
+                    .map(|_| Conn::start(target.clone(), limits))
                     .collect()
             }
             _ => Vec::new(),
@@ -152,9 +144,12 @@ impl Backend {
             pool.connect_pool();
         }
         tx.connect_pool().await;
-        // Give the connections a moment, so the first requests find them up;
-        // with Redis down, start anyway and answer 503 until it is back.
+        // Give the connections a moment, so the first requests find them up
+        // (the transactions' too: /multi-exec answered 503 for the first
+        // 100 ms without it); with Redis down, start anyway and answer 503
+        // until it is back.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = tx.wait_for_connect().await;
             if direct.is_empty() {
                 for c in pool.clients() {
                     let _ = c.wait_for_connect().await;
@@ -217,7 +212,7 @@ impl Backend {
         (0..n)
             .map(|k| &self.direct[(start + k) % n])
             .find(|c| c.is_up())
-            .ok_or_else(|| Unavailable::Down("no connection to Redis (reconnecting)".into()))
+            .ok_or_else(no_connection)
     }
 
     /// The next pooled connection that is up, round robin.
@@ -233,11 +228,12 @@ impl Backend {
             .map(|k| (start + k) % n)
             .find(|&i| usable(i))
             .map(|i| &self.pool.clients()[i])
-            .ok_or_else(|| Unavailable::Down("no connection to Redis (reconnecting)".into()))
+            .ok_or_else(no_connection)
     }
 
     /// Runs `cmds` as one pipeline on one connection, in order, and returns
-    /// one reply per command (a Redis error is an error frame in its place).
+    /// one reply per command (a Redis error is an error frame in its place),
+    /// within the request timeout.
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
         if !self.direct.is_empty() {
             return self.conn()?.run(cmds).await;
@@ -270,9 +266,7 @@ impl Backend {
     pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
         let guard = self.tx.acquire().await;
         if !guard.is_connected() {
-            return Err(Unavailable::Down(
-                "no connection to Redis (reconnecting)".into(),
-            ));
+            return Err(no_connection());
         }
         let client = guard.with_options(&self.options);
         let result = run_transaction(&client, cmds).await;
@@ -295,8 +289,8 @@ impl Backend {
             };
             let ping = vec![bytes::Bytes::from_static(b"PING")];
             return matches!(
-                tokio::time::timeout(self.options.timeout.unwrap_or_default(), conn.run(&[ping])).await,
-                Ok(Ok(f)) if matches!(f.as_slice(), [Resp3Frame::SimpleString { .. }])
+                conn.run(&[ping]).await,
+                Ok(f) if matches!(f.as_slice(), [Resp3Frame::SimpleString { .. }])
             );
         }
         let (cmd, args) = named("PING");
@@ -343,9 +337,7 @@ async fn run_transaction<C: ClientLike>(
             )));
         }
         if !matches!(&reply, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"QUEUED") {
-            return Err(Unavailable::Down(
-                "the transaction's connection left MULTI".into(),
-            ));
+            return Err(Unavailable::lost("the transaction's connection left MULTI"));
         }
     }
     let (exec, none) = named("EXEC");
@@ -353,8 +345,8 @@ async fn run_transaction<C: ClientLike>(
         Resp3Frame::Array { data, .. } if data.len() == cmds.len() => Ok(TxOutcome::Executed(data)),
         other => match protocol::error_text(&other) {
             Some(e) => Ok(TxOutcome::Discarded(e)),
-            None => Err(Unavailable::Down(
-                "EXEC answered with something else than one reply per command".into(),
+            None => Err(Unavailable::lost(
+                "EXEC answered with something else than one reply per command",
             )),
         },
     }
@@ -363,7 +355,7 @@ async fn run_transaction<C: ClientLike>(
 fn expect_ok(reply: Resp3Frame) -> Result<(), Unavailable> {
     match &reply {
         Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"OK" => Ok(()),
-        _ => Err(Unavailable::Down(format!("MULTI answered {reply:?}"))),
+        _ => Err(Unavailable::lost(format!("MULTI answered {reply:?}"))),
     }
 }
 
@@ -383,19 +375,61 @@ fn custom(c: &Command) -> (CustomCommand, Vec<Value>) {
     } else {
         ClusterHash::FirstKey
     };
-    let blocking = policy::is_blocking(&name);
+    // Nothing blocking gets here (the policy's never-list).
     let args = c[1..].iter().map(|a| Value::Bytes(a.clone())).collect();
-    (CustomCommand::new(name, hash, blocking), args)
+    (CustomCommand::new(name, hash, false), args)
+}
+
+/// A Redis URL without its password, for logs and errors: the user
+/// information (`user:password@`) and the value of any query parameter
+/// whose name says password (a sentinel's) become `***`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let (rest, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut out = String::from(scheme);
+    match rest.rfind('@') {
+        Some(at) => {
+            out.push_str("***");
+            out.push_str(&rest[at..]);
+        }
+        None => out.push_str(rest),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn limits() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(1),
+            max_queue: 10,
+            max_queue_bytes: 1 << 20,
+        }
+    }
+
     #[tokio::test]
     async fn a_tls_url_is_refused_rather_than_used_in_plain_text() {
         for url in ["rediss://127.0.0.1:6380", "REDISS://:pw@host:6380/0"] {
-            let e = Backend::connect(url, 1, 1, Duration::from_secs(1))
+            let e = Backend::connect(url, 1, 1, limits())
                 .await
                 .err()
                 .expect("refused");
@@ -403,6 +437,38 @@ mod tests {
                 e.contains("rediss://") && e.contains("not supported"),
                 "{e}"
             );
+            assert!(!e.contains("pw"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_without_its_password() {
+        for url in [
+            "redis://:s3cret@127.0.0.1:notaport",
+            "redis://u:s3cret@[::1:6379",
+        ] {
+            let e = Backend::connect(url, 1, 1, limits())
+                .await
+                .err()
+                .expect("refused");
+            assert!(e.contains("--redis-url") && !e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, want) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:pw@host:6379/2", "redis://***@host:6379/2"),
+            ("redis://user:p@ss@host", "redis://***@host"),
+            ("rediss://u:pw@h:1", "rediss://***@h:1"),
+            ("user:pw@host", "***@host"),
+            (
+                "redis-sentinel://:pw@h1:26379,h2/0?sentinelServiceName=m&sentinelPassword=pw2",
+                "redis-sentinel://***@h1:26379,h2/0?sentinelServiceName=m&sentinelPassword=***",
+            ),
+        ] {
+            assert_eq!(redact(url), want);
         }
     }
 }

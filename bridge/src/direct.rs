@@ -9,27 +9,88 @@
 //! Measured with `wrk -t2 -c64` GET: less CPU per request in the bridge and
 //! in Redis (see the README).
 //!
-//! The guarantees are fred's as the bridge used it:
+//! The guarantees:
 //! - replies are raw frames (RESP2, converted to the RESP3 frame types the
 //!   rest of the bridge reads), so a Redis error is a frame, not an `Err`;
-//! - an `Err` means the outcome is unknown: the connection broke (or was
-//!   down: fail fast) before the reply came; nothing is ever sent twice;
+//! - an `Err` says whether the command was sent ([`Unavailable`]): a
+//!   command that was not sent never runs, one that was has an unknown
+//!   outcome; nothing is ever sent twice;
 //! - the commands of one request leave together, in order, in one write:
 //!   a real pipeline;
+//! - the queue of requests not yet written is bounded ([`Limits`]): past
+//!   it, a request fails at once, unsent;
+//! - a request answers within [`Limits::timeout`]: one still queued then
+//!   is dropped, never sent; one already written is reported as such;
+//! - a Redis that stops reading (a write that does not complete) or
+//!   answering (no reply while some are due) for [`Limits::timeout`]
+//!   costs the connection: what was in flight fails (outcome unknown),
+//!   what was queued fails unsent, and it reconnects;
 //! - the connection comes back by itself (backoff 0, 50, 100, ... 1000 ms),
-//!   with AUTH and SELECT as the URL says.
+//!   with AUTH and SELECT as the URL says, and a PING: a server that
+//!   accepts the connection but does not answer is not up.
 
-use crate::backend::Unavailable;
 use bytes::{BufMut, Bytes, BytesMut};
 use fred::types::Resp3Frame;
 use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+
+/// Why Redis gave no answer, and whether the command reached it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No answer within the request timeout (504). `sent`: the command
+    /// was written to Redis and may have run (outcome unknown); else it
+    /// was still queued, and was dropped: it did not run.
+    Timeout { sent: bool },
+    /// Redis cannot be reached, the connection broke, or the queue to
+    /// Redis is full (503). `sent` as for [`Unavailable::Timeout`].
+    Down { sent: bool, why: String },
+}
+
+impl Unavailable {
+    /// Not sent: it did not run.
+    pub fn unsent(why: impl Into<String>) -> Unavailable {
+        Unavailable::Down {
+            sent: false,
+            why: why.into(),
+        }
+    }
+
+    /// Sent (or not known not to be): the outcome is unknown.
+    pub fn lost(why: impl Into<String>) -> Unavailable {
+        Unavailable::Down {
+            sent: true,
+            why: why.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNKNOWN: &str = "the command was sent: its outcome is unknown";
+        const UNSENT: &str = "the command was not sent and did not run";
+        match self {
+            Unavailable::Timeout { sent: true } => write!(
+                f,
+                "ERR Redis did not answer in time (--request-timeout); {UNKNOWN}"
+            ),
+            Unavailable::Timeout { sent: false } => write!(
+                f,
+                "ERR Redis did not take the command in time (--request-timeout); {UNSENT}"
+            ),
+            Unavailable::Down { sent, why } => write!(
+                f,
+                "ERR Redis is unreachable: {why}; {}",
+                if *sent { UNKNOWN } else { UNSENT }
+            ),
+        }
+    }
+}
 
 type Reply = Result<Vec<Resp3Frame>, Unavailable>;
 
@@ -43,16 +104,41 @@ pub struct Target {
     pub database: Option<u8>,
 }
 
+/// How long a request may wait, and how much may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a request waits for its replies (`--request-timeout`),
+    /// and how long Redis may go without reading what is written or
+    /// answering what is due before the connection is given up.
+    pub timeout: Duration,
+    /// Most requests queued and not yet written (`--max-queue`).
+    pub max_queue: usize,
+    /// Most bytes of commands queued and not yet written
+    /// (`--max-queue-bytes`); a larger request is taken when the queue is
+    /// empty.
+    pub max_queue_bytes: usize,
+}
+
+/// A job's state: the writer takes it (`TAKEN`) before its bytes go out;
+/// a request that times out first cancels it (`CANCELLED`), and it is
+/// then dropped unsent.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const CANCELLED: u8 = 2;
+
 /// One request: its commands, already encoded, and how many replies it
 /// waits for.
 struct Job {
     bytes: Bytes,
     n: usize,
+    state: Arc<AtomicU8>,
     reply: oneshot::Sender<Reply>,
 }
 
 /// A request written to Redis, waiting for its replies.
 struct Pending {
+    /// The order it was written in, for the watchdog.
+    seq: u64,
     n: usize,
     frames: Vec<Resp3Frame>,
     reply: oneshot::Sender<Reply>,
@@ -60,20 +146,60 @@ struct Pending {
 
 type Fifo = Arc<Mutex<VecDeque<Pending>>>;
 
+/// What is queued and not yet written.
+#[derive(Default)]
+struct Queue {
+    jobs: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Queue {
+    /// Counts a job in, or refuses it when the queue is full.
+    fn admit(&self, limits: &Limits, len: usize) -> bool {
+        if self.jobs.fetch_add(1, Ordering::AcqRel) >= limits.max_queue {
+            self.jobs.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > limits.max_queue_bytes {
+            self.release(len);
+            return false;
+        }
+        true
+    }
+
+    /// Counts a job out of the queue (taken, dropped or failed).
+    fn release(&self, len: usize) {
+        self.jobs.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// A multiplexed connection, reconnecting by itself.
 pub struct Conn {
     jobs: mpsc::UnboundedSender<Job>,
     up: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+    limits: Limits,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Conn {
     /// Starts connecting in the background.
-    pub fn start(target: Target) -> Conn {
+    pub fn start(target: Target, limits: Limits) -> Conn {
+        // Unbounded as a channel, bounded by `Queue`: by bytes as well as
+        // by count, and failing at once rather than waiting for room.
         let (jobs, rx) = mpsc::unbounded_channel();
         let up = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(manage(target, rx, up.clone()));
-        Conn { jobs, up, task }
+        let queue = Arc::new(Queue::default());
+        let task = tokio::spawn(manage(target, rx, up.clone(), queue.clone(), limits));
+        Conn {
+            jobs,
+            up,
+            queue,
+            limits,
+            task,
+        }
     }
 
     /// Whether the connection is up (handshake done, not known broken).
@@ -81,8 +207,9 @@ impl Conn {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Sends `cmds` in one write and waits for one reply each. Fails at
-    /// once while the connection is down.
+    /// Sends `cmds` in one write and waits for one reply each, at most
+    /// [`Limits::timeout`]. Fails at once while the connection is down or
+    /// the queue is full.
     pub async fn run(&self, cmds: &[crate::protocol::Command]) -> Reply {
         if !self.is_up() {
             return Err(down());
@@ -91,16 +218,38 @@ impl Conn {
         for c in cmds {
             encode(&mut buf, c.iter().map(|a| a.as_ref()));
         }
-        let (tx, rx) = oneshot::channel();
+        let len = buf.len();
+        if !self.queue.admit(&self.limits, len) {
+            return Err(Unavailable::unsent(
+                "the queue to Redis is full (--max-queue, --max-queue-bytes): Redis is slow or stalled",
+            ));
+        }
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (tx, mut rx) = oneshot::channel();
         let job = Job {
             bytes: buf.freeze(),
             n: cmds.len(),
+            state: state.clone(),
             reply: tx,
         };
-        if self.jobs.send(job).is_err() {
+        if let Err(e) = self.jobs.send(job) {
+            self.queue.release(e.0.bytes.len());
             return Err(down());
         }
-        rx.await.unwrap_or_else(|_| Err(down()))
+        match tokio::time::timeout(self.limits.timeout, &mut rx).await {
+            Ok(r) => r.unwrap_or_else(|_| Err(Unavailable::lost("the bridge is closing"))),
+            // Still queued: cancelled, so the writer drops it unsent.
+            Err(_) => {
+                match state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => Err(Unavailable::Timeout { sent: false }),
+                    // Taken meanwhile; the reply may have come at the wire.
+                    Err(_) => rx
+                        .try_recv()
+                        .unwrap_or(Err(Unavailable::Timeout { sent: true })),
+                }
+            }
+        }
     }
 
     /// Closes the connection.
@@ -111,11 +260,7 @@ impl Conn {
 }
 
 fn down() -> Unavailable {
-    Unavailable::Down("no connection to Redis (reconnecting)".into())
-}
-
-fn lost(why: &str) -> Unavailable {
-    Unavailable::Down(format!("the connection to Redis broke: {why}"))
+    Unavailable::unsent("no connection to Redis (reconnecting)")
 }
 
 fn encoded_len(c: &crate::protocol::Command) -> usize {
@@ -229,7 +374,13 @@ pub fn check_reply_invariants(data: &[u8]) {
 
 /// Keeps the connection up: connect, handshake, serve until it breaks,
 /// fail what was in flight, back off, again.
-async fn manage(target: Target, mut rx: mpsc::UnboundedReceiver<Job>, up: Arc<AtomicBool>) {
+async fn manage(
+    target: Target,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    up: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+    limits: Limits,
+) {
     let mut attempt = 0u32;
     let mut was_up = false;
     loop {
@@ -241,7 +392,7 @@ async fn manage(target: Target, mut rx: mpsc::UnboundedReceiver<Job>, up: Arc<At
                 }
                 was_up = true;
                 up.store(true, Ordering::Release);
-                let why = serve(stream, &mut rx).await;
+                let why = serve(stream, &mut rx, &queue, &limits).await;
                 up.store(false, Ordering::Release);
                 tracing::warn!(error = %why, "redis connection lost");
             }
@@ -259,12 +410,12 @@ async fn manage(target: Target, mut rx: mpsc::UnboundedReceiver<Job>, up: Arc<At
         tokio::pin!(sleep);
         loop {
             while let Ok(job) = rx.try_recv() {
-                let _ = job.reply.send(Err(down()));
+                fail_unsent(&queue, job, down());
             }
             tokio::select! {
                 () = &mut sleep => break,
                 job = rx.recv() => match job {
-                    Some(job) => { let _ = job.reply.send(Err(down())); }
+                    Some(job) => fail_unsent(&queue, job, down()),
                     None => return,
                 },
             }
@@ -272,14 +423,21 @@ async fn manage(target: Target, mut rx: mpsc::UnboundedReceiver<Job>, up: Arc<At
     }
 }
 
-/// Connects and runs AUTH and SELECT.
+/// Answers a job that was never written.
+fn fail_unsent(queue: &Queue, job: Job, e: Unavailable) {
+    queue.release(job.bytes.len());
+    let _ = job.reply.send(Err(e));
+}
+
+/// Connects and runs AUTH and SELECT, then PING: a server that accepts
+/// connections but does not answer them (stopped, overloaded) is not up.
 async fn connect(t: &Target) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect((t.host.as_str(), t.port))
         .await
         .map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
     let mut hello = BytesMut::new();
-    let mut expect = 0;
+    let mut expect = 1;
     if let Some(p) = &t.password {
         match &t.username {
             Some(u) => encode(
@@ -298,9 +456,7 @@ async fn connect(t: &Target) -> Result<TcpStream, String> {
         );
         expect += 1;
     }
-    if expect == 0 {
-        return Ok(s);
-    }
+    encode(&mut hello, [b"PING".as_slice()].into_iter());
     s.write_all(&hello).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(256);
     while expect > 0 {
@@ -318,13 +474,22 @@ async fn connect(t: &Target) -> Result<TcpStream, String> {
     Ok(s)
 }
 
-/// Runs one connection until it breaks; everything in flight then fails
-/// (outcome unknown), and so does whatever was queued but not written.
-async fn serve(stream: TcpStream, rx: &mut mpsc::UnboundedReceiver<Job>) -> String {
+/// Runs one connection until it breaks or stalls; everything in flight
+/// then fails (outcome unknown), and whatever was queued but not written
+/// fails unsent.
+async fn serve(
+    stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    queue: &Queue,
+    limits: &Limits,
+) -> String {
     let (rd, mut wr) = stream.into_split();
     let fifo: Fifo = Arc::default();
     let mut reader = tokio::spawn(read_loop(rd, fifo.clone()));
+    let watchdog = watch(fifo.clone(), limits.timeout);
+    tokio::pin!(watchdog);
     let mut out = BytesMut::new();
+    let mut seq = 0u64;
     let why = loop {
         let first = tokio::select! {
             job = rx.recv() => match job {
@@ -332,6 +497,7 @@ async fn serve(stream: TcpStream, rx: &mut mpsc::UnboundedReceiver<Job>) -> Stri
                 None => break "the bridge is closing".to_string(),
             },
             r = &mut reader => break r.unwrap_or_else(|e| e.to_string()),
+            why = &mut watchdog => break why,
         };
         // Let the other tasks that are ready run first: the HTTP
         // connections whose requests are already read queue theirs too.
@@ -339,26 +505,45 @@ async fn serve(stream: TcpStream, rx: &mut mpsc::UnboundedReceiver<Job>) -> Stri
         // and every request leaves in a write of its own.
         tokio::task::yield_now().await;
         // Everything queued since the last wakeup leaves in one write; a
-        // request is in the FIFO before its bytes are on the wire.
+        // request is in the FIFO before its bytes are on the wire. One
+        // whose request timed out meanwhile is dropped, never sent.
         {
             let mut q = fifo.lock().expect("never poisoned");
             let mut next = Some(first);
             while let Some(job) = next.take() {
-                out.extend_from_slice(&job.bytes);
-                q.push_back(Pending {
-                    n: job.n,
-                    frames: Vec::with_capacity(job.n),
-                    reply: job.reply,
-                });
+                queue.release(job.bytes.len());
+                if job
+                    .state
+                    .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    out.extend_from_slice(&job.bytes);
+                    seq += 1;
+                    q.push_back(Pending {
+                        seq,
+                        n: job.n,
+                        frames: Vec::with_capacity(job.n),
+                        reply: job.reply,
+                    });
+                }
                 if out.len() < (1 << 20) {
                     next = rx.try_recv().ok();
                 }
             }
         }
-        let write = wr.write_all(&out);
+        if out.is_empty() {
+            continue;
+        }
+        // A Redis that stops reading fills the socket: the write would
+        // wait for good.
+        let write = tokio::time::timeout(limits.timeout, wr.write_all(&out));
         let r = tokio::select! {
-            r = write => r.map_err(|e| e.to_string()),
+            r = write => match r {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("Redis stopped reading (no write completed within --request-timeout)".to_string()),
+            },
             r = &mut reader => Err(r.unwrap_or_else(|e| e.to_string())),
+            why = &mut watchdog => Err(why),
         };
         if let Err(e) = r {
             break e;
@@ -371,14 +556,39 @@ async fn serve(stream: TcpStream, rx: &mut mpsc::UnboundedReceiver<Job>) -> Stri
     reader.abort();
     let _ = wr.shutdown().await;
     let pending: Vec<Pending> = fifo.lock().expect("never poisoned").drain(..).collect();
-    let e = lost(&why);
+    let e = Unavailable::lost(format!("the connection to Redis broke: {why}"));
     for p in pending {
         let _ = p.reply.send(Err(e.clone()));
     }
+    let e = Unavailable::unsent(format!("the connection to Redis broke: {why}"));
     while let Ok(job) = rx.try_recv() {
-        let _ = job.reply.send(Err(e.clone()));
+        fail_unsent(queue, job, e.clone());
     }
     why
+}
+
+/// Resolves when replies are due and none has come for `stall`: the
+/// request at the front of the FIFO, and how many of its replies came,
+/// stayed the same. Checked a few times per `stall`, so the hot path pays
+/// nothing for it.
+async fn watch(fifo: Fifo, stall: Duration) -> String {
+    let tick = (stall / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut last = None;
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let front = fifo
+            .lock()
+            .expect("never poisoned")
+            .front()
+            .map(|p| (p.seq, p.frames.len()));
+        if front.is_none() || front != last {
+            last = front;
+            since = Instant::now();
+        } else if since.elapsed() >= stall {
+            return "Redis stopped answering (no reply within --request-timeout)".into();
+        }
+    }
 }
 
 /// Parses replies and completes the requests in order. Returns why the
@@ -499,6 +709,21 @@ mod tests {
         }
     }
 
+    fn limits(ms: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(ms),
+            max_queue: 1000,
+            max_queue_bytes: 64 << 20,
+        }
+    }
+
+    /// Answers the handshake: one +OK per command (AUTH, SELECT, PING).
+    async fn handshake(s: &mut TcpStream, n: usize) -> BytesMut {
+        let hello = read_commands(s, n).await;
+        s.write_all(&b"+OK\r\n".repeat(n)).await.unwrap();
+        hello
+    }
+
     async fn wait_up(c: &Conn) {
         for _ in 0..400 {
             if c.is_up() {
@@ -541,14 +766,13 @@ mod tests {
     async fn handshake_pipeline_order_raw_frames_and_loss() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let conn = Conn::start(target(port, Some("pw"), Some(3)));
+        let conn = Conn::start(target(port, Some("pw"), Some(3)), limits(5_000));
         let (mut s, _) = listener.accept().await.unwrap();
-        let hello = read_commands(&mut s, 2).await;
+        let hello = handshake(&mut s, 3).await;
         assert_eq!(
             &hello[..],
-            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
+            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*1\r\n$4\r\nPING\r\n"
         );
-        s.write_all(b"+OK\r\n+OK\r\n").await.unwrap();
         wait_up(&conn).await;
 
         // One request of three commands; the replies split across writes.
@@ -606,11 +830,14 @@ mod tests {
             drop(s);
         };
         let (r, ()) = tokio::join!(conn.run(&inflight), server);
-        assert!(matches!(r, Err(Unavailable::Down(_))), "{r:?}");
+        assert!(
+            matches!(&r, Err(Unavailable::Down { sent: true, .. })),
+            "{r:?}"
+        );
         let (mut s2, _) = listener.accept().await.unwrap();
-        let hello = read_commands(&mut s2, 2).await;
+        let hello = handshake(&mut s2, 3).await;
         assert!(hello.starts_with(b"*2\r\n$4\r\nAUTH"), "no INCR replayed");
-        s2.write_all(b"+OK\r\n+OK\r\n").await.unwrap();
+        assert!(hello.ends_with(b"PING\r\n"), "no INCR replayed");
         wait_up(&conn).await;
         let server = async {
             let got = read_commands(&mut s2, 1).await;
@@ -635,10 +862,10 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let conn = Conn::start(target(port, None, None));
+        let conn = Conn::start(target(port, None, None), limits(5_000));
         let t = std::time::Instant::now();
         let r = conn.run(&[cmd(&["GET", "a"])]).await;
-        assert!(matches!(r, Err(Unavailable::Down(_))));
+        assert!(matches!(r, Err(Unavailable::Down { sent: false, .. })));
         assert!(t.elapsed() < Duration::from_millis(500));
         conn.close();
     }
@@ -647,7 +874,7 @@ mod tests {
     async fn a_refused_handshake_is_not_up() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let conn = Conn::start(target(port, Some("wrong"), None));
+        let conn = Conn::start(target(port, Some("wrong"), None), limits(5_000));
         let (mut s, _) = listener.accept().await.unwrap();
         read_commands(&mut s, 1).await;
         s.write_all(b"-WRONGPASS invalid username-password pair\r\n")
@@ -657,6 +884,107 @@ mod tests {
         let _ = s.read_to_end(&mut rest).await;
         assert!(!conn.is_up());
         assert!(conn.run(&[cmd(&["GET", "a"])]).await.is_err());
+        conn.close();
+    }
+
+    /// A server that takes the connection and the handshake, then stops
+    /// reading and answering, as a SIGSTOPped Redis does.
+    #[tokio::test]
+    async fn a_stalled_redis_costs_the_connection_and_what_was_queued_never_runs() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut l = limits(300);
+        l.max_queue_bytes = 1 << 20;
+        let conn = Arc::new(Conn::start(target(port, None, None), l));
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake(&mut s, 1).await;
+        wait_up(&conn).await;
+
+        // More than the socket buffers hold: the writer waits in it.
+        let big = [cmd(&["SET", "big", &"x".repeat(48 << 20)])];
+        let big = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.run(&big).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Queued behind it, never written.
+        let queued = [cmd(&["SET", "queued-marker", &"q".repeat(600 << 10)])];
+        let fut = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.run(&queued).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The queue is full (by bytes): refused at once, unsent.
+        let t = Instant::now();
+        let full = conn
+            .run(&[cmd(&["SET", "refused-marker", &"r".repeat(600 << 10)])])
+            .await;
+        assert!(t.elapsed() < Duration::from_millis(100));
+        assert!(
+            matches!(&full, Err(Unavailable::Down { sent: false, why }) if why.contains("queue")),
+            "{full:?}"
+        );
+        // Unsent: dropped at its timeout, or failed with the connection,
+        // whichever came first.
+        let t = Instant::now();
+        let r = fut.await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Err(Unavailable::Timeout { sent: false } | Unavailable::Down { sent: false, .. })
+            ),
+            "{r:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        let r = big.await.unwrap();
+        assert_eq!(r, Err(Unavailable::Timeout { sent: true }));
+
+        // The write deadline gives the connection up; what reached the
+        // server is the big SET's start, never the queued ones.
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        assert!(got.len() > 1 << 20, "the big SET was being written");
+        assert!(got.len() < 49 << 20, "the connection closed mid-write");
+        for marker in [&b"queued-marker"[..], b"refused-marker"] {
+            assert!(!got.windows(marker.len()).any(|w| w == marker));
+        }
+        // It reconnects; nothing is replayed.
+        let (mut s2, _) = listener.accept().await.unwrap();
+        let hello = handshake(&mut s2, 1).await;
+        assert_eq!(&hello[..], b"*1\r\n$4\r\nPING\r\n");
+        wait_up(&conn).await;
+
+        // A server that reads but never answers: the watchdog gives it up.
+        let t = Instant::now();
+        let r = conn.run(&[cmd(&["INCR", "n"])]).await;
+        assert_eq!(r, Err(Unavailable::Timeout { sent: true }));
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s2.read_to_end(&mut got)).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(1_500),
+            "closed after {:?}",
+            t.elapsed()
+        );
+        assert_eq!(&got[..], b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n");
+        let (mut s3, _) = listener.accept().await.unwrap();
+        handshake(&mut s3, 1).await;
+        wait_up(&conn).await;
+        conn.close();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_accepts_but_never_answers_is_not_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conn = Conn::start(target(port, None, None), limits(5_000));
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_commands(&mut s, 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!conn.is_up());
         conn.close();
     }
 }

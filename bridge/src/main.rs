@@ -1,7 +1,12 @@
 //! The `edgecache-bridge` binary: flags (each with an environment
 //! variable), logs, signals; the work is in the library.
 use clap::Parser;
-use edgecache_bridge::{backend::Backend, policy::Policy, server};
+use edgecache_bridge::{
+    backend::{redact, Backend},
+    direct::Limits,
+    policy::Policy,
+    server,
+};
 use std::time::Duration;
 
 /// An HTTP-to-Redis bridge speaking the Upstash REST protocol.
@@ -20,10 +25,12 @@ struct Args {
         default_value = "127.0.0.1:8079"
     )]
     listen: String,
-    /// The Redis server: redis://[[user]:password@]host:port[/db].
+    /// The Redis server: redis://[[user]:password@]host:port[/db]. It
+    /// holds the password: prefer the environment variable.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
@@ -53,13 +60,23 @@ struct Args {
     /// Most open client connections; more wait until one closes.
     #[arg(long, env = "EDGECACHE_BRIDGE_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
-    /// Milliseconds Redis has to answer a request (then 504).
+    /// Milliseconds Redis has to answer a request (then 504); a connection
+    /// on which Redis reads or answers nothing for this long while
+    /// requests wait is closed and opened again.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REQUEST_TIMEOUT",
         default_value_t = 5_000
     )]
     request_timeout: u64,
+    /// Most requests queued for a Redis connection and not yet written;
+    /// past it (or --max-queue-bytes), requests fail at once with 503.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_QUEUE", default_value_t = 10_000)]
+    max_queue: usize,
+    /// Most bytes of commands queued for a Redis connection and not yet
+    /// written (a larger request is taken when the queue is empty).
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_QUEUE_BYTES", default_value_t = 64 << 20)]
+    max_queue_bytes: usize,
     /// Milliseconds a client has to send its request headers (idle
     /// keep-alive connections are closed after this too).
     #[arg(
@@ -145,14 +162,14 @@ async fn run(args: Args) {
     }
     let policy = Policy::new(&args.deny, &args.allow).unwrap_or_else(|e| fail(e));
     let ms = Duration::from_millis;
-    let backend = Backend::connect(
-        &args.redis_url,
-        args.pool_size,
-        args.tx_pool_size,
-        ms(args.request_timeout),
-    )
-    .await
-    .unwrap_or_else(|e| fail(e));
+    let limits = Limits {
+        timeout: ms(args.request_timeout),
+        max_queue: args.max_queue.max(1),
+        max_queue_bytes: args.max_queue_bytes,
+    };
+    let backend = Backend::connect(&args.redis_url, args.pool_size, args.tx_pool_size, limits)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("--listen {}: {e}", args.listen)));
@@ -173,14 +190,6 @@ async fn run(args: Args) {
         shutdown_timeout: ms(args.shutdown_timeout),
     };
     server::serve(listener, backend, settings, shutdown_signal()).await;
-}
-
-/// The Redis URL without its password, for the log.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -182,6 +182,95 @@ pub fn parse_commands(body: &[u8], max: usize) -> Result<Vec<Command>, ParseErro
     Ok(cmds)
 }
 
+/// `POST /pipeline`: like [`parse_commands`], but each command is its own
+/// outcome. The body is refused whole (`Err`) when it is not JSON, not an
+/// array of arrays, empty, or longer than `max`; a command that is not
+/// valid by itself (an argument that is not a string, number or boolean, a
+/// lone UTF-16 surrogate such as `"\ud800"`, which is valid JSON syntax but
+/// no Unicode text, an empty command, a bad name) is an `Err` in its
+/// place, and the others run.
+///
+/// The body is parsed once, as [`parse_commands`] does; only a body that
+/// fails is parsed again, command by command, to find which commands are
+/// at fault (serde_json skips over a value without decoding its escapes,
+/// so one bad string does not hide where the next command starts).
+pub fn parse_pipeline(
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<Result<Command, ParseError>>, ParseError> {
+    use serde::de::DeserializeSeed;
+    let mut d = serde_json::Deserializer::from_slice(body);
+    let whole = JsonCommands { max }
+        .deserialize(&mut d)
+        .and_then(|cmds| d.end().map(|()| cmds));
+    let cmds = match whole {
+        Ok(cmds) => cmds,
+        Err(_) => return parse_pipeline_by_command(body, max),
+    };
+    if cmds.is_empty() {
+        return Err(perr("ERR no commands in the request"));
+    }
+    Ok(cmds
+        .into_iter()
+        .map(|c| check_command(&c).map(|()| c))
+        .collect())
+}
+
+fn parse_pipeline_by_command(
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<Result<Command, ParseError>>, ParseError> {
+    use serde::de::DeserializeSeed;
+    use serde_json::value::RawValue;
+    struct Raw(usize);
+    impl<'de> de::DeserializeSeed<'de> for Raw {
+        type Value = Vec<&'de RawValue>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            struct V(usize);
+            impl<'de> Visitor<'de> for V {
+                type Value = Vec<&'de RawValue>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an array of commands")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                        if out.len() == self.0 {
+                            return Err(de::Error::custom(format_args!(
+                                "more than {} commands in one request (--max-pipeline)",
+                                self.0
+                            )));
+                        }
+                        if !raw.get().starts_with('[') {
+                            return Err(de::Error::custom(
+                                "a command is not an array of strings, numbers or booleans",
+                            ));
+                        }
+                        out.push(raw);
+                    }
+                    Ok(out)
+                }
+            }
+            d.deserialize_seq(V(self.0))
+        }
+    }
+    let mut d = serde_json::Deserializer::from_slice(body);
+    let raws = Raw(max).deserialize(&mut d).map_err(json_error)?;
+    d.end().map_err(json_error)?;
+    if raws.is_empty() {
+        return Err(perr("ERR no commands in the request"));
+    }
+    Ok(raws
+        .into_iter()
+        .map(|raw| {
+            let JsonCommand(c) = serde_json::from_str(raw.get())
+                .map_err(|e| perr(format!("ERR failed to parse this command as JSON: {e}")))?;
+            check_command(&c)?;
+            Ok(c)
+        })
+        .collect())
+}
+
 /// The path form: `/set/foo/bar/EX/100`, each segment percent-decoded (a
 /// `%2F` stays inside its argument); `body`, on POST and PUT, is appended
 /// as the last argument when it is not empty.
@@ -395,12 +484,39 @@ pub fn check_invariants(data: &[u8]) {
         },
         1 => {
             let max = usize::from(ctl >> 2) + 1;
-            match parse_commands(body, max) {
+            let strict = parse_commands(body, max);
+            match &strict {
                 Ok(cmds) => {
                     assert!(!cmds.is_empty() && cmds.len() <= max);
                     assert!(cmds.iter().all(valid_name));
                 }
                 Err(e) => assert!(e.0.starts_with("ERR "), "{e}"),
+            }
+            // The pipeline's parser agrees with it wherever it accepts
+            // every command, and refuses no more.
+            match parse_pipeline(body, max) {
+                Ok(entries) => {
+                    assert!(!entries.is_empty() && entries.len() <= max);
+                    let ok: Vec<&Command> =
+                        entries.iter().filter_map(|e| e.as_ref().ok()).collect();
+                    assert!(ok.iter().all(|c| valid_name(c)));
+                    if ok.len() == entries.len() {
+                        let strict = strict.as_ref().expect("every command valid");
+                        assert_eq!(strict.iter().collect::<Vec<_>>(), ok);
+                    } else {
+                        assert!(strict.is_err());
+                    }
+                    for e in entries.iter().filter_map(|e| e.as_ref().err()) {
+                        assert!(e.0.starts_with("ERR "), "{e}");
+                    }
+                }
+                Err(e) => {
+                    assert!(e.0.starts_with("ERR "), "{e}");
+                    assert!(
+                        strict.is_err(),
+                        "refused a body every command of which is valid"
+                    );
+                }
             }
         }
         _ => {
@@ -516,6 +632,68 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse_commands(deep.as_bytes(), 10).is_err());
         assert!(parse_command(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_pipeline_answers_a_bad_command_in_its_place() {
+        let ok = |e: &Result<Command, ParseError>| e.as_ref().map(|c| args(c).concat()).ok();
+        let got = parse_pipeline(
+            br#"[["SET","a","\ud800"],["GET","a"],["SET",{"x":1}],[],["FLUSHALL ASYNC"],["GET","\ud83d\ude00"]]"#,
+            10,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 6);
+        let e = &got[0].as_ref().unwrap_err().0;
+        assert!(
+            e.starts_with("ERR failed to parse this command as JSON") && e.contains("escape"),
+            "{e}"
+        );
+        assert_eq!(ok(&got[1]), Some(b"GETa".to_vec()));
+        assert!(got[2]
+            .as_ref()
+            .unwrap_err()
+            .0
+            .contains("a string, a number or a boolean"));
+        assert_eq!(got[3].as_ref().unwrap_err().0, "ERR empty command");
+        assert!(got[4]
+            .as_ref()
+            .unwrap_err()
+            .0
+            .starts_with("ERR unknown command"));
+        assert_eq!(ok(&got[5]), Some("GET😀".as_bytes().to_vec()));
+        // Valid ones, in one pass.
+        let got = parse_pipeline(br#"[["GET","a"],["INCR","b"]]"#, 10).unwrap();
+        assert!(got.iter().all(Result::is_ok));
+        // Nested too deep is one command's fault too, found without
+        // recursion (serde_json skips a value with a loop).
+        let deep = format!(
+            "[[{}{}],[\"PING\"]]",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let got = parse_pipeline(deep.as_bytes(), 10).unwrap();
+        assert!(got[0].is_err() && got[1].is_ok());
+        // Refused whole: not JSON, not an array of commands, empty, too
+        // many, trailing data, not UTF-8.
+        let many = format!("[{}]", [r#"["GET","\ud800"]"#; 11].join(","));
+        for bad in [
+            &b"["[..],
+            br#"[["GET","a"],"GET"]"#,
+            br#"["GET","a"]"#,
+            br#"{"a":1}"#,
+            b"[]",
+            many.as_bytes(),
+            br#"[["GET","\ud800"]] x"#,
+            b"[[\"GET\",\"\xff\"]]",
+        ] {
+            assert!(
+                parse_pipeline(bad, 10).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = parse_pipeline(many.as_bytes(), 10).unwrap_err();
+        assert!(e.0.contains("more than 10 commands"), "{e}");
     }
 
     #[test]

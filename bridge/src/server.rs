@@ -4,7 +4,7 @@
 //! finishes the requests in flight.
 
 use crate::backend::{Backend, TxOutcome, Unavailable};
-use crate::policy::{self, Policy, Role};
+use crate::policy::{Policy, Role};
 use crate::protocol::{self, Command};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -252,47 +252,59 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
     } else {
         None
     };
-    let parsed = match route {
-        Route::Single => {
-            protocol::parse_command(body.as_deref().unwrap_or_default()).map(|c| vec![c])
-        }
-        Route::Pipeline | Route::Multi => {
-            protocol::parse_commands(body.as_deref().unwrap_or_default(), app.max_pipeline)
-        }
-        Route::Path => protocol::parse_path(&path, body).map(|c| vec![c]),
-    };
-    let cmds = match parsed {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
-    };
-    let mut writes = false;
-    for c in &cmds {
-        let name = protocol::command_name(c);
-        if let Err(r) = app.policy.check(role, &name, c.get(1).map(|b| b.as_ref())) {
-            return error(StatusCode::FORBIDDEN, &r.to_string());
-        }
-        writes |= !policy::is_read(&name);
-    }
-    let resp = match route {
-        Route::Multi => multi_exec(app, &cmds, base64).await,
-        Route::Pipeline => match run(app, app.backend.pipeline(&cmds)).await {
-            Ok(frames) => json(StatusCode::OK, protocol::outcomes(&frames, base64)),
-            Err(r) => r,
-        },
-        Route::Single | Route::Path => match run(app, app.backend.pipeline(&cmds)).await {
-            Ok(frames) => {
-                let f = &frames[0];
-                let mut out = Vec::new();
-                protocol::push_outcome(&mut out, f, base64);
-                let status = if protocol::error_text(f).is_some() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                };
-                json(status, out)
+    let json_body = body.as_deref().unwrap_or_default();
+    let (resp, writes) = match route {
+        Route::Pipeline => pipeline(app, role, json_body, base64).await,
+        Route::Multi => {
+            let cmds = match protocol::parse_commands(json_body, app.max_pipeline) {
+                Ok(c) => c,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
+            };
+            // A transaction runs whole or not at all: one refused command
+            // refuses it.
+            let mut writes = false;
+            for c in &cmds {
+                match app.policy.check(role, c) {
+                    Ok(read) => writes |= !read,
+                    Err(r) => return error(StatusCode::FORBIDDEN, &r.to_string()),
+                }
             }
-            Err(r) => r,
-        },
+            (multi_exec(app, &cmds, base64).await, writes)
+        }
+        Route::Single | Route::Path => {
+            let parsed = match route {
+                Route::Single => protocol::parse_command(json_body),
+                _ => protocol::parse_path(&path, body.clone()),
+            };
+            let cmd = match parsed {
+                Ok(c) => c,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
+            };
+            let read = match app.policy.check(role, &cmd) {
+                Ok(read) => read,
+                Err(r) => return error(StatusCode::FORBIDDEN, &r.to_string()),
+            };
+            let resp = match app
+                .backend
+                .pipeline(std::slice::from_ref(&cmd))
+                .await
+                .map_err(failure)
+            {
+                Ok(frames) => {
+                    let f = &frames[0];
+                    let mut out = Vec::new();
+                    protocol::push_outcome(&mut out, f, base64);
+                    let status = if protocol::error_text(f).is_some() {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::OK
+                    };
+                    json(status, out)
+                }
+                Err(r) => r,
+            };
+            (resp, !read)
+        }
     };
     if writes {
         app.sync.fetch_add(1, Ordering::Relaxed);
@@ -300,8 +312,79 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
     resp
 }
 
+/// `/pipeline`: each command has its own outcome, as Upstash answers:
+/// one that is malformed or refused gets its own `{"error": ...}` in its
+/// place and the others run (so one caller's bad command, batched by an
+/// auto-pipelining client with other callers' commands, fails only its
+/// caller). A body that is not an array of commands is refused whole.
+/// Returns the answer and whether anything that may write ran.
+async fn pipeline(app: &App, role: Role, body: &[u8], base64: bool) -> (Resp, bool) {
+    let entries = match protocol::parse_pipeline(body, app.max_pipeline) {
+        Ok(e) => e,
+        Err(e) => return (error(StatusCode::BAD_REQUEST, &e.0), false),
+    };
+    let mut writes = false;
+    let mut refused = Vec::new();
+    let mut cmds = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let verdict = entry
+            .map_err(|e| e.0)
+            .and_then(|c| match app.policy.check(role, &c) {
+                Ok(read) => Ok((c, read)),
+                Err(r) => Err(r.to_string()),
+            });
+        match verdict {
+            Ok((c, read)) => {
+                writes |= !read;
+                cmds.push(c);
+            }
+            Err(e) => refused.push((i, e)),
+        }
+    }
+    let frames = if cmds.is_empty() {
+        Vec::new()
+    } else {
+        match app.backend.pipeline(&cmds).await.map_err(failure) {
+            Ok(f) => f,
+            Err(r) => return (r, writes),
+        }
+    };
+    let body = if refused.is_empty() {
+        protocol::outcomes(&frames, base64)
+    } else {
+        let total = frames.len() + refused.len();
+        let mut out = Vec::with_capacity(16 * total + 2);
+        out.push(b'[');
+        let mut frames = frames.iter();
+        let mut refused = refused.into_iter().peekable();
+        for i in 0..total {
+            if i > 0 {
+                out.push(b',');
+            }
+            match refused.next_if(|(at, _)| *at == i) {
+                Some((_, e)) => protocol::push_error(&mut out, &e),
+                None => protocol::push_outcome(
+                    &mut out,
+                    frames.next().expect("one reply per command run"),
+                    base64,
+                ),
+            }
+        }
+        out.push(b']');
+        out
+    };
+    (json(StatusCode::OK, body), writes)
+}
+
 async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
-    match run(app, app.backend.transaction(cmds)).await {
+    // Waiting for one of the transaction connections is not bounded by
+    // the backend: the request timeout is applied here.
+    let tx = tokio::time::timeout(
+        app.request_timeout + Duration::from_millis(100),
+        app.backend.transaction(cmds),
+    );
+    let r = tx.await.unwrap_or(Err(Unavailable::Timeout { sent: true }));
+    match r.map_err(failure) {
         Ok(TxOutcome::Executed(frames)) => {
             json(StatusCode::OK, protocol::outcomes(&frames, base64))
         }
@@ -310,24 +393,17 @@ async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
     }
 }
 
-/// Runs a Redis call under the request timeout; no answer is a 503 (Redis
-/// down) or a 504 (too slow), and the outcome of its writes is unknown.
-async fn run<T>(
-    app: &App,
-    f: impl std::future::Future<Output = Result<T, Unavailable>>,
-) -> Result<T, Resp> {
-    let r = tokio::time::timeout(app.request_timeout + Duration::from_millis(100), f)
-        .await
-        .unwrap_or(Err(Unavailable::Timeout));
-    r.map_err(|e| {
-        let status = match e {
-            Unavailable::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Unavailable::Down(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        // Connection losses are logged once, by the backend; not per request.
-        tracing::debug!(error = %e, "redis");
-        error(status, &e.to_string())
-    })
+/// The answer to a Redis call that failed: 503 (Redis down, the queue
+/// full, the connection lost) or 504 (too slow); the message says whether
+/// the command was sent (its outcome unknown) or not (it did not run).
+fn failure(e: Unavailable) -> Resp {
+    let status = match e {
+        Unavailable::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Unavailable::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    // Connection losses are logged once, by the backend; not per request.
+    tracing::debug!(error = %e, "redis");
+    error(status, &e.to_string())
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { Redis } from '@upstash/redis';
-import { startRedis, startBridge, startProxy } from './servers.mjs';
+import { startRedis, startBridge, startBridgeOn, startProxy } from './servers.mjs';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const RO = 'read-only-token-0123456789';
@@ -128,9 +128,10 @@ describe('edgecache-bridge: the protocol', () => {
       [401, await call('/get/x?_token=nope', { method: 'GET', token: null }), /^WRONGPASS/],
       [403, await call('/', { body: ['FLUSHALL'] }), /deny list/],
       [403, await call('/', { body: ['CONFIG', 'SET', 'save', ''] }), /deny list/],
-      [403, await call('/', { body: ['BLPOP', 'q', 0] }), /deny list/],
+      [403, await call('/', { body: ['EVAL', 'return 1', 0] }), /deny list/],
+      [403, await call('/', { body: ['BLPOP', 'q', 0] }), /cannot run through the bridge/],
       [403, await call('/', { body: ['SELECT', 1] }), /cannot run through the bridge/],
-      [403, await call('/pipeline', { body: [['GET', 'a'], ['SUBSCRIBE', 'c']] }), /cannot run through the bridge/],
+      [403, await call('/multi-exec', { body: [['GET', 'a'], ['SUBSCRIBE', 'c']] }), /cannot run through the bridge/],
       [403, await call('/', { body: ['SET', 'p:ro', 'x'], token: RO }), /read-only/],
       [405, await call('/pipeline', { method: 'GET' }), /method not allowed/],
       [405, await call('/get/x', { method: 'DELETE' }), /method not allowed/],
@@ -144,7 +145,44 @@ describe('edgecache-bridge: the protocol', () => {
     assert.equal(cli(redis, 'EXISTS', 'p:ro'), '0', 'the read-only token wrote nothing');
     assert.deepEqual((await call(`/get/p:str?_token=${RO}`, { method: 'GET', token: null })).body, { result: 'abc' });
     assert.deepEqual((await call('/', { body: ['DBSIZE'], token: RO })).status, 200);
-    assert.equal((await call('/pipeline', { body: [['GET', 'a'], ['DEL', 'a']], token: RO })).status, 403, 'one write refuses the whole pipeline');
+    assert.equal((await call('/multi-exec', { body: [['GET', 'a'], ['DEL', 'a']], token: RO })).status, 403, 'one write refuses the whole transaction');
+  });
+
+  test('a pipeline answers each command in its place: a refused or malformed one gets its own error, the others run', async () => {
+    await call('/set/pp:k/v', { method: 'GET' });
+    // JSON.stringify escapes a lone surrogate: valid JSON, no Unicode text.
+    const body = `[["INCR","pp:n"],["FLUSHALL"],["SET","pp:bad","\\ud800"],["SUBSCRIBE","c"],["GET","pp:k"],["SET",{"a":1}],[],["INCR","pp:n"]]`;
+    assert.equal(JSON.parse(body)[2][2], '\ud800');
+    const r = await call('/pipeline', { body });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.length, 8);
+    assert.deepEqual(r.body[0], { result: 1 });
+    assert.match(r.body[1].error, /^NOPERM 'FLUSHALL' is on the bridge's deny list/);
+    assert.match(r.body[2].error, /^ERR failed to parse this command as JSON/);
+    assert.match(r.body[3].error, /^NOPERM 'SUBSCRIBE' cannot run through the bridge/);
+    assert.deepEqual(r.body[4], { result: 'v' });
+    assert.match(r.body[5].error, /a string, a number or a boolean/);
+    assert.equal(r.body[6].error, 'ERR empty command');
+    assert.deepEqual(r.body[7], { result: 2 }, 'the commands around the refused ones ran, in order');
+    assert.equal(cli(redis, 'EXISTS', 'pp:k'), '1', 'FLUSHALL did not run');
+    assert.equal(cli(redis, 'EXISTS', 'pp:bad'), '0');
+    // The read-only token: its writes are refused in their places.
+    const ro = await call('/pipeline', { body: [['GET', 'pp:k'], ['DEL', 'pp:k'], ['EVAL_RO', 'return 1', 0]], token: RO });
+    assert.equal(ro.status, 200);
+    assert.deepEqual(ro.body[0], { result: 'v' });
+    assert.match(ro.body[1].error, /^NOPERM this token is read-only/);
+    assert.ok(ro.body[2].error, 'no script for the read-only token');
+    assert.equal(cli(redis, 'EXISTS', 'pp:k'), '1');
+    // Every command refused: nothing goes to Redis, still one answer each.
+    const none = await call('/pipeline', { body: [['FLUSHDB'], ['MONITOR']] });
+    assert.equal(none.status, 200);
+    assert.equal(none.body.length, 2);
+    // A body that is not an array of commands is refused whole.
+    for (const bad of ['[["GET","a"],"GET"]', '["GET","a"]', '[]', '[["GET","a"]', '{"cmd":["GET"]}']) {
+      const res = await call('/pipeline', { body: bad });
+      assert.equal(res.status, 400, bad);
+      assert.match(res.body.error, /^ERR (failed to parse the request body as JSON|no commands)/, bad);
+    }
   });
 
   test('413 for a body over --max-body: at once when Content-Length says so, else while reading', async () => {
@@ -276,6 +314,23 @@ describe('edgecache-bridge: one round trip per pipeline, Redis down, shutdown', 
     }
   });
 
+  test('the first /multi-exec right after "listening on" runs: every connection is up before the bridge says it listens', async () => {
+    for (let i = 0; i < 5; i++) {
+      const b = await startBridgeOn(0, { redisUrl: redis.url, token: TOKEN, waitHealthy: false });
+      try {
+        const [tx, one] = await Promise.all([
+          call('/multi-exec', { base: b.url, body: [['INCR', 'st:n'], ['ECHO', 'x']] }),
+          call('/', { base: b.url, body: ['PING'] }),
+        ]);
+        assert.equal(tx.status, 200, `start ${i}: ${JSON.stringify(tx.body)}`);
+        assert.deepEqual(tx.body[1], { result: 'x' });
+        assert.deepEqual(one.body, { result: 'PONG' });
+      } finally {
+        await b.stop();
+      }
+    }
+  });
+
   test('SIGTERM finishes the requests in flight, then exits 0', async () => {
     const proxy = await startProxy(redis.port);
     const b3 = await startBridge({ redisUrl: `redis://127.0.0.1:${proxy.port}`, token: TOKEN });
@@ -347,6 +402,25 @@ describe('edgecache-bridge: the official @upstash/redis client, unchanged', () =
     const back = await new Redis({ url: bridge.url, token: TOKEN, enableTelemetry: false, automaticDeserialization: false }).get('up:bin');
     assert.equal(back, raw);
     assert.deepEqual(Buffer.from(cli(redis, 'GET', 'up:bin'), 'utf8').subarray(0, 3), Buffer.from([0, 1, 0x7f]));
+  });
+
+  test('auto-pipelined: one caller\'s refused or malformed command fails that caller only', async () => {
+    const r = new Redis({ url: bridge.url, token: TOKEN, enableTelemetry: false, enableAutoPipelining: true });
+    const [a, refused, bad, b] = await Promise.allSettled([
+      r.set('up:ap', 'x'),
+      r.flushall(),
+      r.set('up:ap-bad', '\ud800'),
+      r.incr('up:ap-n'),
+    ]);
+    assert.equal(a.status, 'fulfilled');
+    assert.equal(a.value, 'OK');
+    assert.equal(refused.status, 'rejected');
+    assert.match(refused.reason.message, /deny list/);
+    assert.equal(bad.status, 'rejected');
+    assert.match(bad.reason.message, /failed to parse this command/);
+    assert.equal(b.status, 'fulfilled');
+    assert.equal(b.value, 1);
+    assert.equal(cli(redis, 'GET', 'up:ap'), 'x', 'FLUSHALL did not run');
   });
 
   test('a Redis error and a wrong token', async () => {
