@@ -8,57 +8,26 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 use edgecache::Glob;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-struct Redis {
-    child: Child,
-    conn: BufReader<TcpStream>,
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+struct Redis {
+    _server: RedisServer,
+    conn: BufReader<TcpStream>,
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: run `make setup` (it installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("redis-server did not start: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
+        let (server, stream) = RedisServer::start();
         Redis {
-            child,
+            _server: server,
             conn: BufReader::new(stream),
         }
     }

@@ -17,9 +17,7 @@ use edgecache_bridge::policy::{
 use fred::types::Resp3Frame;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 /// Commands the flags cannot tell apart, reviewed one by one.
 ///
@@ -92,48 +90,22 @@ const NEWER_OR_MODULES: &[&str] = &[
 /// Blocking only with their BLOCK argument.
 const BLOCK_OPTION: &[&str] = &["XREAD", "XREADGROUP"];
 
-struct Redis {
-    child: Child,
-    conn: TcpStream,
-}
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+struct Redis {
+    _server: RedisServer,
+    conn: TcpStream,
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: run `make setup` (it installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let conn = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("redis-server did not start: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        Redis { child, conn }
+        let (server, conn) = RedisServer::start();
+        Redis {
+            _server: server,
+            conn,
+        }
     }
 
     fn call(&mut self, args: &[&str]) -> Resp3Frame {
