@@ -3,7 +3,10 @@
 // Shared by every test that talks to Redis; keep the exported shapes stable:
 //   startRedis() -> { port, url, stop() }
 //   startBridge({ redisUrl, token, args? }) -> { url, token, proc, stop() }
+//   redisAndBridge({ token, args? }) -> { redis, bridge }, started before
+//     the file's (or describe block's) tests and stopped after them
 import { spawn } from 'node:child_process';
+import { before, after } from 'node:test';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -255,4 +258,22 @@ export async function startBridgeOn(port, { redisUrl, token, args = [], env = {}
     await sleep(25);
   }
   return { port, url, token, proc, stop };
+}
+
+/**
+ * A redis-server and a bridge in front of it for the tests of the file (or
+ * of the `describe` block this is called in): started in `before`,
+ * stopped in `after`. Read `.redis` and `.bridge` inside the tests.
+ */
+export function redisAndBridge({ token, args } = {}) {
+  const servers = { redis: undefined, bridge: undefined };
+  before(async () => {
+    servers.redis = await startRedis();
+    servers.bridge = await startBridge({ redisUrl: servers.redis.url, token, ...(args ? { args } : {}) });
+  });
+  after(async () => {
+    await servers.bridge?.stop();
+    await servers.redis?.stop();
+  });
+  return servers;
 }

@@ -3,7 +3,7 @@
 // and are re-derived here with node:crypto from the documented layout; the
 // Redis tier's context (issue 14: the prefix is bound) is checked against a
 // real redis-server and the real bridge.
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { EdgeCacheError, RedisRest, Signer, TieredCache, generateSecureKey } fro
 // The tier's key layout, which the tier passes to sealPayload/openPayload:
 // the same module instance as the package's (dist/signer.js imports it).
 import { LayoutCore } from '../../dist/wasm/edgecache.js';
-import { startRedis, startBridge } from './servers.mjs';
+import { redisAndBridge } from './servers.mjs';
 
 const doc = readFileSync(new URL('../../docs/ENVELOPE.md', import.meta.url), 'utf8');
 const vectors = JSON.parse(doc.split('<!-- vectors:begin -->')[1].split('<!-- vectors:end -->')[0].replace(/```(json)?/g, ''));
@@ -202,25 +202,16 @@ test('independently sealed envelopes open (node:crypto as the writer)', () => {
 
 describe('issue 14: envelopes in Redis are bound to the cache prefix (real redis-server and bridge)', () => {
   const token = generateSecureKey();
-  let redis;
-  let bridge;
-  before(async () => {
-    redis = await startRedis();
-    bridge = await startBridge({ redisUrl: redis.url, token });
-  });
-  after(async () => {
-    await bridge?.stop();
-    await redis?.stop();
-  });
+  const servers = redisAndBridge({ token });
 
   /** redis-cli against the test Redis: anyone with write access to it. */
-  const cli = (...args) => execFileSync('redis-cli', ['-p', String(redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(servers.redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
 
   /** A TieredCache under `prefix`, its own isolate (L1, client), collecting its log. */
   function tier(prefix, options = {}) {
     const logs = [];
     const cache = new TieredCache({
-      redis: new RedisRest({ url: bridge.url, token }),
+      redis: new RedisRest({ url: servers.bridge.url, token }),
       signer: { keys: { k1: SECRET } },
       prefix,
       log: (m) => logs.push(m),
@@ -239,7 +230,7 @@ describe('issue 14: envelopes in Redis are bound to the cache prefix (real redis
     // Someone with access to Redis copies admin's values to shop's keys:
     // with redis-cli, and with a RedisRest client through the bridge.
     cli('SET', 'shop:v:r|flags', cli('GET', 'admin:v:r|flags'));
-    const rest = new RedisRest({ url: bridge.url, token });
+    const rest = new RedisRest({ url: servers.bridge.url, token });
     await rest.set('shop:v:t4:acme|flags', await rest.get('admin:v:t4:acme|flags'));
     assert.equal(await shop.get('flags'), undefined, 'shop must not serve admin\'s value');
     assert.equal(await shop.scope({ tenant: 'acme' }).get('flags'), undefined, 'nor in a scope');

@@ -3,29 +3,18 @@
 // delete (#5), a MemoryCache shared as L1 (#4), clear() and other programs'
 // keys (#9), lone surrogates in patterns (#10), key names that are not
 // UTF-8 (#13) and the counter rule both bindings share (#18).
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { TieredCache, RedisRest, MemoryCache, EdgeCacheError, generateSecureKey, memoize } from 'edgecache';
-import { startRedis, startBridge } from './servers.mjs';
+import { redisAndBridge } from './servers.mjs';
 
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
 const counters = JSON.parse(readFileSync(new URL('../fixtures/counters.json', import.meta.url), 'utf8'));
-let redis;
-let bridge;
+const servers = redisAndBridge({ token: TOKEN });
 let seq = 0;
-
-before(async () => {
-  redis = await startRedis();
-  bridge = await startBridge({ redisUrl: redis.url, token: TOKEN });
-});
-
-after(async () => {
-  await bridge?.stop();
-  await redis?.stop();
-});
 
 /** A fresh prefix per test, so tests never see each other's keys. */
 const fresh = () => `h${++seq}x${process.pid}`;
@@ -33,7 +22,7 @@ const fresh = () => `h${++seq}x${process.pid}`;
 function tier(prefix, opts = {}) {
   const { fetch: f, secret = SECRET, ...rest } = opts;
   return new TieredCache({
-    redis: new RedisRest({ url: bridge.url, token: TOKEN, ...(f ? { fetch: f } : {}) }),
+    redis: new RedisRest({ url: servers.bridge.url, token: TOKEN, ...(f ? { fetch: f } : {}) }),
     signer: { keys: { k1: secret } },
     prefix,
     log: () => {},
@@ -42,12 +31,12 @@ function tier(prefix, opts = {}) {
 }
 
 /** Straight to Redis (another isolate, or an attacker with write access). */
-const direct = () => new RedisRest({ url: bridge.url, token: TOKEN });
+const direct = () => new RedisRest({ url: servers.bridge.url, token: TOKEN });
 
 /** One command in RESP, raw bytes allowed, straight to redis-server. */
 function resp(...parts) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(redis.port, '127.0.0.1');
+    const s = net.connect(servers.redis.port, '127.0.0.1');
     const bufs = parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(String(p))));
     s.on('connect', () => {
       s.write(`*${bufs.length}\r\n`);
