@@ -59,7 +59,8 @@ pub enum Gap {
     Behind,
     /// The log is gone (nothing at or after the reader's position).
     Lost,
-    /// The epoch changed or vanished: Redis was flushed or restarted.
+    /// The epoch changed, or there is none: Redis was flushed or
+    /// restarted (or nothing has been written since).
     Epoch,
     /// The last successful read started `max_away` or longer ago.
     Away,
@@ -175,9 +176,9 @@ impl ReadTicket {
 /// let mut lease = Lease::new(log, "r0123456789abcdef", LeaseConfig::default()).unwrap();
 /// assert!(lease.needs_read(0));
 /// let ticket = lease.begin_read(100);
-/// assert_eq!(ticket.commands().len(), 2);
+/// assert_eq!(ticket.commands().len(), 3);
 /// // Redis answered: no epoch yet, an empty log.
-/// let out = lease.finish_read(ticket, &[Ok(Reply::Nil), Ok(Reply::Array(vec![]))]).unwrap();
+/// let out = lease.finish_read(ticket, &[Ok(Reply::Nil), Ok(Reply::Array(vec![])), Ok(Reply::Nil)]).unwrap();
 /// assert!(out.first && out.everything && out.renewed);
 /// assert!(!lease.needs_read(1_099));   // fresh for maxStaleness (1000 ms) from the read's start
 /// assert!(lease.needs_read(1_100));
@@ -368,22 +369,33 @@ impl Lease {
     }
 
     fn apply(&mut self, t: &ReadTicket, replies: &[Result<Reply, String>]) -> Result<Outcome> {
-        let [epoch, range] = replies else {
+        let [before, range, after] = replies else {
             return Err(protocol(format!(
-                "a log read has 2 commands, {} replies came",
+                "a log read has 3 commands, {} replies came",
                 replies.len()
             )));
         };
-        let seen: Epoch = match epoch {
-            Ok(Reply::Nil) => None,
-            Ok(Reply::Bytes(b)) => Some(b.clone()),
-            Ok(_) => return Err(protocol("the log's epoch must be a string or nil")),
-            Err(e) => return Err(Error::L2Redis(e.clone())),
+        let epoch = |r: &Result<Reply, String>| -> Result<Epoch> {
+            match r {
+                Ok(Reply::Nil) => Ok(None),
+                Ok(Reply::Bytes(b)) => Ok(Some(b.clone())),
+                Ok(_) => Err(protocol("the log's epoch must be a string or nil")),
+                Err(e) => Err(Error::L2Redis(e.clone())),
+            }
         };
+        let (before, seen) = (epoch(before)?, epoch(after)?);
         let range = match range {
             Ok(r) => decode_range(r)?,
             Err(e) => return Err(Error::L2Redis(e.clone())),
         };
+        // The range is of one epoch's stream only if an epoch was there
+        // before and after it, the same: a flush in between would have
+        // removed it, and no epoch is named twice. Without an epoch nothing
+        // vouches that this Redis is the one read last time (a write may
+        // have named an epoch, and a flush removed it, since); then nothing
+        // written through edgecache is in Redis, and dropping L1 costs next
+        // to nothing.
+        let consistent = before.is_some() && before == seen;
         let from = if t.replay {
             t.base.as_ref().map(|b| b.1)
         } else {
@@ -404,7 +416,13 @@ impl Lease {
         // Everything up to the newest entry seen is accounted for after
         // this read, whatever it finds: replayed, or covered by dropping
         // all of L1 (their mutations ran before this read did).
-        let tail = range.first().map_or(StreamId::ZERO, |e| e.0);
+        let tail = match consistent {
+            true => range.first().map_or(StreamId::ZERO, |e| e.0),
+            // The range may be of an older stream: start again from the
+            // beginning of whatever stream goes with `seen` (what is in it
+            // now is covered by dropping all of L1).
+            false => StreamId::ZERO,
+        };
         let mut out = Outcome::default();
         let gap = match (&t.base, from) {
             (None, _) => {
@@ -412,7 +430,7 @@ impl Lease {
                 None
             }
             (Some(_), _) if t.away => Some(Gap::Away),
-            (Some((epoch, _)), _) if *epoch != seen => Some(Gap::Epoch),
+            (Some((epoch, _)), _) if !consistent || *epoch != seen => Some(Gap::Epoch),
             (Some(_), None) => unreachable!("a replay has a position"),
             (Some(_), Some(from)) => {
                 let full = range.len() == limit;
@@ -554,7 +572,8 @@ mod tests {
     /// The replies to a read: the epoch, and entries given oldest first.
     fn replies(epoch: Option<&str>, mut entries: Vec<Reply>) -> Vec<Result<Reply, String>> {
         entries.reverse();
-        vec![Ok(epoch.map_or(Reply::Nil, b)), Ok(Reply::Array(entries))]
+        let e = epoch.map_or(Reply::Nil, b);
+        vec![Ok(e.clone()), Ok(Reply::Array(entries)), Ok(e)]
     }
 
     /// A lease that has read once, at t=0, and stands at entry 10 of epoch E.
@@ -634,6 +653,28 @@ mod tests {
             assert_eq!(l.stats().gaps, 1);
             assert_eq!(out.unreadable.is_some(), want == Gap::Unreadable);
         }
+    }
+
+    #[test]
+    fn a_flush_between_the_two_epoch_reads_is_a_gap() {
+        for (before, after) in [(Some("E"), None), (None, Some("F")), (Some("E"), Some("F"))] {
+            let mut l = started();
+            let t = l.begin_read(5);
+            let mut r = replies(before, vec![mark(10), mark(11)]);
+            r[2] = Ok(after.map_or(Reply::Nil, b));
+            let out = l.finish_read(t, &r).unwrap();
+            assert_eq!(out.gap, Some(Gap::Epoch));
+            // The range may be of the old stream: start the new one afresh.
+            assert_eq!(l.position(), Some(StreamId::ZERO));
+        }
+        // Likewise for a first read.
+        let mut l = lease(LeaseConfig::default());
+        let t = l.begin_read(0);
+        let mut r = replies(Some("E"), vec![mark(10)]);
+        r[2] = Ok(b("F"));
+        let out = l.finish_read(t, &r).unwrap();
+        assert!(out.first && out.everything);
+        assert_eq!(l.position(), Some(StreamId::ZERO));
     }
 
     #[test]
@@ -719,10 +760,16 @@ mod tests {
             );
             // a malformed answer is a failure too, never a silent skip
             let t = l.begin_read(1);
-            let e = l.finish_read(t, &[Ok(Reply::Int(1)), Ok(Reply::Array(vec![]))]);
+            let e = l.finish_read(
+                t,
+                &[Ok(Reply::Int(1)), Ok(Reply::Array(vec![])), Ok(Reply::Nil)],
+            );
             assert_eq!(e.unwrap_err().code(), "L2_PROTOCOL");
             let t = l.begin_read(1);
-            let e = l.finish_read(t, &[Ok(Reply::Nil), Err("WRONGTYPE".into())]);
+            let e = l.finish_read(
+                t,
+                &[Ok(Reply::Nil), Err("WRONGTYPE".into()), Ok(Reply::Nil)],
+            );
             assert_eq!(e.unwrap_err().code(), "L2_REDIS");
             assert_eq!(l.stats().failures, 3);
             assert!(l.needs_read(1));

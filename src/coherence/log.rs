@@ -335,7 +335,10 @@ impl Log {
     /// `XREVRANGE <stream> + <from> COUNT <batch + 1>` (the entries from the
     /// newest down to `from`, `from` included, so the reader sees whether
     /// its position is still there), or, with no position,
-    /// `XREVRANGE <stream> + - COUNT 1` (the newest entry only).
+    /// `XREVRANGE <stream> + - COUNT 1` (the newest entry only), then
+    /// `GET <epoch>` again. Other clients' commands may run between them;
+    /// an epoch is never named twice, so when both `GET`s agree no flush
+    /// came between them and the range is of that epoch's stream.
     ///
     /// ```
     /// use edgecache::{Layout, Log, StreamId};
@@ -344,6 +347,7 @@ impl Log {
     /// let cmds = log.read(Some(from), 500);
     /// assert_eq!(cmds[0].body(), r#"["GET","app:c:{app:0}:epoch"]"#);
     /// assert_eq!(cmds[1].body(), r#"["XREVRANGE","app:c:{app:0}:log","+","5-1","COUNT",501]"#);
+    /// assert_eq!(cmds[2], cmds[0]);
     /// assert_eq!(log.read(None, 500)[1].body(), r#"["XREVRANGE","app:c:{app:0}:log","+","-","COUNT",1]"#);
     /// ```
     pub fn read(&self, from: Option<StreamId>, batch: u32) -> Vec<Command> {
@@ -353,7 +357,7 @@ impl Log {
             Some(id) => range.s(id.to_string()).s("COUNT").n(i64::from(batch) + 1),
             None => range.s("-").s("COUNT").n(1),
         };
-        vec![get, range]
+        vec![get.clone(), range, get]
     }
 
     /// Reads an entry's fields (as `XREVRANGE` gives them: names and
