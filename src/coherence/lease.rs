@@ -69,6 +69,25 @@ pub enum Gap {
     Unreadable,
 }
 
+impl Gap {
+    /// Its name in `stats()` and in the corpus: `trimmed`, `behind`,
+    /// `lost`, `epoch`, `away`, `unreadable`.
+    ///
+    /// ```
+    /// assert_eq!(edgecache::Gap::Behind.name(), "behind");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Gap::Trimmed => "trimmed",
+            Gap::Behind => "behind",
+            Gap::Lost => "lost",
+            Gap::Epoch => "epoch",
+            Gap::Away => "away",
+            Gap::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// What a finished read asks the cache to drop from L1 (and to count as a
 /// mutation in its [`Fence`](crate::Fence): `invalidate(key)`, a pattern
 /// that begins and ends at once, or `invalidate_all()`).
