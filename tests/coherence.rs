@@ -28,7 +28,7 @@ const STALE: u64 = 10;
 const AWAY: u64 = 60;
 
 #[derive(Clone, Debug)]
-enum Step {
+enum Action {
     /// Another isolate begins a mutation: `Set`/`Delete` of a key, or a
     /// pattern delete.
     Write(bool, usize),
@@ -56,23 +56,23 @@ enum Step {
     Restart(u64),
 }
 
-fn step() -> impl Strategy<Value = Step> {
+fn step() -> impl Strategy<Value = Action> {
     prop_oneof![
-        12 => (any::<bool>(), 0..KEYS.len()).prop_map(|(s, k)| Step::Write(s, k)),
-        3 => (0..GLOBS.len()).prop_map(Step::WritePattern),
-        36 => any::<usize>().prop_map(Step::WriteStep),
-        6 => Just(Step::ReadBegin),
-        8 => Just(Step::ReadAll),
-        15 => any::<usize>().prop_map(Step::ReadStep),
-        12 => any::<usize>().prop_map(Step::ReadFinish),
-        1 => any::<usize>().prop_map(Step::ReadFail),
-        9 => (0..KEYS.len()).prop_map(Step::Fill),
-        6 => (1u64..8).prop_map(Step::Tick),
-        1 => Just(Step::Tick(AWAY + 5)),
-        3 => (1usize..6).prop_map(Step::Trim),
-        2 => (0usize..3).prop_map(Step::ForeignTrim),
-        1 => Just(Step::Flush),
-        1 => (0u64..40).prop_map(Step::Restart),
+        12 => (any::<bool>(), 0..KEYS.len()).prop_map(|(s, k)| Action::Write(s, k)),
+        3 => (0..GLOBS.len()).prop_map(Action::WritePattern),
+        36 => any::<usize>().prop_map(Action::WriteStep),
+        6 => Just(Action::ReadBegin),
+        8 => Just(Action::ReadAll),
+        15 => any::<usize>().prop_map(Action::ReadStep),
+        12 => any::<usize>().prop_map(Action::ReadFinish),
+        1 => any::<usize>().prop_map(Action::ReadFail),
+        9 => (0..KEYS.len()).prop_map(Action::Fill),
+        6 => (1u64..8).prop_map(Action::Tick),
+        1 => Just(Action::Tick(AWAY + 5)),
+        3 => (1usize..6).prop_map(Action::Trim),
+        2 => (0usize..3).prop_map(Action::ForeignTrim),
+        1 => Just(Action::Flush),
+        1 => (0u64..40).prop_map(Action::Restart),
     ]
 }
 
@@ -215,7 +215,7 @@ struct Read {
 }
 
 /// Runs `steps` against the lease and the model, checking after each.
-fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
+fn check(steps: Vec<Action>) -> Result<(), TestCaseError> {
     let log = Log::new(&Layout::new("app").unwrap());
     let mut writer = Lease::new(log.clone(), "writer0123456789", LeaseConfig::default()).unwrap();
     let config = LeaseConfig {
@@ -244,12 +244,12 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let steps = steps.into_iter().flat_map(|st| match st {
         // Pushed last, it is the read that ReadStep/ReadFinish with
         // index usize::MAX pick (the last eligible one).
-        Step::ReadAll => vec![
-            Step::ReadBegin,
-            Step::ReadStep(usize::MAX),
-            Step::ReadStep(usize::MAX),
-            Step::ReadStep(usize::MAX),
-            Step::ReadFinish(usize::MAX),
+        Action::ReadAll => vec![
+            Action::ReadBegin,
+            Action::ReadStep(usize::MAX),
+            Action::ReadStep(usize::MAX),
+            Action::ReadStep(usize::MAX),
+            Action::ReadFinish(usize::MAX),
         ],
         other => vec![other],
     });
@@ -266,7 +266,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
             );
         }
         match st {
-            Step::Write(set, k) => {
+            Action::Write(set, k) => {
                 let op = if set { Op::Set } else { Op::Delete };
                 let commands = writer.append(op, &[KEYS[k]]).unwrap();
                 writes.push(Write {
@@ -276,7 +276,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     done: vec![],
                 });
             }
-            Step::WritePattern(g) => {
+            Action::WritePattern(g) => {
                 let glob = Glob::new(GLOBS[g]);
                 let keys = KEYS.iter().copied().filter(|k| glob.matches(k)).collect();
                 let commands = writer.append(Op::Pattern, &[GLOBS[g]]).unwrap();
@@ -287,10 +287,10 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     done: vec![],
                 });
             }
-            Step::WriteStep(i) if !writes.is_empty() => {
+            Action::WriteStep(i) if !writes.is_empty() => {
                 let i = i % writes.len();
                 let w = &mut writes[i];
-                // Step 0 is the mutation itself; then the log's commands.
+                // Action 0 is the mutation itself; then the log's commands.
                 if w.next == 0 {
                     w.done = server.mutate(&w.keys);
                 } else {
@@ -303,7 +303,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     acked.extend(w.done.iter().map(|(k, v)| (now, *k, *v)));
                 }
             }
-            Step::ReadBegin => {
+            Action::ReadBegin => {
                 let from = lease.position();
                 let ticket = lease.begin_read(now);
                 reads.push(Read {
@@ -314,7 +314,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     upto: 0,
                 });
             }
-            Step::ReadStep(i) if !reads.is_empty() => {
+            Action::ReadStep(i) if !reads.is_empty() => {
                 let n = reads.iter().filter(|r| r.replies.len() < 3).count().max(1);
                 let pick = if i == usize::MAX { n - 1 } else { i % n };
                 let r = reads.iter_mut().filter(|r| r.replies.len() < 3).nth(pick);
@@ -327,7 +327,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     r.replies.push(server.run(&args, now));
                 }
             }
-            Step::ReadFinish(i) if reads.iter().any(|r| r.replies.len() == 3) => {
+            Action::ReadFinish(i) if reads.iter().any(|r| r.replies.len() == 3) => {
                 let done: Vec<usize> = (0..reads.len())
                     .filter(|&j| reads[j].replies.len() == 3)
                     .collect();
@@ -370,22 +370,22 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     fresh = Some(fresh.map_or(started, |f| f.max(started)));
                 }
             }
-            Step::ReadFail(i) if !reads.is_empty() => {
+            Action::ReadFail(i) if !reads.is_empty() => {
                 let r = reads.remove(i % reads.len());
                 lease.failed_read(r.ticket);
             }
-            Step::Fill(k) => {
+            Action::Fill(k) => {
                 l1.insert(KEYS[k], server.versions.get(KEYS[k]).copied().unwrap_or(0));
             }
-            Step::Tick(d) => now += d,
-            Step::Trim(n) => {
+            Action::Tick(d) => now += d,
+            Action::Trim(n) => {
                 if let Some((entries, _)) = &mut server.stream {
                     let keep = BATCH as usize + 1;
                     let cut = n.min(entries.len().saturating_sub(keep));
                     entries.drain(..cut);
                 }
             }
-            Step::ForeignTrim(keep) => {
+            Action::ForeignTrim(keep) => {
                 let at_empty = |p: Option<StreamId>| p == Some(StreamId::ZERO);
                 let allowed =
                     !at_empty(lease.position()) && !reads.iter().any(|r| at_empty(r.from));
@@ -394,8 +394,8 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     entries.drain(..cut);
                 }
             }
-            Step::Flush | Step::Restart(_) => {
-                if let Step::Restart(back) = st {
+            Action::Flush | Action::Restart(_) => {
+                if let Action::Restart(back) = st {
                     server.offset -= back as i64;
                 }
                 server.epoch = None;
@@ -442,7 +442,7 @@ proptest! {
 /// with that id is skipped.
 #[test]
 fn a_flush_inside_a_read_does_not_carry_the_old_position_over() {
-    use Step::*;
+    use Action::*;
     let last = usize::MAX;
     check(vec![
         ReadAll,
