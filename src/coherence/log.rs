@@ -13,7 +13,7 @@ use crate::rest::{Arg, Reply};
 /// `XADD ... MAXLEN ~ LOG_MAXLEN`, which keeps at least this many (Redis
 /// trims whole nodes only, so a few more may stay). Part of the format,
 /// not an option: a reader's batch must stay under it (see
-/// [`LeaseConfig::batch`](super::LeaseConfig::batch)), whichever isolate
+/// [`LeaseConfig::batch`](crate::LeaseConfig::batch)), whichever isolate
 /// wrote.
 pub const LOG_MAXLEN: u32 = 10_000;
 
@@ -171,7 +171,7 @@ impl Command {
 /// keys (or globs) it touched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The writer's id ([`Lease::id`](super::Lease::id)): a reader skips
+    /// The writer's id ([`Lease::id`](crate::Lease::id)): a reader skips
     /// its own entries.
     pub writer: String,
     /// The kind of mutation.
@@ -260,7 +260,7 @@ impl Log {
     /// The commands a writer appends to its mutation's pipeline, after the
     /// mutation: `SET <epoch> <candidate> NX` (the first write after a
     /// flush names the new epoch; `candidate` must never have been used
-    /// before, see [`Lease::append`](super::Lease::append)), then one
+    /// before, see [`Lease::append`](crate::Lease::append)), then one
     /// `XADD <stream> MAXLEN ~ 10000 * w <writer> op <op> 0 <t0> 1 <t1> ...`
     /// per [`MAX_TARGETS`] targets.
     ///
