@@ -415,11 +415,9 @@ impl Lease {
         // written through edgecache is in Redis, and dropping L1 costs next
         // to nothing.
         let consistent = before.is_some() && before == seen;
-        let from = if t.replay {
-            t.base.as_ref().map(|b| b.1)
-        } else {
-            None
-        };
+        // A replay reads from the position it began at; other reads, the
+        // newest entry only.
+        let from = t.base.as_ref().filter(|_| t.replay).map(|b| b.1);
         let limit = match from {
             Some(_) => self.config.batch as usize + 1,
             None => 1,
@@ -448,9 +446,8 @@ impl Lease {
                 out.first = true;
                 None
             }
-            (Some(_), _) if t.away => Some(Gap::Away),
-            (Some((epoch, _)), _) if !consistent || *epoch != seen => Some(Gap::Epoch),
-            (Some(_), None) => unreachable!("a replay has a position"),
+            (Some((epoch, _)), _) if !t.away && (!consistent || *epoch != seen) => Some(Gap::Epoch),
+            (Some(_), None) => Some(Gap::Away),
             (Some(_), Some(from)) => {
                 let full = range.len() == limit;
                 let present = from == StreamId::ZERO || range.last().map(|e| e.0) == Some(from);
