@@ -305,6 +305,17 @@ impl Lease {
     /// The commands to append to a mutation's pipeline, after it
     /// ([`Log::append`]), with an epoch candidate never used before: this
     /// cache's id and a count of its appends.
+    ///
+    /// ```
+    /// use edgecache::{Layout, Lease, LeaseConfig, Log, Op};
+    /// let log = Log::new(&Layout::new("app").unwrap());
+    /// let mut lease = Lease::new(log, "w0123456789abcdef", LeaseConfig::default()).unwrap();
+    /// let first = lease.append(Op::Delete, &["app:v:r|k"]).unwrap();
+    /// let second = lease.append(Op::Delete, &["app:v:r|k"]).unwrap();
+    /// assert!(first[0].body().ends_with(r#""w0123456789abcdef.1","NX"]"#));
+    /// assert!(second[0].body().ends_with(r#""w0123456789abcdef.2","NX"]"#));
+    /// assert_eq!(first[1], second[1]); // the same XADD
+    /// ```
     pub fn append(&mut self, op: Op, targets: &[&str]) -> Result<Vec<Command>> {
         self.writes += 1;
         let candidate = format!("{}.{}", self.id, self.writes);
@@ -358,6 +369,18 @@ impl Lease {
     /// An L1 hit whose lease has expired, and whose log read failed: may it
     /// be served? Yes by default (counted in `stale_served`), no in strict
     /// mode (counted in `refused`).
+    ///
+    /// ```
+    /// use edgecache::{Layout, Lease, LeaseConfig, Log};
+    /// let log = Log::new(&Layout::new("app").unwrap());
+    /// let strict = LeaseConfig { strict: true, ..LeaseConfig::default() };
+    /// let mut lease = Lease::new(log, "r0123456789abcdef", strict).unwrap();
+    /// let ticket = lease.begin_read(0);
+    /// lease.failed_read(ticket);         // Redis unreachable
+    /// assert!(lease.needs_read(0));      // the lease was not renewed
+    /// assert!(!lease.serve_unreachable());
+    /// assert_eq!(lease.stats().refused, 1);
+    /// ```
     pub fn serve_unreachable(&mut self) -> bool {
         if self.config.strict {
             self.stats.refused += 1;
