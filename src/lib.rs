@@ -13,6 +13,8 @@
 //!   the Redis tier (key layout, circuit breaker, how long L1 keeps an L2
 //!   value, when a read or write under way may put its value in L1).
 //! * [`command_body`], [`decode_pipeline`]: the Upstash REST protocol.
+//! * [`Log`], [`Lease`]: coherence across isolates, the rules (an
+//!   invalidation log in Redis, and each cache's lease on its L1).
 //! * `worker` (cargo feature `worker`): the Cloudflare Workers binding for
 //!   Rust Workers (workers-rs), an L1 + Redis cache built from the Worker's
 //!   bindings with `EdgeCache::from_env`. The feature leaves out the npm
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod coherence;
 mod envelope;
 mod error;
 mod fence;
@@ -47,6 +50,13 @@ mod wasm_tier;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock};
+pub use coherence::lease::{
+    new_writer_id, CoherenceStats, Gap, Lease, LeaseConfig, Outcome, ReadTicket, DEFAULT_BATCH,
+    DEFAULT_MAX_AWAY, DEFAULT_MAX_STALENESS,
+};
+pub use coherence::log::{
+    decode_range, Command, Entry, Log, Op, RawEntry, StreamId, LOG_MAXLEN, MAX_TARGETS,
+};
 pub use envelope::{
     Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
     MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
