@@ -12,71 +12,33 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command as Process, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 use edgecache::{
     Arg, Command, Gap, Layout, Lease, LeaseConfig, Log, Op, Reply, StreamId, LOG_MAXLEN,
 };
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
+
 struct Redis {
-    port: u16,
-    child: Child,
+    server: RedisServer,
     conn: BufReader<TcpStream>,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(port: u16) -> (Child, BufReader<TcpStream>) {
-    let child = Process::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server not found: run `make setup` (it installs Debian's redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() > deadline => panic!("redis-server did not start: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    (child, BufReader::new(stream))
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (child, conn) = spawn(port);
-        Redis { port, child, conn }
+        let (server, conn) = RedisServer::start();
+        Redis {
+            server,
+            conn: BufReader::new(conn),
+        }
     }
 
     /// Stops the server and starts an empty one on the same port.
     fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (child, conn) = spawn(self.port);
-        self.child = child;
-        self.conn = conn;
+        self.conn = BufReader::new(self.server.restart());
     }
 
     /// Sends the commands as one pipeline; their replies, in order.
