@@ -134,8 +134,11 @@ export function retrySafe(args: readonly RedisArg[]): boolean {
 }
 
 /** A checked command, encoded for a request body. */
-interface Cmd extends Encoded {
+interface Cmd {
   readonly args: RedisArg[];
+  /** Its JSON and that JSON's UTF-8 size, once {@link encoded} needed them. */
+  json?: string;
+  bytes?: number;
 }
 
 /** An auto-pipelined command and its caller. */
@@ -167,10 +170,35 @@ function checkArgs(args: unknown): asserts args is RedisArg[] {
   }
 }
 
-/** Checks and encodes a command (throws before anything is queued). */
+/** Checks a command (throws before anything is queued). */
 function prepare(args: unknown): Cmd {
   checkArgs(args);
-  return { args, ...encodeCommand(args) };
+  return { args };
+}
+
+/** `c` with its JSON and UTF-8 size, encoded once (only to split exactly). */
+function encoded(c: Cmd): Encoded {
+  if (c.json === undefined) {
+    const e = encodeCommand(c.args);
+    c.json = e.json;
+    c.bytes = e.bytes;
+  }
+  return c as Cmd & Encoded;
+}
+
+/**
+ * An upper bound of the UTF-8 size of {@link body}, without encoding: a
+ * string's UTF-16 unit takes at most 6 bytes of JSON (`\u001f`), a finite
+ * number at most 24 characters. Most batches are far under
+ * `maxRequestBytes` by this bound, and go out with one `JSON.stringify`.
+ */
+function boundBytes(cmds: readonly Cmd[]): number {
+  let n = 2;
+  for (const c of cmds) {
+    n += 3;
+    for (const a of c.args) n += typeof a === 'string' ? 6 * a.length + 3 : 25;
+  }
+  return n;
 }
 
 function prepareAll(commands: unknown, method: string): Cmd[] {
@@ -179,14 +207,14 @@ function prepareAll(commands: unknown, method: string): Cmd[] {
 }
 
 /** `[c1,c2,...]`: the body of a `/pipeline` or `/multi-exec` request. */
-function body(cmds: readonly Encoded[]): string {
-  return cmds.length === 1 ? `[${cmds[0]!.json}]` : `[${cmds.map((c) => c.json).join(',')}]`;
+function body(cmds: readonly Cmd[]): string {
+  return JSON.stringify(cmds.map((c) => c.args));
 }
 
-/** The size of {@link body}: the commands, their commas and the brackets. */
-function bodyBytes(cmds: readonly Encoded[]): number {
+/** The exact UTF-8 size of {@link body}: the commands, their commas and the brackets. */
+function bodyBytes(cmds: readonly Cmd[]): number {
   let n = 1 + cmds.length;
-  for (const c of cmds) n += c.bytes;
+  for (const c of cmds) n += encoded(c).bytes;
   return n;
 }
 
@@ -275,15 +303,14 @@ export class RedisRest {
    * string or a finite number, or a string with a lone surrogate (never sent).
    */
   command(args: RedisArg[]): Promise<RedisValue> {
-    let cmd: Cmd;
     try {
-      cmd = prepare(args);
+      checkArgs(args);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (!this.#auto) return this.#exchange([cmd]).then((r) => unwrap(r[0]!));
+    if (!this.#auto) return this.#exchange([{ args }]).then((r) => unwrap(r[0]!));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ ...cmd, resolve, reject });
+      this.#queue.push({ args, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         queueMicrotask(() => this.#flush());
@@ -396,18 +423,20 @@ export class RedisRest {
    * commands and `maxRequestBytes` bytes; a command larger than that on its
    * own is a run of its own. Order is kept.
    */
-  #split<T extends Encoded>(cmds: readonly T[]): T[][] {
+  #split<T extends Cmd>(cmds: readonly T[]): T[][] {
+    if (cmds.length <= this.#max && boundBytes(cmds) <= this.#maxBytes) return [cmds as T[]];
     const out: T[][] = [];
     let run: T[] = [];
     let bytes = 1;
     for (const c of cmds) {
-      if (run.length > 0 && (run.length >= this.#max || bytes + 1 + c.bytes > this.#maxBytes)) {
+      const size = encoded(c).bytes;
+      if (run.length > 0 && (run.length >= this.#max || bytes + 1 + size > this.#maxBytes)) {
         out.push(run);
         run = [];
         bytes = 1;
       }
       run.push(c);
-      bytes += c.bytes + 1;
+      bytes += size + 1;
     }
     if (run.length > 0) out.push(run);
     return out;
@@ -471,7 +500,7 @@ export class RedisRest {
     return this.#decode(status, text, cmds);
   }
 
-  #decode(status: number, text: string, cmds: readonly Encoded[]): Outcome[] {
+  #decode(status: number, text: string, cmds: readonly Cmd[]): Outcome[] {
     if (status === 413) throw tooLarge(text, bodyBytes(cmds), this.#maxBytes);
     return decodePipeline(status, text, cmds.length, true);
   }
