@@ -774,6 +774,17 @@ mod tests {
         for e in DEFAULT_DENY {
             assert!(!NEVER.contains(e), "{e} is never and denied");
         }
+        // `@scripting` names what DEFAULT_DENY denies as scripting: the two
+        // lists must not drift apart.
+        let denied_scripts: Vec<&str> = DEFAULT_DENY
+            .iter()
+            .copied()
+            .filter(|e| !e.contains('|') && SCRIPTING.iter().any(|s| s == e))
+            .collect();
+        assert_eq!(
+            denied_scripts, SCRIPTING,
+            "SCRIPTING and DEFAULT_DENY's scripting part differ"
+        );
         assert_eq!(classify("SCRIPT", Some("DEBUG")), Some(Class::Never));
         assert_eq!(classify("SCRIPT", Some("LOAD")), Some(Class::Denied));
         assert_eq!(classify("MEMORY", Some("USAGE")), Some(Class::Read));
