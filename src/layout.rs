@@ -171,6 +171,68 @@ impl Layout {
     }
 }
 
+/// What a glob made by [`Layout::pattern`] or [`Layout::everything`]
+/// covers, read back by [`Layout::parse_pattern`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternScope<'g> {
+    /// Every key of the cache ([`Layout::everything`]).
+    Everything,
+    /// The keys of both kinds in one scope (`None`: the root) whose cache
+    /// key matches the glob.
+    Scoped(Option<Scope>, &'g str),
+}
+
+impl Layout {
+    /// Reads a glob made by [`Layout::pattern`] or [`Layout::everything`]
+    /// back (what an invalidation log entry of a pattern delete or a clear
+    /// carries), so that a reader drops the same entries from its L1; `None`
+    /// for any other glob (the reader then drops everything).
+    ///
+    /// ```
+    /// use edgecache::{Layout, PatternScope, Scope};
+    /// let l = Layout::new("app").unwrap();
+    /// let acme = Scope::tenant("a*me").unwrap();
+    /// let glob = l.pattern(Some(&acme), "user:*");
+    /// assert_eq!(l.parse_pattern(&glob), Some(PatternScope::Scoped(Some(acme), "user:*")));
+    /// assert_eq!(l.parse_pattern(&l.pattern(None, "*")), Some(PatternScope::Scoped(None, "*")));
+    /// assert_eq!(l.parse_pattern(&l.everything()), Some(PatternScope::Everything));
+    /// assert_eq!(l.parse_pattern("app:*"), None);
+    /// ```
+    pub fn parse_pattern<'g>(&self, glob: &'g str) -> Option<PatternScope<'g>> {
+        if glob == self.everything() {
+            return Some(PatternScope::Everything);
+        }
+        let head = escape_glob(&self.prefix);
+        let rest = glob.strip_prefix(head.as_str())?.strip_prefix(":[vn]:")?;
+        // Unescape the rest, remembering where each plain byte ends in it:
+        // the scope's encoding is self-delimiting, so decoding it from the
+        // plain text tells how much of the escaped text it took.
+        let mut plain = String::with_capacity(rest.len());
+        let mut ends = Vec::with_capacity(rest.len());
+        let mut chars = rest.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            let c = match c {
+                '\\' => chars.next().map_or('\\', |(_, n)| n),
+                c => c,
+            };
+            let end = chars.peek().map_or(rest.len(), |&(i, _)| i);
+            plain.push(c);
+            ends.resize(plain.len(), end);
+        }
+        let (scope, used) = match plain.strip_prefix("r|") {
+            Some(_) => (None, 2),
+            None => {
+                let (s, used) = Scope::decode_prefix(&plain)?;
+                (Some(s), used)
+            }
+        };
+        let key_glob = &rest[*ends.get(used - 1)?..];
+        // Only what `pattern` would have made: anything else is foreign.
+        (self.pattern(scope.as_ref(), key_glob) == glob)
+            .then_some(PatternScope::Scoped(scope, key_glob))
+    }
+}
+
 /// Escapes the glob characters of `literal` (`*`, `?`, `[`, `]`, `\`) so
 /// that Redis matches it literally.
 ///
@@ -273,6 +335,23 @@ mod tests {
             // empty key, as `MemoryCache.keys('*')` does).
             let tail = crate::glob::glob_match(format!("x{glob}").as_bytes(), format!("x{key}").as_bytes());
             prop_assert_eq!(hit, s1 == s2 && tail);
+        }
+
+        /// Every glob `pattern` makes reads back to its scope and glob
+        /// (whatever the scope's names and the glob hold), and nothing
+        /// else `pattern` could not have made is read as one.
+        #[test]
+        fn patterns_parse_back(s in scope(), glob in "[a-c:|rvn*?\\[\\]\\\\0-9]{0,6}",
+                               noise in "[a-c:|*?\\[\\]\\\\0-9]{0,12}") {
+            let l = Layout::new("p.q").unwrap();
+            let made = l.pattern(s.as_ref(), &glob);
+            prop_assert_eq!(l.parse_pattern(&made), Some(PatternScope::Scoped(s, glob.as_str())));
+            let other = format!("p.q:[vn]:{noise}");
+            if let Some(PatternScope::Scoped(s2, g2)) = l.parse_pattern(&other) {
+                prop_assert_eq!(l.pattern(s2.as_ref(), g2), other);
+            }
+            let foreign = format!("p.r:[vn]:r|{glob}");
+            prop_assert_eq!(l.parse_pattern(&foreign), None);
         }
 
         /// Every key of the layout parses back to what made it, and is

@@ -64,7 +64,7 @@ pub use envelope::{
 pub use error::{Error, Result};
 pub use fence::{Fence, Ticket};
 pub use glob::{glob_match, Glob};
-pub use layout::{escape_glob, Kind, Layout, MAX_PREFIX_LEN};
+pub use layout::{escape_glob, Kind, Layout, PatternScope, MAX_PREFIX_LEN};
 pub use lru::{
     Counters, Inserted, Limits, Lru, NsId, Slot, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
     ENTRY_OVERHEAD, NO_NS, ROOT,
