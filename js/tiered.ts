@@ -13,8 +13,8 @@
 import { EdgeCacheError } from './errors.js';
 import { CACHE_IDENTITY, PRIVATE_VIEW, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
 import { Signer, type EnvelopeScope, type SignerOptions } from './signer.js';
-import { RedisRest, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
-import { BreakerCore, FenceCore, LayoutCore, parseCounter, promotionTtl } from './wasm/edgecache.js';
+import { RedisRest, type Outcome, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
+import { BreakerCore, CoherenceCore, FenceCore, LayoutCore, parseCounter, promotionTtl } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { shareFlights } from './keys.js';
@@ -96,6 +96,29 @@ export interface TieredCacheOptions {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * Coherence across isolates, in ms: once a mutation through edgecache
+   * (any `TieredCache` or Rust `EdgeCache` on the same Redis and prefix)
+   * has been acknowledged, this cache does not serve the older value from
+   * L1 to a read that starts more than `maxStaleness` ms later. Every
+   * mutation appends to an invalidation log in Redis (in its own request);
+   * an L1 hit whose lease is older than this reads the log first (one
+   * small request per `maxStaleness` at most, shared by concurrent reads),
+   * and any request to Redis past half the lease reads it too. `0`: every
+   * L1 hit reads the log. `false`: off (L1 bounded by `l1Ttl` only, and
+   * mutations are not logged). See docs/REDIS.md, "Coherence across isolates".
+   * @default 1000
+   */
+  maxStaleness?: number | false;
+  /**
+   * When the log cannot be read (Redis unreachable, the breaker open) and
+   * the lease has expired: `true` keeps serving L1 hits (counted in
+   * `stats().coherence.staleServed`: the bound cannot hold meanwhile);
+   * `false` refuses them (they go to Redis, and so miss or throw) until the
+   * log can be read again.
+   * @default failOpen
+   */
+  staleWhileUnreachable?: boolean;
 }
 
 /** L2 figures of {@link TieredCache.stats}, for the whole cache (all scopes). */
@@ -120,6 +143,40 @@ export interface L2Stats {
   foreignKeys: number;
 }
 
+/** Coherence figures of {@link TieredCache.stats}, for the whole cache. */
+export interface CoherenceStats {
+  /** The bound, ms (`TieredCacheOptions.maxStaleness`). */
+  maxStaleness: number;
+  /** Log reads that succeeded (alone, or in a request made anyway). */
+  reads: number;
+  /** Log reads that failed (Redis unreachable, a malformed answer). */
+  failures: number;
+  /** Log entries of other writers applied. */
+  entries: number;
+  /** Log entries of this cache's own writes, skipped. */
+  own: number;
+  /** Gaps (all of L1 dropped because the log could not vouch for it), all reasons. */
+  gaps: number;
+  /** Gaps: the log was trimmed past this cache's position. */
+  trimmed: number;
+  /** Gaps: more entries came than one read fetches. */
+  behind: number;
+  /** Gaps: the log is gone. */
+  lost: number;
+  /** Gaps: Redis was flushed or restarted (the log's epoch changed). */
+  epoch: number;
+  /** Gaps: the last read was too long ago (the isolate slept). */
+  away: number;
+  /** Gaps: an entry this version cannot read. */
+  unreadable: number;
+  /** L1 hits served with an expired lease because the log could not be read (stale-while-unreachable). */
+  staleServed: number;
+  /** L1 hits refused for the same reason (`staleWhileUnreachable: false`). */
+  refused: number;
+  /** L1 entries dropped because another cache changed them. */
+  invalidated: number;
+}
+
 /** What {@link TieredCache.stats} returns. */
 export interface TieredStats {
   /** The L1 figures of this view (as {@link MemoryCache.stats}). */
@@ -128,15 +185,26 @@ export interface TieredStats {
   l2: L2Stats;
   /** The circuit breaker. */
   breaker: { state: 'closed' | 'open' | 'half-open'; opened: number };
+  /** Coherence across isolates; `undefined` when it is off (`maxStaleness: false`). */
+  coherence: CoherenceStats | undefined;
 }
 
-const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now']);
+const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable']);
 const STATES = ['closed', 'open', 'half-open'] as const;
 /** L1 keeps counters apart from values: under the key prefixed with U+0000. */
 const COUNTER = '\u0000';
 /** What `#l2` returns when Redis failed and the cache fails open. */
 const FAILED: unique symbol = Symbol('failed');
 const SAMPLES = 1024;
+
+/** The lease's clock: monotonic, whole ms (never the wall clock: `now` may jump). */
+const mono = (): number => Math.floor(performance.now());
+
+/** A log read in flight for a lease, shared by the L1 hits that wait for it. */
+interface LeaseFlight {
+  promise: Promise<boolean>;
+  started: number;
+}
 
 /** A read in flight, and its fence ticket: later reads join it while it may still promote. */
 interface Flight {
@@ -161,6 +229,14 @@ class Shared {
   readonly samples = new Float64Array(SAMPLES);
   sampled = 0;
   readonly warned = new Set<string>();
+  /** The lease: L1 hits before this (mono ms) need no log read. */
+  freshUntil = -Infinity;
+  /** From this (mono ms) on, a request to Redis made anyway reads the log too. */
+  piggyFrom = -Infinity;
+  leaseFlight: LeaseFlight | undefined;
+  invalidated = 0;
+  /** Whether the first log read was tried (alone: see `#first`). */
+  firstTried = false;
 
   constructor(
     readonly redis: RedisRest,
@@ -173,6 +249,11 @@ class Shared {
     readonly serializer: Serializer,
     readonly log: (message: string) => void,
     readonly now: () => number,
+    /** The tier's whole L1 namespace (every scope). */
+    readonly root: MemoryCache<unknown>,
+    /** Coherence, `undefined` when off. */
+    readonly coh: CoherenceCore | undefined,
+    readonly maxStaleness: number,
   ) {}
 
   warn(kind: string, message: string): void {
@@ -259,6 +340,27 @@ function part(x: unknown): string | undefined {
   return x === undefined ? undefined : String(x);
 }
 
+function coherenceStats(s: Shared): CoherenceStats {
+  const n = s.coh!.stats();
+  return {
+    maxStaleness: s.maxStaleness,
+    reads: n[0]!,
+    failures: n[1]!,
+    entries: n[2]!,
+    own: n[3]!,
+    gaps: n[4]!,
+    trimmed: n[5]!,
+    behind: n[6]!,
+    lost: n[7]!,
+    epoch: n[8]!,
+    away: n[9]!,
+    unreadable: n[10]!,
+    staleServed: n[11]!,
+    refused: n[12]!,
+    invalidated: s.invalidated,
+  };
+}
+
 /**
  * A two-tier cache: this isolate's L1 {@link MemoryCache} in front of
  * Redis over HTTP ({@link RedisRest}: the `edgecache-bridge`, or hosted
@@ -340,11 +442,21 @@ export class TieredCache<V = unknown> {
       } catch (e) {
         throw new EdgeCacheError('INVALID_OPTION', (e as Error).message);
       }
+      const maxStaleness = o.maxStaleness === false ? false : ms(o.maxStaleness, 'maxStaleness', 1_000);
+      if (maxStaleness !== false && maxStaleness > 86_400_000) throw new EdgeCacheError('INVALID_OPTION', `maxStaleness must be at most 86400000 ms (a day), or false, got ${maxStaleness}`);
+      const swu = o.staleWhileUnreachable ?? o.failOpen ?? true;
+      if (typeof swu !== 'boolean') throw new EdgeCacheError('INVALID_OPTION', '`staleWhileUnreachable` must be true or false');
+      let coh: CoherenceCore | undefined;
+      try {
+        coh = maxStaleness === false ? undefined : new CoherenceCore(o.prefix, Math.floor(maxStaleness), !swu);
+      } catch (e) {
+        throw new EdgeCacheError(((e as { code?: string }).code as never) ?? 'INVALID_OPTION', (e as Error).message);
+      }
       const redis = o.redis instanceof RedisRest ? o.redis : new RedisRest(o.redis);
       const signer = o.signer instanceof Signer ? o.signer : new Signer({ now, ...o.signer });
       this.#ownL1 = o.l1 instanceof MemoryCache ? undefined : new MemoryCache<unknown>({ now, ...(o.l1 ?? {}) });
       this.#l1 = (this.#ownL1 ?? (o.l1 as MemoryCache<unknown>))[PRIVATE_VIEW]();
-      this.#s = new Shared(redis, signer, layout, breaker, l1Ttl, defaultTtl, o.failOpen ?? true, ser, log, now);
+      this.#s = new Shared(redis, signer, layout, breaker, l1Ttl, defaultTtl, o.failOpen ?? true, ser, log, now, this.#l1, coh, maxStaleness === false ? 0 : Math.floor(maxStaleness));
       this.#scope = undefined;
     }
     const sc = this.#scope;
@@ -393,6 +505,189 @@ export class TieredCache<V = unknown> {
     }
   }
 
+  // ---- coherence across isolates (src/coherence: the log and the lease) ----
+
+  /**
+   * Renews the lease by reading the log (one flight shared by the L1 hits
+   * that wait, where the runtime allows): whether the read succeeded.
+   */
+  #renew(): Promise<boolean> {
+    const s = this.#s;
+    const now = mono();
+    const f = s.leaseFlight;
+    // A read that began less than maxStaleness ago vouches for this one.
+    if (shareFlights && f !== undefined && now - f.started < s.maxStaleness) return f.promise;
+    const promise = this.#readLog(now);
+    if (!shareFlights) return promise;
+    const flight: LeaseFlight = { promise, started: now };
+    s.leaseFlight = flight;
+    void promise.finally(() => {
+      if (s.leaseFlight === flight) s.leaseFlight = undefined;
+    });
+    return promise;
+  }
+
+  /**
+   * The cache's first log read goes alone, once, before its first request
+   * takes a fence ticket: a first read drops all of L1 and fences every
+   * key, so piggybacked on a request it would keep that request's own
+   * answer out of L1. If it fails (Redis away from the start), later first
+   * reads ride along with requests made anyway.
+   */
+  #first(): Promise<unknown> | undefined {
+    const s = this.#s;
+    if (s.coh === undefined || s.firstTried) return undefined;
+    s.firstTried = true;
+    return this.#renew();
+  }
+
+  /** A log read on its own: whether it succeeded. */
+  async #readLog(now: number): Promise<boolean> {
+    const s = this.#s;
+    const coh = s.coh!;
+    const ticket = coh.beginRead(now);
+    let entries: Outcome[] | typeof FAILED;
+    try {
+      entries = await this.#l2(() => s.redis.pipeline(JSON.parse(coh.commands(ticket)) as RedisArg[][]));
+    } catch {
+      entries = FAILED;
+    }
+    if (entries === FAILED) {
+      coh.failedRead(ticket);
+      return false;
+    }
+    return this.#finishRead(ticket, entries);
+  }
+
+  /** Applies a log read's replies: whether it succeeded. */
+  #finishRead(ticket: number, entries: Outcome[]): boolean {
+    const s = this.#s;
+    const coh = s.coh!;
+    let out: [boolean, string | null, string[], string[]];
+    try {
+      out = coh.finishRead(ticket, entries) as typeof out;
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? 'L2_PROTOCOL';
+      s.count(code);
+      s.warn('log', `the invalidation log could not be read (${code}: ${(e as Error).message}); until it can be, expired L1 leases follow staleWhileUnreachable`);
+      return false;
+    }
+    const [everything, gap, keys, globs] = out;
+    if (gap !== null) s.warn(`gap-${gap}`, `the invalidation log could not vouch for L1 (${gap}); all of L1 was dropped (counted in stats().coherence)`);
+    if (everything) this.#dropAll();
+    else {
+      for (const rk of keys) this.#dropKey(rk);
+      for (const g of globs) this.#dropGlob(g);
+    }
+    this.#leaseChanged();
+    return true;
+  }
+
+  /** The JS mirrors of the lease (so an L1 hit asks no wasm). */
+  #leaseChanged(): void {
+    const s = this.#s;
+    const from = s.coh!.freshFrom();
+    s.freshUntil = from + s.maxStaleness;
+    s.piggyFrom = from + s.maxStaleness / 2;
+  }
+
+  #dropAll(): void {
+    const s = this.#s;
+    s.fence.invalidateAll();
+    s.invalidated += s.root.stats().entries;
+    s.root.clear();
+  }
+
+  /** The L1 view of a scope decoded from a Redis key or glob. */
+  #viewOf(tenant: string | undefined, user: string | undefined): MemoryCache<unknown> {
+    const s = this.#s;
+    if (tenant === undefined && user === undefined) return s.root;
+    const sc: ScopeOptions = {};
+    if (tenant !== undefined) sc.tenant = tenant;
+    if (user !== undefined) sc.user = user;
+    return s.root.scope(sc);
+  }
+
+  #dropKey(rk: string): void {
+    const s = this.#s;
+    s.fence.invalidate(rk);
+    const p = s.layout.parse(rk) as [boolean, string | undefined, string | undefined, string] | undefined;
+    if (p === undefined) return;
+    if (this.#viewOf(p[1], p[2]).delete(p[0] ? COUNTER + p[3] : p[3])) s.invalidated++;
+  }
+
+  #dropGlob(glob: string): void {
+    const s = this.#s;
+    s.fence.writePatternDone(s.fence.writePattern(glob));
+    const p = s.layout.parsePattern(glob) as [string | undefined, string | undefined, string] | null | undefined;
+    if (p === null || p === undefined) return this.#dropAll();
+    const view = this.#viewOf(p[0], p[1]);
+    s.invalidated += view.deletePattern(p[2]) + view.deletePattern(COUNTER + p[2]);
+  }
+
+  /**
+   * Renews an expired lease for an L1 hit: whether L1 may serve it (the log
+   * was read, or it could not be and `staleWhileUnreachable` says serve).
+   */
+  async #vouch(): Promise<boolean> {
+    return (await this.#renew()) || this.#s.coh!.serveUnreachable();
+  }
+
+  /** An L1 hit whose lease has expired: renews it, then serves L1 if it still may, else reads Redis. */
+  async #leased(key: string): Promise<unknown> {
+    if (await this.#vouch()) {
+      const hit = this.#l1.get(key);
+      if (hit !== undefined) return hit;
+    }
+    return this.#load(key);
+  }
+
+  /** Whether an L1 hit may be served without reading the log first. */
+  #fresh(): boolean {
+    const s = this.#s;
+    return s.coh === undefined || performance.now() < s.freshUntil;
+  }
+
+  /**
+   * Sends `cmds` in one pipeline, followed by the log append of a mutation
+   * (`op` over `targets`) and, past half the lease, a log read; resolves to
+   * the outcomes of `cmds`. A failed command, or a failed append (other
+   * caches would not learn of the mutation), throws `L2_REDIS`.
+   */
+  async #send(cmds: RedisArg[][], op?: string, targets?: string[]): Promise<Outcome[]> {
+    const s = this.#s;
+    const coh = s.coh;
+    if (coh === undefined) return s.redis.pipeline(cmds);
+    const all = cmds.slice();
+    if (op !== undefined) for (const c of JSON.parse(coh.append(op, targets!)) as RedisArg[][]) all.push(c);
+    const appended = all.length;
+    const now = mono();
+    const ticket = now >= s.piggyFrom ? coh.beginRead(now) : -1;
+    if (ticket >= 0) for (const c of JSON.parse(coh.commands(ticket)) as RedisArg[][]) all.push(c);
+    let out: Outcome[];
+    try {
+      out = await s.redis.pipeline(all);
+    } catch (e) {
+      if (ticket >= 0) coh.failedRead(ticket);
+      throw e;
+    }
+    if (ticket >= 0) this.#finishRead(ticket, out.slice(appended));
+    for (let i = cmds.length; i < appended; i++) {
+      const o = out[i]!;
+      if (!o.ok) throw new EdgeCacheError('L2_REDIS', `the mutation ran, but its invalidation log append failed, so other caches may serve the older value until l1Ttl: ${o.error}`);
+    }
+    return out.slice(0, cmds.length);
+  }
+
+  /** `#send` of one command: its value, or its error thrown as `L2_REDIS`. */
+  async #sendOne(cmd: RedisArg[], op?: string, targets?: string[]): Promise<RedisValue> {
+    const s = this.#s;
+    if (s.coh === undefined) return s.redis.command(cmd);
+    const [o] = await this.#send([cmd], op, targets);
+    if (!o!.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${o!.error}`);
+    return o!.value;
+  }
+
   /** Opens what Redis holds for `key`: the value, or `undefined` (expired, or rejected and counted). */
   #open(key: string, raw: RedisValue): { value: unknown; expiresAt: number } | undefined {
     const s = this.#s;
@@ -432,9 +727,14 @@ export class TieredCache<V = unknown> {
   async get(key: string): Promise<V | undefined> {
     if (typeof key === 'string' && key.charCodeAt(0) !== 0) {
       const hit = this.#l1.get(key);
-      if (hit !== undefined) return hit as V;
+      if (hit !== undefined) {
+        if (this.#fresh()) return hit as V;
+        return this.#leased(key) as Promise<V | undefined>;
+      }
     }
     checkKey(key);
+    const first = this.#first();
+    if (first !== undefined) await first;
     return this.#load(key) as Promise<V | undefined>;
   }
 
@@ -467,7 +767,7 @@ export class TieredCache<V = unknown> {
 
   async #fetchWith(key: string, rk: string, ticket: number): Promise<unknown> {
     const s = this.#s;
-    const raw = await this.#l2(() => s.redis.command(['GET', rk]));
+    const raw = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['GET', rk]) : s.redis.command(['GET', rk])));
     if (raw === FAILED) return undefined;
     if (raw === null) {
       s.misses++;
@@ -486,7 +786,9 @@ export class TieredCache<V = unknown> {
   /** Whether `key` holds a value (`get` would return one). */
   async has(key: string): Promise<boolean> {
     checkKey(key);
-    if (this.#l1.has(key)) return true;
+    if (this.#l1.has(key) && (this.#fresh() || (await this.#vouch())) && this.#l1.has(key)) return true;
+    const first = this.#first();
+    if (first !== undefined) await first;
     return (await this.#load(key)) !== undefined;
   }
 
@@ -494,12 +796,18 @@ export class TieredCache<V = unknown> {
   async getMany(keys: readonly string[]): Promise<(V | undefined)[]> {
     if (!Array.isArray(keys)) throw new EdgeCacheError('INVALID_KEY', 'getMany takes an array of keys');
     for (const k of keys) checkKey(k);
-    const out = this.#l1.getMany(keys) as (V | undefined)[];
+    let out = this.#l1.getMany(keys) as (V | undefined)[];
+    if (!this.#fresh() && out.some((v) => v !== undefined)) {
+      // Renew the lease first; refused (strict), L1 serves nothing.
+      out = (await this.#vouch()) ? (this.#l1.getMany(keys) as (V | undefined)[]) : Array.from({ length: keys.length }, () => undefined);
+    }
     const missing: number[] = [];
     for (let i = 0; i < out.length; i++) if (out[i] === undefined) missing.push(i);
     if (missing.length === 0) return out;
     const s = this.#s;
     const rks = missing.map((i) => this.#vspace + keys[i]);
+    const first = this.#first();
+    if (first !== undefined) await first;
     // Fenced like a `get`: a write or delete that begins meanwhile keeps
     // this (possibly older) answer out of L1.
     const ticket = s.fence.read();
@@ -512,7 +820,7 @@ export class TieredCache<V = unknown> {
 
   async #getMissing(keys: readonly string[], out: (V | undefined)[], missing: number[], rks: string[], ticket: number): Promise<(V | undefined)[]> {
     const s = this.#s;
-    const raws = await this.#l2(() => s.redis.command(['MGET', ...rks]));
+    const raws = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['MGET', ...rks]) : s.redis.command(['MGET', ...rks])));
     if (raws === FAILED) return out;
     if (!Array.isArray(raws) || raws.length !== rks.length) {
       s.count('L2_PROTOCOL');
@@ -646,13 +954,15 @@ export class TieredCache<V = unknown> {
     const { sealed, local } = this.#seal(key, value, ttl);
     const expiresAt = this.#expiry(ttl);
     const rk = this.#vspace + key;
+    const first = this.#first();
+    if (first !== undefined) await first;
     // Reads that overlap the write may have read the older value: the
     // fence keeps it out of L1. This write's own value goes to L1 unless a
     // later write or delete of the key began before it was answered.
     const ticket = s.fence.write(rk);
     let r: unknown;
     try {
-      r = await this.#l2(() => s.redis.command(this.#setArgs(key, sealed, ttl)));
+      r = await this.#l2(() => this.#sendOne(this.#setArgs(key, sealed, ttl), 'set', [rk]));
     } finally {
       // Thrown (failOpen: false): L1 stays as it was.
       if (s.fence.writeDone(rk, ticket) && r !== undefined) this.#promote(key, local, expiresAt);
@@ -676,12 +986,18 @@ export class TieredCache<V = unknown> {
       prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl), expiresAt: this.#expiry(ttl) });
     }
     if (prepared.length === 0) return this;
+    const first = this.#first();
+    if (first !== undefined) await first;
     // As in `set`, key by key (a key given twice: the last one wins, as in Redis).
     const tickets = prepared.map((p) => s.fence.write(this.#vspace + p.key));
     let r: unknown;
     try {
       r = await this.#l2(async () => {
-        const out = await s.redis.pipeline(prepared.map((p) => this.#setArgs(p.key, p.sealed, p.ttl)));
+        const out = await this.#send(
+          prepared.map((p) => this.#setArgs(p.key, p.sealed, p.ttl)),
+          'set',
+          prepared.map((p) => this.#vspace + p.key),
+        );
         const bad = out.find((o) => !o.ok);
         if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
         return true;
@@ -714,6 +1030,8 @@ export class TieredCache<V = unknown> {
    */
   async #unlink(keys: readonly string[]): Promise<{ redis: number; local: boolean }> {
     const s = this.#s;
+    const first = this.#first();
+    if (first !== undefined) await first;
     const rks: string[] = [];
     const tickets: number[] = [];
     let local = false;
@@ -727,7 +1045,11 @@ export class TieredCache<V = unknown> {
     }
     let n: number;
     try {
-      n = (await this.#l2(() => s.redis.unlink(...rks), true)) as number;
+      n = (await this.#l2(async () => {
+        const v = await this.#sendOne(['UNLINK', ...rks], 'del', rks);
+        if (typeof v !== 'number') throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: UNLINK answered a result of the wrong type');
+        return v;
+      }, true)) as number;
     } finally {
       rks.forEach((rk, i) => s.fence.writeDone(rk, tickets[i]!));
     }
@@ -755,13 +1077,19 @@ export class TieredCache<V = unknown> {
     if (!Number.isSafeInteger(by)) throw new EdgeCacheError('NOT_AN_INTEGER', `the step must be a safe integer, got ${String(by)}`);
     const s = this.#s;
     const rk = this.#nspace + key;
+    const first = this.#first();
+    if (first !== undefined) await first;
     // The count goes to L1 unless a later write of the counter (an
     // increment, a delete) began before Redis answered: that one is newer.
     const ticket = s.fence.write(rk);
     let n: number;
     let own = false;
     try {
-      n = (await this.#l2(() => s.redis.incrby(rk, by), true)) as number;
+      n = (await this.#l2(async () => {
+        const v = await this.#sendOne(['INCRBY', rk, by], 'incr', [rk]);
+        if (typeof v !== 'number') throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: INCRBY answered a result of the wrong type');
+        return v;
+      }, true)) as number;
     } catch (e) {
       if (e instanceof EdgeCacheError && e.code === 'L2_REDIS') {
         if (/overflow/i.test(e.message)) throw new EdgeCacheError('OVERFLOW', 'increment or decrement would overflow', { cause: e });
@@ -796,9 +1124,14 @@ export class TieredCache<V = unknown> {
   async counter(key: string): Promise<number | undefined> {
     checkKey(key);
     const hit = this.#l1.get(COUNTER + key);
-    if (typeof hit === 'number') return hit;
+    if (typeof hit === 'number' && (this.#fresh() || (await this.#vouch()))) {
+      const again = this.#l1.get(COUNTER + key);
+      if (typeof again === 'number') return again;
+    }
     const s = this.#s;
     const rk = this.#nspace + key;
+    const first = this.#first();
+    if (first !== undefined) await first;
     // Fenced like `get`: an increment or delete that overlaps this read
     // keeps its (possibly older) count out of L1.
     const ticket = s.fence.read();
@@ -827,19 +1160,22 @@ export class TieredCache<V = unknown> {
    * fence): reads between the SCAN and the UNLINK find the values still
    * there.
    */
-  async #unlinkMatching(match: string, dropLocal: () => void): Promise<number> {
+  async #unlinkMatching(match: string, op: 'pat' | 'clear', dropLocal: () => void): Promise<number> {
     const s = this.#s;
+    const first = this.#first();
+    if (first !== undefined) await first;
     const ticket = s.fence.writePattern(match);
     let gone = 0;
     try {
       dropLocal();
-      await this.#l2(
-        () =>
-          this.#scan(match, async (batch) => {
-            gone += await s.redis.unlink(...batch);
-          }),
-        true,
-      );
+      await this.#l2(async () => {
+        await this.#scan(match, async (batch) => {
+          gone += await s.redis.unlink(...batch);
+        });
+        // Logged once every key is gone: a cache that reads the entry
+        // and then Redis finds none of them.
+        if (s.coh !== undefined) await this.#send([], op, [match]);
+      }, true);
     } finally {
       s.fence.writePatternDone(ticket);
     }
@@ -855,7 +1191,7 @@ export class TieredCache<V = unknown> {
   async deletePattern(pattern: string): Promise<number> {
     checkPattern(pattern);
     const s = this.#s;
-    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), () => {
+    return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), 'pat', () => {
       this.#l1.deletePattern(pattern);
       this.#l1.deletePattern(COUNTER + pattern);
     });
@@ -871,7 +1207,7 @@ export class TieredCache<V = unknown> {
     const s = this.#s;
     const sc = this.#scope;
     const match = sc === undefined ? s.layout.everything() : s.layout.pattern(part(sc.tenant), part(sc.user), '*');
-    await this.#unlinkMatching(match, () => this.#l1.clear());
+    await this.#unlinkMatching(match, 'clear', () => this.#l1.clear());
   }
 
   /**
@@ -907,6 +1243,7 @@ export class TieredCache<V = unknown> {
         foreignKeys: s.foreign,
       },
       breaker: { state: STATES[s.breaker.state()] ?? 'closed', opened: s.breaker.timesOpened() },
+      coherence: s.coh === undefined ? undefined : coherenceStats(s),
     };
   }
 

@@ -42,6 +42,8 @@ mod tier;
 #[doc(hidden)]
 pub mod wasm;
 #[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
+mod wasm_coherence;
+#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 mod wasm_signer;
 #[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 mod wasm_tier;

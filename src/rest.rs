@@ -103,11 +103,45 @@ fn push_command(out: &mut String, args: &[Arg<'_>]) {
             out.push(',');
         }
         match a {
-            Arg::Str(s) => out.push_str(&Value::from(*s).to_string()),
+            Arg::Str(s) => push_json_string(out, s),
             Arg::Int(n) => out.push_str(&n.to_string()),
         }
     }
     out.push(']');
+}
+
+/// `s` as a JSON string, escaped byte for byte as serde_json escapes it (a
+/// proptest below holds them equal), without serde_json's serializer: the
+/// npm package's wasm carries this, and serde_json's formatter with its
+/// float printing is most of 30 KiB gzipped there.
+fn push_json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// Classifies a non-2xx HTTP status whose body had no `error` string.
@@ -421,6 +455,15 @@ mod tests {
             let body = command_body(&[Arg::Str(&s), Arg::Int(n)]);
             let v: Value = serde_json::from_str(&body).unwrap();
             prop_assert_eq!(v, serde_json::json!([s, n]));
+        }
+
+        /// Byte for byte what serde_json writes (control characters,
+        /// quotes, backslashes, any Unicode): the corpus pins the bytes.
+        #[test]
+        fn strings_escape_as_serde_json(s in any::<String>(), c in proptest::collection::vec(0u8..0x80, 0..8)) {
+            let s = format!("{s}{}", String::from_utf8(c).unwrap());
+            let body = command_body(&[Arg::Str(&s)]);
+            prop_assert_eq!(body, format!("[{}]", serde_json::to_string(&s).unwrap()));
         }
     }
 }

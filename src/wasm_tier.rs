@@ -4,10 +4,11 @@
 //! breaker's methods take and return numbers only, so calling it on every
 //! L2 operation costs nothing next to the network.
 
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
 use crate::fence::Fence;
-use crate::layout::{Kind, Layout};
+use crate::layout::{Kind, Layout, PatternScope};
 use crate::scope::Scope;
 use crate::tier::{parse_counter, promotion_ttl, Breaker, BreakerState};
 use crate::wasm::to_js;
@@ -70,6 +71,46 @@ impl WasmLayout {
     pub fn owns(&self, redis_key: &str) -> bool {
         self.0.parse(redis_key).is_some()
     }
+
+    /// A Redis key of this layout read back: `[counter, tenant, user, key]`
+    /// (`undefined` for a missing part), or `undefined` for a foreign key.
+    pub fn parse(&self, redis_key: &str) -> JsValue {
+        match self.0.parse(redis_key) {
+            None => JsValue::UNDEFINED,
+            Some((kind, scope, key)) => {
+                let (t, u) = parts(scope.as_ref());
+                Array::of4(
+                    &JsValue::from_bool(kind == Kind::Counter),
+                    &t,
+                    &u,
+                    &JsValue::from_str(key),
+                )
+                .into()
+            }
+        }
+    }
+
+    /// A glob of `pattern`/`everything` read back: `[tenant, user, glob]`,
+    /// `null` for `everything()`, `undefined` for any other glob.
+    #[wasm_bindgen(js_name = parsePattern)]
+    pub fn parse_pattern(&self, glob: &str) -> JsValue {
+        match self.0.parse_pattern(glob) {
+            None => JsValue::UNDEFINED,
+            Some(PatternScope::Everything) => JsValue::NULL,
+            Some(PatternScope::Scoped(scope, g)) => {
+                let (t, u) = parts(scope.as_ref());
+                Array::of3(&t, &u, &JsValue::from_str(g)).into()
+            }
+        }
+    }
+}
+
+fn parts(scope: Option<&Scope>) -> (JsValue, JsValue) {
+    let js = |p: Option<&str>| p.map_or(JsValue::UNDEFINED, JsValue::from_str);
+    (
+        js(scope.and_then(Scope::tenant_id)),
+        js(scope.and_then(Scope::user_id)),
+    )
 }
 
 /// A circuit breaker (times in ms as numbers).
@@ -129,8 +170,6 @@ pub fn promotion_ttl_js(l1_ttl: f64, expires_at: f64, now: f64) -> f64 {
 }
 
 /// The in-flight rule (tickets as numbers: exact up to 2^53 operations).
-/// `Fence::invalidate`/`invalidate_all` are not exported until a JS caller
-/// needs them (the coherence log): each export costs the package bytes.
 #[wasm_bindgen(js_name = FenceCore)]
 pub struct WasmFence(Fence);
 
@@ -182,6 +221,19 @@ impl WasmFence {
     #[wasm_bindgen(js_name = writePatternDone)]
     pub fn write_pattern_done(&mut self, ticket: f64) {
         self.0.write_pattern_done(ticket as u64)
+    }
+
+    /// `key` was changed elsewhere (the coherence log said so): reads of
+    /// it in flight put nothing in L1.
+    pub fn invalidate(&mut self, key: &str) {
+        self.0.invalidate(key)
+    }
+
+    /// Everything may have changed elsewhere (a gap in the log): no read in
+    /// flight puts anything in L1.
+    #[wasm_bindgen(js_name = invalidateAll)]
+    pub fn invalidate_all(&mut self) {
+        self.0.invalidate_all()
     }
 }
 

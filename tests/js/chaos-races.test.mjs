@@ -32,7 +32,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 function holding(command, when, ms = 300) {
   return async (input, init) => {
-    const held = JSON.parse(init.body).some((c) => c[0] === command);
+    // The coherence log's own reads (keys `<prefix>:c:{…}`) are not held.
+    const held = JSON.parse(init.body).some((c) => c[0] === command && !String(c[1]).includes(':c:{'));
     if (held && when === 'request') await sleep(ms);
     const res = await fetch(input, init);
     if (held && when === 'answer') {

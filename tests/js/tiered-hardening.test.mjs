@@ -60,7 +60,8 @@ function gatedFetch(...hold) {
   const gate = new Promise((r) => (release = r));
   const f = async (input, init) => {
     const commands = JSON.parse(init.body);
-    const held = commands.some((c) => hold.includes(String(c[0]).toUpperCase()));
+    // The coherence log's own reads (keys `<prefix>:c:{…}`) are not held.
+    const held = commands.some((c) => hold.includes(String(c[0]).toUpperCase()) && !String(c[1]).includes(':c:{'));
     const res = await fetch(input, init);
     if (held) {
       const body = await res.text();
