@@ -856,6 +856,16 @@ impl EdgeCache {
         c.invalidated.set(c.invalidated.get() + dropped);
     }
 
+    /// Whether an L1 hit must be vouched for first: coherence is on and
+    /// the lease has expired (synchronous: the hot path of a fresh lease).
+    fn lease_expired(&self) -> bool {
+        self.inner
+            .l2
+            .as_ref()
+            .and_then(|l2| l2.coherence.as_ref())
+            .is_some_and(|c| c.lease.borrow().needs_read(c.clock.now_ms()))
+    }
+
     /// Before an L1 hit: whether L1 may serve it. Reads the log first when
     /// the lease has expired; if that read fails, the mode decides (served
     /// and counted by default, refused in strict mode).
@@ -962,7 +972,7 @@ impl EdgeCache {
         check_key(key)?;
         // An L1 hit is served while the lease vouches for it (else after a
         // log read, which may drop it; strict mode may refuse it).
-        let serve_l1 = !self.l1_has(key) || self.vouch().await;
+        let serve_l1 = !self.lease_expired() || !self.l1_has(key) || self.vouch().await;
         if let Some(mut v) = serve_l1.then(|| self.l1_get(key)).flatten() {
             // Always written by `held`; anything else is not served.
             if let Some(encoding) = v.first().copied().and_then(Encoding::from_byte) {
@@ -1186,7 +1196,7 @@ impl EdgeCache {
     pub async fn counter(&self, key: &str) -> Result<Option<i64>> {
         check_key(key)?;
         let ck = format!("{COUNTER}{key}");
-        let serve_l1 = !self.l1_has(&ck) || self.vouch().await;
+        let serve_l1 = !self.lease_expired() || !self.l1_has(&ck) || self.vouch().await;
         if let Some(v) = serve_l1.then(|| self.l1_get(&ck)).flatten() {
             return Ok(parse_counter(&v));
         }

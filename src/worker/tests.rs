@@ -1262,3 +1262,87 @@ fn coherence_off_sends_no_log_command() {
     assert_eq!(cache.stats().coherence, None);
     assert_eq!(cache.stats().to_json()["coherence"], Value::Null);
 }
+
+/// Once `armed`, holds the answer of the next pipeline whose body starts
+/// with `prefix` until `open` is set (Redis has run it already); the rest
+/// pass.
+struct HoldFirst {
+    inner: Resp,
+    prefix: &'static str,
+    armed: Rc<Cell<bool>>,
+    open: Rc<Cell<bool>>,
+}
+
+impl Transport for HoldFirst {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        self.inner.post(body)
+    }
+
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        let hold = self.armed.get() && body.starts_with(self.prefix);
+        let answer = self.inner.pipeline(body);
+        if !hold {
+            return answer;
+        }
+        self.armed.set(false);
+        let open = self.open.clone();
+        let mut answer = Some(answer);
+        Box::pin(std::future::poll_fn(move |cx| {
+            if !open.get() {
+                return Poll::Pending;
+            }
+            answer.as_mut().unwrap().as_mut().poll(cx)
+        }))
+    }
+}
+
+/// Two requests of one isolate whose L1 hits both find the lease expired:
+/// each reads the log itself (the second does not wait on the first's
+/// I/O), and the older read, finishing last, brings nothing back.
+#[test]
+fn coherence_concurrent_lease_reads_neither_wait_nor_undo_each_other() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let (armed, open) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+    let c = clock.clone();
+    let mut s = settings(true);
+    s.max_staleness = Some(crate::DEFAULT_MAX_STALENESS);
+    let reader = EdgeCache::new(
+        &s,
+        Some(Box::new(HoldFirst {
+            inner: redis.resp.clone(),
+            // A log read alone.
+            prefix: r#"[["GET","app:c:{app:0}:epoch"]"#,
+            armed: armed.clone(),
+            open: open.clone(),
+        })),
+        Now::new(move || c.now_ms()),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    run(writer.set("k", &"old")).unwrap();
+    warm(&reader, "k", "old".to_string());
+    let from = coherence(&reader).log.reads;
+    armed.set(true);
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    let got = overlapped(reader.get::<String>("k"), &open, || {
+        // Its log read ran in Redis before this delete, answered later.
+        assert!(run(writer.delete("k")).unwrap());
+        clock.advance(1);
+        // Another request meanwhile: its own read, which sees the delete.
+        assert_eq!(run(reader.get::<String>("k")).unwrap(), None);
+    });
+    assert_eq!(
+        got.unwrap(),
+        None,
+        "the first request looked at L1 again after its read"
+    );
+    let c = coherence(&reader);
+    assert_eq!(c.log.reads, from + 2, "{c:?}");
+    assert_eq!(
+        run(reader.get::<String>("k")).unwrap(),
+        None,
+        "nothing came back"
+    );
+}
