@@ -706,14 +706,11 @@ impl EdgeCache {
         let mut ticket: Option<ReadTicket> = None;
         if let Some(c) = &l2.coherence {
             let now = c.clock.now_ms();
-            // Never read: the first read failed ([`Self::first_read`]),
-            // Redis is likely down; it is tried again by the next request.
+            // Never read (the first read, alone, failed): along too.
             let fresh_from = c.lease.borrow().fresh_from();
-            if let Some(t) = fresh_from {
-                let half = c.lease.borrow().config().max_staleness / 2;
-                if now.saturating_sub(t) >= half {
-                    ticket = Some(c.lease.borrow_mut().begin_read(now));
-                }
+            let half = c.lease.borrow().config().max_staleness / 2;
+            if fresh_from.map_or(true, |t| now.saturating_sub(t) >= half) {
+                ticket = Some(c.lease.borrow_mut().begin_read(now));
             }
         }
         let Some(ticket) = ticket else {
@@ -742,10 +739,17 @@ impl EdgeCache {
     /// The cache's first log read, alone, before a request to Redis takes
     /// its place in the fence: that read drops all of L1 and keeps what is
     /// under way from promoting (it cannot vouch for it), so riding along
-    /// it would keep this request's answer out of L1.
+    /// it would keep this request's answer out of L1. Tried alone once
+    /// (by each request that finds none tried yet): if it fails, Redis is
+    /// likely away, and later reads ride along, at no extra round trip.
     async fn first_read(&self, l2: &L2) {
         if let Some(c) = &l2.coherence {
-            if c.lease.borrow().fresh_from().is_none() {
+            let tried = {
+                let lease = c.lease.borrow();
+                let s = lease.stats();
+                lease.fresh_from().is_some() || s.reads + s.failures > 0
+            };
+            if !tried {
                 self.read_log(l2, c).await;
             }
         }

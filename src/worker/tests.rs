@@ -1346,3 +1346,46 @@ fn coherence_concurrent_lease_reads_neither_wait_nor_undo_each_other() {
         "nothing came back"
     );
 }
+
+/// An isolate that starts with Redis unreachable tries its first log read
+/// alone once; later reads ride along, so an outage costs each request no
+/// more than one request.
+#[test]
+fn coherence_a_first_read_that_fails_is_not_tried_alone_again() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let cache = redis.cache(&clock, |s| s.breaker_threshold = 100);
+    let sent = || redis.resp.sent.borrow().len();
+    redis.resp.down.set(true);
+    assert_eq!(run(cache.get::<i64>("a")).unwrap(), None);
+    assert_eq!(
+        sent(),
+        2,
+        "the first read alone, then the GET with a read along"
+    );
+    for (i, key) in ["b", "c"].iter().enumerate() {
+        assert_eq!(run(cache.get::<i64>(key)).unwrap(), None);
+        assert_eq!(sent(), 3 + i, "one request each");
+    }
+    run(cache.set("k", &1)).unwrap();
+    assert_eq!(sent(), 5);
+    let c = coherence(&cache);
+    assert_eq!((c.log.reads, c.log.failures), (0, 5), "{c:?}");
+    // Back: the L1 hit reads the log first; that first read cannot vouch
+    // for what L1 took in meanwhile (the set's value, which never reached
+    // Redis): dropped, and the GET finds nothing.
+    redis.resp.down.set(false);
+    assert_eq!(run(cache.get::<i64>("k")).unwrap(), None);
+    let c = coherence(&cache);
+    assert_eq!((c.log.reads, c.invalidated), (1, 1), "{c:?}");
+    let sent = redis.resp.sent.borrow();
+    assert!(
+        sent[sent.len() - 2].starts_with(r#"[["GET","app:c:{app:0}:epoch"]"#),
+        "{sent:?}"
+    );
+    assert_eq!(
+        sent[sent.len() - 1],
+        r#"["GET","app:v:r|k"]"#,
+        "the lease is fresh: no read along"
+    );
+}
