@@ -11,7 +11,9 @@
 //   EDGECACHE_SIGNING_KEYS secret  `kid:key,kid:key`: the first one signs
 //   EDGECACHE_PREFIX, EDGECACHE_MAX_ENTRIES, EDGECACHE_MAX_BYTES,
 //   EDGECACHE_DEFAULT_TTL, EDGECACHE_L1_TTL, EDGECACHE_REDIS_TIMEOUT,
-//   EDGECACHE_BREAKER_THRESHOLD, EDGECACHE_BREAKER_COOLDOWN   optional vars
+//   EDGECACHE_BREAKER_THRESHOLD, EDGECACHE_BREAKER_COOLDOWN,
+//   EDGECACHE_MAX_STALENESS (ms, or `off`),
+//   EDGECACHE_STALE_WHILE_UNREACHABLE (`true`, `false`)   optional vars
 //
 // The Rust binding (src/worker/settings.rs) reads the same bindings by the
 // same rule; tests/fixtures/settings.json holds the cases both run.
@@ -185,6 +187,19 @@ function integer(env: WorkersEnv, name: string, min: number, max: number, unit: 
   return n;
 }
 
+/** `EDGECACHE_MAX_STALENESS`: `off` (`false`), or ms from 0 to one day; `undefined` if unset. */
+function maxStaleness(env: WorkersEnv): number | false | undefined {
+  const name = 'EDGECACHE_MAX_STALENESS';
+  return text(env, name) === 'off' ? false : integer(env, name, 0, 86_400_000, 'ms, or `off` to turn coherence off');
+}
+
+/** A binding that is the word `true` or `false`; `undefined` if unset. */
+function flag(env: WorkersEnv, name: string, meaning: string): boolean | undefined {
+  const t = text(env, name);
+  if (t === undefined || t === 'true' || t === 'false') return t === undefined ? undefined : t === 'true';
+  throw new EdgeCacheError('INVALID_OPTION', `the binding ${name} must be \`true\` or \`false\` (${meaning}); got ${shown(t)}`);
+}
+
 /**
  * @internal What {@link fromEnv} reads and makes the cache from: each
  * setting from its binding, else from the option, else its default. The
@@ -204,6 +219,10 @@ export interface Settings {
   breakerThreshold: number;
   breakerCooldown: number;
   failOpen: boolean;
+  /** `maxStaleness` of the TieredCache: ms, or `false` (coherence off). */
+  maxStaleness: number | false;
+  /** `staleWhileUnreachable` of the TieredCache: `false` is strict. */
+  staleWhileUnreachable: boolean;
 }
 
 const DEFAULTS = {
@@ -215,6 +234,8 @@ const DEFAULTS = {
   timeout: 5_000,
   breaker: { threshold: 5, cooldown: 5_000 },
   failOpen: true,
+  // DEFAULT_MAX_STALENESS of the Rust core (src/coherence/lease.rs).
+  maxStaleness: 1_000,
 };
 
 const PREFIX = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -290,6 +311,12 @@ export function readSettings(env: WorkersEnv, options: FromEnvOptions = {}): Set
     breakerThreshold: integer(env, 'EDGECACHE_BREAKER_THRESHOLD', 1, 1_000_000, 'consecutive failures') ?? b.threshold ?? DEFAULTS.breaker.threshold,
     breakerCooldown: integer(env, 'EDGECACHE_BREAKER_COOLDOWN', 0, MAX, 'ms') ?? b.cooldown ?? DEFAULTS.breaker.cooldown,
     failOpen: options.failOpen ?? DEFAULTS.failOpen,
+    maxStaleness: maxStaleness(env) ?? DEFAULTS.maxStaleness,
+    // Follows failOpen unless set: a cache that fails open serves L1 while Redis is away.
+    staleWhileUnreachable:
+      flag(env, 'EDGECACHE_STALE_WHILE_UNREACHABLE', '`false`: strict, an L1 hit whose lease expired is refused while Redis is unreachable') ??
+      options.failOpen ??
+      DEFAULTS.failOpen,
   };
 }
 
@@ -335,7 +362,7 @@ const HOW_TO_L2 =
 function identity(s: Settings): string {
   const r = s.redis;
   const texts = JSON.stringify([s.prefix, s.signingKeys, r?.url, r?.token, r?.urlBinding, r?.tokenBinding]);
-  return `${s.maxEntries} ${s.maxBytes} ${s.defaultTtl} ${s.l1Ttl} ${s.timeout} ${s.breakerThreshold} ${s.breakerCooldown} ${s.failOpen} ${texts}`;
+  return `${s.maxEntries} ${s.maxBytes} ${s.defaultTtl} ${s.l1Ttl} ${s.timeout} ${s.breakerThreshold} ${s.breakerCooldown} ${s.failOpen} ${s.maxStaleness} ${s.staleWhileUnreachable} ${texts}`;
 }
 
 /**
@@ -405,5 +432,7 @@ function make<V>(s: Settings, log: (message: string) => void): WorkersCache<V> {
     l1Ttl: s.l1Ttl,
     failOpen: s.failOpen,
     breaker: { threshold: s.breakerThreshold, cooldown: s.breakerCooldown },
+    maxStaleness: s.maxStaleness,
+    staleWhileUnreachable: s.staleWhileUnreachable,
   });
 }

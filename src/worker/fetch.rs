@@ -41,7 +41,7 @@ impl FetchTransport {
         }
     }
 
-    async fn send(&self, body: String) -> Result<(u16, Vec<u8>)> {
+    async fn send(&self, path: &str, body: String) -> Result<(u16, Vec<u8>)> {
         let http = |e: worker::Error| Error::L2Http {
             status: 0,
             message: e.to_string(),
@@ -58,7 +58,8 @@ impl FetchTransport {
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_body(Some(body.into()));
-        let request = Request::new_with_init(&format!("{}/", self.url), &init).map_err(http)?;
+        let request =
+            Request::new_with_init(&format!("{}/{path}", self.url), &init).map_err(http)?;
         let controller = AbortController::default();
         let signal = controller.signal();
         let fetch = Fetch::Request(request);
@@ -83,8 +84,20 @@ impl FetchTransport {
 
 impl Transport for FetchTransport {
     fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
-        Box::pin(self.send(body))
+        Box::pin(self.send("", body))
     }
+
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        Box::pin(self.send("pipeline", body))
+    }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `performance.now()`: monotonic ms (in workerd it advances on I/O,
+    /// as `Date.now()` does), the lease's clock.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
 }
 
 /// `Some(a's output)` if `a` finishes first, `None` if `b` does.
@@ -120,6 +133,8 @@ const NAMES: &[&str] = &[
     "EDGECACHE_REDIS_TIMEOUT",
     "EDGECACHE_BREAKER_THRESHOLD",
     "EDGECACHE_BREAKER_COOLDOWN",
+    "EDGECACHE_MAX_STALENESS",
+    "EDGECACHE_STALE_WHILE_UNREACHABLE",
 ];
 
 thread_local! {
@@ -188,16 +203,21 @@ impl EdgeCache {
             Box::new(FetchTransport::new(&r.url, &r.token, settings.timeout)) as Box<dyn Transport>
         });
         let now = Now::new(|| js_sys::Date::now() as u64);
+        let monotonic = Now::new(|| performance_now() as u64);
         let log: Box<dyn Fn(&str)> = Box::new(|m: &str| worker::console_warn!("{}", m));
-        let cache = EdgeCache::new(&settings, transport, now, log)?;
+        let cache = EdgeCache::with_clocks(&settings, transport, now, monotonic, log)?;
         match &settings.redis {
             None => worker::console_log!(
                 "edgecache: L1 only (this isolate's memory): set EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN and EDGECACHE_SIGNING_KEYS for the Redis tier"
             ),
             Some(r) => worker::console_log!(
-                "edgecache: L1 + Redis at {} (prefix {:?})",
+                "edgecache: L1 + Redis at {} (prefix {:?}), coherence {}",
                 r.url,
-                settings.prefix
+                settings.prefix,
+                match settings.max_staleness {
+                    Some(ms) => format!("maxStaleness {ms} ms"),
+                    None => "off".into(),
+                }
             ),
         }
         ISOLATE.with(|c| *c.borrow_mut() = Some((values, cache.clone())));

@@ -17,7 +17,12 @@
 //! * how long L1 keeps an L2 value: [`promotion_ttl`]; when a read or
 //!   write under way may put its value in L1: [`Fence`] (the JS side's
 //!   rule too); how counters read: [`parse_counter`]; when to stop
-//!   calling a failing Redis: [`Breaker`].
+//!   calling a failing Redis: [`Breaker`];
+//! * coherence across isolates: the invalidation log and the lease,
+//!   [`Log`](crate::Log) and [`Lease`] (docs/REDIS.md, "Coherence across
+//!   isolates"): every mutation appends its entry in its own pipeline, an
+//!   L1 hit whose lease has expired reads the log first, and any request
+//!   to Redis made anyway reads it along.
 //!
 //! The I/O sits behind [`Transport`], so the tier's logic is tested on the
 //! host (`cargo test --features worker`) with an in-memory Redis; on wasm32
@@ -34,9 +39,11 @@
 //! the request that needs it; concurrent misses of one key in different
 //! requests each fetch (the JS side's single-flight would make one request
 //! wait on another's I/O, which Workers forbid). Requests share only plain
-//! data: the L1 bytes, counters and the breaker.
+//! data: the L1 bytes, counters, the breaker and the lease (each request
+//! that needs a log read makes its own; the [`Lease`] takes overlapping
+//! reads finishing in any order).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,19 +53,23 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::coherence::lease::{
+    new_writer_id, CoherenceStats, Lease, LeaseConfig, Outcome, ReadTicket, DEFAULT_MAX_AWAY,
+};
+use crate::coherence::log::{Command, Log, Op};
 use crate::envelope::{Encoding, Signer};
 use crate::error::{Error, Result};
 use crate::fence::{Fence, Ticket};
-use crate::layout::{Kind, Layout};
+use crate::layout::{Kind, Layout, PatternScope};
 use crate::lru::Limits;
-use crate::rest::{command_body, decode_command, Arg, Reply};
+use crate::rest::{command_body, decode_command, decode_pipeline, pipeline_body, Arg, Reply};
 use crate::scope::Scope;
 use crate::secure_key::decode_secret;
 use crate::store::{Config, Stats, Store};
 use crate::tier::{parse_counter, promotion_ttl, Breaker, BreakerState};
 
 mod settings;
-pub use settings::{Settings, DEFAULT_L1_TTL, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use settings::{Settings, DEFAULT_L1_TTL, DEFAULT_PREFIX, DEFAULT_TIMEOUT, MAX_MAX_STALENESS};
 
 #[cfg(target_arch = "wasm32")]
 mod fetch;
@@ -69,12 +80,18 @@ pub use fetch::FetchTransport;
 /// single-threaded).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// How the tier reaches Redis: one `POST /` of the Upstash REST protocol.
+/// How the tier reaches Redis: `POST /` and `POST /pipeline` of the
+/// Upstash REST protocol.
 pub trait Transport {
-    /// Posts `body` (a JSON command, [`command_body`]) with the token and
-    /// `Upstash-Encoding: base64`; resolves to the HTTP status and body,
-    /// or an `L2_TIMEOUT`/`L2_HTTP` error when no answer came.
+    /// Posts `body` (a JSON command, [`command_body`]) to `/` with the
+    /// token and `Upstash-Encoding: base64`; resolves to the HTTP status
+    /// and body, or an `L2_TIMEOUT`/`L2_HTTP` error when no answer came.
     fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>>;
+
+    /// As [`Transport::post`], to `/pipeline`: `body` is a JSON array of
+    /// commands ([`pipeline_body`]), run in order (a mutation and its log
+    /// entry; a request and the log read riding along).
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>>;
 }
 
 /// Which tier answered a read.
@@ -131,6 +148,19 @@ pub struct L2Stats {
     pub errors: BTreeMap<String, u64>,
 }
 
+/// Coherence figures (docs/REDIS.md, "Coherence across isolates"), as the
+/// JS `TieredCache.stats().coherence` counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoherenceFigures {
+    /// `maxStaleness`, ms.
+    pub max_staleness: u64,
+    /// The lease's counters: log reads, failures, entries applied, gaps
+    /// by reason, L1 hits served or refused while the log was unreadable.
+    pub log: CoherenceStats,
+    /// L1 entries dropped by invalidations (entries, patterns and gaps).
+    pub invalidated: u64,
+}
+
 /// What [`EdgeCache::stats`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TierStats {
@@ -140,6 +170,8 @@ pub struct TierStats {
     pub l2: Option<L2Stats>,
     /// The breaker's state and how many times it opened, if tiered.
     pub breaker: Option<(BreakerState, u64)>,
+    /// Coherence, if tiered and not turned off (`EDGECACHE_MAX_STALENESS=off`).
+    pub coherence: Option<CoherenceFigures>,
 }
 
 impl TierStats {
@@ -152,10 +184,21 @@ impl TierStats {
             "expirations": c.expirations, "entries": c.entries, "bytes": c.bytes,
             "maxEntries": self.l1.limits.max_entries, "maxBytes": self.l1.limits.max_bytes,
         });
+        let coherence = self.coherence.map(|c| {
+            let s = &c.log;
+            serde_json::json!({
+                "maxStaleness": c.max_staleness, "reads": s.reads, "failures": s.failures,
+                "entries": s.entries, "own": s.own, "gaps": s.gaps, "trimmed": s.trimmed,
+                "behind": s.behind, "lost": s.lost, "epoch": s.epoch, "away": s.away,
+                "unreadable": s.unreadable, "staleServed": s.stale_served, "refused": s.refused,
+                "invalidated": c.invalidated,
+            })
+        });
         serde_json::json!({
             "l1": l1,
             "l2": self.l2,
             "breaker": self.breaker.map(|(s, opened)| serde_json::json!({ "state": s.as_str(), "opened": opened })),
+            "coherence": coherence,
         })
     }
 }
@@ -222,6 +265,19 @@ struct L2 {
     signer: Signer,
     layout: Layout,
     breaker: RefCell<Breaker>,
+    /// The lease on L1 (`None`: coherence off).
+    coherence: Option<Coherence>,
+}
+
+/// The coherence state of the cache (shared by its scope views): plain
+/// data, borrowed for one synchronous step at a time.
+struct Coherence {
+    lease: RefCell<Lease>,
+    /// L1 entries dropped by invalidations.
+    invalidated: Cell<u64>,
+    /// The binding's monotonic clock, ms (never compared with another
+    /// process's).
+    clock: Now,
 }
 
 struct Inner {
@@ -396,10 +452,26 @@ pub fn signing_keys(text: &str) -> Result<Signer> {
 impl EdgeCache {
     /// A cache from [`Settings`]: tiered over `transport` when the settings
     /// name a Redis, else L1 only. `log` receives the one-time warnings.
+    /// `now` serves as the coherence lease's clock too
+    /// ([`EdgeCache::with_clocks`]).
     pub fn new(
         settings: &Settings,
         transport: Option<Box<dyn Transport>>,
         now: Now,
+        log: Box<dyn Fn(&str)>,
+    ) -> Result<Self> {
+        Self::with_clocks(settings, transport, now.clone(), now, log)
+    }
+
+    /// As [`EdgeCache::new`], with the lease measured on `monotonic` (ms
+    /// from any origin, never going back: `performance.now()` on Workers),
+    /// while `now` (ms since the Unix epoch) dates the values' expiry,
+    /// which every isolate reads.
+    pub fn with_clocks(
+        settings: &Settings,
+        transport: Option<Box<dyn Transport>>,
+        now: Now,
+        monotonic: Now,
         log: Box<dyn Fn(&str)>,
     ) -> Result<Self> {
         let config = Config {
@@ -415,14 +487,33 @@ impl EdgeCache {
                     name: "EDGECACHE_SIGNING_KEYS",
                     reason: "a Redis tier needs signing keys, never unsigned values: run `wrangler secret put EDGECACHE_SIGNING_KEYS` with `k1:<32 random bytes, base64url>` (or put it in .dev.vars)".into(),
                 })?;
+                let layout = Layout::new(&settings.prefix)?;
+                let coherence = match settings.max_staleness {
+                    None => None,
+                    Some(max_staleness) => {
+                        let config = LeaseConfig {
+                            max_staleness,
+                            max_away: DEFAULT_MAX_AWAY.max(max_staleness),
+                            strict: !settings.stale_while_unreachable,
+                            ..LeaseConfig::default()
+                        };
+                        let lease = Lease::new(Log::new(&layout), &new_writer_id()?, config)?;
+                        Some(Coherence {
+                            lease: RefCell::new(lease),
+                            invalidated: Cell::new(0),
+                            clock: monotonic,
+                        })
+                    }
+                };
                 Some(L2 {
                     transport,
                     signer: signing_keys(keys)?,
-                    layout: Layout::new(&settings.prefix)?,
+                    layout,
                     breaker: RefCell::new(Breaker::new(
                         settings.breaker_threshold,
                         settings.breaker_cooldown,
                     )?),
+                    coherence,
                 })
             }
             _ => None,
@@ -496,17 +587,33 @@ impl EdgeCache {
         }
     }
 
-    fn l1_delete(&self, key: &str) -> bool {
+    fn l1_has(&self, key: &str) -> bool {
         let mut l1 = self.inner.l1.borrow_mut();
         match &self.scope {
+            None => l1.has(key),
+            Some(s) => l1.scoped(s).has(key),
+        }
+    }
+
+    fn l1_delete(&self, key: &str) -> bool {
+        self.l1_delete_in(self.scope.as_ref(), key)
+    }
+
+    fn l1_delete_in(&self, scope: Option<&Scope>, key: &str) -> bool {
+        let mut l1 = self.inner.l1.borrow_mut();
+        match scope {
             None => l1.delete(key),
             Some(s) => l1.scoped(s).delete(key),
         }
     }
 
     fn l1_delete_pattern(&self, glob: &str) -> usize {
+        self.l1_delete_pattern_in(self.scope.as_ref(), glob)
+    }
+
+    fn l1_delete_pattern_in(&self, scope: Option<&Scope>, glob: &str) -> usize {
         let mut l1 = self.inner.l1.borrow_mut();
-        match &self.scope {
+        match scope {
             None => l1.delete_pattern(glob),
             Some(s) => l1.scoped(s).delete_pattern(glob),
         }
@@ -516,17 +623,53 @@ impl EdgeCache {
 
     /// One command to Redis through the breaker; failures are counted.
     async fn command(&self, l2: &L2, args: &[Arg<'_>]) -> Result<Reply> {
+        let mut replies = self.post(l2, command_body(args), None).await?;
+        match replies.pop() {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(m)) => Err(self.redis_error(m)),
+            None => Err(Error::L2Protocol("no reply".into())),
+        }
+    }
+
+    /// A Redis error answered to one of this cache's own commands, counted.
+    fn redis_error(&self, message: String) -> Error {
+        let e = Error::L2Redis(message);
+        self.inner.error(&e);
+        e
+    }
+
+    /// `POST /` (`pipeline`: `None`) or `POST /pipeline` of so many
+    /// commands, through the breaker: each command's reply or Redis error
+    /// (not counted here). Failures of the request are counted.
+    async fn post(
+        &self,
+        l2: &L2,
+        body: String,
+        pipeline: Option<usize>,
+    ) -> Result<Vec<Result<Reply, String>>> {
         let now = self.now();
         if !l2.breaker.borrow_mut().allow(now) {
             let e = Error::L2Unavailable;
             self.inner.error(&e);
             return Err(e);
         }
-        let answer = l2.transport.post(command_body(args)).await;
-        let result = answer.and_then(|(status, body)| decode_command(status, &body, true));
+        let result = match pipeline {
+            None => l2.transport.post(body).await.and_then(|(status, body)| {
+                match decode_command(status, &body, true) {
+                    Ok(r) => Ok(vec![Ok(r)]),
+                    Err(Error::L2Redis(m)) => Ok(vec![Err(m)]),
+                    Err(e) => Err(e),
+                }
+            }),
+            Some(n) => l2
+                .transport
+                .pipeline(body)
+                .await
+                .and_then(|(status, body)| decode_pipeline(status, &body, n, true)),
+        };
         match &result {
             // A Redis error is an answer: the tier is up.
-            Ok(_) | Err(Error::L2Redis(_)) => l2.breaker.borrow_mut().success(),
+            Ok(_) => l2.breaker.borrow_mut().success(),
             Err(e) => {
                 self.inner.error(e);
                 // A refused token is a configuration error, not an outage:
@@ -542,10 +685,207 @@ impl EdgeCache {
                 }
             }
         }
-        if let Err(e @ Error::L2Redis(_)) = &result {
-            self.inner.error(e);
-        }
         result
+    }
+
+    /// The log commands to append to a mutation of `targets` (none with
+    /// coherence off), after the mutation in its pipeline.
+    fn append(&self, l2: &L2, op: Op, targets: &[&str]) -> Result<Vec<Command>> {
+        match &l2.coherence {
+            None => Ok(Vec::new()),
+            Some(c) => c.lease.borrow_mut().append(op, targets),
+        }
+    }
+
+    /// The request's own commands (a read, or a mutation and its log
+    /// entry) in one request, with the log read riding along when the
+    /// lease is half-way to expiry; that read is finished and applied to
+    /// L1 before this returns. Each own command's reply (Redis errors
+    /// counted), or the request's error.
+    async fn round_trip(&self, l2: &L2, own: &[Vec<Arg<'_>>]) -> Result<Vec<Result<Reply>>> {
+        let mut ticket: Option<ReadTicket> = None;
+        if let Some(c) = &l2.coherence {
+            let now = c.clock.now_ms();
+            // Never read (the first read, alone, failed): along too.
+            let fresh_from = c.lease.borrow().fresh_from();
+            let half = c.lease.borrow().config().max_staleness / 2;
+            if fresh_from.map_or(true, |t| now.saturating_sub(t) >= half) {
+                ticket = Some(c.lease.borrow_mut().begin_read(now));
+            }
+        }
+        let Some(ticket) = ticket else {
+            if let [one] = own {
+                return match self.command(l2, one).await {
+                    Ok(r) => Ok(vec![Ok(r)]),
+                    Err(e @ Error::L2Redis(_)) => Ok(vec![Err(e)]),
+                    Err(e) => Err(e),
+                };
+            }
+            let replies = self.send(l2, own, None).await?;
+            return Ok(self.own_replies(replies));
+        };
+        let mut replies = match self.send(l2, own, Some(&ticket)).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.lease(l2).failed_read(ticket);
+                return Err(e);
+            }
+        };
+        let log = replies.split_off(own.len());
+        self.finish_read(l2, ticket, &log);
+        Ok(self.own_replies(replies))
+    }
+
+    /// The cache's first log read, alone, before a request to Redis takes
+    /// its place in the fence: that read drops all of L1 and keeps what is
+    /// under way from promoting (it cannot vouch for it), so riding along
+    /// it would keep this request's answer out of L1. Tried alone once
+    /// (by each request that finds none tried yet): if it fails, Redis is
+    /// likely away, and later reads ride along, at no extra round trip.
+    async fn first_read(&self, l2: &L2) {
+        if let Some(c) = &l2.coherence {
+            let tried = {
+                let lease = c.lease.borrow();
+                let s = lease.stats();
+                lease.fresh_from().is_some() || s.reads + s.failures > 0
+            };
+            if !tried {
+                self.read_log(l2, c).await;
+            }
+        }
+    }
+
+    /// `own`, then the read's commands, as one pipeline.
+    async fn send(
+        &self,
+        l2: &L2,
+        own: &[Vec<Arg<'_>>],
+        read: Option<&ReadTicket>,
+    ) -> Result<Vec<Result<Reply, String>>> {
+        let log: Vec<Vec<Arg<'_>>> = read.map_or_else(Vec::new, |t| {
+            t.commands().iter().map(Command::args).collect()
+        });
+        let all: Vec<&[Arg<'_>]> = own.iter().chain(&log).map(Vec::as_slice).collect();
+        self.post(l2, pipeline_body(&all), Some(all.len())).await
+    }
+
+    fn own_replies(&self, replies: Vec<Result<Reply, String>>) -> Vec<Result<Reply>> {
+        replies
+            .into_iter()
+            .map(|r| r.map_err(|m| self.redis_error(m)))
+            .collect()
+    }
+
+    fn lease<'a>(&self, l2: &'a L2) -> std::cell::RefMut<'a, Lease> {
+        l2.coherence
+            .as_ref()
+            .expect("a log read with coherence on")
+            .lease
+            .borrow_mut()
+    }
+
+    /// A log read alone; whether it succeeded (then L1 is as the log says).
+    async fn read_log(&self, l2: &L2, c: &Coherence) -> bool {
+        let ticket = c.lease.borrow_mut().begin_read(c.clock.now_ms());
+        match self.send(l2, &[], Some(&ticket)).await {
+            Ok(replies) => self.finish_read(l2, ticket, &replies),
+            Err(_) => {
+                c.lease.borrow_mut().failed_read(ticket);
+                false
+            }
+        }
+    }
+
+    /// Finishes a log read with its replies and applies what it found;
+    /// whether it succeeded (a malformed answer is a failed read, counted).
+    fn finish_read(&self, l2: &L2, ticket: ReadTicket, replies: &[Result<Reply, String>]) -> bool {
+        let done = self.lease(l2).finish_read(ticket, replies);
+        match done {
+            Ok(out) => {
+                self.apply(l2, out);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Drops from L1 what changed elsewhere, and tells the fence, so that
+    /// no read or write under way puts an older value back.
+    fn apply(&self, l2: &L2, out: Outcome) {
+        let Some(c) = &l2.coherence else { return };
+        let mut dropped = 0;
+        let mut everything = out.everything;
+        let mut fence = self.inner.fence.borrow_mut();
+        for key in &out.keys {
+            if everything {
+                break;
+            }
+            match l2.layout.parse(key) {
+                Some((kind, scope, k)) => {
+                    let held = match kind {
+                        Kind::Value => self.l1_delete_in(scope.as_ref(), k),
+                        Kind::Counter => {
+                            self.l1_delete_in(scope.as_ref(), &format!("{COUNTER}{k}"))
+                        }
+                    };
+                    dropped += u64::from(held);
+                    fence.invalidate(key);
+                }
+                // Not a key of this layout (the log checks it): unknown reach.
+                None => everything = true,
+            }
+        }
+        for glob in &out.globs {
+            if everything {
+                break;
+            }
+            match l2.layout.parse_pattern(glob) {
+                Some(PatternScope::Scoped(scope, g)) => {
+                    // Both kinds: L1 keeps counters under U+0000.
+                    let n = self.l1_delete_pattern_in(scope.as_ref(), g)
+                        + self.l1_delete_pattern_in(scope.as_ref(), &format!("{COUNTER}{g}"));
+                    dropped += n as u64;
+                    let t = fence.write_pattern(glob);
+                    fence.write_pattern_done(t);
+                }
+                Some(PatternScope::Everything) | None => everything = true,
+            }
+        }
+        if everything {
+            let mut l1 = self.inner.l1.borrow_mut();
+            dropped += l1.len() as u64;
+            l1.clear();
+            fence.invalidate_all();
+        }
+        c.invalidated.set(c.invalidated.get() + dropped);
+    }
+
+    /// Whether an L1 hit must be vouched for first: coherence is on and
+    /// the lease has expired (synchronous: the hot path of a fresh lease).
+    fn lease_expired(&self) -> bool {
+        self.inner
+            .l2
+            .as_ref()
+            .and_then(|l2| l2.coherence.as_ref())
+            .is_some_and(|c| c.lease.borrow().needs_read(c.clock.now_ms()))
+    }
+
+    /// Before an L1 hit: whether L1 may serve it. Reads the log first when
+    /// the lease has expired; if that read fails, the mode decides (served
+    /// and counted by default, refused in strict mode).
+    async fn vouch(&self) -> bool {
+        let Some((l2, c)) = self
+            .inner
+            .l2
+            .as_ref()
+            .and_then(|l2| l2.coherence.as_ref().map(|c| (l2, c)))
+        else {
+            return true;
+        };
+        if !c.lease.borrow().needs_read(c.clock.now_ms()) {
+            return true;
+        }
+        self.read_log(l2, c).await || c.lease.borrow_mut().serve_unreachable()
     }
 
     /// Opens what Redis holds for `key`: its encoding, payload and expiry,
@@ -634,7 +974,10 @@ impl EdgeCache {
     /// The encoding and payload of `key`, and the tier that had them.
     async fn get_held(&self, key: &str) -> Result<Option<Hit<(Encoding, Vec<u8>)>>> {
         check_key(key)?;
-        if let Some(mut v) = self.l1_get(key) {
+        // An L1 hit is served while the lease vouches for it (else after a
+        // log read, which may drop it; strict mode may refuse it).
+        let serve_l1 = !self.lease_expired() || !self.l1_has(key) || self.vouch().await;
+        if let Some(mut v) = serve_l1.then(|| self.l1_get(key)).flatten() {
             // Always written by `held`; anything else is not served.
             if let Some(encoding) = v.first().copied().and_then(Encoding::from_byte) {
                 v.remove(0);
@@ -648,10 +991,12 @@ impl EdgeCache {
             return Ok(None);
         };
         let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+        self.first_read(l2).await;
         let reading = Reading::begin(&self.inner.fence);
-        let raw = match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
-            Ok(r) => r,
-            Err(_) => return Ok(None), // fail open: counted, a miss
+        let get = [vec!["GET".into(), rk.as_str().into()]];
+        let raw = match self.round_trip(l2, &get).await.map(|mut r| r.remove(0)) {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => return Ok(None), // fail open: counted, a miss
         };
         let found = match &raw {
             Reply::Nil => None,
@@ -743,6 +1088,7 @@ impl EdgeCache {
             let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
             // What L1 held is older than this write.
             self.l1_delete(key);
+            self.first_read(l2).await;
             let writing = Writing::begin(&self.inner.fence, &rk);
             let px = i64::try_from(ttl).unwrap_or(i64::MAX);
             let mut args: Vec<Arg<'_>> =
@@ -750,7 +1096,16 @@ impl EdgeCache {
             if ttl > 0 {
                 args.extend([Arg::Str("PX"), Arg::Int(px)]);
             }
-            if self.command(l2, &args).await.is_ok() {
+            // Its log entry in the same pipeline: a write others cannot
+            // learn of is a failed one (counted; the value stays in L1).
+            let entry = self.append(l2, Op::Set, &[&rk])?;
+            let mut own = vec![args];
+            own.extend(entry.iter().map(Command::args));
+            let written = self
+                .round_trip(l2, &own)
+                .await
+                .is_ok_and(|r| r.iter().all(Result::is_ok));
+            if written {
                 self.inner.stats.borrow_mut().writes += 1;
             }
             // A later write or delete of the key began meanwhile: it is newer.
@@ -775,19 +1130,25 @@ impl EdgeCache {
         };
         let v = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
         let n = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        self.first_read(l2).await;
         // Reads and writes that overlap the delete put nothing in L1.
         let (wv, wn) = (
             Writing::begin(&self.inner.fence, &v),
             Writing::begin(&self.inner.fence, &n),
         );
-        let r = self
-            .command(l2, &["UNLINK".into(), v.as_str().into(), n.as_str().into()])
-            .await;
+        let entry = self.append(l2, Op::Delete, &[&v, &n])?;
+        let mut own = vec![vec!["UNLINK".into(), v.as_str().into(), n.as_str().into()]];
+        own.extend(entry.iter().map(Command::args));
+        let r = self.round_trip(l2, &own).await;
         drop((wv, wn));
-        let gone = match r? {
-            Reply::Int(n) => n > 0,
+        let mut replies = r?.into_iter();
+        let gone = match replies.next() {
+            Some(Ok(Reply::Int(n))) => n > 0,
+            Some(Err(e)) => return Err(e),
             _ => return Err(Error::L2Protocol("UNLINK answered no integer".into())),
         };
+        // Deleted, but others would not learn of it: failed.
+        replies.try_for_each(|r| r.map(drop))?;
         self.inner.stats.borrow_mut().writes += 1;
         Ok(gone || local)
     }
@@ -806,11 +1167,16 @@ impl EdgeCache {
             };
         };
         let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        self.first_read(l2).await;
         let writing = Writing::begin(&self.inner.fence, &rk);
-        let n = match self
-            .command(l2, &["INCRBY".into(), rk.as_str().into(), Arg::Int(by)])
-            .await
-        {
+        let entry = self.append(l2, Op::Incr, &[&rk])?;
+        let mut own = vec![vec!["INCRBY".into(), rk.as_str().into(), Arg::Int(by)]];
+        own.extend(entry.iter().map(Command::args));
+        let mut replies = self.round_trip(l2, &own).await?.into_iter();
+        let first = replies
+            .next()
+            .unwrap_or_else(|| Err(Error::L2Protocol("no reply".into())));
+        let n = match first {
             Ok(Reply::Int(n)) => n,
             Ok(_) => return Err(Error::L2Protocol("INCRBY answered no integer".into())),
             Err(Error::L2Redis(m)) if m.contains("overflow") => return Err(Error::Overflow),
@@ -819,6 +1185,8 @@ impl EdgeCache {
             }
             Err(e) => return Err(e),
         };
+        // Counted, but others would not learn of it: failed.
+        replies.try_for_each(|r| r.map(drop))?;
         self.inner.stats.borrow_mut().writes += 1;
         // Unless a later increment or delete of the counter began meanwhile.
         if writing.done() {
@@ -832,16 +1200,23 @@ impl EdgeCache {
     pub async fn counter(&self, key: &str) -> Result<Option<i64>> {
         check_key(key)?;
         let ck = format!("{COUNTER}{key}");
-        if let Some(v) = self.l1_get(&ck) {
+        let serve_l1 = !self.lease_expired() || !self.l1_has(&ck) || self.vouch().await;
+        if let Some(v) = serve_l1.then(|| self.l1_get(&ck)).flatten() {
             return Ok(parse_counter(&v));
         }
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
         let rk = l2.layout.key(Kind::Counter, self.scope.as_ref(), key);
+        self.first_read(l2).await;
         // An increment or delete that overlaps this read keeps its count out of L1.
         let reading = Reading::begin(&self.inner.fence);
-        match self.command(l2, &["GET".into(), rk.as_str().into()]).await {
+        let get = [vec!["GET".into(), rk.as_str().into()]];
+        let reply = self
+            .round_trip(l2, &get)
+            .await
+            .and_then(|mut r| r.remove(0));
+        match reply {
             Ok(Reply::Bytes(b)) => {
                 // One rule for both bindings (tests/fixtures/counters.json).
                 let n = parse_counter(&b);
@@ -880,6 +1255,7 @@ impl EdgeCache {
             return Ok(local as u64);
         };
         let matcher = l2.layout.pattern(self.scope.as_ref(), pattern);
+        self.first_read(l2).await;
         // No key it matches is promoted while it runs: reads between the
         // SCAN and the UNLINK find the values still there.
         let writing = WritingPattern::begin(&self.inner.fence, &matcher);
@@ -933,6 +1309,21 @@ impl EdgeCache {
             }
         }
         .await;
+        // Then its log entry: the glob SCAN matched (others drop what it
+        // covers from their L1); a delete others cannot learn of failed.
+        let result = match result {
+            Ok(()) => match self.append(l2, Op::Pattern, &[&matcher]) {
+                Ok(entry) if entry.is_empty() => Ok(()),
+                Ok(entry) => {
+                    let own: Vec<Vec<Arg<'_>>> = entry.iter().map(Command::args).collect();
+                    self.round_trip(l2, &own)
+                        .await
+                        .and_then(|r| r.into_iter().try_for_each(|r| r.map(drop)))
+                }
+                Err(e) => Err(e),
+            },
+            e => e,
+        };
         drop(writing);
         result?;
         self.inner.stats.borrow_mut().writes += 1;
@@ -947,6 +1338,7 @@ impl EdgeCache {
                 l1,
                 l2: None,
                 breaker: None,
+                coherence: None,
             },
             Some(l2) => {
                 let b = l2.breaker.borrow();
@@ -954,6 +1346,14 @@ impl EdgeCache {
                     l1,
                     l2: Some(self.inner.stats.borrow().clone()),
                     breaker: Some((b.state(), b.times_opened())),
+                    coherence: l2.coherence.as_ref().map(|c| {
+                        let lease = c.lease.borrow();
+                        CoherenceFigures {
+                            max_staleness: lease.config().max_staleness,
+                            log: lease.stats(),
+                            invalidated: c.invalidated.get(),
+                        }
+                    }),
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The Worker's bindings, read and checked without touching the platform
 //! (the lookup is a function), so every message is tested on the host.
 
+use crate::coherence::lease::DEFAULT_MAX_STALENESS;
 use crate::error::{Error, Result};
 use crate::lru::{DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 
@@ -40,6 +41,8 @@ impl std::fmt::Debug for Redis {
 /// | `EDGECACHE_DEFAULT_TTL`, `EDGECACHE_L1_TTL` (ms) | vars | 0 (none), 10000 |
 /// | `EDGECACHE_REDIS_TIMEOUT` (ms) | var | 5000 |
 /// | `EDGECACHE_BREAKER_THRESHOLD`, `EDGECACHE_BREAKER_COOLDOWN` (ms) | vars | 5, 5000 |
+/// | `EDGECACHE_MAX_STALENESS` (ms, or `off`) | var | 1000 |
+/// | `EDGECACHE_STALE_WHILE_UNREACHABLE` (`true`, `false`) | var | `true` (the binding fails open) |
 ///
 /// The rule, the same as the JS `fromEnv` (the cases both run are
 /// `tests/fixtures/settings.json`): ASCII whitespace around a value is
@@ -48,7 +51,9 @@ impl std::fmt::Debug for Redis {
 /// `EDGECACHE_MAX_ENTRIES` 1 to 2^29 - 1, `EDGECACHE_MAX_BYTES` 1 to
 /// 2^53 - 1, the TTLs and the cooldown 0 to 2^53 - 1,
 /// `EDGECACHE_REDIS_TIMEOUT` 1 to 2^31 - 1, `EDGECACHE_BREAKER_THRESHOLD` 1
-/// to 1000000. The prefix is 1 to 64 characters of `A-Z a-z 0-9 _ . -`;
+/// to 1000000, `EDGECACHE_MAX_STALENESS` 0 to 86400000 (one day) or the
+/// word `off`. `EDGECACHE_STALE_WHILE_UNREACHABLE` is the word `true` or
+/// `false`. The prefix is 1 to 64 characters of `A-Z a-z 0-9 _ . -`;
 /// the URL is `http://` or `https://` and a host (trailing `/` dropped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -73,6 +78,15 @@ pub struct Settings {
     pub breaker_threshold: u32,
     /// ms the breaker stays open before a probe.
     pub breaker_cooldown: u64,
+    /// `maxStaleness`, ms: how long after a mutation elsewhere (another
+    /// isolate's, another binding's) this cache may still serve the older
+    /// value from L1 (docs/REDIS.md, "Coherence across isolates"). `None`:
+    /// coherence off, `l1_ttl` alone bounds it (the behaviour before it).
+    pub max_staleness: Option<u64>,
+    /// Whether an L1 hit whose lease has expired is served (and counted)
+    /// while the log cannot be read (Redis unreachable); `false`: strict,
+    /// such a hit is refused and the read goes to Redis.
+    pub stale_while_unreachable: bool,
 }
 
 impl Default for Settings {
@@ -88,6 +102,10 @@ impl Default for Settings {
             timeout: DEFAULT_TIMEOUT,
             breaker_threshold: 5,
             breaker_cooldown: 5_000,
+            max_staleness: Some(DEFAULT_MAX_STALENESS),
+            // The binding fails open (a read that cannot reach Redis is a
+            // miss), and so does this by default.
+            stale_while_unreachable: true,
         }
     }
 }
@@ -150,6 +168,40 @@ const BREAKER_COOLDOWN: Bound = Bound {
     max: MAX_SETTING,
     unit: "ms",
 };
+/// The longest `maxStaleness`: one day (longer is what `off` says).
+pub const MAX_MAX_STALENESS: u64 = 86_400_000;
+const MAX_STALENESS: Bound = Bound {
+    name: "EDGECACHE_MAX_STALENESS",
+    min: 0,
+    max: MAX_MAX_STALENESS,
+    unit: "ms, or `off` to turn coherence off",
+};
+const STALE_WHILE_UNREACHABLE: &str = "EDGECACHE_STALE_WHILE_UNREACHABLE";
+
+/// `EDGECACHE_MAX_STALENESS`: `off`, or a number of ms.
+fn max_staleness(get: &dyn Fn(&str) -> Option<String>, dflt: Option<u64>) -> Result<Option<u64>> {
+    match get(MAX_STALENESS.name) {
+        Some(v) if v == "off" => Ok(None),
+        Some(_) => number(get, &MAX_STALENESS, 0).map(Some),
+        None => Ok(dflt),
+    }
+}
+
+/// `EDGECACHE_STALE_WHILE_UNREACHABLE`: the word `true` or `false`.
+fn flag(get: &dyn Fn(&str) -> Option<String>, name: &'static str, dflt: bool) -> Result<bool> {
+    match get(name).as_deref() {
+        None => Ok(dflt),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(Error::InvalidOption {
+            name,
+            reason: format!(
+                "\"{}\" is neither `true` nor `false` (`false`: strict, an L1 hit whose lease expired is refused while Redis is unreachable; set it under [vars] in wrangler.toml)",
+                v.escape_default()
+            ),
+        }),
+    }
+}
 
 fn number(get: &dyn Fn(&str) -> Option<String>, b: &Bound, dflt: u64) -> Result<u64> {
     let Some(v) = get(b.name) else {
@@ -274,6 +326,8 @@ impl Settings {
             timeout: number(get, &TIMEOUT, d.timeout)?,
             breaker_threshold: count(&BREAKER_THRESHOLD, d.breaker_threshold)?,
             breaker_cooldown: number(get, &BREAKER_COOLDOWN, d.breaker_cooldown)?,
+            max_staleness: max_staleness(get, d.max_staleness)?,
+            stale_while_unreachable: flag(get, STALE_WHILE_UNREACHABLE, d.stale_while_unreachable)?,
         };
         Ok(s)
     }
@@ -299,6 +353,9 @@ mod tests {
             "EDGECACHE_REDIS_TIMEOUT" => s.timeout.into(),
             "EDGECACHE_BREAKER_THRESHOLD" => s.breaker_threshold.into(),
             "EDGECACHE_BREAKER_COOLDOWN" => s.breaker_cooldown.into(),
+            // `off` is `false`, as the JS `fromEnv` gives it to TieredCache.
+            "EDGECACHE_MAX_STALENESS" => s.max_staleness.map_or(Value::Bool(false), Value::from),
+            "EDGECACHE_STALE_WHILE_UNREACHABLE" => s.stale_while_unreachable.into(),
             other => panic!("the corpus names a setting the Rust binding does not read: {other}"),
         }
     }

@@ -89,8 +89,14 @@ impl Transport for FakeRedis {
         };
         Box::pin(std::future::ready(answer))
     }
+
+    fn pipeline(&self, _body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        panic!("the fake Redis runs single commands: coherence is off in its tests")
+    }
 }
 
+/// Settings for the tests on the fake Redis: coherence off (the log
+/// needs streams: the coherence tests below run on a real redis-server).
 fn settings(tiered: bool) -> Settings {
     let mut s = Settings::from_lookup(|name| match name {
         "EDGECACHE_REDIS_URL" if tiered => Some("http://127.0.0.1:1".into()),
@@ -101,6 +107,7 @@ fn settings(tiered: bool) -> Settings {
     })
     .unwrap();
     s.breaker_threshold = 2;
+    s.max_staleness = None;
     s
 }
 
@@ -395,18 +402,35 @@ fn settings_say_what_is_missing() {
 /// Holds the answers of one command (GET unless `hold` says otherwise)
 /// until opened; other commands pass. The fake Redis runs the command when
 /// it is sent, so a held answer is one already applied in Redis.
-struct Gated {
-    redis: FakeRedis,
+struct Gated<T = FakeRedis> {
+    redis: T,
     open: Rc<Cell<bool>>,
     hold: &'static str,
 }
 
-impl Transport for Gated {
+impl<T: Transport> Transport for Gated<T> {
     fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
         let answer = self.redis.post(body.clone());
         if !body.starts_with(&format!("[\"{}\"", self.hold)) {
             return answer;
         }
+        self.hold(answer)
+    }
+
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        let answer = self.redis.pipeline(body.clone());
+        if !body.starts_with(&format!("[[\"{}\"", self.hold)) {
+            return answer;
+        }
+        self.hold(answer)
+    }
+}
+
+impl<T> Gated<T> {
+    fn hold<'a>(
+        &self,
+        answer: BoxFuture<'a, Result<(u16, Vec<u8>)>>,
+    ) -> BoxFuture<'a, Result<(u16, Vec<u8>)>> {
         let open = self.open.clone();
         let mut answer = Some(answer);
         Box::pin(std::future::poll_fn(move |cx| {
@@ -750,4 +774,618 @@ fn signing_keys_follow_the_js_rule() {
             "{bad:?}: {e}"
         );
     }
+}
+
+// ---- Coherence across isolates, on a real redis-server ----
+//
+// The caches below speak the Upstash REST protocol as on Workers; `Resp`
+// carries each request to a redis-server of the test's own (started on a
+// free loopback port, stopped when dropped), as the bridge would: the
+// commands run as sent, in order, and the replies come back as the
+// protocol encodes them (strings in base64, `OK` as is, errors as
+// `{"error": ...}`). The bridge itself is tested in bridge/ and, with this
+// binding in workerd, by tests/js/rust-worker.test.mjs.
+
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+/// A connection to the test's redis-server, and what the caches sent.
+#[derive(Clone)]
+struct Resp {
+    conn: Rc<RefCell<BufReader<TcpStream>>>,
+    /// Every request fails (`L2_HTTP`), as when Redis is unreachable.
+    down: Rc<Cell<bool>>,
+    /// The bodies of the requests, `POST /` and `POST /pipeline` alike.
+    sent: Rc<RefCell<Vec<String>>>,
+}
+
+/// A redis-server for one test; stopped when dropped.
+struct TestRedis {
+    _server: redis_server::RedisServer,
+    resp: Resp,
+}
+
+impl TestRedis {
+    /// With one entry in the log already (so its epoch is named: the
+    /// first write to an empty Redis is a gap for readers that saw none).
+    fn start() -> TestRedis {
+        let (server, conn) = redis_server::RedisServer::start();
+        let redis = TestRedis {
+            _server: server,
+            resp: Resp {
+                conn: Rc::new(RefCell::new(BufReader::new(conn))),
+                down: Rc::default(),
+                sent: Rc::default(),
+            },
+        };
+        redis.append_as_js(Op::Set, "app:v:r|_");
+        redis
+    }
+
+    /// A log entry of another writer (a JS TieredCache), straight to Redis.
+    fn append_as_js(&self, op: Op, target: &str) {
+        let layout = Layout::new("app").unwrap();
+        let id = crate::new_writer_id().unwrap();
+        let mut js = Lease::new(Log::new(&layout), &id, LeaseConfig::default()).unwrap();
+        let cmds: Vec<Vec<Value>> = js
+            .append(op, &[target])
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::from_str(&c.body()).unwrap())
+            .collect();
+        for r in self.resp.run(&cmds) {
+            assert!(r.get("result").is_some(), "{r}");
+        }
+    }
+
+    /// A command straight to Redis (not through a cache, not logged).
+    fn call(&self, args: &[&str]) -> Value {
+        let args: Vec<Value> = args.iter().map(|a| json!(a)).collect();
+        self.resp.run(&[args]).remove(0)
+    }
+
+    fn xlen(&self) -> i64 {
+        self.call(&["XLEN", "app:c:{app:0}:log"])["result"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// A cache of prefix `app` on this Redis, with its own writer id.
+    fn cache(&self, clock: &crate::ManualClock, tune: impl FnOnce(&mut Settings)) -> EdgeCache {
+        let mut s = settings(true);
+        s.max_staleness = Some(crate::DEFAULT_MAX_STALENESS);
+        tune(&mut s);
+        let c = clock.clone();
+        EdgeCache::new(
+            &s,
+            Some(Box::new(self.resp.clone())),
+            Now::new(move || c.now_ms()),
+            Box::new(|_| {}),
+        )
+        .unwrap()
+    }
+}
+
+impl Resp {
+    /// Runs the commands in order on the connection; each `{"result"}` or
+    /// `{"error"}` as the REST protocol answers it.
+    fn run(&self, commands: &[Vec<Value>]) -> Vec<Value> {
+        let mut conn = self.conn.borrow_mut();
+        let mut req = Vec::new();
+        for c in commands {
+            req.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+            for a in c {
+                let a = match a {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                req.extend_from_slice(a.as_bytes());
+                req.extend_from_slice(b"\r\n");
+            }
+        }
+        conn.get_mut().write_all(&req).unwrap();
+        commands
+            .iter()
+            .map(|_| match read_resp(&mut conn) {
+                Ok(v) => json!({ "result": v }),
+                Err(e) => json!({ "error": e }),
+            })
+            .collect()
+    }
+}
+
+/// One RESP reply as the REST protocol encodes it (base64 strings).
+fn read_resp(conn: &mut BufReader<TcpStream>) -> std::result::Result<Value, String> {
+    let mut line = Vec::new();
+    conn.read_until(b'\n', &mut line).unwrap();
+    let body = String::from_utf8_lossy(&line[1..line.len() - 2]).to_string();
+    Ok(match line[0] {
+        b'+' if body == "OK" => json!("OK"),
+        b'+' => json!(b64(body.as_bytes())),
+        b':' => json!(body.parse::<i64>().unwrap()),
+        b'-' => return Err(body),
+        b'$' | b'*' if body == "-1" => Value::Null,
+        b'$' => {
+            let n: usize = body.parse().unwrap();
+            let mut buf = vec![0; n + 2];
+            conn.read_exact(&mut buf).unwrap();
+            json!(b64(&buf[..n]))
+        }
+        b'*' => {
+            let n: usize = body.parse().unwrap();
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                // An error inside an array does not occur in these replies.
+                items.push(read_resp(conn)?);
+            }
+            Value::Array(items)
+        }
+        other => panic!("unexpected RESP type {other}"),
+    })
+}
+
+impl Transport for Resp {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        self.sent.borrow_mut().push(body.clone());
+        let answer = if self.down.get() {
+            Err(Error::L2Http {
+                status: 0,
+                message: "connection refused".into(),
+            })
+        } else {
+            let cmd: Vec<Value> = serde_json::from_str(&body).unwrap();
+            let out = self.run(&[cmd]).remove(0);
+            let status = if out.get("error").is_some() { 400 } else { 200 };
+            Ok((status, serde_json::to_vec(&out).unwrap()))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        self.sent.borrow_mut().push(body.clone());
+        let answer = if self.down.get() {
+            Err(Error::L2Http {
+                status: 0,
+                message: "connection refused".into(),
+            })
+        } else {
+            let cmds: Vec<Vec<Value>> = serde_json::from_str(&body).unwrap();
+            Ok((200, serde_json::to_vec(&self.run(&cmds)).unwrap()))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+fn tier<T: DeserializeOwned>(c: &EdgeCache, key: &str) -> Option<(T, Tier)> {
+    run(c.lookup::<T>(key)).unwrap().map(|h| (h.value, h.tier))
+}
+
+/// Reads `key` until L1 has it: a read whose log read (riding along) names
+/// the key does not promote what it read, so it may take two.
+fn warm<T: DeserializeOwned + std::fmt::Debug + PartialEq>(c: &EdgeCache, key: &str, want: T) {
+    for _ in 0..3 {
+        let (v, t) = tier::<T>(c, key).expect("a value");
+        assert_eq!(v, want);
+        if t == Tier::L1 {
+            return;
+        }
+    }
+    panic!("{key} never reached L1");
+}
+
+fn coherence(c: &EdgeCache) -> CoherenceFigures {
+    c.stats().coherence.expect("coherence on")
+}
+
+/// Each mutation kind in one cache is not served from another's L1 once
+/// `maxStaleness` has passed, and is, before (the lease, not a miss).
+#[test]
+fn coherence_each_mutation_elsewhere_leaves_l1_within_max_staleness() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let reader = redis.cache(&clock, |_| {});
+    let acme = Scope::tenant("acme").unwrap();
+    type Mutation = fn(&EdgeCache, &Scope);
+    let cases: [(&str, Mutation); 5] = [
+        ("delete", |w, _| assert!(run(w.delete("k")).unwrap())),
+        ("overwrite", |w, _| run(w.set("k", &"new")).unwrap()),
+        ("bytes over JSON", |w, _| {
+            run(w.set_bytes("k", &[1])).unwrap()
+        }),
+        ("delete_pattern at the root", |w, _| {
+            assert_eq!(run(w.delete_pattern("k*")).unwrap(), 1)
+        }),
+        ("delete_pattern in another scope", |w, s| {
+            // A pattern delete of acme does not touch the root's k.
+            run(w.scope(s).unwrap().delete_pattern("*")).unwrap();
+            run(w.set("k", &"new")).unwrap();
+        }),
+    ];
+    let mut stale = Vec::new();
+    for (name, mutate) in cases {
+        run(writer.set("k", &"old")).unwrap();
+        run(writer.scope(&acme).unwrap().set("k", &"scoped")).unwrap();
+        // Into the reader's L1.
+        warm(&reader, "k", "old".to_string());
+        let r_acme = reader.scope(&acme).unwrap();
+        warm(&r_acme, "k", "scoped".to_string());
+        clock.advance(1);
+        mutate(&writer, &acme);
+        // Within maxStaleness of its last log read: L1 still serves it.
+        assert_eq!(
+            tier(&reader, "k"),
+            Some(("old".to_string(), Tier::L1)),
+            "{name}: the lease"
+        );
+        clock.advance(crate::DEFAULT_MAX_STALENESS);
+        let got = run(reader.lookup_raw("k"))
+            .unwrap()
+            .map(|h| (h.value, h.tier));
+        if got == Some((Raw::Json(br#""old""#.to_vec()), Tier::L1)) {
+            stale.push(name);
+        }
+        if name == "delete_pattern in another scope"
+            && run(r_acme.get::<String>("k")).unwrap().is_some()
+        {
+            stale.push("the scope's value");
+        }
+        clock.advance(crate::DEFAULT_MAX_STALENESS);
+    }
+    assert!(
+        stale.is_empty(),
+        "served from L1 past maxStaleness: {stale:?}"
+    );
+    let c = coherence(&reader);
+    assert!(c.log.entries >= 5 && c.invalidated >= 5, "{c:?}");
+    assert_eq!(c.log.gaps, 0, "{c:?}");
+}
+
+/// Counters: an increment elsewhere is not served from L1 past the bound.
+#[test]
+fn coherence_an_incr_elsewhere_leaves_the_counter_in_l1() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let reader = redis.cache(&clock, |_| {});
+    assert_eq!(run(writer.incr("hits", 1)).unwrap(), 1);
+    assert_eq!(run(reader.counter("hits")).unwrap(), Some(1));
+    let sent = redis.resp.sent.borrow().len();
+    assert_eq!(run(reader.counter("hits")).unwrap(), Some(1));
+    assert_eq!(redis.resp.sent.borrow().len(), sent, "from L1");
+    assert_eq!(run(writer.incr("hits", 5)).unwrap(), 6);
+    assert_eq!(run(reader.counter("hits")).unwrap(), Some(1), "the lease");
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(run(reader.counter("hits")).unwrap(), Some(6));
+    assert!(run(writer.delete("hits")).unwrap());
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(run(reader.counter("hits")).unwrap(), None);
+}
+
+/// A clear of the whole cache or of a scope (what the JS TieredCache
+/// appends; this binding has no clear) drops what it covers from L1.
+#[test]
+fn coherence_a_clear_from_js_drops_l1() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let reader = redis.cache(&clock, |_| {});
+    let acme = Scope::tenant("acme").unwrap();
+    let layout = Layout::new("app").unwrap();
+    let append = |glob: String| redis.append_as_js(Op::Clear, &glob);
+    run(writer.set("root", &1)).unwrap();
+    run(writer.scope(&acme).unwrap().set("a", &2)).unwrap();
+    let r_acme = reader.scope(&acme).unwrap();
+    warm(&reader, "root", 1);
+    warm(&r_acme, "a", 2);
+    // A scope's clear: acme's keys go, the root's stay (no L2 change here,
+    // so L1 is what tells).
+    append(layout.pattern(Some(&acme), "*"));
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(tier::<i64>(&reader, "root").unwrap().1, Tier::L1);
+    assert_eq!(tier::<i64>(&r_acme, "a").unwrap().1, Tier::L2);
+    // The cache's clear: everything.
+    append(layout.everything());
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(tier::<i64>(&reader, "root").unwrap().1, Tier::L2);
+    assert_eq!(tier::<i64>(&r_acme, "a").unwrap().1, Tier::L2);
+    assert_eq!(coherence(&reader).log.gaps, 0);
+}
+
+/// Gaps: the log deleted, or Redis flushed: L1 is dropped and counted.
+#[test]
+fn coherence_gaps_drop_l1() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let reader = redis.cache(&clock, |_| {});
+    let fill = |v: &str| {
+        run(writer.set("k", &v)).unwrap();
+        clock.advance(crate::DEFAULT_MAX_STALENESS);
+        warm(&reader, "k", v.to_string());
+    };
+    // The log deleted (its entries lost), then the value changed.
+    fill("a");
+    redis.call(&["DEL", "app:c:{app:0}:log"]);
+    run(writer.set("k", &"b")).unwrap();
+    redis.call(&["DEL", "app:c:{app:0}:log"]);
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(tier(&reader, "k"), Some(("b".to_string(), Tier::L2)));
+    let c = coherence(&reader);
+    assert_eq!((c.log.gaps, c.log.lost), (1, 1), "{c:?}");
+    // FLUSHALL, then a new write (it names a new epoch).
+    fill("c");
+    redis.call(&["FLUSHALL"]);
+    run(writer.set("k", &"d")).unwrap();
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    assert_eq!(tier(&reader, "k"), Some(("d".to_string(), Tier::L2)));
+    let c = coherence(&reader);
+    assert_eq!((c.log.gaps, c.log.epoch), (2, 1), "{c:?}");
+    assert!(c.invalidated >= 2, "{c:?}");
+}
+
+/// Redis unreachable with an expired lease: served and counted by default,
+/// refused in strict mode; served without a read while the lease is fresh.
+#[test]
+fn coherence_unreachable_serves_stale_by_default_and_strict_refuses() {
+    for strict in [false, true] {
+        let redis = TestRedis::start();
+        let clock = crate::ManualClock::new(1_000_000);
+        let cache = redis.cache(&clock, |s| s.stale_while_unreachable = !strict);
+        run(cache.set("k", &"v")).unwrap();
+        redis.resp.down.set(true);
+        assert_eq!(
+            tier(&cache, "k"),
+            Some(("v".to_string(), Tier::L1)),
+            "fresh"
+        );
+        assert_eq!(coherence(&cache).log.failures, 0);
+        clock.advance(crate::DEFAULT_MAX_STALENESS);
+        let got = tier::<String>(&cache, "k");
+        let c = coherence(&cache);
+        if strict {
+            assert_eq!(got, None, "refused, then a failed-open miss");
+            assert_eq!((c.log.refused, c.log.stale_served), (1, 0));
+            assert!(
+                run(cache.counter("k")).is_err(),
+                "an outage is not no counter"
+            );
+        } else {
+            assert_eq!(got, Some(("v".to_string(), Tier::L1)));
+            assert_eq!((c.log.refused, c.log.stale_served), (0, 1));
+        }
+        // Back: the log is read, and L1 serves again.
+        redis.resp.down.set(false);
+        clock.advance(5_000); // past the breaker's cooldown
+        assert_eq!(tier(&cache, "k"), Some(("v".to_string(), Tier::L1)));
+        let j = cache.stats().to_json();
+        assert_eq!(j["coherence"]["refused"], u64::from(strict));
+        assert_eq!(j["coherence"]["staleServed"], u64::from(!strict));
+        assert_eq!(j["coherence"]["maxStaleness"], 1000);
+    }
+}
+
+/// A mutation's log entry travels in its own pipeline (one request), after
+/// it; a log read rides along a request made anyway.
+#[test]
+fn coherence_the_write_pipeline_carries_the_xadd_and_reads_ride_along() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let cache = redis.cache(&clock, |_| {});
+    run(cache.set("warm", &0)).unwrap(); // the first log read, alone
+    let sent = || redis.resp.sent.borrow().len();
+    let before = sent();
+    run(cache.set("k", &"v")).unwrap();
+    assert_eq!(sent(), before + 1, "one request");
+    let body = redis.resp.sent.borrow().last().unwrap().clone();
+    assert!(
+        body.starts_with(r#"[["SET","app:v:r|k","#)
+            && body.contains(r#"["XADD","app:c:{app:0}:log","MAXLEN","~",10000,"*","w","#),
+        "{body}"
+    );
+    assert_eq!(redis.xlen(), 3, "the primer's, warm's, k's");
+    run(cache.delete("k")).unwrap();
+    run(cache.incr("n", 1)).unwrap();
+    run(cache.delete_pattern("x*")).unwrap();
+    assert_eq!(redis.xlen(), 6);
+    // Half-way to expiry: a miss's GET carries the log read.
+    let reads = coherence(&cache).log.reads;
+    clock.advance(crate::DEFAULT_MAX_STALENESS / 2);
+    let before = sent();
+    assert_eq!(run(cache.get::<i64>("nothing")).unwrap(), None);
+    assert_eq!(sent(), before + 1);
+    let body = redis.resp.sent.borrow().last().unwrap().clone();
+    assert!(
+        body.starts_with(r#"[["GET","app:v:r|nothing"],["GET","app:c:{app:0}:epoch"]"#),
+        "{body}"
+    );
+    assert_eq!(coherence(&cache).log.reads, reads + 1);
+    // Renewed: an L1 hit a full maxStaleness after the last read alone
+    // needs none.
+    clock.advance(crate::DEFAULT_MAX_STALENESS / 2);
+    let before = sent();
+    assert_eq!(tier(&cache, "warm"), Some((0, Tier::L1)));
+    assert_eq!(sent(), before, "no request");
+    assert_eq!(coherence(&cache).log.own, 5, "its own entries, skipped");
+}
+
+/// The append's error makes the mutation fail (others would not learn of
+/// it), though the write itself happened.
+#[test]
+fn coherence_a_failed_append_fails_the_mutation() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let cache = redis.cache(&clock, |_| {});
+    run(cache.set("k", &"v")).unwrap();
+    run(cache.incr("n", 1)).unwrap();
+    // The stream's key holds a string: XADD answers WRONGTYPE.
+    redis.call(&["SET", "app:c:{app:0}:log", "not a stream"]);
+    let e = run(cache.delete("k")).unwrap_err();
+    assert_eq!(e.code(), "L2_REDIS", "{e}");
+    assert_eq!(redis.call(&["EXISTS", "app:v:r|k"])["result"], 0, "deleted");
+    assert_eq!(run(cache.incr("n", 1)).unwrap_err().code(), "L2_REDIS");
+    assert_eq!(
+        run(cache.delete_pattern("*")).unwrap_err().code(),
+        "L2_REDIS"
+    );
+    let writes = cache.stats().l2.unwrap().writes;
+    run(cache.set("k", &"w")).unwrap(); // fails open, counted
+    let l2 = cache.stats().l2.unwrap();
+    assert_eq!(l2.writes, writes);
+    assert!(l2.errors["L2_REDIS"] >= 4, "{:?}", l2.errors);
+}
+
+/// Coherence off: today's behaviour, no log commands at all.
+#[test]
+fn coherence_off_sends_no_log_command() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let cache = redis.cache(&clock, |s| s.max_staleness = None);
+    run(cache.set("k", &"v")).unwrap();
+    clock.advance(DEFAULT_L1_TTL - 1);
+    assert_eq!(tier(&cache, "k"), Some(("v".to_string(), Tier::L1)));
+    run(cache.delete("k")).unwrap();
+    assert!(
+        redis
+            .resp
+            .sent
+            .borrow()
+            .iter()
+            .all(|b| !b.contains(":c:{app:0}:")),
+        "{:?}",
+        redis.resp.sent.borrow()
+    );
+    assert_eq!(cache.stats().coherence, None);
+    assert_eq!(cache.stats().to_json()["coherence"], Value::Null);
+}
+
+/// Once `armed`, holds the answer of the next pipeline whose body starts
+/// with `prefix` until `open` is set (Redis has run it already); the rest
+/// pass.
+struct HoldFirst {
+    inner: Resp,
+    prefix: &'static str,
+    armed: Rc<Cell<bool>>,
+    open: Rc<Cell<bool>>,
+}
+
+impl Transport for HoldFirst {
+    fn post(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        self.inner.post(body)
+    }
+
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        let hold = self.armed.get() && body.starts_with(self.prefix);
+        let answer = self.inner.pipeline(body);
+        if !hold {
+            return answer;
+        }
+        self.armed.set(false);
+        let open = self.open.clone();
+        let mut answer = Some(answer);
+        Box::pin(std::future::poll_fn(move |cx| {
+            if !open.get() {
+                return Poll::Pending;
+            }
+            answer.as_mut().unwrap().as_mut().poll(cx)
+        }))
+    }
+}
+
+/// Two requests of one isolate whose L1 hits both find the lease expired:
+/// each reads the log itself (the second does not wait on the first's
+/// I/O), and the older read, finishing last, brings nothing back.
+#[test]
+fn coherence_concurrent_lease_reads_neither_wait_nor_undo_each_other() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let writer = redis.cache(&clock, |_| {});
+    let (armed, open) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+    let c = clock.clone();
+    let mut s = settings(true);
+    s.max_staleness = Some(crate::DEFAULT_MAX_STALENESS);
+    let reader = EdgeCache::new(
+        &s,
+        Some(Box::new(HoldFirst {
+            inner: redis.resp.clone(),
+            // A log read alone.
+            prefix: r#"[["GET","app:c:{app:0}:epoch"]"#,
+            armed: armed.clone(),
+            open: open.clone(),
+        })),
+        Now::new(move || c.now_ms()),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    run(writer.set("k", &"old")).unwrap();
+    warm(&reader, "k", "old".to_string());
+    let from = coherence(&reader).log.reads;
+    armed.set(true);
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    let got = overlapped(reader.get::<String>("k"), &open, || {
+        // Its log read ran in Redis before this delete, answered later.
+        assert!(run(writer.delete("k")).unwrap());
+        clock.advance(1);
+        // Another request meanwhile: its own read, which sees the delete.
+        assert_eq!(run(reader.get::<String>("k")).unwrap(), None);
+    });
+    assert_eq!(
+        got.unwrap(),
+        None,
+        "the first request looked at L1 again after its read"
+    );
+    let c = coherence(&reader);
+    assert_eq!(c.log.reads, from + 2, "{c:?}");
+    assert_eq!(
+        run(reader.get::<String>("k")).unwrap(),
+        None,
+        "nothing came back"
+    );
+}
+
+/// An isolate that starts with Redis unreachable tries its first log read
+/// alone once; later reads ride along, so an outage costs each request no
+/// more than one request.
+#[test]
+fn coherence_a_first_read_that_fails_is_not_tried_alone_again() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let cache = redis.cache(&clock, |s| s.breaker_threshold = 100);
+    let sent = || redis.resp.sent.borrow().len();
+    redis.resp.down.set(true);
+    assert_eq!(run(cache.get::<i64>("a")).unwrap(), None);
+    assert_eq!(
+        sent(),
+        2,
+        "the first read alone, then the GET with a read along"
+    );
+    for (i, key) in ["b", "c"].iter().enumerate() {
+        assert_eq!(run(cache.get::<i64>(key)).unwrap(), None);
+        assert_eq!(sent(), 3 + i, "one request each");
+    }
+    run(cache.set("k", &1)).unwrap();
+    assert_eq!(sent(), 5);
+    let c = coherence(&cache);
+    assert_eq!((c.log.reads, c.log.failures), (0, 5), "{c:?}");
+    // Back: the L1 hit reads the log first; that first read cannot vouch
+    // for what L1 took in meanwhile (the set's value, which never reached
+    // Redis): dropped, and the GET finds nothing.
+    redis.resp.down.set(false);
+    assert_eq!(run(cache.get::<i64>("k")).unwrap(), None);
+    let c = coherence(&cache);
+    assert_eq!((c.log.reads, c.invalidated), (1, 1), "{c:?}");
+    let sent = redis.resp.sent.borrow();
+    assert!(
+        sent[sent.len() - 2].starts_with(r#"[["GET","app:c:{app:0}:epoch"]"#),
+        "{sent:?}"
+    );
+    assert_eq!(
+        sent[sent.len() - 1],
+        r#"["GET","app:v:r|k"]"#,
+        "the lease is fresh: no read along"
+    );
 }

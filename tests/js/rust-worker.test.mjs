@@ -205,6 +205,24 @@ describe('the Rust example Worker, tiered over redis-server + edgecache-bridge',
     assert.equal((await get(tiered(), '/shared/1')).cache, 'MISS');
   });
 
+  test('coherence from the bindings: EDGECACHE_MAX_STALENESS, EDGECACHE_STALE_WHILE_UNREACHABLE', async () => {
+    const on = tiered({ EDGECACHE_MAX_STALENESS: '250' });
+    await get(on, '/coherence/1');
+    const c = (await stats(on)).coherence;
+    assert.equal(c.maxStaleness, 250);
+    assert.ok(c.reads >= 1, JSON.stringify(c));
+    for (const k of ['failures', 'entries', 'own', 'gaps', 'trimmed', 'behind', 'lost', 'epoch', 'away', 'unreadable', 'staleServed', 'refused', 'invalidated']) {
+      assert.equal(typeof c[k], 'number', `${k} in ${JSON.stringify(c)}`);
+    }
+    assert.equal((await stats(tiered())).coherence.maxStaleness, 1000, 'the default');
+    assert.equal((await stats(tiered({ EDGECACHE_MAX_STALENESS: 'off' }))).coherence, null);
+    for (const [name, value] of [['EDGECACHE_MAX_STALENESS', '86400001'], ['EDGECACHE_MAX_STALENESS', 'never'], ['EDGECACHE_STALE_WHILE_UNREACHABLE', 'yes']]) {
+      const r = await get(tiered({ [name]: value }), '/x');
+      assert.equal(r.status, 500, r.text);
+      assert.match(r.text, new RegExp(`invalid option \`${name}\``));
+    }
+  });
+
   test('a tampered L2 value is not served', async () => {
     const a = tiered();
     const first = await get(a, '/tamper/1');

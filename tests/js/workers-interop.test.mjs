@@ -7,8 +7,10 @@
 // their admin route `/__edgecache/kv/<key>?tenant=&user=` each reads what
 // the other wrote, at the root and in scopes; scopes stay apart; a delete
 // on one reaches the other (once the reader's own L1 copy, if it kept one,
-// has lived out EDGECACHE_L1_TTL: each Worker has its own L1, and nothing
-// tells one isolate that another deleted a key).
+// has lived out EDGECACHE_L1_TTL: these Workers run with coherence off,
+// EDGECACHE_MAX_STALENESS=off, the behaviour before it). With coherence on
+// (the default), a second pair of Workers shows a mutation on either one
+// leaving the other's L1 within EDGECACHE_MAX_STALENESS.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -52,6 +54,8 @@ before(async () => {
     EDGECACHE_PREFIX: PREFIX,
     EDGECACHE_L1_TTL: String(L1_TTL),
     EDGECACHE_ADMIN_TOKEN: ADMIN,
+    // The L1 rules alone: a copy lives out EDGECACHE_L1_TTL (coherence: below).
+    EDGECACHE_MAX_STALENESS: 'off',
   };
   mf = new Miniflare({
     scriptPath: RUST_SCRIPT,
@@ -394,6 +398,80 @@ describe('pages', () => {
     const rustOwn = await rust.fetch('/interop/js-page');
     assert.equal(rustOwn.status, 200);
     assert.match(await rustOwn.text(), /<h1>\/interop\/js-page<\/h1>/);
+  });
+});
+
+describe('coherence (EDGECACHE_MAX_STALENESS): a mutation on one Worker leaves the other\'s L1 within the bound', () => {
+  const MAX_STALENESS = 300;
+  // Scheduling slack: the reader's clock (workerd's, advanced on I/O) and this process's.
+  const SLACK = 100;
+  let cmf;
+  let cjs;
+  const crust = { name: 'Rust', fetch: (p, init) => cmf.dispatchFetch(`http://localhost${p}`, init) };
+  const cjsw = { name: 'JS', fetch: (p, init) => cjs.fetch(p, init) };
+  before(async () => {
+    const vars = {
+      EDGECACHE_REDIS_URL: bridge.url,
+      EDGECACHE_REDIS_TOKEN: TOKEN,
+      EDGECACHE_SIGNING_KEYS: `k1:${SECRET}`,
+      EDGECACHE_PREFIX: 'coherent',
+      // Far longer than the test: only the log can take a copy out of L1.
+      EDGECACHE_L1_TTL: '600000',
+      EDGECACHE_MAX_STALENESS: String(MAX_STALENESS),
+      EDGECACHE_ADMIN_TOKEN: ADMIN,
+    };
+    cmf = new Miniflare({
+      scriptPath: RUST_SCRIPT,
+      modules: true,
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+      compatibilityDate: '2025-09-01',
+      bindings: { ORIGIN_DELAY_MS: '20', ...vars },
+      handleRuntimeStdio() {},
+    });
+    cjs = await unstable_dev('examples/js-worker/index.js', {
+      config: 'examples/js-worker/wrangler.toml',
+      vars,
+      ip: '127.0.0.1',
+      port: 0,
+      logLevel: 'error',
+      experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
+    });
+  });
+  after(async () => {
+    await cjs?.stop();
+    await cmf?.dispose();
+  });
+
+  /** Reads until the reader's L1 holds it (a read whose log read names the key does not promote). */
+  async function intoL1(w, key, scope, want) {
+    for (let i = 0; i < 3; i++) {
+      const r = await kvGet(w, key, scope);
+      assert.deepEqual([r.status, r.value], [200, want], `${w.name} reads ${key}`);
+      if (r.tier === 'l1') return;
+    }
+    assert.fail(`${key} never reached ${w.name}'s L1`);
+  }
+
+  test('an overwrite and a delete, both ways, at the root and in scopes', async () => {
+    for (const [writer, reader] of [[crust, cjsw], [cjsw, crust]]) {
+      for (const [name, scope] of SCOPES) {
+        const key = `coherent-${writer.name}-${name}`;
+        await kvPut(writer, key, 1, scope);
+        await intoL1(reader, key, scope, 1);
+        await kvPut(writer, key, 2, scope);
+        await sleep(MAX_STALENESS + SLACK);
+        const after = await kvGet(reader, key, scope);
+        assert.deepEqual([after.status, after.value], [200, 2], `${reader.name} (${name}) after ${writer.name}'s overwrite`);
+        await intoL1(reader, key, scope, 2);
+        assert.equal(await kvDelete(writer, key, scope), true);
+        await sleep(MAX_STALENESS + SLACK);
+        const gone = await kvGet(reader, key, scope);
+        assert.equal(gone.status, 404, `${reader.name} (${name}) after ${writer.name}'s delete: ${gone.text}`);
+      }
+    }
+    const s = await (await cmf.dispatchFetch('http://localhost/__edgecache/stats')).json();
+    assert.equal(s.coherence.maxStaleness, MAX_STALENESS);
+    assert.ok(s.coherence.entries >= 6 && s.coherence.invalidated >= 6, JSON.stringify(s.coherence));
   });
 });
 

@@ -275,6 +275,14 @@ fn dashboard(cache: &EdgeCache) -> String {
         ),
         _ => ("none: L1 only (set EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN, EDGECACHE_SIGNING_KEYS)".into(), "n/a".into()),
     };
+    let coherence = match s.coherence {
+        Some(c) => format!(
+            "maxStaleness {} ms: {} log reads ({} failed), {} entries applied, {} gaps, {} L1 entries dropped, {} stale-while-unreachable, {} refused",
+            c.max_staleness, c.log.reads, c.log.failures, c.log.entries, c.log.gaps, c.invalidated, c.log.stale_served, c.log.refused
+        ),
+        None if s.l2.is_some() => "off (EDGECACHE_MAX_STALENESS=off)".into(),
+        None => "n/a".into(),
+    };
     let served = SERVED.with(|s| {
         let s = s.borrow();
         format!("{} HIT, {} MISS, {} STALE", s.hit, s.miss, s.stale)
@@ -288,6 +296,7 @@ fn dashboard(cache: &EdgeCache) -> String {
          <tr><th align=left>served</th><td>{}</td></tr>\
          <tr><th align=left>L2</th><td>{}</td></tr>\
          <tr><th align=left>breaker</th><td>{}</td></tr>\
+         <tr><th align=left>coherence</th><td>{}</td></tr>\
          </table><p><a href=/__edgecache/stats>JSON</a></p>\n",
         s.l1.hit_rate * 100.0,
         c.entries,
@@ -297,6 +306,7 @@ fn dashboard(cache: &EdgeCache) -> String {
         served,
         html_escape(&l2),
         breaker,
+        coherence,
     )
 }
 
