@@ -84,6 +84,24 @@ test('package.json: ESM, exports with workerd, engines', () => {
   assert.equal(pkg.imports, undefined, 'no #imports: a plain page must resolve every specifier');
 });
 
+test('package.json names the repository, homepage and bug tracker, and the README links them', () => {
+  // A user of the tarball reads of a bridge, a crate and examples "in the
+  // repository": these fields, and the README, must say where that is.
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+  const repo = 'https://github.com/edgecache/edgecache';
+  assert.deepEqual(pkg.repository, { type: 'git', url: `git+${repo}.git` });
+  assert.equal(pkg.homepage, `${repo}#readme`);
+  assert.deepEqual(pkg.bugs, { url: `${repo}/issues` });
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  assert.ok(readme.includes(`](${repo})`), 'the README links the repository');
+  assert.ok(readme.includes(`](${repo}/issues)`), 'the README links the bug tracker');
+  for (const crate of ['Cargo.toml', 'bridge/Cargo.toml']) {
+    const toml = readFileSync(path.join(root, crate), 'utf8');
+    assert.match(toml, new RegExp(`^repository = "${repo}"$`, 'm'), crate);
+    assert.doesNotMatch(toml, /^publish = false$/m, `${crate} is publishable`);
+  }
+});
+
 test('the wasm has no name section, and its sizes are within budget', (t) => {
   const wasm = readFileSync(path.join(root, 'dist/wasm/edgecache_bg.wasm'));
   // Custom sections (id 0) and their names.
