@@ -102,6 +102,22 @@ test('package.json names the repository, homepage and bug tracker, and the READM
   }
 });
 
+test('the shipped docs are for users: no repository test files, no build notes, no seed', () => {
+  const files = pack().files;
+  const docs = files.filter((f) => f === 'README.md' || /^docs\/[^/]+\.md$/.test(f));
+  assert.ok(docs.length >= 4, String(docs));
+  for (const doc of docs) {
+    const text = readFileSync(path.join(root, doc), 'utf8');
+    const refs = [...text.matchAll(/`((?:tests|bench)\/[^`\s]*)`/g)].map((m) => m[1]);
+    assert.deepEqual(refs, [], `${doc} names repository files a user does not have (CONTRIBUTING.md lists the tests)`);
+    assert.doesNotMatch(text, /Python seed/, doc);
+  }
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  assert.doesNotMatch(readme, /^## .*working on edgecache/im, "the README's top is for users: working on edgecache is CONTRIBUTING.md's");
+  const web = readFileSync(path.join(root, 'dist/web.d.ts'), 'utf8');
+  assert.doesNotMatch(web, /scripts\/|dist\.mjs/, 'dist/web.d.ts carries no build notes');
+});
+
 test('the wasm has no name section, and its sizes are within budget', (t) => {
   const wasm = readFileSync(path.join(root, 'dist/wasm/edgecache_bg.wasm'));
   // Custom sections (id 0) and their names.
