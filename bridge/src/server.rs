@@ -153,8 +153,9 @@ pub async fn serve(
     app.backend.quit().await;
 }
 
-/// `--metrics-listen`: `GET /metrics` only (404 elsewhere), one
-/// connection at a time is plenty for a scraper.
+/// `--metrics-listen`: `GET /metrics` only (404 elsewhere). Meant for a
+/// network only the scraper reaches, so its connections are not bounded
+/// by `--max-connections`; a header timeout closes idle ones.
 async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

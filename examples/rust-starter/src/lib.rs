@@ -13,7 +13,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let cache = EdgeCache::from_env(&env).map_err(|e| Error::RustError(e.to_string()))?;
     let path = req.path();
     if req.method() == Method::Post && path == "/count" {
-        let n = cache.incr("count", 1).await.map_err(|e| Error::RustError(e.to_string()))?;
+        let n = cache
+            .incr("count", 1)
+            .await
+            .map_err(|e| Error::RustError(e.to_string()))?;
         return Response::ok(n.to_string());
     }
     if let Ok(Some(hit)) = cache.lookup::<String>(&path).await {
