@@ -56,7 +56,7 @@ before(async () => {
   bridge = await startBridge({
     redisUrl: redis.url,
     token: TOKEN,
-    args: ['--metrics-token', METRICS_TOKEN, '--metrics-listen', `127.0.0.1:${metricsPort}`, '--request-timeout', '4000'],
+    args: ['--metrics-token', METRICS_TOKEN, '--metrics-listen', `127.0.0.1:${metricsPort}`, '--request-timeout', '8000'],
   });
 });
 after(async () => {
@@ -151,7 +151,8 @@ test('a stalled Redis shows in the queue gauges; a stopped one in the failures, 
     pending = Array.from({ length: 8 }, (_, i) => post('/', ['SET', `m:big:${i}`, big]).then((r) => r.status));
     let depth = 0;
     let bytes = 0;
-    const deadline = Date.now() + 2_000;
+    // Well within --request-timeout (8 s), after which the queue empties.
+    const deadline = Date.now() + 6_000;
     while (depth === 0 && Date.now() < deadline) {
       const m = await scrape();
       depth = value(m, 'edgecache_bridge_redis_queue_depth', 'edgecache_bridge_redis_queue_depth');
