@@ -115,8 +115,9 @@ struct Args {
     #[arg(long, env = "EDGECACHE_BRIDGE_ALLOW", value_delimiter = ',')]
     allow: Vec<String>,
     /// Serve `GET /metrics` (Prometheus text format) on --listen to this
-    /// bearer token, and only to it (16 characters or more, unlike the
-    /// data tokens); with --metrics-listen, required there too.
+    /// bearer token, and only to it (16 characters or more, and neither
+    /// --token nor --read-only-token); with --metrics-listen, required
+    /// there too.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_METRICS_TOKEN",
