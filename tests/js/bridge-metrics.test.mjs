@@ -194,3 +194,18 @@ test('without --metrics-token or --metrics-listen, /metrics is not served (the p
     await r.stop();
   }
 });
+
+test('a metrics token that is short, or a data token, is refused at start-up (exit 2)', async () => {
+  const { execFile } = await import('node:child_process');
+  const { BRIDGE_BIN } = await import('./servers.mjs');
+  const start = (args) =>
+    new Promise((resolve) => {
+      execFile(BRIDGE_BIN, ['--listen', '127.0.0.1:0', ...args], { env: { ...process.env, EDGECACHE_BRIDGE_TOKEN: TOKEN } }, (e, stdout, stderr) => resolve({ code: e?.code ?? 0, stderr }));
+    });
+  const short = await start(['--metrics-token', 'short']);
+  assert.equal(short.code, 2);
+  assert.match(short.stderr, /--metrics-token must be at least 16 characters/);
+  const same = await start(['--metrics-token', TOKEN]);
+  assert.equal(same.code, 2);
+  assert.match(same.stderr, /--metrics-token must differ from --token and --read-only-token/);
+});
