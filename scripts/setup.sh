@@ -10,7 +10,8 @@
 #                            redis-server, webdis, chromium, chromedriver and
 #                            the tools that test the packed package
 #                            (tests/pkg/tools: Node 22 and 24, Deno, Bun,
-#                            Vite, webpack, Rollup, wrangler).
+#                            Vite, webpack, Rollup, wrangler), and Python's
+#                            prometheus_client (the bridge's /metrics test).
 #
 # Two kinds of machine:
 #   * a rustup toolchain with the wasm32-unknown-unknown target (an ordinary
@@ -151,6 +152,16 @@ if ! cmp -s tests/pkg/tools/package-lock.json target/pkg-tools/package-lock.json
   rm -rf target/pkg-tools && mkdir -p target/pkg-tools
   cp tests/pkg/tools/package.json tests/pkg/tools/package-lock.json target/pkg-tools/
   (cd target/pkg-tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# ---- 6. the official Prometheus text parser (Python's prometheus_client),
+# which tests/js/bridge-metrics.test.mjs reads the bridge's /metrics with ----
+PROM_CLIENT=prometheus_client==0.26.0
+if [ ! -f "target/py-prometheus/prometheus_client-0.26.0.dist-info/METADATA" ]; then
+  log "pip install $PROM_CLIENT into target/py-prometheus"
+  rm -rf target/py-prometheus
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  # --target is outside the system's site-packages (PEP 668 allows it).
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --target target/py-prometheus "$PROM_CLIENT"
 fi
 wait_installs
 log "ready (node $(node --version))"

@@ -231,6 +231,16 @@ impl Backend {
             .ok_or_else(no_connection)
     }
 
+    /// For `/metrics`: requests and bytes queued for Redis and not yet
+    /// written, the bridge's own connections up, and how many it has
+    /// (zeros for a cluster or sentinel URL, whose queues are fred's).
+    pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
+        self.direct.iter().fold((0, 0, 0, 0), |(j, b, up, n), c| {
+            let (cj, cb) = c.queued();
+            (j + cj, b + cb, up + usize::from(c.is_up()), n + 1)
+        })
+    }
+
     /// Runs `cmds` as one pipeline on one connection, in order, and returns
     /// one reply per command (a Redis error is an error frame in its place),
     /// within the request timeout.

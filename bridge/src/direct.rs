@@ -92,6 +92,10 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
+/// Why a command was refused before it was sent (`/metrics` counts it as `queue_full`).
+pub const QUEUE_FULL: &str =
+    "the queue to Redis is full (--max-queue, --max-queue-bytes): Redis is slow or stalled";
+
 type Reply = Result<Vec<Resp3Frame>, Unavailable>;
 
 /// Where and how to connect.
@@ -220,9 +224,7 @@ impl Conn {
         }
         let len = buf.len();
         if !self.queue.admit(&self.limits, len) {
-            return Err(Unavailable::unsent(
-                "the queue to Redis is full (--max-queue, --max-queue-bytes): Redis is slow or stalled",
-            ));
+            return Err(Unavailable::unsent(QUEUE_FULL));
         }
         let state = Arc::new(AtomicU8::new(QUEUED));
         let (tx, mut rx) = oneshot::channel();
@@ -250,6 +252,14 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Requests and bytes queued and not yet written, for `/metrics`.
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            self.queue.jobs.load(Ordering::Relaxed),
+            self.queue.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Closes the connection.

@@ -7,11 +7,13 @@
 //! - [`backend`]: Redis: plain commands and pipelines on [`direct`]
 //!   connections, transactions (and cluster URLs) through fred;
 //! - [`direct`]: a multiplexed RESP connection that batches writes;
-//! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown.
+//! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown;
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod direct;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;

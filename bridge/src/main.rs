@@ -114,6 +114,22 @@ struct Args {
     /// Commands to take off the default deny list (comma-separated).
     #[arg(long, env = "EDGECACHE_BRIDGE_ALLOW", value_delimiter = ',')]
     allow: Vec<String>,
+    /// Serve `GET /metrics` (Prometheus text format) on --listen to this
+    /// bearer token, and only to it (16 characters or more, and neither
+    /// --token nor --read-only-token); with --metrics-listen, required
+    /// there too.
+    #[arg(
+        long,
+        env = "EDGECACHE_BRIDGE_METRICS_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    metrics_token: Option<String>,
+    /// Serve `GET /metrics` on an address of its own (port 0: any free
+    /// port; the second line on stdout says which: `metrics on
+    /// http://ADDR/metrics`), without a token unless --metrics-token is set.
+    #[arg(long, env = "EDGECACHE_BRIDGE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -160,6 +176,14 @@ async fn run(args: Args) {
     if args.read_only_token.as_deref() == Some(args.token.as_str()) {
         fail("--read-only-token must differ from --token");
     }
+    if let Some(t) = &args.metrics_token {
+        if t.len() < 16 {
+            fail("--metrics-token must be at least 16 characters");
+        }
+        if *t == args.token || args.read_only_token.as_ref() == Some(t) {
+            fail("--metrics-token must differ from --token and --read-only-token");
+        }
+    }
     let policy = Policy::new(&args.deny, &args.allow).unwrap_or_else(|e| fail(e));
     let ms = Duration::from_millis;
     let limits = Limits {
@@ -174,8 +198,22 @@ async fn run(args: Args) {
         .await
         .unwrap_or_else(|e| fail(format!("--listen {}: {e}", args.listen)));
     let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
+    let metrics_listener = match &args.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .unwrap_or_else(|e| fail(format!("--metrics-listen {a}: {e}"))),
+        ),
+        None => None,
+    };
     // The first line on stdout, for scripts and tests that start the bridge.
     println!("listening on http://{addr}");
+    if let Some(l) = &metrics_listener {
+        println!(
+            "metrics on http://{}/metrics",
+            l.local_addr().unwrap_or_else(|e| fail(e))
+        );
+    }
     tracing::info!(%addr, redis = %redact(&args.redis_url), "edgecache-bridge ready");
     let settings = server::Settings {
         token: args.token,
@@ -188,6 +226,8 @@ async fn run(args: Args) {
         header_timeout: ms(args.header_timeout),
         body_timeout: ms(args.body_timeout),
         shutdown_timeout: ms(args.shutdown_timeout),
+        metrics_token: args.metrics_token,
+        metrics_listener,
     };
     server::serve(listener, backend, settings, shutdown_signal()).await;
 }

@@ -4,6 +4,7 @@
 //! finishes the requests in flight.
 
 use crate::backend::{Backend, TxOutcome, Unavailable};
+use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, Role};
 use crate::protocol::{self, Command};
 use bytes::Bytes;
@@ -34,6 +35,11 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// `GET /metrics` on this listener, with this token of its own.
+    pub metrics_token: Option<String>,
+    /// `/metrics` on a listener of its own (the token required there too
+    /// when set).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 struct App {
@@ -45,6 +51,11 @@ struct App {
     max_pipeline: usize,
     request_timeout: Duration,
     body_timeout: Duration,
+    /// Set when `/metrics` is served (else nothing is counted).
+    metrics: Option<Arc<Metrics>>,
+    metrics_token: Option<[u8; 32]>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
     /// Advances with every request that writes; sent as `upstash-sync-token`.
     /// Starts at the clock's milliseconds, so it keeps increasing across a
     /// restart.
@@ -67,6 +78,9 @@ pub async fn serve(
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let max_connections = s.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let metrics_on = s.metrics_token.is_some() || s.metrics_listener.is_some();
     let app = Arc::new(App {
         backend,
         policy: s.policy,
@@ -76,9 +90,15 @@ pub async fn serve(
         max_pipeline: s.max_pipeline,
         request_timeout: s.request_timeout,
         body_timeout: s.body_timeout,
+        metrics: metrics_on.then(Arc::default),
+        metrics_token: s.metrics_token.as_deref().map(digest),
+        permits: permits.clone(),
+        max_connections,
         sync: AtomicU64::new(start),
     });
-    let permits = Arc::new(Semaphore::new(s.max_connections.max(1)));
+    let metrics_server = s
+        .metrics_listener
+        .map(|l| tokio::spawn(serve_metrics(l, app.clone())));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -127,7 +147,64 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(s.shutdown_timeout) => tracing::warn!("shutdown timeout: closing the remaining connections"),
     }
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     app.backend.quit().await;
+}
+
+/// `--metrics-listen`: `GET /metrics` only (404 elsewhere). Meant for a
+/// network only the scraper reaches, so its connections are not bounded
+/// by `--max-connections`; a header timeout closes idle ones.
+async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = app.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, Infallible>(if req.uri().path() == "/metrics" {
+                        metrics_answer(&app, &req)
+                    } else {
+                        error(StatusCode::NOT_FOUND, "ERR only /metrics here")
+                    })
+                }
+            }),
+        );
+        tokio::spawn(conn);
+    }
+}
+
+fn metrics_answer(app: &App, req: &Request<Incoming>) -> Resp {
+    let m = app.metrics.as_deref().expect("metrics on");
+    metrics::answer(req, app.metrics_token.as_ref(), m, || {
+        let (queue_depth, queue_bytes, redis_up, redis_connections) = app.backend.queue_gauges();
+        metrics::Gauges {
+            connections: app.max_connections - app.permits.available_permits(),
+            max_connections: app.max_connections,
+            queue_depth,
+            queue_bytes,
+            redis_up,
+            redis_connections,
+        }
+    })
+}
+
+/// Whether a request presents `expected` (a SHA-256 digest), compared in
+/// constant time.
+pub fn token_matches<B>(req: &Request<B>, expected: &[u8; 32]) -> bool {
+    presented_token(req).is_some_and(|t| {
+        let d: [u8; 32] = Sha256::digest(&t).into();
+        bool::from(d.ct_eq(expected))
+    })
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -145,7 +222,7 @@ fn error(status: StatusCode, msg: &str) -> Resp {
 }
 
 /// The token of a request: `Authorization: Bearer <t>`, else `?_token=<t>`.
-fn presented_token(req: &Request<Incoming>) -> Option<Vec<u8>> {
+fn presented_token<B>(req: &Request<B>) -> Option<Vec<u8>> {
     if let Some(v) = req.headers().get(AUTHORIZATION) {
         let v = v.as_bytes();
         return (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
@@ -206,11 +283,18 @@ enum Route {
 async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let started = Instant::now();
     let method = req.method().clone();
+    let counted = app
+        .metrics
+        .as_ref()
+        .map(|m| (m, metrics::Route::of(req.uri().path())));
     let mut resp = route(app, req).await;
     resp.headers_mut().insert(
         "upstash-sync-token",
         HeaderValue::from(app.sync.load(Ordering::Relaxed)),
     );
+    if let Some((m, r)) = counted {
+        m.record(r, resp.status().as_u16(), started.elapsed());
+    }
     tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     resp
 }
@@ -223,6 +307,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
         } else {
             error(StatusCode::SERVICE_UNAVAILABLE, "ERR Redis is unreachable")
         };
+    }
+    if path == "/metrics" && app.metrics_token.is_some() {
+        return metrics_answer(app, &req);
     }
     let Some(role) = role(app, presented_token(&req).as_deref()) else {
         return error(
@@ -288,7 +375,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
                 .backend
                 .pipeline(std::slice::from_ref(&cmd))
                 .await
-                .map_err(failure)
+                .map_err(|e| failure(app, e))
             {
                 Ok(frames) => {
                     let f = &frames[0];
@@ -344,7 +431,12 @@ async fn pipeline(app: &App, role: Role, body: &[u8], base64: bool) -> (Resp, bo
     let frames = if cmds.is_empty() {
         Vec::new()
     } else {
-        match app.backend.pipeline(&cmds).await.map_err(failure) {
+        match app
+            .backend
+            .pipeline(&cmds)
+            .await
+            .map_err(|e| failure(app, e))
+        {
             Ok(f) => f,
             Err(r) => return (r, writes),
         }
@@ -384,7 +476,7 @@ async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
         app.backend.transaction(cmds),
     );
     let r = tx.await.unwrap_or(Err(Unavailable::Timeout { sent: true }));
-    match r.map_err(failure) {
+    match r.map_err(|e| failure(app, e)) {
         Ok(TxOutcome::Executed(frames)) => {
             json(StatusCode::OK, protocol::outcomes(&frames, base64))
         }
@@ -396,7 +488,10 @@ async fn multi_exec(app: &App, cmds: &[Command], base64: bool) -> Resp {
 /// The answer to a Redis call that failed: 503 (Redis down, the queue
 /// full, the connection lost) or 504 (too slow); the message says whether
 /// the command was sent (its outcome unknown) or not (it did not run).
-fn failure(e: Unavailable) -> Resp {
+fn failure(app: &App, e: Unavailable) -> Resp {
+    if let Some(m) = &app.metrics {
+        m.failure(&e);
+    }
     let status = match e {
         Unavailable::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Unavailable::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,

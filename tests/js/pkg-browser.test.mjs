@@ -115,6 +115,26 @@ test('a plain page, no bundler, no import map: import from /node_modules/edgecac
   t.diagnostic(`fetched ${fetched.length} files, ${(bytes / 1024).toFixed(1)} KiB gzipped`);
 });
 
+test("docs/MEMOIZE.md's Browser example, as the tarball ships it, in a plain page", { timeout: 60_000 }, async () => {
+  const md = readFileSync(path.join(dir, 'node_modules/edgecache/docs/MEMOIZE.md'), 'utf8');
+  const html = md.slice(md.indexOf('\n## Browser')).match(/\n```html\n([\s\S]*?)\n```\n/)?.[1];
+  assert.ok(html, 'a ```html block in the Browser section');
+  // Module scripts run in order: the second one reports once the example has run.
+  writeFileSync(path.join(dir, 'memoize-doc.html'), `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,">\n${html}\n<script type="module">window.__edgecache = true;</script>`);
+  const p = await browser.newPage();
+  const logs = [];
+  const problems = [];
+  p.on('console', (m) => (m.type() === 'error' ? problems.push(m.text()) : logs.push(m.text())));
+  p.on('pageerror', (e) => problems.push(e.message));
+  await p.goto(`${server.base}/memoize-doc.html`);
+  await p.waitForFunction(() => window.__edgecache === true, null, { timeout: 20_000 });
+  await p.close();
+  assert.deepEqual(problems, []);
+  assert.equal(logs.length, 2, String(logs));
+  assert.equal(logs[0], logs[1], 'the second call is the cached result');
+  assert.ok(Number(logs[0]) > 1000, logs[0]);
+});
+
 test('the package served under another prefix (/static/vendor/edgecache/), imported by path', { timeout: 60_000 }, async () => {
   await check('/mounted/');
 });

@@ -26,7 +26,7 @@ test('the tarball ships the licenses, the README, the docs it links to, and no s
   for (const f of ['LICENSE-MIT', 'LICENSE-APACHE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/workerd.js', 'dist/wasm/edgecache_bg.wasm']) {
     assert.ok(files.includes(f), `${f} is shipped`);
   }
-  assert.deepEqual(files.filter((f) => !/^(dist\/|docs\/|LICENSE-|README\.md|CHANGELOG\.md|package\.json)/.test(f)), []);
+  assert.deepEqual(files.filter((f) => !/^(dist\/|docs\/|LICENSE-|README\.md|CHANGELOG\.md|package\.json|bin\/edgecache\.mjs$)/.test(f)), []);
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
   const links = [...readme.matchAll(/\]\((?!https?:|#|mailto:)([^)#\s]+)(#[^)]*)?\)/g)].map((m) => m[1].replace(/^\.\//, ''));
   assert.ok(links.length > 0);
@@ -82,6 +82,40 @@ test('package.json: ESM, exports with workerd, engines', () => {
   assert.equal(pkg.engines.node, '^20.19.0 || >=22.12.0');
   assert.deepEqual(Object.keys(pkg.exports['.']), ['types', 'workerd', 'default']);
   assert.equal(pkg.imports, undefined, 'no #imports: a plain page must resolve every specifier');
+});
+
+test('package.json names the repository, homepage and bug tracker, and the README links them', () => {
+  // A user of the tarball reads of a bridge, a crate and examples "in the
+  // repository": these fields, and the README, must say where that is.
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+  const repo = 'https://github.com/edgecache/edgecache';
+  assert.deepEqual(pkg.repository, { type: 'git', url: `git+${repo}.git` });
+  assert.equal(pkg.homepage, `${repo}#readme`);
+  assert.deepEqual(pkg.bugs, { url: `${repo}/issues` });
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  assert.ok(readme.includes(`](${repo})`), 'the README links the repository');
+  assert.ok(readme.includes(`](${repo}/issues)`), 'the README links the bug tracker');
+  for (const crate of ['Cargo.toml', 'bridge/Cargo.toml']) {
+    const toml = readFileSync(path.join(root, crate), 'utf8');
+    assert.match(toml, new RegExp(`^repository = "${repo}"$`, 'm'), crate);
+    assert.doesNotMatch(toml, /^publish = false$/m, `${crate} is publishable`);
+  }
+});
+
+test('the shipped docs are for users: no repository test files, no build notes, no seed', () => {
+  const files = pack().files;
+  const docs = files.filter((f) => f === 'README.md' || /^docs\/[^/]+\.md$/.test(f));
+  assert.ok(docs.length >= 4, String(docs));
+  for (const doc of docs) {
+    const text = readFileSync(path.join(root, doc), 'utf8');
+    const refs = [...text.matchAll(/`((?:tests|bench)\/[^`\s]*)`/g)].map((m) => m[1]);
+    assert.deepEqual(refs, [], `${doc} names repository files a user does not have (CONTRIBUTING.md lists the tests)`);
+    assert.doesNotMatch(text, /Python seed/, doc);
+  }
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  assert.doesNotMatch(readme, /^## .*working on edgecache/im, "the README's top is for users: working on edgecache is CONTRIBUTING.md's");
+  const web = readFileSync(path.join(root, 'dist/web.d.ts'), 'utf8');
+  assert.doesNotMatch(web, /scripts\/|dist\.mjs/, 'dist/web.d.ts carries no build notes');
 });
 
 test('the wasm has no name section, and its sizes are within budget', (t) => {

@@ -3,8 +3,8 @@
 // types and no @types/node (lib ES2022 only), under NodeNext and Bundler
 // resolution; then with DOM + ESNext.Disposable, and with
 // @cloudflare/workers-types, whose declarations ours must merge with.
-// The README's and docs/REDIS.md's TypeScript examples are compiled as
-// written (with the reader's own functions declared), and `fromEnv` takes a
+// The README's, bridge/README.md's and docs/REDIS.md's TypeScript examples
+// are compiled as written (with the reader's own functions declared), and `fromEnv` takes a
 // Worker's `Env` interface, which has no index signature.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +26,8 @@ const sq = memoize((x: number) => x * x);
 const y: number = sq(2);
 // @ts-expect-error the parameter types are kept
 sq('x');
+// @ts-expect-error under --strict an untyped parameter is an implicit any (TS7006), never a silent one
+memoize(async (id) => id);
 declare const handler: FetchHandler;
 const cached = cachePage(handler, { cache, ttl: 1000 });
 const redis = new RedisRest({ url: 'http://127.0.0.1:1', token: 't' });
@@ -69,6 +71,8 @@ const EXAMPLES = {
   'readme-worker.ts': () => example('README.md', '### Cloudflare Workers: `fromEnv(env)`') + 'declare function render(): Promise<string>;\n',
   'redis-worker.ts': () => example('docs/REDIS.md', '## In a Cloudflare Worker') + 'interface Env { EDGECACHE_REDIS_URL?: string; EDGECACHE_REDIS_TOKEN?: string; EDGECACHE_SIGNING_KEYS?: string }\n',
   'readme-node.ts': () => example('README.md', '### Two tiers: `TieredCache` over Redis') + NODE,
+  'readme-example.ts': () => example('README.md', '## Example') + 'declare const token: string;\ndeclare const db: { find(id: string): Promise<{ name: string }> };\nexport {};\n',
+  'bridge-readme.ts': () => example('bridge/README.md', 'Then, from any JS runtime:') + NODE,
 };
 
 const configs = {
@@ -78,7 +82,13 @@ const configs = {
   'Bundler, @cloudflare/workers-types': { module: 'ESNext', moduleResolution: 'Bundler', lib: ['ES2022'], types: ['@cloudflare/workers-types'] },
 };
 /** The examples each configuration compiles besides use.ts: the Workers ones need ExportedHandler. */
-const examplesOf = (name) => (name.includes('workers-types') ? ['readme-worker.ts', 'redis-worker.ts', 'readme-node.ts'] : ['readme-node.ts']);
+// bridge/README.md's example also imports @upstash/redis, whose types need fetch's (DOM or workers-types).
+const examplesOf = (name) =>
+  name.includes('workers-types')
+    ? ['readme-worker.ts', 'redis-worker.ts', 'readme-node.ts', 'readme-example.ts', 'bridge-readme.ts']
+    : name.includes('DOM')
+      ? ['readme-node.ts', 'readme-example.ts', 'bridge-readme.ts']
+      : ['readme-node.ts', 'readme-example.ts'];
 
 let dir;
 before(() => {
@@ -87,6 +97,9 @@ before(() => {
   // workers-types from the test tools, as a project would have it installed.
   mkdirSync(path.join(dir, 'node_modules/@cloudflare'), { recursive: true });
   symlinkSync(path.join(tools, '@cloudflare/workers-types'), path.join(dir, 'node_modules/@cloudflare/workers-types'));
+  // bridge/README.md's example uses the official client too, as its reader has it installed.
+  mkdirSync(path.join(dir, 'node_modules/@upstash'), { recursive: true });
+  symlinkSync(path.join(root, 'node_modules/@upstash/redis'), path.join(dir, 'node_modules/@upstash/redis'));
 });
 after(() => cleanup(dir));
 

@@ -38,6 +38,18 @@ await mf.dispose();
 console.log('RESULT ' + JSON.stringify({ first, second, signed }));
 `;
 
+// The Workers of the README's size table (Size), by the row's first cell.
+const SIZED = {
+  '`MemoryCache`, `cachePage`, `Signer`': WORKER,
+  '`fromEnv`': `import { fromEnv } from 'edgecache';
+export default { async fetch(request, env) { const c = fromEnv(env); let v = await c.get('k'); if (v === undefined) await c.set('k', (v = 'x')); return new Response(v); } };
+`,
+  '`fromEnv`, `cachePage`, `memoize`': `import { fromEnv, cachePage, memoize } from 'edgecache';
+const load = memoize(async (id) => 'item ' + id, { ttl: 1000 });
+export default { async fetch(request, env) { const cache = fromEnv(env); return cachePage(async () => new Response(await load(1)), { cache, ttl: 60_000 })(request); } };
+`,
+};
+
 let dir;
 let budget;
 before(() => {
@@ -45,6 +57,7 @@ before(() => {
   budget = JSON.parse(readFileSync(path.join(import.meta.dirname, '../../scripts/size-budget.json'), 'utf8'));
   dir = freshProject({
     'src/index.js': WORKER,
+    ...Object.fromEntries(Object.values(SIZED).map((text, i) => [`src/sized${i}.js`, text])),
     'serve.mjs': SERVE,
     'wrangler.toml': 'name = "pkg-test"\nmain = "src/index.js"\ncompatibility_date = "2025-09-01"\n',
   });
@@ -71,4 +84,24 @@ test('wrangler deploy --dry-run bundles the Worker with the .wasm module; then i
   // Run the bundle wrangler made in workerd, through Miniflare (the repository's, whose options the test knows).
   const served = await run(NODE24, ['serve.mjs'], { cwd: dir, env: { MINIFLARE: createRequire(path.join(root, 'x.js')).resolve('miniflare') } });
   assert.deepEqual(resultOf(served), { first: ['page 1', 'MISS'], second: ['page 1', 'HIT'], signed: { ok: true } });
+});
+
+test("the README's Worker sizes hold, with and without --minify", { timeout: 240_000 }, async (t) => {
+  const wrangler = path.join(tools, 'wrangler/bin/wrangler.js');
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const rows = [...readme.matchAll(/^\| (`[^|]+`) \| ([\d.]+) KiB \| ([\d.]+) KiB \|$/gm)];
+  assert.deepEqual(rows.map((r) => r[1]), Object.keys(SIZED), 'the README has one row per Worker measured here');
+  for (const [i, [, label, stated, statedMin]] of rows.entries()) {
+    for (const [flags, want] of [[[], stated], [['--minify'], statedMin]]) {
+      const r = await run(NODE24, [wrangler, 'deploy', '--dry-run', '--outdir', `out-sized${i}${flags.length}`, '--name', 'sized', '--compatibility-date', '2025-09-01', ...flags, `src/sized${i}.js`], {
+        cwd: dir,
+        env: { WRANGLER_SEND_METRICS: 'false', CI: '1', XDG_CONFIG_HOME: path.join(dir, '.config'), NO_COLOR: '1' },
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const gzip = Number(r.stdout.match(/Total Upload: [\d.]+ KiB \/ gzip: ([\d.]+) KiB/)?.[1]);
+      t.diagnostic(`${label} ${flags.join(' ') || '(default)'}: ${gzip} KiB gzipped, README ${want} KiB`);
+      // "About": within 3 KiB either way, or the README is due an update.
+      assert.ok(Math.abs(gzip - Number(want)) <= 3, `${label} ${flags.join(' ')}: ${gzip} KiB gzipped, the README says ${want} KiB`);
+    }
+  }
 });

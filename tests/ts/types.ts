@@ -31,10 +31,41 @@ const rp: Promise<number> = viaRemote(1);
 const rpeek: Promise<number | undefined> = viaRemote.peek(1);
 const rdel: Promise<boolean> = viaRemote.invalidate(1);
 
+// Under --strict an unannotated parameter of the memoized function is an
+// implicit any (TS7006), as in any function: never a silent `any`.
+// @ts-expect-error Parameter 'id' implicitly has an 'any' type
+memoize(async (id) => id);
+// A default parameter keeps its inferred type.
+const scaled = memoize((x: number, by = 2) => x * by);
+// @ts-expect-error by is a number
+scaled(1, 'x');
+
 class Typed {
+  n = 1;
   @cached({ ttl: 10 })
   twice(x: number): number {
     return x * 2;
+  }
+  // An untyped key parameter is unknown, not any: a template takes it...
+  @cached({ key: (x) => `t:${x}` })
+  thrice(x: number): number {
+    return x * 3;
+  }
+  // ...but using it as a number asks for its type.
+  // @ts-expect-error 'x' is of type 'unknown'
+  @cached({ key: (x) => x.toFixed() })
+  four(x: number): number {
+    return x * 4;
+  }
+  // Typed key parameters, also with only `This` given.
+  @cached<Typed>({ key(x: number) { return `t:${this.n}:${x}`; } })
+  five(x: number): number {
+    return x * 5;
+  }
+  // @ts-expect-error the key's parameters must match the method's
+  @cached({ key: (x: string) => x })
+  six(x: number): number {
+    return x * 6;
   }
 }
 const t: number = new Typed().twice(2);
