@@ -72,16 +72,25 @@ for (const m of [100, 1000]) {
   await r.get('k');
   await r.get('k');
   const delays = [];
+  const done = [];
   const n = QUICK ? 8 : m === 100 ? 60 : 25;
   for (let i = 1; i <= n; i++) {
     // A random phase against the reader's lease.
     await sleep(Math.random() * m);
     await w.set('k', i);
     const ack = performance.now();
-    while ((await r.get('k')) !== i) await sleep(1);
-    delays.push(performance.now() - ack);
+    for (;;) {
+      const t0 = performance.now();
+      if ((await r.get('k')) === i) {
+        // The bound is on when the read starts; its answer comes a round trip or two later.
+        delays.push(t0 - ack);
+        done.push(performance.now() - ack);
+        break;
+      }
+      await sleep(1);
+    }
   }
-  console.log(`   maxStaleness ${m} ms: p50 ${median(delays).toFixed(1)} ms, p99 ${pct(delays, 0.99).toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms (${n} writes; bound ${m} ms)`);
+  console.log(`   maxStaleness ${m} ms: first read that sees it starts p50 ${median(delays).toFixed(1)} ms, p99 ${pct(delays, 0.99).toFixed(1)} ms after the ack (bound ${m} ms); answers p50 ${median(done).toFixed(1)}, p99 ${pct(done, 0.99).toFixed(1)} ms (${n} writes)`);
 }
 
 // ---- 2. requests per 1,000 reads ----
