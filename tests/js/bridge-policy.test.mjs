@@ -83,6 +83,10 @@ const NEVER = [
   ['WAITAOF', '1', '1', '0'],
   ['XREAD', 'BLOCK', '0', 'STREAMS', 'pol:s', '$'],
   ['XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '0', 'STREAMS', 'pol:s', '>'],
+  // A group or consumer named STREAMS (the test creates the group, so
+  // Redis would block on it): the BLOCK after it is still the option.
+  ['XREADGROUP', 'GROUP', 'STREAMS', 'c', 'BLOCK', '0', 'STREAMS', 'pol:s', '>'],
+  ['XREADGROUP', 'GROUP', 'STREAMS', 'streams', 'block', '0', 'STREAMS', 'pol:s', '>'],
 ];
 
 describe('edgecache-bridge: what a shared connection must never run', () => {
@@ -93,6 +97,7 @@ describe('edgecache-bridge: what a shared connection must never run', () => {
     let other;
     try {
       await call(b, '/set/pol:k/v');
+      cli('XGROUP', 'CREATE', 'pol:s', 'STREAMS', '$', 'MKSTREAM');
       const before = clients();
       assert.ok(before.length >= 2, 'the bridge is connected');
       const wrong = [];
@@ -174,6 +179,36 @@ describe('edgecache-bridge: what a shared connection must never run', () => {
         reads.map((r) => r.body.result),
         Array.from({ length: 20 }, (_, i) => `d${i}`),
       );
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('XREAD and XREADGROUP without BLOCK run through @upstash/redis (they cannot block); the read-only token may XREAD', async () => {
+    const b = await startBridge({ redisUrl: redis.url, token: TOKEN, args: ['--read-only-token', RO] });
+    try {
+      cli('DEL', 'pol:xs');
+      const r = new Redis({ url: b.url, token: TOKEN, enableTelemetry: false });
+      const ro = new Redis({ url: b.url, token: RO, enableTelemetry: false });
+      const id1 = await r.xadd('pol:xs', '*', { f: 'one' });
+      const id2 = await r.xadd('pol:xs', '*', { f: 'two' });
+      const want = [['pol:xs', [[id1, ['f', 'one']], [id2, ['f', 'two']]]]];
+      assert.deepEqual(await r.xread('pol:xs', '0'), want);
+      assert.deepEqual(await ro.xread('pol:xs', '0', { count: 1 }), [['pol:xs', [[id1, ['f', 'one']]]]]);
+      // The same through every route, path form included.
+      assert.deepEqual((await call(b, '/xread/COUNT/1/STREAMS/pol:xs/0', undefined, RO)).body.result.length, 1);
+      const p = await call(b, '/pipeline', [['XREAD', 'STREAMS', 'pol:xs', '0'], ['ECHO', 'after']], RO);
+      assert.equal(p.body[0].result[0][1].length, 2);
+      await r.xgroup('pol:xs', { type: 'CREATE', group: 'STREAMS', id: '0' });
+      assert.deepEqual(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>', { count: 1 }), [['pol:xs', [[id1, ['f', 'one']]]]]);
+      assert.deepEqual(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>', { NOACK: true }), [['pol:xs', [[id2, ['f', 'two']]]]]);
+      // Nothing new: an empty answer at once, not a wait.
+      const started = Date.now();
+      assert.equal(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>'), null);
+      assert.ok(Date.now() - started < 1_000);
+      // XREADGROUP writes (the pending list): not with the read-only token.
+      await assert.rejects(ro.xreadgroup('STREAMS', 'c2', 'pol:xs', '0'), /read-only/);
+      await assert.rejects(r.xread('pol:xs', '$', { blockMS: 10 }), /NOPERM 'XREAD BLOCK' cannot run/);
     } finally {
       await b.stop();
     }
