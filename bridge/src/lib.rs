@@ -7,7 +7,9 @@
 //! - [`backend`]: Redis: plain commands and pipelines on [`direct`]
 //!   connections, transactions (and cluster URLs) through fred;
 //! - [`direct`]: a multiplexed RESP connection that batches writes;
-//! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown.
+//! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown;
+//! - [`sse`]: `/subscribe` and `/psubscribe` as server-sent events, one
+//!   Redis connection per stream.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -15,3 +17,4 @@ pub mod direct;
 pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod sse;

@@ -6,8 +6,9 @@
 use crate::backend::{Backend, TxOutcome, Unavailable};
 use crate::policy::{Policy, Role};
 use crate::protocol::{self, Command};
+use crate::sse;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,6 +35,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// `/subscribe` and `/psubscribe` streams (`crate::sse`).
+    pub streams: sse::Streams,
 }
 
 struct App {
@@ -49,6 +52,7 @@ struct App {
     /// Starts at the clock's milliseconds, so it keeps increasing across a
     /// restart.
     sync: AtomicU64,
+    streams: sse::Streams,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -77,6 +81,7 @@ pub async fn serve(
         request_timeout: s.request_timeout,
         body_timeout: s.body_timeout,
         sync: AtomicU64::new(start),
+        streams: s.streams,
     });
     let permits = Arc::new(Semaphore::new(s.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -123,6 +128,8 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing the requests in flight");
+    // Streams never finish by themselves: end them (within a second).
+    app.streams.close();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(s.shutdown_timeout) => tracing::warn!("shutdown timeout: closing the remaining connections"),
@@ -131,6 +138,9 @@ pub async fn serve(
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// What a request gets: a whole body, or a stream (`crate::sse`).
+type Body = Either<Full<Bytes>, sse::Body>;
 
 fn json(status: StatusCode, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -203,16 +213,50 @@ enum Route {
     Path,
 }
 
-async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let mut resp = route(app, req).await;
+    let mut resp = match sse::route(req.uri().path()) {
+        Some(sub) => subscribe(app, req, sub).await,
+        None => route(app, req).await.map(Either::Left),
+    };
     resp.headers_mut().insert(
         "upstash-sync-token",
         HeaderValue::from(app.sync.load(Ordering::Relaxed)),
     );
     tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     resp
+}
+
+/// `/subscribe/...` and `/psubscribe/...`: any valid token may subscribe
+/// (it reads); the small body `@upstash/redis` sends is read first, so that
+/// hyper notices at once when the client closes its connection.
+async fn subscribe(
+    app: &App,
+    req: Request<Incoming>,
+    sub: Result<sse::Subscription, String>,
+) -> Response<Body> {
+    let whole = |r: Resp| r.map(Either::Left);
+    if role(app, presented_token(&req).as_deref()).is_none() {
+        return whole(error(
+            StatusCode::UNAUTHORIZED,
+            "WRONGPASS invalid or missing auth token",
+        ));
+    }
+    if req.method() != Method::POST && req.method() != Method::GET {
+        return whole(method_not_allowed("GET, POST"));
+    }
+    let sub = match sub {
+        Ok(s) => s,
+        Err(e) => return whole(error(StatusCode::BAD_REQUEST, &e)),
+    };
+    if let Err(r) = read_body(app, req).await {
+        return whole(r);
+    }
+    match app.streams.open(sub).await {
+        Ok(r) => r.map(Either::Right),
+        Err(e) => whole(error(e.status, &e.message)),
+    }
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Resp {
