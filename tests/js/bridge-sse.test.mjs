@@ -4,13 +4,15 @@
 // the stream as the SSE standard reads it: confirmations and messages,
 // messages published through the bridge and straight to Redis, 50
 // subscribers, each stream's own Redis connection freed when the client
-// leaves, the --max-streams bound, SIGTERM, Redis lost or silent, tokens.
+// leaves, the --max-streams bound, SIGTERM, Redis lost or silent, tokens;
+// and edgecache's own RedisRest.subscribe()/psubscribe() on the same stream.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { Redis } from '@upstash/redis';
 import { redisAndBridge, startRedis, startBridge } from './servers.mjs';
+import { RedisRest, EdgeCacheError } from '../../dist/index.js';
 
 const TOKEN = 'sse-token-0123456789abcdef';
 const RO = 'sse-read-only-0123456789ab';
@@ -285,10 +287,10 @@ describe('edgecache-bridge: the ends of a stream', () => {
       await until(() => raw.comments.length >= 3, 'three pings');
       assert.deepEqual([...new Set(raw.comments)], ['ping']);
       await upstash(bridge).publish('sse:quiet', 'still here');
-      await until(() => seen.message.length === 1, 'the message after the pings');
+      await until(() => seen.message.length === 1 && raw.events.length === 2, 'the message after the pings');
       assert.deepEqual(seen.subscribe, [1]);
       assert.deepEqual(seen.error, []);
-      assert.deepEqual(raw.events, ['subscribe,sse:quiet,1', 'message,sse:quiet,still here']);
+      assert.deepEqual([...raw.events], ['subscribe,sse:quiet,1', 'message,sse:quiet,still here']);
       raw.close();
     } finally {
       await bridge.stop();
@@ -395,6 +397,88 @@ describe('edgecache-bridge: the ends of a stream', () => {
       const d = await openStream(bridge, '/subscribe/sse:down');
       assert.equal(d.status, 503);
       assert.match(d.body.error, /Redis is unreachable.*nothing was subscribed/);
+    } finally {
+      await bridge.stop();
+      await redis.stop();
+    }
+  });
+});
+
+describe("edgecache's RedisRest.subscribe and psubscribe, on the same stream", () => {
+  const servers = redisAndBridge({ token: TOKEN, args: ['--read-only-token', RO, '--max-streams', '4'] });
+  const rest = (token = TOKEN) => new RedisRest({ url: servers.bridge.url, token });
+
+  test('messages from the bridge and straight from Redis; names with commas, one a prefix of another; whole multi-line messages', async () => {
+    const { redis } = servers;
+    const got = [];
+    const sub = rest().subscribe(['sse:js', 'sse:js,a'], (m) => got.push(m));
+    await sub.ready;
+    assert.equal(connections(redis).subscribed, 1, 'one stream for both channels');
+    cli(redis, 'PUBLISH', 'sse:js,a', 'x,y');
+    assert.equal(await rest().command(['PUBLISH', 'sse:js', 'two\nlines, and\r\nthree']), 1);
+    await until(() => got.length === 2, 'two messages');
+    assert.deepEqual(got, [
+      { channel: 'sse:js,a', message: 'x,y' },
+      { channel: 'sse:js', message: 'two\nlines, and\nthree' },
+    ]);
+    const pgot = [];
+    const psub = rest(RO).psubscribe('sse:jp.*', (m) => pgot.push(m));
+    await psub.ready;
+    await publishRaw(redis, 'sse:jp.1', '{"json":true}');
+    await until(() => pgot.length === 1, 'the pmessage');
+    assert.deepEqual(pgot, [{ pattern: 'sse:jp.*', channel: 'sse:jp.1', message: '{"json":true}' }]);
+    sub.close();
+    psub.close();
+    await sub.closed;
+    await psub.closed;
+    await until(() => connections(redis).subscribed === 0, 'the streams closed');
+  });
+
+  test('close(), an aborted signal, or a throwing onMessage end it and free its Redis connection; refusals are typed errors', async () => {
+    const { redis } = servers;
+    const ac = new AbortController();
+    const a = rest().subscribe('sse:j1', () => {}, { signal: ac.signal });
+    const b = rest().subscribe('sse:j2', () => {
+      throw new Error('from onMessage');
+    });
+    await Promise.all([a.ready, b.ready]);
+    assert.equal(connections(redis).subscribed, 2);
+    ac.abort();
+    await a.closed;
+    cli(redis, 'PUBLISH', 'sse:j2', 'boom');
+    await assert.rejects(b.closed, /from onMessage/);
+    await until(() => connections(redis).subscribed === 0, 'both connections closed', 2_000);
+
+    const wrong = rest('not-the-token-0123456789').subscribe('sse:j3', () => {});
+    await assert.rejects(wrong.ready, (e) => e instanceof EdgeCacheError && e.code === 'L2_AUTH' && /WRONGPASS/.test(e.message));
+    await assert.rejects(wrong.closed, (e) => e.code === 'L2_AUTH');
+    const open = await Promise.all([1, 2, 3, 4].map(async (i) => {
+      const s = rest().subscribe(`sse:m${i}`, () => {});
+      await s.ready;
+      return s;
+    }));
+    const over = rest().subscribe('sse:m5', () => {});
+    await assert.rejects(over.closed, (e) => e.code === 'L2_HTTP' && e.status === 503 && /--max-streams 4/.test(e.message));
+    for (const s of open) s.close();
+    assert.throws(() => rest().subscribe([], () => {}), (e) => e.code === 'INVALID_OPTION');
+    assert.throws(() => rest().subscribe('\ud800', () => {}), (e) => e.code === 'INVALID_OPTION');
+    assert.throws(() => rest().psubscribe('x'), (e) => e.code === 'INVALID_OPTION');
+    await until(() => connections(redis).subscribed === 0, 'every connection closed');
+  });
+
+  test('the stream ends cleanly at SIGTERM (closed resolves) and breaks when Redis drops it (closed rejects L2_HTTP)', async () => {
+    const redis = await startRedis();
+    const bridge = await startBridge({ redisUrl: redis.url, token: TOKEN });
+    try {
+      const r = new RedisRest({ url: bridge.url, token: TOKEN });
+      const lost = r.subscribe('sse:jl', () => {});
+      await lost.ready;
+      cli(redis, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await assert.rejects(lost.closed, (e) => e instanceof EdgeCacheError && e.code === 'L2_HTTP');
+      const bye = r.subscribe('sse:jb', () => {});
+      await bye.ready;
+      bridge.proc.kill('SIGTERM');
+      await bye.closed;
     } finally {
       await bridge.stop();
       await redis.stop();
