@@ -24,8 +24,10 @@
 //!   message published after the client has its response reaches it;
 //!   Redis unreachable is a 503, a Redis refusal a 400, as on other routes;
 //! - the connection closes when the client goes away (hyper drops the
-//!   body: at once if the client closes its socket, at the next ping if it
-//!   vanished), takes nothing for [`STALL`], or the bridge shuts down (the
+//!   body: at once when the client closes its socket or resets it, which
+//!   the next ping's write finds; one that vanished without a word, a lost
+//!   network, when TCP gives up on it), takes nothing for [`STALL`] (the
+//!   messages for it filled the buffers), or the bridge shuts down (the
 //!   subscriptions are ended first, so the client sees `unsubscribe`
 //!   events, then the end of the stream);
 //! - a lost Redis connection, or one that answers no `PING` for a whole
@@ -535,8 +537,8 @@ impl Pump {
                         return End::Broken(e.to_string());
                     }
                     ping_sent = Some(Instant::now());
-                    // Keeps proxies from closing a quiet stream, and finds a
-                    // client that vanished.
+                    // Keeps proxies from closing a quiet stream; a write to
+                    // a client that reset its connection fails.
                     if !self.send(b": ping\n\n".to_vec()).await {
                         return End::Gone;
                     }
