@@ -416,6 +416,139 @@ export class RedisRest {
     return r;
   }
 
+  // ---- subscriptions (server-sent events) ----
+
+  /**
+   * `SUBSCRIBE` over server-sent events (`POST /subscribe/<channel>`, as
+   * the bridge and Upstash serve it): `onMessage` gets each message
+   * published on `channels` until the subscription is closed (`close()`,
+   * or `signal`) or the stream ends. Needs a `fetch` that streams bodies
+   * (Node, browsers, Deno, Bun; a Worker only while a request lasts).
+   *
+   * ```ts
+   * const sub = redis.subscribe('invalidations', (m) => drop(m.message));
+   * await sub.ready;        // Redis confirmed: later messages arrive
+   * sub.close();
+   * ```
+   *
+   * @throws {EdgeCacheError} `INVALID_OPTION` for no channel, a name that
+   * is not a string or holds a lone surrogate, or no `onMessage`.
+   */
+  subscribe(channels: string | readonly string[], onMessage: (m: RedisMessage) => void, options?: RedisSubscribeOptions): RedisSubscription {
+    return this.#stream(false, channels, onMessage, options);
+  }
+
+  /** `PSUBSCRIBE`, as {@link RedisRest.subscribe}: each message says the `pattern` it matched. */
+  psubscribe(patterns: string | readonly string[], onMessage: (m: RedisMessage) => void, options?: RedisSubscribeOptions): RedisSubscription {
+    return this.#stream(true, patterns, onMessage, options);
+  }
+
+  #stream(patterns: boolean, names: string | readonly string[], onMessage: (m: RedisMessage) => void, options?: RedisSubscribeOptions): RedisSubscription {
+    const kind = patterns ? 'psubscribe' : 'subscribe';
+    const list: string[] = typeof names === 'string' ? [names] : Array.isArray(names) ? [...(names as string[])] : [];
+    if (list.length === 0 || !list.every((n) => typeof n === 'string' && wellFormed(n))) {
+      throw new EdgeCacheError('INVALID_OPTION', `${kind} takes a name or a non-empty array of names (strings without lone surrogates)`);
+    }
+    if (typeof onMessage !== 'function') throw new EdgeCacheError('INVALID_OPTION', `${kind} needs an onMessage function`);
+    const ctl = new AbortController();
+    let closing = false;
+    const close = (): void => {
+      closing = true;
+      ctl.abort();
+    };
+    const signal = options?.signal;
+    if (signal?.aborted) close();
+    else signal?.addEventListener('abort', close, { once: true });
+    let confirm!: () => void;
+    let refuse!: (e: unknown) => void;
+    const ready = new Promise<void>((res, rej) => {
+      confirm = res;
+      refuse = rej;
+    });
+    // Longest first: a name that is a prefix of another (with a comma
+    // after it) must not take the other's messages.
+    const byLength = [...list].sort((a, b) => b.length - a.length);
+    let confirmed = 0;
+    const dispatch = (payload: string): void => {
+      const comma = payload.indexOf(',');
+      const type = payload.slice(0, comma);
+      const rest = payload.slice(comma + 1);
+      if (type === kind) {
+        if (++confirmed === list.length) confirm();
+        return;
+      }
+      if (type !== (patterns ? 'pmessage' : 'message')) return; // (p)unsubscribe: the server is ending the stream
+      // The first name is ours (a known name, which may hold commas);
+      // a pattern's channel is cut at its first comma, as Upstash's client does.
+      const name = byLength.find((n) => rest.startsWith(`${n},`)) ?? rest.slice(0, Math.max(0, rest.indexOf(',')));
+      const after = rest.slice(name.length + 1);
+      if (!patterns) return onMessage({ channel: name, message: after });
+      const c = after.indexOf(',');
+      onMessage({ pattern: name, channel: after.slice(0, c), message: after.slice(c + 1) });
+    };
+    const run = async (): Promise<void> => {
+      const path = `/${kind}/${list.map(encodeURIComponent).join('/')}`;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ctl.abort();
+      }, this.#timeout);
+      let res: Response;
+      try {
+        res = await this.#fetch(this.#url + path, { method: 'POST', headers: { authorization: this.#auth, accept: 'text/event-stream' }, body: '[]', signal: ctl.signal });
+      } catch (e) {
+        if (closing) return;
+        throw timedOut ? timeoutError(this.#timeout) : networkError(e);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (!res.ok || !res.body) throw await streamRefused(res, kind);
+      if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+        throw new EdgeCacheError('L2_PROTOCOL', `malformed answer from the redis tier: ${kind} did not answer with text/event-stream`);
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buf = '';
+      let data: string[] | null = null;
+      try {
+        for (;;) {
+          let chunk: ReadableStreamReadResult<Uint8Array>;
+          try {
+            chunk = await reader.read();
+          } catch (e) {
+            if (closing) return;
+            throw networkError(e);
+          }
+          if (chunk.done) return;
+          buf += decoder.decode(chunk.value, { stream: true });
+          // Lines end at CRLF, CR or LF (a CR last may be half a CRLF).
+          for (let i = buf.search(/[\r\n]/); i >= 0 && !(buf[i] === '\r' && i === buf.length - 1); i = buf.search(/[\r\n]/)) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + (buf[i] === '\r' && buf[i + 1] === '\n' ? 2 : 1));
+            if (line === '') {
+              if (data !== null) dispatch(data.join('\n'));
+              data = null;
+            } else if (line.startsWith('data:')) {
+              const v = line.slice(5);
+              (data ??= []).push(v.startsWith(' ') ? v.slice(1) : v);
+            } // comments (`: ping`) and other fields: nothing to do
+          }
+        }
+      } finally {
+        reader.cancel().catch(() => {});
+      }
+    };
+    const closed = run().finally(() => {
+      signal?.removeEventListener('abort', close);
+      ctl.abort();
+    });
+    closed.then(() => refuse(new EdgeCacheError('L2_HTTP', `the ${kind} stream ended before the redis tier confirmed it`)), refuse);
+    // Settled whether or not anyone waits for them: never an unhandled rejection.
+    ready.catch(() => {});
+    closed.catch(() => {});
+    return { ready, closed, close };
+  }
+
   // ---- transport ----
 
   /**
@@ -634,6 +767,59 @@ function bool(v: unknown, name: string, dflt: boolean): boolean {
   if (v === undefined) return dflt;
   if (typeof v !== 'boolean') throw new EdgeCacheError('INVALID_OPTION', `invalid option \`${name}\`: true or false`);
   return v;
+}
+
+// ---- subscriptions (server-sent events) ----
+
+/** A message of a {@link RedisRest.subscribe} or {@link RedisRest.psubscribe} stream. */
+export interface RedisMessage {
+  /** The channel it was published on. */
+  channel: string;
+  /** The message as published (text; each line break arrives as `\n`). */
+  message: string;
+  /** The pattern it matched (`psubscribe` only). */
+  pattern?: string;
+}
+
+/** Options of {@link RedisRest.subscribe}. */
+export interface RedisSubscribeOptions {
+  /** Aborting it closes the subscription, as `close()` does. */
+  signal?: AbortSignal;
+}
+
+/** An open subscription ({@link RedisRest.subscribe}). */
+export interface RedisSubscription {
+  /** Resolves once the server confirmed every name; rejects as `closed` does if it never does. */
+  readonly ready: Promise<void>;
+  /**
+   * Resolves when the subscription is over: `close()`, the signal, or the
+   * stream's end (the server shutting down). Rejects with an
+   * `EdgeCacheError` when it could not open (`L2_AUTH`, `L2_TIMEOUT`,
+   * `L2_HTTP` with `status`: 503 past the bridge's `--max-streams`) or
+   * broke (`L2_HTTP`), or with what `onMessage` threw. Pub/sub keeps
+   * nothing: after a break, subscribe again and read what was missed
+   * elsewhere.
+   */
+  readonly closed: Promise<void>;
+  /** Ends the subscription; the server closes its Redis connection. */
+  close(): void;
+}
+
+/** The error of a subscription the server did not open. */
+async function streamRefused(res: Response, kind: string): Promise<EdgeCacheError> {
+  let msg = '';
+  try {
+    const j = JSON.parse(await res.text()) as { error?: unknown } | null;
+    if (typeof j?.error === 'string') msg = j.error;
+  } catch {
+    // not JSON: no message
+  }
+  const why = `redis tier refused ${kind} (HTTP ${res.status}${msg ? `: ${msg}` : ''})`;
+  if (res.status === 401 || res.status === 403) return new EdgeCacheError('L2_AUTH', why);
+  if (res.status === 400 && msg) return redisError(msg);
+  const e = new EdgeCacheError('L2_HTTP', why);
+  (e as EdgeCacheError & { status?: number }).status = res.status;
+  return e;
 }
 
 export type { Outcome };

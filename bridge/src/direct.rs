@@ -295,7 +295,7 @@ fn push_len(buf: &mut BytesMut, prefix: u8, n: usize) {
 }
 
 /// A command as a RESP array of bulk strings.
-fn encode<'a>(buf: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+pub(crate) fn encode<'a>(buf: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
     push_len(buf, b'*', args.len());
     for a in args {
         push_len(buf, b'$', a.len());
@@ -441,7 +441,7 @@ fn fail_unsent(queue: &Queue, job: Job, e: Unavailable) {
 
 /// Connects and runs AUTH and SELECT, then PING: a server that accepts
 /// connections but does not answer them (stopped, overloaded) is not up.
-async fn connect(t: &Target) -> Result<TcpStream, String> {
+pub(crate) async fn connect(t: &Target) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect((t.host.as_str(), t.port))
         .await
         .map_err(|e| e.to_string())?;

@@ -9,6 +9,8 @@
 //! - [`direct`]: a multiplexed RESP connection that batches writes;
 //! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown;
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`sse`]: `/subscribe` and `/psubscribe` as server-sent events, one
+//!   Redis connection per stream.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -17,3 +19,4 @@ pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod sse;

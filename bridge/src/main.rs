@@ -5,7 +5,7 @@ use edgecache_bridge::{
     backend::{redact, Backend},
     direct::Limits,
     policy::Policy,
-    server,
+    server, sse,
 };
 use std::time::Duration;
 
@@ -108,6 +108,15 @@ struct Args {
     /// measured fastest.
     #[arg(long, env = "EDGECACHE_BRIDGE_THREADS", default_value_t = 0)]
     threads: usize,
+    /// Most open /subscribe and /psubscribe streams, each on a Redis
+    /// connection of its own; past it, 503. 0 turns subscriptions off.
+    #[arg(long, env = "EDGECACHE_BRIDGE_MAX_STREAMS", default_value_t = 256)]
+    max_streams: usize,
+    /// Milliseconds between the `: ping` comments on a stream (keeping
+    /// proxies from closing a quiet one) and the PINGs to its Redis
+    /// connection (one unanswered until the next breaks the stream).
+    #[arg(long, env = "EDGECACHE_BRIDGE_STREAM_PING", default_value_t = 15_000)]
+    stream_ping: u64,
     /// Commands to deny besides the defaults (comma-separated; CMD or CMD|SUB).
     #[arg(long, env = "EDGECACHE_BRIDGE_DENY", value_delimiter = ',')]
     deny: Vec<String>,
@@ -194,6 +203,12 @@ async fn run(args: Args) {
     let backend = Backend::connect(&args.redis_url, args.pool_size, args.tx_pool_size, limits)
         .await
         .unwrap_or_else(|e| fail(e));
+    let streams = sse::Streams::new(
+        &args.redis_url,
+        args.max_streams,
+        ms(args.stream_ping),
+        ms(args.request_timeout),
+    );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("--listen {}: {e}", args.listen)));
@@ -228,6 +243,7 @@ async fn run(args: Args) {
         shutdown_timeout: ms(args.shutdown_timeout),
         metrics_token: args.metrics_token,
         metrics_listener,
+        streams,
     };
     server::serve(listener, backend, settings, shutdown_signal()).await;
 }

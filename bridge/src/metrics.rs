@@ -22,8 +22,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A request's route, as `/metrics` labels it.
@@ -65,6 +64,7 @@ impl Route {
             "/multi-exec" => Route::MultiExec,
             "/healthz" => Route::Healthz,
             "/metrics" => Route::Metrics,
+            p if p.starts_with("/subscribe/") || p.starts_with("/psubscribe/") => Route::Sse,
             _ => Route::Path,
         }
     }
@@ -108,7 +108,6 @@ pub struct Metrics {
     /// [route], microseconds.
     latency_sum_us: [AtomicU64; ROUTES.len()],
     failures: [AtomicU64; FAILURES.len()],
-    sse_streams: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -118,7 +117,6 @@ impl Default for Metrics {
             latency: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             latency_sum_us: std::array::from_fn(|_| AtomicU64::new(0)),
             failures: std::array::from_fn(|_| AtomicU64::new(0)),
-            sse_streams: AtomicI64::new(0),
         }
     }
 }
@@ -136,16 +134,8 @@ pub struct Gauges {
     /// The bridge's own Redis connections that are up, and how many there are.
     pub redis_up: usize,
     pub redis_connections: usize,
-}
-
-/// An open SSE stream, counted in `edgecache_bridge_sse_streams_open`
-/// until it is dropped ([`Metrics::sse_stream`]).
-pub struct StreamGuard(Arc<Metrics>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.sse_streams.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// `/subscribe` and `/psubscribe` streams open (`crate::sse::Streams`).
+    pub sse_streams: usize,
 }
 
 impl Metrics {
@@ -170,13 +160,6 @@ impl Metrics {
         if let Some(i) = FAILURES.iter().position(|&f| f == (kind, sent)) {
             self.failures[i].fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// The hook for SSE streams: call it when a stream opens and keep the
-    /// guard for as long as it stays open.
-    pub fn sse_stream(self: &Arc<Self>) -> StreamGuard {
-        self.sse_streams.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(self.clone())
     }
 
     /// The exposition, Prometheus text format 0.0.4.
@@ -288,7 +271,7 @@ impl Metrics {
             (
                 "edgecache_bridge_sse_streams_open",
                 "SSE streams open.",
-                self.sse_streams.load(Ordering::Relaxed),
+                g.sse_streams as i64,
             ),
         ];
         for (name, help, v) in gauges {
@@ -398,15 +381,15 @@ mod tests {
     }
 
     #[test]
-    fn failures_by_kind_and_streams_by_guard() {
-        let m = Arc::new(Metrics::default());
+    fn failures_by_kind_and_streams_open() {
+        let m = Metrics::default();
         m.failure(&Unavailable::Timeout { sent: true });
         m.failure(&Unavailable::unsent(QUEUE_FULL));
         m.failure(&Unavailable::lost("connection reset"));
-        let a = m.sse_stream();
-        let b = m.sse_stream();
-        drop(a);
-        let text = m.render(&Gauges::default());
+        let text = m.render(&Gauges {
+            sse_streams: 1,
+            ..Gauges::default()
+        });
         for line in [
             "edgecache_bridge_redis_failures_total{kind=\"timeout\",sent=\"true\"} 1",
             "edgecache_bridge_redis_failures_total{kind=\"queue_full\",sent=\"false\"} 1",
@@ -416,7 +399,6 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        drop(b);
         assert!(m
             .render(&Gauges::default())
             .contains("\nedgecache_bridge_sse_streams_open 0\n"));

@@ -473,13 +473,33 @@ fn names(cmd: &[Bytes]) -> (String, Option<String>) {
     (name, sub)
 }
 
-/// `XREAD`/`XREADGROUP` with a `BLOCK` argument before `STREAMS`.
+/// `XREAD`/`XREADGROUP` with a `BLOCK` option, their arguments read as
+/// Redis reads them (`xreadCommand`): options up to `STREAMS`, `COUNT`
+/// followed by its value, `GROUP` by a group and a consumer, each only
+/// when that many arguments follow. A group, consumer or count named
+/// `STREAMS` or `BLOCK` is a value, not an option. (An argument Redis does
+/// not know makes it refuse the command before anything blocks.)
 fn blocks(name: &str, cmd: &[Bytes]) -> bool {
-    BLOCK_OPTION.contains(&name)
-        && cmd[1..]
-            .iter()
-            .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
-            .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
+    if !BLOCK_OPTION.contains(&name) {
+        return false;
+    }
+    let mut i = 1;
+    while i < cmd.len() {
+        let more = cmd.len() - i - 1;
+        let is = |option: &[u8]| cmd[i].eq_ignore_ascii_case(option);
+        if is(b"BLOCK") && more >= 1 {
+            return true;
+        } else if is(b"STREAMS") && more >= 1 {
+            return false;
+        } else if is(b"COUNT") && more >= 1 {
+            i += 2;
+        } else if is(b"GROUP") && more >= 2 {
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 impl Policy {
@@ -732,6 +752,78 @@ mod tests {
             check(&p, Role::Full, &["XREAD", "STREAMS", "BLOCK", "0"]),
             Ok(true)
         );
+        // Without BLOCK, a group read runs (it writes: the pending list).
+        assert_eq!(
+            check(
+                &p,
+                Role::Full,
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    "c",
+                    "COUNT",
+                    "1",
+                    "NOACK",
+                    "STREAMS",
+                    "s",
+                    ">"
+                ]
+            ),
+            Ok(false)
+        );
+        // A group or consumer named STREAMS is a name: the BLOCK after it
+        // is the option, as Redis reads it (it blocked the shared
+        // connection once).
+        for args in [
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "STREAMS",
+                "c",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "s",
+                ">",
+            ][..],
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "STREAMS",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "streams",
+                "streams",
+                "block",
+                "0",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            &["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "$"],
+        ] {
+            assert!(
+                matches!(check(&p, Role::Full, args), Err(Refusal::Never(_))),
+                "{args:?}"
+            );
+        }
+        // BLOCK as a value, or last with no value, blocks nothing.
+        for args in [
+            &["XREADGROUP", "GROUP", "BLOCK", "c", "STREAMS", "s", ">"][..],
+            &["XREADGROUP", "GROUP", "g", "BLOCK", "STREAMS", "s", ">"],
+            &["XREAD", "STREAMS", "s", "BLOCK"],
+        ] {
+            assert!(check(&p, Role::Full, args).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@ use crate::backend::{Backend, TxOutcome, Unavailable};
 use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, Role};
 use crate::protocol::{self, Command};
+use crate::sse;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -40,6 +41,8 @@ pub struct Settings {
     /// `/metrics` on a listener of its own (the token required there too
     /// when set).
     pub metrics_listener: Option<TcpListener>,
+    /// `/subscribe` and `/psubscribe` streams (`crate::sse`).
+    pub streams: sse::Streams,
 }
 
 struct App {
@@ -60,6 +63,7 @@ struct App {
     /// Starts at the clock's milliseconds, so it keeps increasing across a
     /// restart.
     sync: AtomicU64,
+    streams: sse::Streams,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -95,6 +99,7 @@ pub async fn serve(
         permits: permits.clone(),
         max_connections,
         sync: AtomicU64::new(start),
+        streams: s.streams,
     });
     let metrics_server = s
         .metrics_listener
@@ -143,6 +148,8 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing the requests in flight");
+    // Streams never finish by themselves: end them (within a second).
+    app.streams.close();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(s.shutdown_timeout) => tracing::warn!("shutdown timeout: closing the remaining connections"),
@@ -194,6 +201,7 @@ fn metrics_answer(app: &App, req: &Request<Incoming>) -> Resp {
             queue_bytes,
             redis_up,
             redis_connections,
+            sse_streams: app.streams.open_count(),
         }
     })
 }
@@ -208,6 +216,9 @@ pub fn token_matches<B>(req: &Request<B>, expected: &[u8; 32]) -> bool {
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// What a request gets: a whole body, or a stream (`crate::sse`).
+type Body = Either<Full<Bytes>, sse::Body>;
 
 fn json(status: StatusCode, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -280,14 +291,17 @@ enum Route {
     Path,
 }
 
-async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let counted = app
         .metrics
         .as_ref()
         .map(|m| (m, metrics::Route::of(req.uri().path())));
-    let mut resp = route(app, req).await;
+    let mut resp = match sse::route(req.uri().path()) {
+        Some(sub) => subscribe(app, req, sub).await,
+        None => route(app, req).await.map(Either::Left),
+    };
     resp.headers_mut().insert(
         "upstash-sync-token",
         HeaderValue::from(app.sync.load(Ordering::Relaxed)),
@@ -297,6 +311,37 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     }
     tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     resp
+}
+
+/// `/subscribe/...` and `/psubscribe/...`: any valid token may subscribe
+/// (it reads); the small body `@upstash/redis` sends is read first, so that
+/// hyper notices at once when the client closes its connection.
+async fn subscribe(
+    app: &App,
+    req: Request<Incoming>,
+    sub: Result<sse::Subscription, String>,
+) -> Response<Body> {
+    let whole = |r: Resp| r.map(Either::Left);
+    if role(app, presented_token(&req).as_deref()).is_none() {
+        return whole(error(
+            StatusCode::UNAUTHORIZED,
+            "WRONGPASS invalid or missing auth token",
+        ));
+    }
+    if req.method() != Method::POST && req.method() != Method::GET {
+        return whole(method_not_allowed("GET, POST"));
+    }
+    let sub = match sub {
+        Ok(s) => s,
+        Err(e) => return whole(error(StatusCode::BAD_REQUEST, &e)),
+    };
+    if let Err(r) = read_body(app, req).await {
+        return whole(r);
+    }
+    match app.streams.open(sub).await {
+        Ok(r) => r.map(Either::Right),
+        Err(e) => whole(error(e.status, &e.message)),
+    }
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Resp {

@@ -83,6 +83,10 @@ const NEVER = [
   ['WAITAOF', '1', '1', '0'],
   ['XREAD', 'BLOCK', '0', 'STREAMS', 'pol:s', '$'],
   ['XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '0', 'STREAMS', 'pol:s', '>'],
+  // A group or consumer named STREAMS (the test creates the group, so
+  // Redis would block on it): the BLOCK after it is still the option.
+  ['XREADGROUP', 'GROUP', 'STREAMS', 'c', 'BLOCK', '0', 'STREAMS', 'pol:s', '>'],
+  ['XREADGROUP', 'GROUP', 'STREAMS', 'streams', 'block', '0', 'STREAMS', 'pol:s', '>'],
 ];
 
 describe('edgecache-bridge: what a shared connection must never run', () => {
@@ -93,6 +97,7 @@ describe('edgecache-bridge: what a shared connection must never run', () => {
     let other;
     try {
       await call(b, '/set/pol:k/v');
+      cli('XGROUP', 'CREATE', 'pol:s', 'STREAMS', '$', 'MKSTREAM');
       const before = clients();
       assert.ok(before.length >= 2, 'the bridge is connected');
       const wrong = [];
@@ -111,8 +116,20 @@ describe('edgecache-bridge: what a shared connection must never run', () => {
         const one = await call(b, '/', cmd);
         assert.equal(one.status, 403, `${cmd.join(' ')}: ${JSON.stringify(one.body)}`);
         assert.match(one.body.error, refused);
-        const path = await call(b, '/' + cmd.map(encodeURIComponent).join('/'));
-        assert.equal(path.status, 403, `path form ${cmd.join(' ')}`);
+        if (cmd[0] === 'SUBSCRIBE' || cmd[0] === 'PSUBSCRIBE') {
+          // The path form is the SSE route (bridge-sse.test.mjs): a stream
+          // on a Redis connection of its own, closed when the client leaves.
+          const ac = new AbortController();
+          const res = await fetch(`${b.url}/${cmd.map(encodeURIComponent).join('/')}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, signal: ac.signal });
+          assert.equal(res.status, 200, `path form ${cmd.join(' ')}`);
+          assert.equal(res.headers.get('content-type'), 'text/event-stream');
+          ac.abort();
+          await res.body.cancel().catch(() => {});
+          for (let i = 0; i < 200 && clients().some((c) => c.sub !== '0' || c.psub !== '0'); i++) await sleep(10);
+        } else {
+          const path = await call(b, '/' + cmd.map(encodeURIComponent).join('/'));
+          assert.equal(path.status, 403, `path form ${cmd.join(' ')}`);
+        }
         const p = await call(b, '/pipeline', [['ECHO', 'before'], cmd, ['ECHO', 'after']]);
         assert.equal(p.status, 200, `pipeline ${cmd.join(' ')}: ${JSON.stringify(p.body)}`);
         assert.deepEqual([p.body[0], p.body[2]], [{ result: 'before' }, { result: 'after' }]);
@@ -174,6 +191,36 @@ describe('edgecache-bridge: what a shared connection must never run', () => {
         reads.map((r) => r.body.result),
         Array.from({ length: 20 }, (_, i) => `d${i}`),
       );
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('XREAD and XREADGROUP without BLOCK run through @upstash/redis (they cannot block); the read-only token may XREAD', async () => {
+    const b = await startBridge({ redisUrl: redis.url, token: TOKEN, args: ['--read-only-token', RO] });
+    try {
+      cli('DEL', 'pol:xs');
+      const r = new Redis({ url: b.url, token: TOKEN, enableTelemetry: false });
+      const ro = new Redis({ url: b.url, token: RO, enableTelemetry: false });
+      const id1 = await r.xadd('pol:xs', '*', { f: 'one' });
+      const id2 = await r.xadd('pol:xs', '*', { f: 'two' });
+      const want = [['pol:xs', [[id1, ['f', 'one']], [id2, ['f', 'two']]]]];
+      assert.deepEqual(await r.xread('pol:xs', '0'), want);
+      assert.deepEqual(await ro.xread('pol:xs', '0', { count: 1 }), [['pol:xs', [[id1, ['f', 'one']]]]]);
+      // The same through every route, path form included.
+      assert.deepEqual((await call(b, '/xread/COUNT/1/STREAMS/pol:xs/0', undefined, RO)).body.result.length, 1);
+      const p = await call(b, '/pipeline', [['XREAD', 'STREAMS', 'pol:xs', '0'], ['ECHO', 'after']], RO);
+      assert.equal(p.body[0].result[0][1].length, 2);
+      await r.xgroup('pol:xs', { type: 'CREATE', group: 'STREAMS', id: '0' });
+      assert.deepEqual(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>', { count: 1 }), [['pol:xs', [[id1, ['f', 'one']]]]]);
+      assert.deepEqual(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>', { NOACK: true }), [['pol:xs', [[id2, ['f', 'two']]]]]);
+      // Nothing new: an empty answer at once, not a wait.
+      const started = Date.now();
+      assert.equal(await r.xreadgroup('STREAMS', 'c1', 'pol:xs', '>'), null);
+      assert.ok(Date.now() - started < 1_000);
+      // XREADGROUP writes (the pending list): not with the read-only token.
+      await assert.rejects(ro.xreadgroup('STREAMS', 'c2', 'pol:xs', '0'), /read-only/);
+      await assert.rejects(r.xread('pol:xs', '$', { blockMS: 10 }), /NOPERM 'XREAD BLOCK' cannot run/);
     } finally {
       await b.stop();
     }
