@@ -13,7 +13,7 @@
 import { EdgeCacheError } from './errors.js';
 import { CACHE_IDENTITY, PRIVATE_VIEW, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
 import { Signer, type EnvelopeScope, type SignerOptions } from './signer.js';
-import { RedisRest, type Outcome, type RedisArg, type RedisRestOptions, type RedisValue } from './redis.js';
+import { RedisRest, type Outcome, type RedisArg, type RedisRestOptions, type RedisSubscription, type RedisValue } from './redis.js';
 import { BreakerCore, CoherenceCore, FenceCore, LayoutCore, parseCounter, promotionTtl } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
@@ -119,6 +119,18 @@ export interface TieredCacheOptions {
    * @default failOpen
    */
   staleWhileUnreachable?: boolean;
+  /**
+   * Push, for runtimes that live long (Node, Deno, Bun, browsers, Durable
+   * Objects; not a Worker's request): hold a stream open (`subscribe` over
+   * server-sent events, served by the bridge and by hosted Upstash) on
+   * which every writer publishes its log entries, and drop what they name
+   * from L1 at once, typically within milliseconds rather than up to
+   * `maxStaleness`. The bound itself still rests on the lease (pub/sub
+   * keeps nothing across a break); the stream reconnects by itself, and
+   * `close()` ends it (it keeps a Node process alive until then).
+   * @default false
+   */
+  push?: boolean;
 }
 
 /** L2 figures of {@link TieredCache.stats}, for the whole cache (all scopes). */
@@ -175,6 +187,8 @@ export interface CoherenceStats {
   refused: number;
   /** L1 entries dropped because another cache changed them. */
   invalidated: number;
+  /** The push stream (`push: true`): its state, messages applied, and how many times it (re)connected. */
+  push: { state: 'off' | 'connecting' | 'open' | 'closed'; messages: number; connects: number; malformed: number };
 }
 
 /** What {@link TieredCache.stats} returns. */
@@ -189,7 +203,7 @@ export interface TieredStats {
   coherence: CoherenceStats | undefined;
 }
 
-const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable']);
+const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'push']);
 const STATES = ['closed', 'open', 'half-open'] as const;
 /** L1 keeps counters apart from values: under the key prefixed with U+0000. */
 const COUNTER = '\u0000';
@@ -243,6 +257,8 @@ class Shared {
    * clock read; `Infinity` when the L1 did not read it during the hit.
    */
   t = Infinity;
+  push: { state: 'off' | 'connecting' | 'open' | 'closed'; messages: number; connects: number; malformed: number } = { state: 'off', messages: 0, connects: 0, malformed: 0 };
+  sub: RedisSubscription | undefined;
 
   constructor(
     readonly redis: RedisRest,
@@ -364,6 +380,7 @@ function coherenceStats(s: Shared): CoherenceStats {
     staleServed: n[11]!,
     refused: n[12]!,
     invalidated: s.invalidated,
+    push: { ...s.push },
   };
 }
 
@@ -485,6 +502,8 @@ export class TieredCache<V = unknown> {
     // cachePage, even when a view is created per call. Set here rather than
     // as a computed class member, which would keep the whole tier in every
     // bundle that never uses it (esbuild cannot drop such a class).
+    if (view === undefined && options.push !== undefined && typeof options.push !== 'boolean') throw new EdgeCacheError('INVALID_OPTION', '`push` must be true or false');
+    if (view === undefined && options.push === true && this.#s.coh !== undefined) this.#subscribe(0);
     const identity = { root: this.#s as object, scope: this.#l1[CACHE_IDENTITY]().scope };
     (this as unknown as Record<symbol, () => typeof identity>)[CACHE_IDENTITY] = () => identity;
   }
@@ -557,6 +576,57 @@ export class TieredCache<V = unknown> {
     if (s.coh === undefined || s.firstTried) return undefined;
     s.firstTried = true;
     return this.#renew();
+  }
+
+  /**
+   * Holds the push stream open: applies each entry at once; once Redis
+   * confirmed the subscription, reads the log (what was missed before it);
+   * after a break, subscribes again, backing off (1 s doubling to 30 s).
+   */
+  #subscribe(failures: number): void {
+    const s = this.#s;
+    if (s.push.state === 'closed') return;
+    s.push.state = 'connecting';
+    const sub = s.redis.subscribe(s.coh!.pushChannel, (m) => this.#pushed(m.message));
+    s.sub = sub;
+    sub.ready.then(
+      () => {
+        if (s.sub !== sub) return;
+        s.push.state = 'open';
+        s.push.connects++;
+        failures = 0;
+        void this.#renew();
+      },
+      () => {},
+    );
+    sub.closed
+      .catch((e: unknown) => s.warn('push', `the push stream broke (${e instanceof EdgeCacheError ? e.code : 'error'}: ${(e as Error).message}); subscribing again (the lease bounds staleness meanwhile)`))
+      .then(() => {
+        if (s.sub !== sub || s.push.state === 'closed') return;
+        s.push.state = 'connecting';
+        const wait = Math.min(30_000, 1_000 * 2 ** Math.min(failures, 5));
+        setTimeout(() => this.#subscribe(failures + 1), wait);
+      });
+  }
+
+  /** A pushed entry, `[writer, op, target...]`: drops what it names (only ever drops). */
+  #pushed(message: string): void {
+    const s = this.#s;
+    let entry: unknown;
+    try {
+      entry = JSON.parse(message);
+    } catch {
+      entry = undefined;
+    }
+    if (!Array.isArray(entry) || entry.length < 3 || !entry.every((x) => typeof x === 'string')) {
+      s.push.malformed++;
+      return;
+    }
+    const [writer, op, ...targets] = entry as string[];
+    if (writer === s.coh!.id) return;
+    s.push.messages++;
+    if (op === 'pat' || op === 'clear') for (const g of targets) this.#dropGlob(g);
+    else for (const rk of targets) this.#dropKey(rk);
   }
 
   /** A log read on its own: whether it succeeded. */
@@ -1282,8 +1352,17 @@ export class TieredCache<V = unknown> {
     return this.#s.redis;
   }
 
-  /** Frees the L1's wasm memory if this cache made its L1. */
+  /** Ends the push stream (`push: true`); the cache goes on with the lease alone. */
+  close(): void {
+    const s = this.#s;
+    if (s.push.state !== 'off') s.push.state = 'closed';
+    s.sub?.close();
+    s.sub = undefined;
+  }
+
+  /** Ends the push stream and frees the L1's wasm memory if this cache made its L1. */
   free(): void {
+    this.close();
     this.#ownL1?.free();
   }
 }

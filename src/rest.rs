@@ -114,7 +114,7 @@ fn push_command(out: &mut String, args: &[Arg<'_>]) {
 /// proptest below holds them equal), without serde_json's serializer: the
 /// npm package's wasm carries this, and serde_json's formatter with its
 /// float printing is most of 30 KiB gzipped there.
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut start = 0;

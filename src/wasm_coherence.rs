@@ -113,6 +113,12 @@ impl WasmCoherence {
         })
     }
 
+    /// The channel pushed entries go to.
+    #[wasm_bindgen(getter, js_name = pushChannel)]
+    pub fn push_channel(&self) -> String {
+        self.lease.log().push_channel().to_owned()
+    }
+
     /// This cache's writer id.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> String {
@@ -198,7 +204,7 @@ impl WasmCoherence {
 
     /// The commands that append a mutation to the log (`op`: `set`, `del`,
     /// `incr`, `pat`, `clear`), as a JSON array (an entry per 64
-    /// targets).
+    /// targets), then its `PUBLISH` for caches that push.
     pub fn append(&mut self, op: &str, targets: Vec<String>) -> Result<String, JsValue> {
         let op = match op {
             "set" => Op::Set,
@@ -214,7 +220,9 @@ impl WasmCoherence {
             }
         };
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-        Ok(commands_json(&self.lease.append(op, &refs).map_err(to_js)?))
+        let mut all = self.lease.append(op, &refs).map_err(to_js)?;
+        all.push(self.lease.log().publish(self.lease.id(), op, &refs));
+        Ok(commands_json(&all))
     }
 
     /// The counters: `[reads, failures, entries, own, gaps, trimmed, behind,

@@ -196,6 +196,7 @@ pub struct Log {
     layout: Layout,
     stream: String,
     epoch: String,
+    channel: String,
 }
 
 /// Whether `id` may name a writer: 16 to 64 of `A-Z a-z 0-9 _ -`.
@@ -224,7 +225,42 @@ impl Log {
             layout: layout.clone(),
             stream: format!("{base}log"),
             epoch: format!("{base}epoch"),
+            channel: format!("{base}push"),
         }
+    }
+
+    /// The pub/sub channel that writers publish each entry on, for caches
+    /// that hold a stream open (push): `<prefix>:c:{<prefix>:0}:push`.
+    pub fn push_channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The `PUBLISH` of an entry to [`Log::push_channel`], sent after the
+    /// entry's `XADD` (in the same pipeline): the message is the JSON array
+    /// `[writer, op, target...]`. Push only speeds invalidation up: a
+    /// message lost (pub/sub keeps nothing) is still in the log, and one
+    /// planted by whoever can publish can only drop entries from L1.
+    ///
+    /// ```
+    /// use edgecache::{Layout, Log, Op};
+    /// let log = Log::new(&Layout::new("app").unwrap());
+    /// let c = log.publish("w0123456789abcdef", Op::Delete, &["app:v:r|k"]);
+    /// assert_eq!(c.body(), r#"["PUBLISH","app:c:{app:0}:push","[\"w0123456789abcdef\",\"del\",\"app:v:r|k\"]"]"#);
+    /// ```
+    pub fn publish(&self, writer: &str, op: Op, targets: &[&str]) -> Command {
+        let mut message = String::from("[");
+        crate::rest::push_json_string(&mut message, writer);
+        message.push(',');
+        crate::rest::push_json_string(&mut message, op.name());
+        for t in targets {
+            message.push(',');
+            crate::rest::push_json_string(&mut message, t);
+        }
+        message.push(']');
+        Command::new()
+            .s("PUBLISH")
+            .s(self.channel.as_str())
+            .s(message)
     }
 
     /// The Redis key of the stream.

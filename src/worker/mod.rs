@@ -689,11 +689,18 @@ impl EdgeCache {
     }
 
     /// The log commands to append to a mutation of `targets` (none with
-    /// coherence off), after the mutation in its pipeline.
+    /// coherence off), after the mutation in its pipeline: the entry, then
+    /// its `PUBLISH` ([`Log::publish`](crate::Log::publish)).
     fn append(&self, l2: &L2, op: Op, targets: &[&str]) -> Result<Vec<Command>> {
         match &l2.coherence {
             None => Ok(Vec::new()),
-            Some(c) => c.lease.borrow_mut().append(op, targets),
+            Some(c) => {
+                let mut lease = c.lease.borrow_mut();
+                let mut commands = lease.append(op, targets)?;
+                // For the caches that hold a stream open (push), after the XADD.
+                commands.push(lease.log().publish(lease.id(), op, targets));
+                Ok(commands)
+            }
         }
     }
 

@@ -100,8 +100,8 @@ function check(h, reads, who) {
 }
 
 /** The Node readers: spawned, ready, stopped by closing their stdin. */
-async function spawnReaders(n, prefix, maxStaleness) {
-  const env = { ...process.env, URL: bridge.url, TOKEN, SECRET, PREFIX: prefix, MAX_STALENESS: String(maxStaleness), KEYS: JSON.stringify(KEYS) };
+async function spawnReaders(n, prefix, maxStaleness, push = false) {
+  const env = { ...process.env, URL: bridge.url, TOKEN, SECRET, PREFIX: prefix, MAX_STALENESS: String(maxStaleness), KEYS: JSON.stringify(KEYS), PUSH: push ? '1' : '0' };
   const readers = [];
   for (let r = 0; r < n; r++) {
     const proc = spawn(process.execPath, [READER], { env, stdio: ['pipe', 'pipe', 'inherit'] });
@@ -179,7 +179,7 @@ let prefixes = 0;
  * One run: the readers start (their L1 warm), `write(h)` mutates while
  * they read, then every read is checked. Returns the violations.
  */
-async function run({ maxStaleness, write, workers = true, during }) {
+async function run({ maxStaleness, write, workers = true, during, push = false }) {
   const prefix = `multi${++prefixes}`;
   const writer = new TieredCache({
     redis: new RedisRest({ url: bridge.url, token: TOKEN }),
@@ -196,7 +196,7 @@ async function run({ maxStaleness, write, workers = true, during }) {
       h.initial(i, `${key}@0`);
     }
   }
-  const readers = await spawnReaders(3, prefix, maxStaleness);
+  const readers = await spawnReaders(3, prefix, maxStaleness, push);
   const ws = workers ? await startWorkers(prefix, maxStaleness) : undefined;
   let writing = true;
   try {
@@ -325,7 +325,7 @@ function summary(r) {
   return `${r.reads} reads, ${r.writes} writes, ${r.bad.length} violations${r.bad.length ? `: ${JSON.stringify(r.bad.slice(0, 3))}` : ''}`;
 }
 
-describe('coherence across processes and runtimes (lease mode)', () => {
+describe('coherence across processes and runtimes', () => {
   test('a JS writer, every mutation kind: 3 Node readers and both Workers stay within maxStaleness', async (t) => {
     const r = await run({ maxStaleness: M, write: (c) => jsWrites(c) });
     t.diagnostic(summary(r));
@@ -358,8 +358,15 @@ describe('coherence across processes and runtimes (lease mode)', () => {
     assert.equal(r.bad.length, 0, summary(r));
     const stopped = r.results[0].records;
     // It read both before and after the pause.
-    const gap = stopped.reduce((g, x, i) => (i > 0 ? Math.max(g, x[0] - stopped[i - 1][1]) : g), 0);
+    const gap = stopped.reduce((g, x, i) => (i > 0 ? Math.max(g, x[1] - stopped[i - 1][1]) : g), 0);
     assert.ok(gap >= 4_900, `the pause shows in its reads (${gap} ms)`);
+  });
+
+  test('push mode: the same readers holding a stream open (and both Workers on the lease)', async (t) => {
+    const r = await run({ maxStaleness: M, push: true, write: (c) => jsWrites(c) });
+    t.diagnostic(summary(r));
+    assert.equal(r.bad.length, 0, summary(r));
+    for (const x of r.results) assert.ok(x.stats.push.connects >= 1 && x.stats.push.messages > 0, JSON.stringify(x.stats.push));
   });
 
   test('the control: with coherence off in the readers, the same check finds stale reads', async (t) => {

@@ -162,9 +162,10 @@ describe('coherence: what it costs', () => {
     assert.equal(f.requests, 1);
     assert.deepEqual(
       f.commands.map((c) => c[0]),
-      ['SET', 'SET', 'XADD'],
+      ['SET', 'SET', 'XADD', 'PUBLISH'],
     );
     assert.equal(f.commands[1][1], `${prefix}:c:{${prefix}:0}:epoch`);
+    assert.equal(f.commands[3][1], `${prefix}:c:{${prefix}:0}:push`);
     assert.equal(cli('XLEN', `${prefix}:c:{${prefix}:0}:log`), '1');
   });
 
@@ -317,5 +318,96 @@ describe('coherence: options', () => {
       () => new TieredCache({ redis: { url: 'http://127.0.0.1:1', token: 't' }, signer: { keys: { k1: SECRET } }, prefix: 'p', staleWhileUnreachable: 'no' }),
       (e) => e.code === 'INVALID_OPTION' && /staleWhileUnreachable/.test(e.message),
     );
+  });
+});
+
+describe('coherence: push (a stream held open, for runtimes that live long)', () => {
+  test('a mutation elsewhere leaves L1 at once, long before maxStaleness; every kind', async () => {
+    const { make } = pair();
+    const a = make();
+    const b = make({ push: true, maxStaleness: 30_000 });
+    try {
+      await a.set('k', 'old');
+      await a.incr('n');
+      await a.scope({ tenant: 't' }).set('k', 'old');
+      assert.equal(await b.get('k'), 'old');
+      assert.equal(await b.counter('n'), 1);
+      assert.equal(await b.scope({ tenant: 't' }).get('k'), 'old');
+      for (let i = 0; i < 100 && b.stats().coherence.push.state !== 'open'; i++) await sleep(20);
+      assert.equal(b.stats().coherence.push.state, 'open');
+      const steps = [
+        [() => a.set('k', 'new'), () => b.get('k'), 'new'],
+        [() => a.incr('n', 2), () => b.counter('n'), 3],
+        [() => a.delete('k'), () => b.get('k'), undefined],
+        [() => a.scope({ tenant: 't' }).clear(), () => b.scope({ tenant: 't' }).get('k'), undefined],
+      ];
+      for (const [write, read, want] of steps) {
+        await write();
+        const t0 = performance.now();
+        let got;
+        while ((got = await read()) !== want && performance.now() - t0 < 2_000) await sleep(2);
+        assert.equal(got, want);
+        assert.ok(performance.now() - t0 < 1_000, `pushed, not waited out (${(performance.now() - t0).toFixed(0)} ms)`);
+      }
+      assert.ok(b.stats().coherence.push.messages >= 4, JSON.stringify(b.stats().coherence.push));
+    } finally {
+      b.close();
+    }
+    assert.equal(b.stats().coherence.push.state, 'closed');
+  });
+
+  test('a planted or malformed message only drops, never serves', async () => {
+    const { make, prefix } = pair();
+    const a = make();
+    const b = make({ push: true, maxStaleness: 30_000 });
+    try {
+      await a.set('k', 'v');
+      assert.equal(await b.get('k'), 'v');
+      for (let i = 0; i < 100 && b.stats().coherence.push.state !== 'open'; i++) await sleep(20);
+      cli('PUBLISH', `${prefix}:c:{${prefix}:0}:push`, 'not json');
+      cli('PUBLISH', `${prefix}:c:{${prefix}:0}:push`, '[1,2,3]');
+      await sleep(100);
+      assert.equal(b.stats().coherence.push.malformed, 2);
+      assert.equal(await b.get('k'), 'v');
+    } finally {
+      b.close();
+    }
+  });
+
+  test('the bridge killed under the stream: the cache subscribes again, then pushes arrive again', async () => {
+    const { startRedis, startBridgeOn, freePort } = await import('./servers.mjs');
+    const redis = await startRedis();
+    const port = await freePort();
+    let bridge = await startBridgeOn(port, { redisUrl: redis.url, token: TOKEN });
+    const make = (extra) =>
+      new TieredCache({
+        redis: new RedisRest({ url: bridge.url, token: TOKEN, retries: 0 }),
+        signer: { keys: { k1: SECRET } },
+        prefix: 'pushkill',
+        l1Ttl: 60_000,
+        maxStaleness: 30_000,
+        log: () => {},
+        ...extra,
+      });
+    const a = make();
+    const b = make({ push: true });
+    try {
+      await a.set('k', 1);
+      assert.equal(await b.get('k'), 1);
+      for (let i = 0; i < 100 && b.stats().coherence.push.state !== 'open'; i++) await sleep(20);
+      bridge.proc.kill('SIGKILL');
+      await sleep(200);
+      bridge = await startBridgeOn(port, { redisUrl: redis.url, token: TOKEN });
+      for (let i = 0; i < 200 && b.stats().coherence.push.connects < 2; i++) await sleep(25);
+      assert.equal(b.stats().coherence.push.connects, 2, JSON.stringify(b.stats().coherence.push));
+      await a.set('k', 2);
+      const t0 = performance.now();
+      while ((await b.get('k')) !== 2 && performance.now() - t0 < 2_000) await sleep(5);
+      assert.equal(await b.get('k'), 2);
+    } finally {
+      b.close();
+      await bridge.stop();
+      await redis.stop();
+    }
   });
 });

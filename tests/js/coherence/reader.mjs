@@ -6,7 +6,7 @@
 // holds every key, and its records as one JSON line when stdin closes.
 import { TieredCache, RedisRest } from 'edgecache';
 
-const { URL: url, TOKEN: token, SECRET: secret, PREFIX: prefix, MAX_STALENESS, KEYS } = process.env;
+const { URL: url, TOKEN: token, SECRET: secret, PREFIX: prefix, MAX_STALENESS, KEYS, PUSH } = process.env;
 const keys = JSON.parse(KEYS); // [[kind ('v' value | 'n' counter), tenant | null, key], ...]
 const cache = new TieredCache({
   redis: new RedisRest({ url, token }),
@@ -14,6 +14,7 @@ const cache = new TieredCache({
   prefix,
   l1Ttl: 600_000, // only coherence can take a copy out of L1
   maxStaleness: MAX_STALENESS === 'off' ? false : Number(MAX_STALENESS),
+  push: PUSH === '1',
   log: () => {},
 });
 const views = keys.map(([, tenant]) => (tenant === null ? cache : cache.scope({ tenant })));
@@ -26,6 +27,7 @@ process.stdin.on('data', () => {});
 process.stdin.on('end', () => {
   stop = true;
 });
+if (PUSH === '1') while (cache.stats().coherence.push.state !== 'open') await new Promise((r) => setTimeout(r, 10));
 for (let i = 0; i < keys.length; i++) await read(i);
 for (let i = 0; i < keys.length; i++) await read(i);
 process.stdout.write('ready\n');
@@ -38,4 +40,5 @@ while (!stop) {
   // Yield to I/O now and then (stdin end, the lease reads), which also bounds the records.
   if (n % 8 === 0) await new Promise((r) => setTimeout(r, 1));
 }
+cache.close();
 process.stdout.write(JSON.stringify({ records, stats: cache.stats().coherence ?? null }) + '\n');
