@@ -783,8 +783,15 @@ export interface RedisMessage {
 
 /** Options of {@link RedisRest.subscribe}. */
 export interface RedisSubscribeOptions {
-  /** Aborting it closes the subscription, as `close()` does. */
-  signal?: AbortSignal;
+  /** An `AbortSignal`: aborting it closes the subscription, as `close()` does. */
+  signal?: AbortSignalLike;
+}
+
+/** What {@link RedisSubscribeOptions.signal} reads of an `AbortSignal` (named so, the declarations need no DOM types). */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** An open subscription ({@link RedisRest.subscribe}). */
