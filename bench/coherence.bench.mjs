@@ -6,7 +6,7 @@
 //
 // 1. Propagation: from a write's acknowledgement to the first read in
 //    another cache that returns the new value, p50/p99, for maxStaleness
-//    100 and 1000 ms (lease mode; the bound is maxStaleness).
+//    100 and 1000 ms (lease), and 1000 ms with push (the bound is maxStaleness).
 // 2. Requests and commands per 1,000 reads: an idle isolate (a read every
 //    50 ms, all L1 hits) and a busy one (reads back to back, 1 in 10 a
 //    miss), coherence on (1000 ms) against off.
@@ -39,13 +39,14 @@ function counting() {
   return f;
 }
 
-function cache(prefix, maxStaleness, f) {
+function cache(prefix, maxStaleness, f, push = false) {
   return new TieredCache({
     redis: new RedisRest({ url: bridge.url, token: TOKEN, ...(f ? { fetch: f } : {}) }),
     signer: { keys: { k1: SECRET } },
     prefix,
     l1Ttl: 600_000,
     maxStaleness,
+    push,
     log: () => {},
   });
 }
@@ -63,11 +64,12 @@ async function redisCommands() {
 }
 
 // ---- 1. propagation ----
-console.log('1. propagation: acknowledgement -> first read elsewhere that sees it (lease mode)');
-for (const m of [100, 1000]) {
+console.log('1. propagation: acknowledgement -> first read elsewhere that sees it');
+for (const [m, push] of [[100, false], [1000, false], [1000, true]]) {
   const prefix = `prop${++prefixes}`;
   const w = cache(prefix, m);
-  const r = cache(prefix, m);
+  const r = cache(prefix, m, undefined, push);
+  while (push && r.stats().coherence.push.state !== 'open') await sleep(10);
   await w.set('k', 0);
   await r.get('k');
   await r.get('k');
@@ -90,7 +92,8 @@ for (const m of [100, 1000]) {
       await sleep(1);
     }
   }
-  console.log(`   maxStaleness ${m} ms: first read that sees it starts p50 ${median(delays).toFixed(1)} ms, p99 ${pct(delays, 0.99).toFixed(1)} ms after the ack (bound ${m} ms); answers p50 ${median(done).toFixed(1)}, p99 ${pct(done, 0.99).toFixed(1)} ms (${n} writes)`);
+  r.close();
+  console.log(`   ${push ? 'push, ' : 'lease, '}maxStaleness ${m} ms: first read that sees it starts p50 ${median(delays).toFixed(1)} ms, p99 ${pct(delays, 0.99).toFixed(1)} ms after the ack (bound ${m} ms); answers p50 ${median(done).toFixed(1)}, p99 ${pct(done, 0.99).toFixed(1)} ms (${n} writes)`);
 }
 
 // ---- 2. requests per 1,000 reads ----
