@@ -306,6 +306,14 @@ describe('writes that land after the response: memoize, @cached, cachePage over 
   test('every result reaches Redis, and this isolate\'s L1 too: nothing is computed again', async () => {
     const kinds = { memo: 'memo:', sync: 'sync:', cached: 'cached:', page: 'page:GET /page/' };
     const paths = Object.keys(kinds).flatMap((kind) => Array.from({ length: 10 }, (_, i) => `/${kind}/k${i}`));
+    // The isolate's first coherence log read drops all of L1 and keeps
+    // whatever is under way out of it (docs/REDIS.md, "In TieredCache"):
+    // done here first, so that the requests below are about their writes.
+    // A Redis that edgecache has written to before: the log's epoch is
+    // named (on one where nothing was ever written, every log read is a
+    // gap until a write names it; docs/REDIS.md, "Limits").
+    cli('SET', 'lw:c:{lw:0}:epoch', 'a-writer-before-this-test.1', 'NX');
+    assert.equal((await w.fetch('/memo/warm')).status, 200);
     proxy.setDelay(150);
     const first = new Map(
       await Promise.all(
@@ -337,7 +345,8 @@ describe('writes that land after the response: memoize, @cached, cachePage over 
     proxy = undefined;
     const recomputed = [];
     for (const [p, body] of first) if ((await (await w.fetch(p)).text()) !== body) recomputed.push(p);
-    assert.deepEqual({ missing, recomputed }, { missing: [], recomputed: [] }, `${paths.length - missing.length} of ${paths.length} results in Redis`);
+    const stats = recomputed.length ? await (await w.fetch('/stats/x')).text() : '';
+    assert.deepEqual({ missing, recomputed }, { missing: [], recomputed: [] }, `${paths.length - missing.length} of ${paths.length} results in Redis ${stats}`);
   });
 });
 

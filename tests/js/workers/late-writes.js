@@ -51,6 +51,7 @@ export default {
       if (kind === 'sync') return new Response(await h.sync(k));
       if (kind === 'cached') return new Response(await h.catalog.load(k));
       if (kind === 'page') return h.page(request);
+      if (kind === 'stats') return Response.json(fromEnv(env, { log: () => {} }).stats());
       return new Response('no such route', { status: 404 });
     } catch (e) {
       return new Response(`${e.name}: ${e.message}`, { status: 500 });
