@@ -10,7 +10,10 @@
 #                            redis-server, webdis, chromium, chromedriver and
 #                            the tools that test the packed package
 #                            (tests/pkg/tools: Node 22 and 24, Deno, Bun,
-#                            Vite, webpack, Rollup, wrangler).
+#                            Vite, webpack, Rollup, wrangler);
+#   scripts/setup.sh --bench --run, plus the servers `make bench` measures
+#                            against: redis-server, webdis, wrk and nginx-light
+#                            (bench/bridge-nginx.bench.mjs; not needed by tests).
 #
 # Two kinds of machine:
 #   * a rustup toolchain with the wasm32-unknown-unknown target (an ordinary
@@ -26,6 +29,8 @@ RUN_ONLY=0
 # --dev-tiered: --run, plus the redis-server `make dev-tiered` starts.
 DEV_TIERED=0
 if [ "${1:-}" = --dev-tiered ]; then RUN_ONLY=1; DEV_TIERED=1; fi
+BENCH=0
+if [ "${1:-}" = --bench ]; then RUN_ONLY=1; BENCH=1; fi
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 SUDO=""
@@ -137,6 +142,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 if [ $DEV_TIERED = 1 ]; then apt_install redis-server; fi
+if [ $BENCH = 1 ]; then apt_install redis-server webdis wrk nginx-light; fi
 if [ $RUN_ONLY = 1 ]; then wait_installs; log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----
