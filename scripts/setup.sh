@@ -10,10 +10,7 @@
 #                            redis-server, webdis, chromium, chromedriver and
 #                            the tools that test the packed package
 #                            (tests/pkg/tools: Node 22 and 24, Deno, Bun,
-#                            Vite, webpack, Rollup, wrangler);
-#   scripts/setup.sh --bench --run, plus the servers `make bench` measures
-#                            against: redis-server, webdis, wrk and nginx-light
-#                            (bench/bridge-nginx.bench.mjs; not needed by tests).
+#                            Vite, webpack, Rollup, wrangler).
 #
 # Two kinds of machine:
 #   * a rustup toolchain with the wasm32-unknown-unknown target (an ordinary
@@ -29,6 +26,9 @@ RUN_ONLY=0
 # --dev-tiered: --run, plus the redis-server `make dev-tiered` starts.
 DEV_TIERED=0
 if [ "${1:-}" = --dev-tiered ]; then RUN_ONLY=1; DEV_TIERED=1; fi
+# --bench: --run, plus the servers `make bench` measures against:
+# redis-server, webdis, wrk and nginx-light (bench/bridge-nginx.bench.mjs;
+# the tests need no nginx).
 BENCH=0
 if [ "${1:-}" = --bench ]; then RUN_ONLY=1; BENCH=1; fi
 
