@@ -27,8 +27,10 @@ build: setup-run
 test: setup
 	@scripts/test.sh
 
-## Benchmarks against the peers named in the issues, in one process each.
+## Benchmarks against the peers named in the issues, in one process each
+## (setup --bench adds the servers they measure against: nginx-light, webdis).
 bench: build
+	@scripts/setup.sh --bench
 	@cargo build --quiet --release -p edgecache-bridge
 	@for f in bench/*.bench.mjs; do echo "== $$f"; node --expose-gc "$$f"; done
 
@@ -79,9 +81,11 @@ chaos: build
 	@node bench/chaos.mjs
 
 ## Memory bounds (issue 11): 10 million random-size sets into a MemoryCache
-## with maxBytes, then the bridge's RSS under a minute of wrk at 64 connections.
+## with maxBytes (under Node's default flags side by side with lru-cache
+## bounded by the same bytes, issue 19), then the bridge's RSS under a minute
+## of wrk at 64 connections.
 soak: build
 	@cargo build --quiet --release -p edgecache-bridge
-	@node --expose-gc bench/memory-bounds.mjs --no-rss-bound
+	@node --expose-gc bench/memory-bounds.mjs --no-rss-bound --side-by-side
 	@node --expose-gc --optimize-for-size bench/memory-bounds.mjs
 	@node bench/memory-bridge.mjs

@@ -4,8 +4,12 @@
 // keys and values stay in JS (a `Map` from key to slot, and two arrays by
 // slot), because handing a JS string to wasm costs a UTF-8 copy per call;
 // the wasm slot engine (src/lru.rs) owns recency, expiry, byte accounting,
-// eviction and statistics, and is called with plain numbers only.
-import { Lru, Glob, encodeScope } from './wasm/edgecache.js';
+// eviction and statistics, and is called with plain numbers only. The two
+// most frequent things cross no call (src/wasm.rs, `WasmLru`): a lookup of
+// a cache without TTLs is recorded in a block of wasm memory shared with
+// the engine, which applies such records, in order, before anything else it
+// does; and the slots an insert removed are read from wasm memory in place.
+import { Lru, Glob, encodeScope, signerMemory } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
@@ -108,6 +112,25 @@ export const MAX_ENTRY_BYTES = 2 ** 32 - 1;
 /** Bytes charged per entry on top of key and value (ENTRY_OVERHEAD in src/lru.rs). */
 export const ENTRY_OVERHEAD = 64;
 const NO_NS = 0xffffffff;
+/** The block shared with the engine (src/wasm.rs): words of `Lru.io()`. */
+const IO_REMOVED_AT = 0;
+const IO_REMOVED_LEN = 1;
+const IO_PENDING = 2;
+/** Lookups recorded before the engine must apply them (BATCH in src/wasm.rs). */
+const BATCH = 256;
+/** A recorded miss (MISS in src/wasm.rs): `MISS | ns`. */
+const MISS = 1 << 31;
+
+let memory: WebAssembly.Memory | undefined;
+let heap32: Uint32Array = new Uint32Array(0);
+/** The wasm memory as 32-bit words; renewed after the memory grew, which detaches the old view. */
+function words(): Uint32Array {
+  if (heap32.length === 0) {
+    memory ??= signerMemory() as WebAssembly.Memory;
+    heap32 = new Uint32Array(memory.buffer);
+  }
+  return heap32;
+}
 const DEFAULT_MAX_ENTRIES = 10_000;
 const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 'now']);
@@ -317,6 +340,8 @@ function freedLru(): Lru {
 /** State shared by a cache and all its scope views. */
 class Core<V> {
   lru: Lru;
+  /** The word index of the engine's shared block (see `record`); -1 until first used. */
+  io = -1;
   keys: (string | undefined)[];
   values: (V | undefined)[];
   /** The space of each scoped slot; `null` until the first scope is written. */
@@ -396,6 +421,11 @@ class Core<V> {
     if (this.slotSpace !== null) this.slotSpace = resized(this.slotSpace, n);
   }
 
+  /** Allocates the shared block (an idle cache has none): its word index. */
+  ioBlock(): number {
+    return (this.io = this.lru.io() >>> 2);
+  }
+
   /** Throws `FREED` once the cache was freed. */
   live(): void {
     if (this.freed) throw freedError();
@@ -422,7 +452,11 @@ class Core<V> {
 
   /** Bytes of key + value, validated. */
   measure(key: string, value: V): number {
-    if (this.sizeOf === undefined) return 2 * key.length + estimate(value, key);
+    if (this.sizeOf === undefined) {
+      // Strings first: a `typeof` compared with a constant is inlined, where
+      // the `switch` in `estimate` calls a builtin.
+      return 2 * key.length + (typeof value === 'string' ? 2 * value.length : estimate(value, key));
+    }
     const size = this.sizeOf(value, key);
     if (typeof size !== 'number' || !(size >= 0) || !Number.isFinite(size)) {
       throw new EdgeCacheError(
@@ -464,9 +498,32 @@ class Core<V> {
     if (space !== this.root && space.map.size === 0) this.close(space);
   }
 
-  /** Forgets every slot the last insert/update removed. */
+  /** Forgets every slot the last insert/update removed (read in place from wasm memory). */
   forgetRemoved(): void {
-    for (const s of this.lru.removed()) this.forget(s);
+    const io = this.io < 0 ? this.ioBlock() : this.io;
+    const at = words()[io + IO_REMOVED_AT]! >>> 2;
+    const n = words()[io + IO_REMOVED_LEN]!;
+    // `forget` may close a scope, a call that can grow (and so detach) the
+    // memory: the view is looked up again for each slot.
+    for (let i = 0; i < n; i++) this.forget(words()[at + i]!);
+  }
+
+  /**
+   * Records a lookup for the engine to apply before its next operation: a
+   * hit on `slot` (only while no TTL was ever used, so the entry cannot have
+   * expired) or `MISS | ns`. Applied in order, before anything else the
+   * engine does, records have exactly the effect of immediate calls.
+   */
+  record(x: number): void {
+    if (this.freed) throw freedError();
+    const io = this.io < 0 ? this.ioBlock() : this.io;
+    let h = heap32;
+    if (h.length === 0) h = words();
+    const at = io + IO_PENDING;
+    const n = h[at]! + 1;
+    h[at + n] = x;
+    h[at] = n;
+    if (n === BATCH) this.lru.sync();
   }
 
   /** Closes an empty scope space; views re-open it on their next write. */
@@ -633,15 +690,19 @@ export class MemoryCache<V = unknown> {
     const c = this.#core;
     const space = this.#space.live ? this.#space : this.#read();
     if (space === null) {
-      c.lru.miss(NO_NS);
+      c.record(MISS | NO_NS);
       return undefined;
     }
     const slot = space.map.get(key);
     if (slot === undefined) {
-      c.lru.miss(space.id);
+      c.record(MISS | space.id);
       return undefined;
     }
-    if (c.lru.touch(slot, c.ttlUsed ? c.clock() : 0)) return c.values[slot];
+    if (!c.ttlUsed) {
+      c.record(slot);
+      return c.values[slot];
+    }
+    if (c.lru.touch(slot, c.clock())) return c.values[slot];
     c.forget(slot);
     return undefined;
   }

@@ -27,6 +27,11 @@ RUN_ONLY=0
 # --dev-tiered: --run, plus the redis-server `make dev-tiered` starts.
 DEV_TIERED=0
 if [ "${1:-}" = --dev-tiered ]; then RUN_ONLY=1; DEV_TIERED=1; fi
+# --bench: --run, plus the servers `make bench` measures against:
+# redis-server, webdis, wrk and nginx-light (bench/bridge-nginx.bench.mjs;
+# the tests need no nginx).
+BENCH=0
+if [ "${1:-}" = --bench ]; then RUN_ONLY=1; BENCH=1; fi
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 SUDO=""
@@ -138,6 +143,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 if [ $DEV_TIERED = 1 ]; then apt_install redis-server; fi
+if [ $BENCH = 1 ]; then apt_install redis-server webdis wrk nginx-light; fi
 if [ $RUN_ONLY = 1 ]; then wait_installs; log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----

@@ -270,7 +270,10 @@ impl Lru {
         self.purge_step(now);
         if let Some(slot) = self.recycle_tail(ns, charge) {
             self.set_expiry(slot, expires_at);
-            return Ok(Inserted { slot, removed: 1 });
+            return Ok(Inserted {
+                slot,
+                removed: self.removed.len() as u32,
+            });
         }
         while self.total.entries >= u64::from(self.limits.max_entries)
             || self.total.bytes + u64::from(charge) > self.limits.max_bytes
@@ -349,6 +352,17 @@ impl Lru {
         self.move_front(slot);
         self.counters_mut(ns).hits += 1;
         true
+    }
+
+    /// A lookup hit on an entry known to have no expiry (a cache that has
+    /// never had a TTL): most recently used, one more hit. [`touch`](Lru::touch)
+    /// without the expiry check.
+    #[inline(always)]
+    pub fn hit(&mut self, slot: Slot) {
+        debug_assert!(self.is_occupied(slot) && self.expires_at(slot) == 0.0);
+        let ns = self.slot_ns(slot);
+        self.move_front(slot);
+        self.counters_mut(ns).hits += 1;
     }
 
     /// Counts a lookup that found no slot, in namespace `ns` ([`NO_NS`] for
@@ -673,14 +687,18 @@ impl Lru {
         self.free = s;
     }
 
-    /// The common case of an insert into a full cache: evicting the least
-    /// recently used entry alone makes room, and the new entry takes over
-    /// its slot in place. Same effect as `evict_tail` + `alloc`, without the
-    /// free-list round trip. `None` (nothing done) when that is not the case.
+    /// The common case of an insert into a full cache (by entries or by
+    /// bytes): evicting the least recently used entry alone makes room, and
+    /// the new entry takes over its slot in place. Same effect as
+    /// `evict_tail` + `alloc`, without the free-list round trip. `None`
+    /// (nothing done) when that is not the case.
     #[inline(always)]
     fn recycle_tail(&mut self, ns: NsId, charge: u32) -> Option<Slot> {
         let s = self.tail;
-        if s == NIL || self.total.entries < u64::from(self.limits.max_entries) {
+        if s == NIL
+            || (self.total.entries < u64::from(self.limits.max_entries)
+                && self.total.bytes + u64::from(charge) <= self.limits.max_bytes)
+        {
             return None;
         }
         let old = self.size[s as usize];
@@ -772,6 +790,31 @@ mod tests {
         assert_eq!(big.removed, 3);
         assert_eq!(l.len(), 1);
         assert_eq!(*l.removed().last().unwrap(), big.slot);
+    }
+
+    #[test]
+    fn a_byte_bound_insert_recycles_the_tail_and_reports_every_removal() {
+        let e = ENTRY_OVERHEAD;
+        let mut l = lru(100, 4 * (e + 10));
+        // two entries that expire at 5, then two that never do
+        let a = l.insert(ROOT, 10, 5.0, 0.0).unwrap().slot;
+        let b = l.insert(ROOT, 10, 5.0, 0.0).unwrap().slot;
+        let c = l.insert(ROOT, 10, 0.0, 0.0).unwrap().slot;
+        let d = l.insert(ROOT, 10, 0.0, 0.0).unwrap().slot;
+        assert!(l.touch(a, 1.0) && l.touch(b, 1.0));
+        // full by bytes, not by entries: the tail (c) alone makes room
+        let r = l.insert(ROOT, 10, 0.0, 1.0).unwrap();
+        assert_eq!((r.slot, r.removed), (c, 1));
+        assert_eq!(l.removed(), &[c]);
+        // at 6 the purge reclaims a and b before the tail (d) is recycled:
+        // all three are reported, the recycled slot last
+        let big = l.insert(ROOT, 10 + 2 * (e + 10), 0.0, 6.0).unwrap();
+        assert_eq!(big.removed as usize, l.removed().len());
+        assert_eq!(*l.removed().last().unwrap(), big.slot);
+        assert_eq!(big.slot, d, "the tail's slot is taken over");
+        assert!(l.removed().contains(&a) && l.removed().contains(&b));
+        assert!(l.totals().bytes <= 4 * (e + 10));
+        assert_eq!(l.totals().expirations, 2);
     }
 
     #[test]

@@ -63,9 +63,43 @@ fn counters(c: Counters) -> Vec<f64> {
     .to_vec()
 }
 
+/// Lookups js/cache.ts may record in [`WasmLru::io`] before they are applied.
+pub const BATCH: u32 = 256;
+/// Words of the `io` block: where the removed slots are, how many, how many
+/// lookups are pending, then the pending lookups.
+const IO_REMOVED_AT: usize = 0;
+const IO_REMOVED_LEN: usize = 1;
+const IO_PENDING: usize = 2;
+const IO_FIRST: usize = 3;
+/// A pending lookup with this bit set is a miss in namespace `x & !MISS`
+/// (all bits set: [`NO_NS`](crate::lru::NO_NS)); without it, a hit on slot `x`.
+pub const MISS: u32 = 1 << 31;
+
 /// The slot engine, for `MemoryCache` (js/cache.ts).
+///
+/// Besides its methods, it shares a block of wasm memory with JS (its
+/// address: [`WasmLru::io`]), so that the two most frequent things cost no
+/// call across the boundary:
+///
+/// * **Lookups are batched.** While a cache has never had a TTL, a `get` hit
+///   cannot find an expired entry, so JS records the slot (or, for a miss,
+///   `MISS | ns`) in the block and counts it in its third word instead of
+///   calling `touch`/`miss`. Every method here first applies the pending
+///   lookups in order ([`WasmLru::sync`]), so recency, statistics and
+///   evictions are exactly those of immediate calls; JS calls `sync` itself
+///   when [`BATCH`] are pending.
+/// * **Removed slots are read in place.** When an insert or update removes
+///   several entries, the block's first two words give the address and
+///   length of the engine's list of removed slots, which JS reads from
+///   memory instead of asking for a copy.
 #[wasm_bindgen(js_name = Lru)]
-pub struct WasmLru(Lru);
+pub struct WasmLru {
+    lru: Lru,
+    /// The shared block; empty until JS first asks for its address or an
+    /// insert first removes several entries, so an idle cache costs nothing
+    /// more. Once allocated it never moves.
+    io: Vec<u32>,
+}
 
 #[wasm_bindgen(js_class = Lru)]
 impl WasmLru {
@@ -89,7 +123,10 @@ impl WasmLru {
             0
         };
         Limits::new(entries, bytes)
-            .map(|l| WasmLru(Lru::new(l)))
+            .map(|l| WasmLru {
+                lru: Lru::new(l),
+                io: Vec::new(),
+            })
             .map_err(to_js)
     }
 
@@ -97,12 +134,16 @@ impl WasmLru {
     /// when entries were removed to make room; [`TOO_LARGE`] if the entry
     /// is too large, [`OUT_OF_MEMORY`] if the slot arrays cannot grow.
     pub fn insert(&mut self, ns: u32, size: f64, expires: f64, now: f64) -> i32 {
-        match self.0.insert(ns, size as u64, expires, now) {
+        self.sync();
+        match self.lru.insert(ns, size as u64, expires, now) {
             Ok(i) => {
                 let flag = match i.removed {
                     0 => 0,
                     1 => ONE_REMOVED,
-                    _ => SEVERAL_REMOVED,
+                    _ => {
+                        self.publish_removed();
+                        SEVERAL_REMOVED
+                    }
                 };
                 i.slot as i32 | flag
             }
@@ -113,8 +154,12 @@ impl WasmLru {
     /// Overwrite: how many entries were evicted, or [`TOO_LARGE`] /
     /// [`OUT_OF_MEMORY`].
     pub fn update(&mut self, slot: u32, size: f64, expires: f64) -> i32 {
-        match self.0.update(slot, size as u64, expires) {
-            Ok(n) => n as i32,
+        self.sync();
+        match self.lru.update(slot, size as u64, expires) {
+            Ok(n) => {
+                self.publish_removed();
+                n as i32
+            }
             Err(e) => failure(e),
         }
     }
@@ -122,78 +167,139 @@ impl WasmLru {
     /// New size, same expiry (a counter re-measured by a custom `sizeOf`):
     /// as `update`.
     pub fn resize(&mut self, slot: u32, size: f64) -> i32 {
-        match self.0.resize(slot, size as u64) {
-            Ok(n) => n as i32,
+        self.sync();
+        match self.lru.resize(slot, size as u64) {
+            Ok(n) => {
+                self.publish_removed();
+                n as i32
+            }
             Err(e) => failure(e),
         }
     }
 
     /// Lookup hit (true) or expired and removed (false).
     pub fn touch(&mut self, slot: u32, now: f64) -> bool {
-        self.0.touch(slot, now)
+        self.sync();
+        self.lru.touch(slot, now)
     }
 
     /// A lookup that found no slot.
     pub fn miss(&mut self, ns: u32) {
-        self.0.miss(ns)
+        self.sync();
+        self.lru.miss(ns)
     }
 
     /// Alive (true) or expired and removed (false); recency unchanged.
     pub fn alive(&mut self, slot: u32, now: f64) -> bool {
-        self.0.alive(slot, now)
+        self.sync();
+        self.lru.alive(slot, now)
     }
 
     /// A counter write to an alive entry.
     pub fn write(&mut self, slot: u32) {
-        self.0.write(slot)
+        self.sync();
+        self.lru.write(slot)
     }
 
     /// Delete; true if the entry was alive.
     pub fn remove(&mut self, slot: u32, now: f64) -> bool {
-        self.0.remove(slot, now)
+        self.sync();
+        self.lru.remove(slot, now)
     }
 
     /// Remove without counting (clear).
     pub fn discard(&mut self, slot: u32) {
-        self.0.discard(slot)
+        self.sync();
+        self.lru.discard(slot)
     }
 
     /// Remaining ms, `Infinity` for no expiry, -1 if expired (and removed).
     pub fn ttl(&mut self, slot: u32, now: f64) -> f64 {
-        self.0.ttl(slot, now).unwrap_or(-1.0)
+        self.sync();
+        self.lru.ttl(slot, now).unwrap_or(-1.0)
     }
 
     /// Slots removed by the last insert or update.
-    pub fn removed(&self) -> Vec<u32> {
-        self.0.removed().to_vec()
+    pub fn removed(&mut self) -> Vec<u32> {
+        self.sync();
+        self.lru.removed().to_vec()
     }
 
     /// `[hits, misses, sets, deletes, evictions, expirations, entries, bytes]`
     /// of a namespace (all zero if it is not open).
-    pub fn stats(&self, ns: u32) -> Vec<f64> {
-        counters(self.0.stats(ns).unwrap_or_default())
+    pub fn stats(&mut self, ns: u32) -> Vec<f64> {
+        self.sync();
+        counters(self.lru.stats(ns).unwrap_or_default())
     }
 
     /// The same for the whole cache.
-    pub fn totals(&self) -> Vec<f64> {
-        counters(self.0.totals())
+    pub fn totals(&mut self) -> Vec<f64> {
+        self.sync();
+        counters(self.lru.totals())
     }
 
     /// A new namespace id.
     #[wasm_bindgen(js_name = openNs)]
     pub fn open_ns(&mut self) -> u32 {
-        self.0.open_ns()
+        self.sync();
+        self.lru.open_ns()
     }
 
     /// Frees an empty namespace id.
     #[wasm_bindgen(js_name = closeNs)]
     pub fn close_ns(&mut self, ns: u32) -> bool {
-        self.0.close_ns(ns)
+        self.sync();
+        self.lru.close_ns(ns)
+    }
+
+    /// The address of the block shared with JS (see the type's docs): `BATCH
+    /// + 3` words, at a fixed address for the life of this engine.
+    pub fn io(&mut self) -> u32 {
+        self.io_block().as_ptr() as usize as u32
+    }
+
+    fn io_block(&mut self) -> &mut [u32] {
+        if self.io.is_empty() {
+            self.io = vec![0; IO_FIRST + BATCH as usize];
+        }
+        &mut self.io
+    }
+
+    /// Applies the lookups JS recorded in the block, oldest first, and
+    /// empties it. Every other method does this first.
+    pub fn sync(&mut self) {
+        let n = self
+            .io
+            .get(IO_PENDING)
+            .map_or(0, |&n| (n as usize).min(BATCH as usize));
+        if n == 0 {
+            return;
+        }
+        self.io[IO_PENDING] = 0;
+        for &x in &self.io[IO_FIRST..IO_FIRST + n] {
+            if x & MISS == 0 {
+                self.lru.hit(x);
+            } else if x == u32::MAX {
+                self.lru.miss(crate::lru::NO_NS);
+            } else {
+                self.lru.miss(x & !MISS);
+            }
+        }
+    }
+
+    /// Where JS finds the slots the last insert or update removed.
+    fn publish_removed(&mut self) {
+        let at = self.lru.removed().as_ptr() as usize as u32;
+        let len = self.lru.removed().len() as u32;
+        let io = self.io_block();
+        io[IO_REMOVED_AT] = at;
+        io[IO_REMOVED_LEN] = len;
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        self.0.clear()
+        self.sync();
+        self.lru.clear()
     }
 }
 

@@ -39,6 +39,37 @@ fn lru_packs_slot_and_removals_into_one_small_integer() {
 }
 
 #[wasm_bindgen_test]
+fn lookups_recorded_in_the_io_block_are_applied_before_any_other_call() {
+    use edgecache::wasm::MISS;
+    let mut lru = WasmLru::new(2.0, 1e9).unwrap();
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 0);
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1);
+    // what js/cache.ts does on a hit of slot 0 and a miss in the root:
+    // write the records after the count, then the count
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let heap = js_sys::Uint32Array::new(&memory.buffer());
+    let io = lru.io() / 4;
+    heap.set_index(io + 3, 0);
+    heap.set_index(io + 4, MISS);
+    heap.set_index(io + 2, 2);
+    // slot 0 is now the most recently used: the next insert evicts slot 1
+    assert_eq!(lru.insert(0, 10.0, 0.0, 0.0), 1 | 1 << 29);
+    assert_eq!(heap.get_index(io + 2), 0, "applied and emptied");
+    let t = lru.totals();
+    assert_eq!((t[0], t[1]), (1.0, 1.0), "one hit, one miss");
+    // several removed: their list is read in place through the block
+    let mut lru = WasmLru::new(10.0, 3.0 * 74.0).unwrap();
+    lru.insert(0, 10.0, 0.0, 0.0);
+    lru.insert(0, 10.0, 0.0, 0.0);
+    assert_eq!(lru.insert(0, 140.0, 0.0, 0.0), 1 | 1 << 30);
+    let heap = js_sys::Uint32Array::new(&memory.buffer());
+    let io = lru.io() / 4;
+    let (at, len) = (heap.get_index(io) / 4, heap.get_index(io + 1));
+    let listed: Vec<u32> = (0..len).map(|i| heap.get_index(at + i)).collect();
+    assert_eq!(listed, vec![0, 1]);
+}
+
+#[wasm_bindgen_test]
 fn lru_expiry_uses_the_given_time() {
     let now = js_sys::Date::now();
     let mut lru = WasmLru::new(10.0, 1e9).unwrap();

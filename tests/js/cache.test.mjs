@@ -709,3 +709,102 @@ describe('issue 8: wasm memory is taken on demand, and running out is an EdgeCac
     assert.deepEqual(out.create, ['EdgeCacheError', 'OUT_OF_MEMORY']);
   });
 });
+
+// ---- issue 19: lookups batched in wasm memory, removals read in place ----
+
+describe('issue 19: batched lookups and in-place removals are exact', () => {
+  // The reference: a Map in recency order (oldest first) bounded by entries
+  // and by the bytes MemoryCache charges (2 per UTF-16 unit of key and
+  // value, plus 64).
+  function reference(maxEntries, maxBytes) {
+    const order = new Map();
+    let bytes = 0;
+    const charge = (k, v) => 2 * k.length + 2 * v.length + 64;
+    return {
+      get(k) {
+        const v = order.get(k);
+        if (v === undefined) return undefined;
+        order.delete(k);
+        order.set(k, v);
+        return v;
+      },
+      set(k, v) {
+        if (order.has(k)) {
+          bytes -= charge(k, order.get(k));
+          order.delete(k);
+        }
+        while (order.size >= maxEntries || (order.size > 0 && bytes + charge(k, v) > maxBytes)) {
+          const [oldest, ov] = order.entries().next().value;
+          bytes -= charge(oldest, ov);
+          order.delete(oldest);
+        }
+        order.set(k, v);
+        bytes += charge(k, v);
+      },
+      get bytes() {
+        return bytes;
+      },
+      get size() {
+        return order.size;
+      },
+    };
+  }
+
+  test('recency, evictions and hit/miss counts match a reference over thousands of gets, across wasm memory growth', () => {
+    let seed = 99;
+    const rand = (n) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const maxEntries = 200;
+    const maxBytes = 40_000;
+    const cache = new MemoryCache({ maxEntries, maxBytes });
+    const ref = reference(maxEntries, maxBytes);
+    const others = [];
+    let hits = 0;
+    let misses = 0;
+    for (let step = 0; step < 20_000; step++) {
+      const k = `k${rand(400)}`;
+      if (rand(3) === 0) {
+        // mixed sizes: a large value evicts several entries at once
+        const v = 'x'.repeat(rand(10) === 0 ? 2000 + rand(8000) : 1 + rand(200));
+        cache.set(k, v);
+        ref.set(k, v);
+      } else {
+        const want = ref.get(k);
+        assert.equal(cache.get(k), want, `step ${step} get ${k}`);
+        if (want === undefined) misses++;
+        else hits++;
+      }
+      if (step % 5000 === 4999) {
+        // grow the wasm memory (which detaches every view of it) while lookups are pending
+        const big = new MemoryCache({ maxEntries: 100_000, maxBytes: Infinity });
+        for (let i = 0; i < 50_000; i++) big.set(`b${i}`, i);
+        others.push(big);
+      }
+    }
+    const s = cache.stats();
+    assert.equal(s.hits, hits);
+    assert.equal(s.misses, misses);
+    assert.equal(s.entries, ref.size);
+    assert.equal(s.bytes, ref.bytes);
+    for (const o of others) o.free();
+    cache.free();
+  });
+
+  test('scope views batch their misses too, and a freed cache refuses a hit through a view', () => {
+    const c = new MemoryCache();
+    const view = c.scope({ tenant: 't' });
+    const empty = c.scope({ tenant: 'nobody' });
+    view.set('k', 1);
+    for (let i = 0; i < 300; i++) {
+      assert.equal(view.get('k'), 1);
+      assert.equal(view.get('absent'), undefined);
+      assert.equal(empty.get('k'), undefined);
+    }
+    assert.deepEqual([view.stats().hits, view.stats().misses], [300, 300]);
+    assert.deepEqual([c.stats().hits, c.stats().misses], [300, 600]);
+    c.free();
+    assert.throws(() => view.get('k'), (e) => e instanceof EdgeCacheError && e.code === 'FREED');
+  });
+});
