@@ -232,7 +232,7 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
   ): Method<T, M, R> {
     checkKind(context, '@cached');
     let prefix = options.prefix;
-    const engine = new Engine(target, p);
+    const engine = new Engine(p);
     const method = function (this: T, ...args: M): R {
       prefix ??= defaultPrefix(context, this, method);
       const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@cached');
@@ -245,7 +245,7 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
         }
         k = prefix + part;
       }
-      return engine.call(cache, clockOf(p, cache), this, args, k) as R;
+      return engine.call(cache, clockOf(p, cache), k, () => target.apply(this, args)) as R;
     };
     return method;
   };

@@ -18,6 +18,7 @@ import { BreakerCore, CoherenceCore, FenceCore, LayoutCore, parseCounter, promot
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { shareFlights } from './keys.js';
+import { getOrSet, type GetOrSetOptions } from './getorset.js';
 
 /** Turns values into envelope payloads and back. */
 export interface Serializer {
@@ -810,6 +811,21 @@ export class TieredCache<V = unknown> {
   }
 
   // ---- reads ----
+
+  /**
+   * Cache-aside: the value of `key` (from L1, else Redis), else the
+   * loader's result, stored in both tiers with `options.ttl`. As
+   * `MemoryCache.getOrSet`: single-flight per key within the isolate (not
+   * in Cloudflare Workers), the loader's errors passed through and never
+   * cached, `undefined` stored like any value, per-call
+   * `staleWhileRevalidate`. It stores the entries `memoize` stores
+   * (`{ v, s, f }`), so read such keys with `getOrSet`.
+   * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL` / `INVALID_OPTION`
+   * (a rejection: the call is asynchronous).
+   */
+  async getOrSet<T extends V>(key: string, loader: () => T | PromiseLike<T>, options?: GetOrSetOptions): Promise<T> {
+    return getOrSet(this, 'getOrSet', key, loader, options) as Promise<T>;
+  }
 
   /** The value of `key`: from L1, else from Redis (verified), else `undefined`. */
   async get(key: string): Promise<V | undefined> {
