@@ -24,7 +24,8 @@ import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { checkOptionNames } from './cache.js';
 import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
-import { clockOf, Engine, isCacheLike, ownCache, policy, type CacheLike } from './memoize.js';
+import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
+import { clockOf, Engine, policy } from './getorset.js';
 
 /** Where a decorator finds its cache: a cache, or a function of `this` returning one. */
 export type CacheSource<This> = CacheLike | ((self: This) => CacheLike);

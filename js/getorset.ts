@@ -10,7 +10,7 @@ import { EdgeCacheError } from './errors.js';
 import { keepAlive } from '#wasm-init';
 import { flightsOf, isThenable, shareFlights, type Flight, type Flights } from './keys.js';
 
-/** What `getOrSet` needs of a cache: `get` and `set`, either of which may return a promise. */
+/** @internal What `getOrSet` needs of a cache: `get` and `set`, either of which may return a promise. */
 export interface ReadThrough {
   get(key: string): unknown;
   set(key: string, value: never, options?: { ttl?: number }): unknown;
@@ -34,8 +34,9 @@ export interface GetOrSetOptions {
 
 // ---- entries ----
 
-/** Entry status bits. */
+/** @internal Entry status bits. */
 export const ASYNC = 1;
+/** @internal */
 export const ERROR = 2;
 
 /**
@@ -56,7 +57,7 @@ export class Memo {
   }
 }
 
-/** An entry read from the cache: a Memo, its JSON form (from a remote tier), or not ours. */
+/** @internal An entry read from the cache: a Memo, its JSON form (from a remote tier), or not ours. */
 export function asMemo(x: unknown): Memo | undefined {
   if (x instanceof Memo) return x;
   if (x !== null && typeof x === 'object' && typeof (x as Memo).s === 'number' && 'v' in x) {
@@ -327,7 +328,13 @@ export function getOrSet(cache: ReadThrough, where: string, key: unknown, loader
     }
     if (options.ttl !== undefined || options.staleWhileRevalidate !== undefined) p = policy(options, where);
   }
-  return new Engine(p).call(cache, clockOf(p, cache), key, loader as () => unknown);
+  const e = cache.get(key);
+  // A hit with no freshness to check costs no allocation (as memoize's).
+  if (e instanceof Memo && e.f === 0) return replay(e);
+  const engine = new Engine(p);
+  const now = clockOf(p, cache);
+  if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, key, x, loader as () => unknown));
+  return engine.after(cache, now, key, e, loader as () => unknown);
 }
 
 const DEFAULT_POLICY: Policy = { ttl: undefined, swr: 0, cacheErrors: NEVER, now: undefined, setOptions: undefined };

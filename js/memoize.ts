@@ -10,9 +10,8 @@ import { MemoryCache, checkOptionNames, estimate } from './cache.js';
 import { argsKey, flightsOf, isThenable } from './keys.js';
 import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy } from './getorset.js';
 
-// The read-through machinery lives in getorset.ts (memoize is `getOrSet`
-// with a key derived from the arguments); the decorators import it from here.
-export { Engine, clockOf, policy, isTooLarge, Memo, type Policy } from './getorset.js';
+// The read-through machinery lives in getorset.ts: memoize is `getOrSet`
+// with a key derived from the arguments.
 
 /**
  * What `memoize`, the decorators and `cachePage` need from a cache: the
