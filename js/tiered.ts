@@ -129,7 +129,7 @@ export interface TieredCacheOptions {
    * of missing. Never once Redis answers again; never with
    * `staleWhileUnreachable: false` while coherence is on; deletes drop the
    * copy too. The copies count against L1's bounds like the entries do.
-   * Reads through `get`, `has`, `getOrSet` and `memoize`; with
+   * Reads through `get`, `getMany`, `has`, `getOrSet` and `memoize`; with
    * `failOpen: false` the L2 error is thrown as before.
    * @default 0 (off)
    */
@@ -1010,7 +1010,11 @@ export class TieredCache<V = unknown> {
 
   async #getMissing(keys: readonly string[], out: (V | undefined)[], missing: number[], rks: string[], ticket: number): Promise<(V | undefined)[]> {
     const s = this.#s;
-    const raws = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['MGET', ...rks]) : s.redis.command(['MGET', ...rks])));
+    const raws = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['MGET', ...rks]) : s.redis.command(['MGET', ...rks])), false, this.#grace !== undefined);
+    if (raws === DOWN) {
+      for (const i of missing) out[i] = this.#stale(keys[i]!) as V | undefined;
+      return out;
+    }
     if (raws === FAILED) return out;
     if (!Array.isArray(raws) || raws.length !== rks.length) {
       s.count('L2_PROTOCOL');
