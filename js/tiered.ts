@@ -86,8 +86,9 @@ export interface TieredCacheOptions {
    */
   serializer?: Serializer;
   /**
-   * Where warnings go (a refused token, a rejected envelope, the breaker
-   * opening), once per kind and cache.
+   * Where warnings go: a refused token or a rejected envelope once per
+   * kind and cache; the breaker opening (with the error that opened it)
+   * once per outage, and Redis answering again once per recovery.
    * @default console.warn
    */
   log?: (message: string) => void;
