@@ -727,7 +727,8 @@ export class MemoryCache<V = unknown> {
    *
    * The entry it stores is the one `memoize` stores, `{ v, s, f }` (the
    * value, whether it came from a promise, until when it is fresh): `get`
-   * returns that wrapper, so read such keys with `getOrSet`.
+   * returns that wrapper, so read such keys with `getOrSet`; and a value
+   * stored with `set` is not a hit (the loader runs and replaces it).
    * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL` / `INVALID_OPTION`
    * for bad options (`staleWhileRevalidate` needs `ttl > 0`).
    */

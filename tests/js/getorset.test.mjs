@@ -147,6 +147,15 @@ describe('MemoryCache.getOrSet', () => {
     assert.equal(calls, 1);
   });
 
+  test('its entries are wrappers: get shows { v, s, f }; a value stored with set is not a hit (documented)', () => {
+    const c = new MemoryCache();
+    c.getOrSet('w', () => 'x');
+    assert.deepEqual(JSON.parse(JSON.stringify(c.get('w'))), { v: 'x', s: 0, f: 0 });
+    c.set('plain', 'mine');
+    assert.equal(c.getOrSet('plain', () => 'loaded'), 'loaded');
+    assert.equal(c.getOrSet('plain', () => 'again'), 'loaded');
+  });
+
   test('bad calls are refused with typed errors', () => {
     const c = new MemoryCache();
     const code = (c2) => (e) => e instanceof EdgeCacheError && e.code === c2;
