@@ -13,6 +13,7 @@ import { Lru, Glob, encodeScope, signerMemory } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
+import { getOrSet, type GetOrSetOptions } from './getorset.js';
 
 /** Options of {@link MemoryCache}. */
 export interface MemoryCacheOptions<V = unknown> {
@@ -705,6 +706,36 @@ export class MemoryCache<V = unknown> {
     if (c.lru.touch(slot, c.clock())) return c.values[slot];
     c.forget(slot);
     return undefined;
+  }
+
+  /**
+   * Cache-aside: the value of `key` if the cache holds one, else the
+   * loader's result, stored with `options.ttl`. Returns what the loader
+   * does: a value for a synchronous loader, a promise for an asynchronous
+   * one (on a hit too: the same resolved promise on every hit).
+   *
+   * - Concurrent calls that miss the same key share one call of the loader
+   *   and its result or rejection (single-flight); not in Cloudflare
+   *   Workers, where a request never waits on another request's I/O (each
+   *   concurrent miss loads, and the cache shares the result once stored).
+   * - The loader's errors (throws and rejections) pass through and are
+   *   never cached: the next call loads again.
+   * - `undefined` from the loader is a result like any other: it is stored.
+   * - With `staleWhileRevalidate`, a value older than `ttl` is still served
+   *   for that long while one background call of the loader refreshes it;
+   *   a failed refresh keeps the stale value.
+   *
+   * The entry it stores is the one `memoize` stores, `{ v, s, f }` (the
+   * value, whether it came from a promise, until when it is fresh): `get`
+   * returns that wrapper, so read such keys with `getOrSet`; and a value
+   * stored with `set` is not a hit (the loader runs and replaces it).
+   * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL` / `INVALID_OPTION`
+   * for bad options (`staleWhileRevalidate` needs `ttl > 0`).
+   */
+  getOrSet<T extends V>(key: string, loader: () => Promise<T>, options?: GetOrSetOptions): Promise<T>;
+  getOrSet<T extends V>(key: string, loader: () => T, options?: GetOrSetOptions): T;
+  getOrSet(key: string, loader: () => unknown, options?: GetOrSetOptions): unknown {
+    return getOrSet(this as unknown as MemoryCache, 'getOrSet', key, loader, options);
   }
 
   /**

@@ -24,7 +24,8 @@ import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { checkOptionNames } from './cache.js';
 import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
-import { clockOf, Engine, isCacheLike, ownCache, policy, type CacheLike } from './memoize.js';
+import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
+import { clockOf, Engine, policy } from './getorset.js';
 
 /** Where a decorator finds its cache: a cache, or a function of `this` returning one. */
 export type CacheSource<This> = CacheLike | ((self: This) => CacheLike);
@@ -232,7 +233,7 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
   ): Method<T, M, R> {
     checkKind(context, '@cached');
     let prefix = options.prefix;
-    const engine = new Engine(target, p);
+    const engine = new Engine(p);
     const method = function (this: T, ...args: M): R {
       prefix ??= defaultPrefix(context, this, method);
       const cache = resolveCache(options.cache as CacheSource<T> | undefined, this, '@cached');
@@ -245,7 +246,7 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
         }
         k = prefix + part;
       }
-      return engine.call(cache, clockOf(p, cache), this, args, k) as R;
+      return engine.call(cache, clockOf(p, cache), k, () => target.apply(this, args)) as R;
     };
     return method;
   };

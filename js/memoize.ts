@@ -7,8 +7,11 @@
 // promise kept on the entry: no promise is allocated per hit.
 import { EdgeCacheError } from './errors.js';
 import { MemoryCache, checkOptionNames, estimate } from './cache.js';
-import { keepAlive } from '#wasm-init';
-import { argsKey, flightsOf, isThenable, shareFlights, type Flight, type Flights } from './keys.js';
+import { argsKey, flightsOf, isThenable } from './keys.js';
+import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy } from './getorset.js';
+
+// The read-through machinery lives in getorset.ts: memoize is `getOrSet`
+// with a key derived from the arguments.
 
 /**
  * What `memoize`, the decorators and `cachePage` need from a cache: the
@@ -130,294 +133,8 @@ export type Memoized<F extends (...args: any[]) => any, C extends CacheLike = Me
 
 // ---- entries ----
 
-/** Entry status bits. */
-const ASYNC = 1;
-const ERROR = 2;
-
-/**
- * @internal What memoize stores: the value (or error), whether it came from
- * a promise, and until when it is fresh (0: no stale-while-revalidate).
- * `p` keeps the resolved promise served to async callers; it is not part of
- * the serialized form.
- */
-export class Memo {
-  p: Promise<unknown> | undefined = undefined;
-  constructor(
-    readonly v: unknown,
-    readonly s: number,
-    readonly f: number,
-  ) {}
-  toJSON(): { v: unknown; s: number; f: number } {
-    return { v: this.v, s: this.s, f: this.f };
-  }
-}
-
-/** An entry read from the cache: a Memo, its JSON form (from a remote tier), or not ours. */
-function asMemo(x: unknown): Memo | undefined {
-  if (x instanceof Memo) return x;
-  if (x !== null && typeof x === 'object' && typeof (x as Memo).s === 'number' && 'v' in x) {
-    const m = x as Memo;
-    return new Memo(m.v, m.s, typeof m.f === 'number' ? m.f : 0);
-  }
-  return undefined;
-}
-
-/** The result of a hit: the value, its promise, or the cached error. */
-function replay(m: Memo): unknown {
-  switch (m.s) {
-    case 0:
-      return m.v;
-    case ASYNC:
-      return (m.p ??= Promise.resolve(m.v));
-    case ERROR:
-      throw m.v;
-    default:
-      return Promise.reject(m.v);
-  }
-}
-
-function noop(): void {}
 
 const MEMOIZE_OPTIONS = ['cache', 'ttl', 'key', 'prefix', 'staleWhileRevalidate', 'cacheErrors', 'now'] as const;
-
-/** @internal Whether a cache error means "this value cannot be cached" (then the result is just not stored). */
-export function isTooLarge(e: unknown): boolean {
-  return e instanceof EdgeCacheError && (e.code === 'VALUE_TOO_LARGE' || e.code === 'UNMEASURABLE_VALUE');
-}
-
-function checkTtl(ttl: unknown, name: string): number | undefined {
-  if (ttl === undefined) return undefined;
-  if (typeof ttl !== 'number' || !(ttl >= 0) || ttl === Infinity) {
-    throw new EdgeCacheError(
-      'INVALID_TTL',
-      `${name} must be a finite number of milliseconds >= 0 (0 = no expiry), got ${String(ttl)}`,
-    );
-  }
-  return ttl;
-}
-
-/**
- * A `cacheErrors` predicate that throws means "do not cache": its error must
- * not escape from the flight's rejection handler, which would leave the
- * flight registered (and every later call joined to it) for good.
- */
-function safePredicate(ce: (e: unknown) => boolean): (e: unknown) => boolean {
-  return (e) => {
-    try {
-      return Boolean(ce(e));
-    } catch {
-      return false;
-    }
-  };
-}
-
-/** @internal The validated policy shared by `memoize` and `@cached`. */
-export interface Policy {
-  ttl: number | undefined;
-  swr: number;
-  cacheErrors: (e: unknown) => boolean;
-  now: (() => number) | undefined;
-  /** `{ ttl: ttl + swr }`, allocated once. */
-  setOptions: { ttl: number } | undefined;
-}
-
-/** @internal */
-export function policy(
-  o: { ttl?: number; staleWhileRevalidate?: number; cacheErrors?: boolean | ((e: unknown) => boolean); now?: () => number },
-  where: string,
-): Policy {
-  const ttl = checkTtl(o.ttl, `${where}: ttl`);
-  const swr = o.staleWhileRevalidate ?? 0;
-  if (typeof swr !== 'number' || !(swr >= 0) || swr === Infinity) {
-    throw new EdgeCacheError(
-      'INVALID_OPTION',
-      `${where}: staleWhileRevalidate must be a finite number of milliseconds >= 0, got ${String(swr)}`,
-    );
-  }
-  if (swr > 0 && !(ttl !== undefined && ttl > 0)) {
-    throw new EdgeCacheError(
-      'INVALID_OPTION',
-      `${where}: staleWhileRevalidate needs a ttl > 0 (the time a result stays fresh)`,
-    );
-  }
-  const ce = o.cacheErrors ?? false;
-  if (typeof ce !== 'boolean' && typeof ce !== 'function') {
-    throw new EdgeCacheError('INVALID_OPTION', `${where}: cacheErrors must be a boolean or a function`);
-  }
-  if (o.now !== undefined && typeof o.now !== 'function') {
-    throw new EdgeCacheError('INVALID_OPTION', `${where}: now must be a function returning milliseconds`);
-  }
-  return {
-    ttl,
-    swr,
-    cacheErrors: typeof ce === 'function' ? safePredicate(ce) : () => ce,
-    now: o.now,
-    setOptions: ttl === undefined ? undefined : { ttl: ttl + swr },
-  };
-}
-
-/** @internal The clock for freshness: the option, the cache's own, or Date.now. */
-export function clockOf(p: Policy, cache: CacheLike): () => number {
-  if (p.now !== undefined) return p.now;
-  const c = (cache as { now?: unknown }).now;
-  if (typeof c === 'function') return () => (c as () => number).call(cache);
-  return Date.now;
-}
-
-/**
- * @internal The read-through machinery after the cache lookup: hit (fresh
- * or stale), miss, single-flight, storing, refresh. `memoize` inlines the
- * fresh-hit test and calls `after` for everything else; `@cached` calls
- * `call`.
- */
-export class Engine {
-  constructor(
-    readonly fn: (...args: any[]) => unknown,
-    readonly p: Policy,
-  ) {}
-
-  /** A whole call: lookup, then hit or compute. */
-  call(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string): unknown {
-    const e = cache.get(k);
-    if (isThenable(e)) return Promise.resolve(e).then((x) => this.after(cache, now, self, args, k, x));
-    return this.after(cache, now, self, args, k, e);
-  }
-
-  /** Everything after the lookup returned `e` (already awaited). */
-  after(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string, e: unknown): unknown {
-    const m = asMemo(e);
-    if (m !== undefined) {
-      if (m.f !== 0 && m.f <= now()) this.refresh(cache, now, self, args, k, m);
-      return replay(m);
-    }
-    const flights = flightsOf(cache);
-    const flight = flights.get(k);
-    // In Workers, another caller's flight may be another request's I/O: compute instead (keys.ts).
-    if (flight !== undefined && !flight.sync && shareFlights) return flight.promise;
-    return this.compute(cache, now, flights, self, args, k);
-  }
-
-  /** A miss: call the function once, share its promise, store its result. */
-  compute(
-    cache: CacheLike,
-    now: () => number,
-    flights: Flights,
-    self: unknown,
-    args: unknown[],
-    k: string,
-  ): unknown {
-    let r: unknown;
-    try {
-      r = this.fn.apply(self, args);
-    } catch (err) {
-      if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ERROR, 0), undefined, flights);
-      throw err;
-    }
-    if (!isThenable(r)) {
-      this.store(cache, now, k, new Memo(r, 0, 0), undefined, flights);
-      return r;
-    }
-    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: false };
-    flight.promise = Promise.resolve(r).then(
-      (v) => {
-        if (flights.get(k) === flight) {
-          const m = new Memo(v, ASYNC, 0);
-          m.p = flight.promise;
-          this.store(cache, now, k, m, flight, flights);
-        }
-        return v;
-      },
-      (err) => {
-        if (flights.get(k) === flight) {
-          if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ASYNC | ERROR, 0), flight, flights);
-          else flights.delete(k);
-        }
-        throw err;
-      },
-    );
-    flights.set(k, flight);
-    return flight.promise;
-  }
-
-  /**
-   * Writes an entry (stamping its freshness), then releases the flight once
-   * the write is done, so that no caller misses in between. A value the
-   * cache refuses as too large (or unmeasurable) is just not stored; a
-   * write that fails later is ignored (the call has its result already).
-   *
-   * The call answers without waiting for an asynchronous write (a
-   * `TieredCache`'s to Redis), so the write must outlive the request that
-   * started it: in Workers, workerd cancels the I/O a request leaves
-   * pending when it answers, and the result would be lost (neither Redis
-   * nor L1 would get it: the next request would compute it again). It is
-   * handed to the request's `waitUntil` (keepAlive; nothing elsewhere).
-   */
-  store(
-    cache: CacheLike,
-    now: () => number,
-    k: string,
-    m: Memo,
-    flight: Flight | undefined,
-    flights: Flights,
-  ): void {
-    const p = this.p;
-    const entry = p.swr > 0 ? withFreshness(m, now() + p.ttl!) : m;
-    let w: unknown;
-    try {
-      w = cache.set(k, entry as never, p.setOptions);
-    } catch (err) {
-      if (flight !== undefined && flights.get(k) === flight) flights.delete(k);
-      if (isTooLarge(err)) return;
-      throw err;
-    }
-    const release = () => {
-      if (flight !== undefined && flights.get(k) === flight) flights.delete(k);
-    };
-    if (!isThenable(w)) return release();
-    const landed = Promise.resolve(w).then(release, release);
-    // Callers in this isolate join the flight until the write has landed;
-    // in Workers nobody joins: release it now.
-    if (!shareFlights) release();
-    keepAlive(landed);
-  }
-
-  /** Serves stale, refreshes once in the background; a failed refresh keeps the stale entry. */
-  refresh(cache: CacheLike, now: () => number, self: unknown, args: unknown[], k: string, stale: Memo): void {
-    const flights = flightsOf(cache);
-    if (flights.has(k)) return;
-    // Only async functions may join a refresh: a sync caller that misses
-    // computes on its own rather than get a promise.
-    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: (stale.s & ASYNC) === 0 };
-    let status = stale.s & ASYNC;
-    flight.promise = Promise.resolve()
-      .then(() => {
-        const r = this.fn.apply(self, args);
-        if (isThenable(r)) status = ASYNC;
-        else status = 0;
-        return r;
-      })
-      .then(
-        (v) => {
-          if (flights.get(k) === flight) this.store(cache, now, k, new Memo(v, status, 0), flight, flights);
-          return v;
-        },
-        (err) => {
-          if (flights.get(k) === flight) flights.delete(k);
-          throw err;
-        },
-      );
-    // In Workers the refresh outlives the request that started it: without
-    // waitUntil its I/O would be cancelled and the flight left for good.
-    keepAlive(flight.promise.catch(noop));
-    flights.set(k, flight);
-  }
-}
-
-function withFreshness(m: Memo, freshUntil: number): Memo {
-  const out = new Memo(m.v, m.s, freshUntil);
-  out.p = m.p;
-  return out;
-}
 
 // ---- the default cache of helpers given none ----
 
@@ -504,7 +221,7 @@ export function memoize<F extends (...args: any[]) => any, C extends CacheLike =
   if (keyFn !== undefined && typeof keyFn !== 'function') {
     throw new EdgeCacheError('INVALID_OPTION', 'memoize: key must be a function returning a string');
   }
-  const engine = new Engine(fn, p);
+  const engine = new Engine(p);
   const now = clockOf(p, cache);
   const swr = p.swr > 0;
 
@@ -536,8 +253,9 @@ export function memoize<F extends (...args: any[]) => any, C extends CacheLike =
       if (e.s === 0) return e.v;
     }
     const all = args ?? [a];
-    if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, this, all, k, x));
-    return engine.after(cache, now, this, all, k, e);
+    const load = () => fn.apply(this, all);
+    if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, k, x, load));
+    return engine.after(cache, now, k, e, load);
   };
 
   Object.defineProperty(memoized, 'name', { value: `memoized ${fn.name}`.trimEnd() });

@@ -11,7 +11,8 @@
 import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { isThenable } from './keys.js';
-import { isCacheLike, ownCache, isTooLarge, type CacheLike } from './memoize.js';
+import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
+import { isTooLarge } from './getorset.js';
 import { checkOptionNames } from './cache.js';
 
 /** A fetch-style handler: a request (and whatever the runtime passes after it) to a response. */

@@ -18,6 +18,7 @@ import { BreakerCore, CoherenceCore, FenceCore, LayoutCore, parseCounter, promot
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { shareFlights } from './keys.js';
+import { getOrSet, type GetOrSetOptions } from './getorset.js';
 
 /** Turns values into envelope payloads and back. */
 export interface Serializer {
@@ -85,8 +86,9 @@ export interface TieredCacheOptions {
    */
   serializer?: Serializer;
   /**
-   * Where warnings go (a refused token, a rejected envelope, the breaker
-   * opening), once per kind and cache.
+   * Where warnings go: a refused token or a rejected envelope once per
+   * kind and cache; the breaker opening (with the error that opened it)
+   * once per outage, and Redis answering again once per recovery.
    * @default console.warn
    */
   log?: (message: string) => void;
@@ -119,6 +121,20 @@ export interface TieredCacheOptions {
    * @default failOpen
    */
   staleWhileUnreachable?: boolean;
+  /**
+   * Serve stale when the tier is down (RFC 5861 `stale-if-error`), in ms:
+   * L1 keeps a second copy of each value it holds for `staleIfError` ms
+   * past its L1 expiry (past `l1Ttl`, or the value's own TTL), and a read
+   * that misses L1 while Redis is unreachable or the breaker is open is
+   * answered from that copy (counted in `stats().l2.staleServed`) instead
+   * of missing. Never once Redis answers again; never with
+   * `staleWhileUnreachable: false` while coherence is on; deletes drop the
+   * copy too. The copies count against L1's bounds like the entries do.
+   * Reads through `get`, `getMany`, `has`, `getOrSet` and `memoize`; with
+   * `failOpen: false` the L2 error is thrown as before.
+   * @default 0 (off)
+   */
+  staleIfError?: number;
   /**
    * Push, for runtimes that live long (Node, Deno, Bun, browsers, Durable
    * Objects; not a Worker's request): hold a stream open (`subscribe` over
@@ -153,6 +169,8 @@ export interface L2Stats {
    * else): skipped by `keys()`, `deletePattern()` and `clear()`, never deleted.
    */
   foreignKeys: number;
+  /** Reads answered from a stale L1 copy while Redis was unreachable (`staleIfError`). */
+  staleServed: number;
 }
 
 /** Coherence figures of {@link TieredCache.stats}, for the whole cache. */
@@ -203,12 +221,14 @@ export interface TieredStats {
   coherence: CoherenceStats | undefined;
 }
 
-const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'push']);
+const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'staleIfError', 'push']);
 const STATES = ['closed', 'open', 'half-open'] as const;
 /** L1 keeps counters apart from values: under the key prefixed with U+0000. */
 const COUNTER = '\u0000';
 /** What `#l2` returns when Redis failed and the cache fails open. */
 const FAILED: unique symbol = Symbol('failed');
+const DOWN: unique symbol = Symbol('down');
+const COUNTER_CODE = 0;
 const SAMPLES = 1024;
 
 /** The lease's clock: monotonic, whole ms (never the wall clock: `now` may jump). */
@@ -243,6 +263,12 @@ class Shared {
   readonly samples = new Float64Array(SAMPLES);
   sampled = 0;
   readonly warned = new Set<string>();
+  /** Whether the breaker opened and Redis has not answered since (logged once per outage). */
+  outage = false;
+  /** `staleIfError`, and the L1 namespace of the stale copies (undefined when off). */
+  staleIfError = 0;
+  grace: MemoryCache<unknown> | undefined = undefined;
+  staleServed = 0;
   /** The lease: L1 hits before this (mono ms) need no log read. */
   freshUntil = -Infinity;
   /** From this (mono ms) on, a request to Redis made anyway reads the log too. */
@@ -418,6 +444,8 @@ export class TieredCache<V = unknown> {
   readonly #l1: MemoryCache<unknown>;
   /** The L1 cache this tier made, which `free()` releases. */
   readonly #ownL1: MemoryCache<unknown> | undefined;
+  /** This view's stale copies (`staleIfError`), `undefined` when off. */
+  readonly #grace: MemoryCache<unknown> | undefined;
   readonly #scope: EnvelopeScope | undefined;
   /** What this view's value and counter keys start with in Redis. */
   readonly #vspace: string;
@@ -425,8 +453,8 @@ export class TieredCache<V = unknown> {
 
   constructor(options: TieredCacheOptions);
   /** @internal a scope view */
-  constructor(options: TieredCacheOptions, view: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope });
-  constructor(options: TieredCacheOptions, view?: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope }) {
+  constructor(options: TieredCacheOptions, view: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope; grace: MemoryCache<unknown> | undefined });
+  constructor(options: TieredCacheOptions, view?: { s: Shared; l1: MemoryCache<unknown>; scope: EnvelopeScope; grace: MemoryCache<unknown> | undefined }) {
     ensureWasm();
     if (view !== undefined) {
       this.#s = view.s;
@@ -492,9 +520,18 @@ export class TieredCache<V = unknown> {
       this.#ownL1 = o.l1 instanceof MemoryCache ? undefined : new MemoryCache<unknown>({ now: l1Now ?? now, ...(o.l1 ?? {}) });
       this.#l1 = (this.#ownL1 ?? (o.l1 as MemoryCache<unknown>))[PRIVATE_VIEW]();
       this.#s = shared = new Shared(redis, signer, layout, breaker, l1Ttl, defaultTtl, o.failOpen ?? true, ser, log, now, this.#l1, coh, maxStaleness === false ? 0 : Math.floor(maxStaleness));
+      const sie = ms(o.staleIfError, 'staleIfError', 0);
+      if (sie > 0) {
+        shared.staleIfError = sie;
+        // A private namespace of its own: no view of the tier reads it but this.
+        shared.grace = (this.#ownL1 ?? (o.l1 as MemoryCache<unknown>))[PRIVATE_VIEW]();
+      }
       this.#scope = undefined;
     }
     const sc = this.#scope;
+    const g = this.#s.grace;
+    // A scope view's copies: the same scope of the grace namespace (scope()).
+    this.#grace = view === undefined ? g : view.grace;
     this.#vspace = this.#s.layout.space(false, part(sc?.tenant), part(sc?.user));
     this.#nspace = this.#s.layout.space(true, part(sc?.tenant), part(sc?.user));
     // See CACHE_IDENTITY in cache.ts: views of one TieredCache and scope
@@ -510,19 +547,26 @@ export class TieredCache<V = unknown> {
 
   // ---- the L2 call, with the breaker, statistics and failOpen ----
 
-  async #l2<T>(op: () => Promise<T>, mustThrow = false): Promise<T | typeof FAILED> {
+  /**
+   * One L2 call. Fails open (`FAILED`) unless `mustThrow` or `failOpen:
+   * false`; with `down`, a failure because Redis is unreachable (or the
+   * breaker open), rather than a command Redis refused, is `DOWN`.
+   */
+  #l2<T>(op: () => Promise<T>, mustThrow?: boolean): Promise<T | typeof FAILED>;
+  #l2<T>(op: () => Promise<T>, mustThrow: boolean, down: boolean): Promise<T | typeof FAILED | typeof DOWN>;
+  async #l2<T>(op: () => Promise<T>, mustThrow = false, down = false): Promise<T | typeof FAILED | typeof DOWN> {
     const s = this.#s;
     if (!s.breaker.allow(s.now())) {
       s.count('L2_UNAVAILABLE');
       if (mustThrow || !s.failOpen) {
         throw new EdgeCacheError('L2_UNAVAILABLE', 'the redis tier is unavailable: the circuit breaker is open after repeated failures (it probes again after `breaker.cooldown`)');
       }
-      return FAILED;
+      return down ? DOWN : FAILED;
     }
     const t0 = performance.now();
     try {
       const r = await op();
-      s.breaker.success();
+      this.#answered();
       s.samples[s.sampled++ % SAMPLES] = performance.now() - t0;
       return r;
     } catch (e) {
@@ -530,16 +574,39 @@ export class TieredCache<V = unknown> {
       s.count(code);
       // A wrong token fails every call: say so at once, not at the breaker.
       if (code === 'L2_AUTH') s.warn('auth', (e as Error).message);
-      if (code === 'L2_REDIS' || (e as { status?: unknown }).status === 413) {
+      const answered = code === 'L2_REDIS' || (e as { status?: unknown }).status === 413;
+      if (answered) {
         // The tier answered: it is healthy, the command was refused (by
         // Redis, or as too large for the server's body limit).
-        s.breaker.success();
-      } else if (s.breaker.failure(s.now())) {
-        s.warn('breaker', `the redis tier failed repeatedly (${code}): serving from L1 until it recovers`);
+        this.#answered();
+      } else if (s.breaker.failure(s.now()) && !s.outage) {
+        // Once per outage (a failed probe reopens the breaker: the same outage).
+        s.outage = true;
+        s.log(`edgecache: the redis tier failed repeatedly (${code}: ${(e as Error).message}); the circuit breaker is open, serving from L1 until it recovers`);
       }
       if (mustThrow || !s.failOpen) throw e;
-      return FAILED;
+      return down && !answered ? DOWN : FAILED;
     }
+  }
+
+  /** Redis answered: closes the breaker, and logs the recovery once per outage. */
+  #answered(): void {
+    const s = this.#s;
+    s.breaker.success();
+    if (s.outage) {
+      s.outage = false;
+      s.log('edgecache: the redis tier answers again; the circuit breaker is closed');
+    }
+  }
+
+  /** A read Redis could not answer: the stale copy (`staleIfError`), if the coherence rule allows it. */
+  #stale(key: string): unknown {
+    const s = this.#s;
+    const v = this.#grace?.get(key);
+    if (v === undefined) return undefined;
+    if (s.coh !== undefined && !s.coh.serveUnreachable()) return undefined;
+    s.staleServed++;
+    return v;
   }
 
   // ---- coherence across isolates (src/coherence: the log and the lease) ----
@@ -684,16 +751,20 @@ export class TieredCache<V = unknown> {
     s.fence.invalidateAll();
     s.invalidated += s.root.stats().entries;
     s.root.clear();
+    s.grace?.clear();
   }
 
   /** The L1 view of a scope decoded from a Redis key or glob. */
   #viewOf(tenant: string | undefined, user: string | undefined): MemoryCache<unknown> {
-    const s = this.#s;
-    if (tenant === undefined && user === undefined) return s.root;
+    return this.#viewIn(this.#s.root, tenant, user);
+  }
+
+  #viewIn(root: MemoryCache<unknown>, tenant: string | undefined, user: string | undefined): MemoryCache<unknown> {
+    if (tenant === undefined && user === undefined) return root;
     const sc: ScopeOptions = {};
     if (tenant !== undefined) sc.tenant = tenant;
     if (user !== undefined) sc.user = user;
-    return s.root.scope(sc);
+    return root.scope(sc);
   }
 
   #dropKey(rk: string): void {
@@ -702,6 +773,7 @@ export class TieredCache<V = unknown> {
     const p = s.layout.parse(rk) as [boolean, string | undefined, string | undefined, string] | undefined;
     if (p === undefined) return;
     if (this.#viewOf(p[1], p[2]).delete(p[0] ? COUNTER + p[3] : p[3])) s.invalidated++;
+    if (s.grace !== undefined && !p[0]) this.#viewIn(s.grace, p[1], p[2]).delete(p[3]);
   }
 
   #dropGlob(glob: string): void {
@@ -711,6 +783,7 @@ export class TieredCache<V = unknown> {
     if (p === null || p === undefined) return this.#dropAll();
     const view = this.#viewOf(p[0], p[1]);
     s.invalidated += view.deletePattern(p[2]) + view.deletePattern(COUNTER + p[2]);
+    if (s.grace !== undefined) this.#viewIn(s.grace, p[0], p[1]).deletePattern(p[2]);
   }
 
   /**
@@ -806,10 +879,37 @@ export class TieredCache<V = unknown> {
     } catch {
       // Too large for L1: it stays in Redis only.
       this.#l1.delete(l1Key);
+      this.#grace?.delete(l1Key);
+      return;
+    }
+    const g = this.#grace;
+    if (g === undefined) return;
+    // The stale copy outlives the L1 entry by staleIfError (an entry kept
+    // for good needs none). Counters are never kept stale.
+    try {
+      if (ttl === 0 || l1Key.charCodeAt(0) === COUNTER_CODE) g.delete(l1Key);
+      else g.set(l1Key, value, { ttl: ttl + s.staleIfError });
+    } catch {
+      g.delete(l1Key);
     }
   }
 
   // ---- reads ----
+
+  /**
+   * Cache-aside: the value of `key` (from L1, else Redis), else the
+   * loader's result, stored in both tiers with `options.ttl`. As
+   * `MemoryCache.getOrSet`: single-flight per key within the isolate (not
+   * in Cloudflare Workers), the loader's errors passed through and never
+   * cached, `undefined` stored like any value, per-call
+   * `staleWhileRevalidate`. It stores the entries `memoize` stores
+   * (`{ v, s, f }`), so read such keys with `getOrSet`.
+   * @throws {EdgeCacheError} `INVALID_KEY`, `INVALID_TTL` / `INVALID_OPTION`
+   * (a rejection: the call is asynchronous).
+   */
+  async getOrSet<T extends V>(key: string, loader: () => T | PromiseLike<T>, options?: GetOrSetOptions): Promise<T> {
+    return getOrSet(this, 'getOrSet', key, loader, options) as Promise<T>;
+  }
 
   /** The value of `key`: from L1, else from Redis (verified), else `undefined`. */
   async get(key: string): Promise<V | undefined> {
@@ -857,7 +957,8 @@ export class TieredCache<V = unknown> {
 
   async #fetchWith(key: string, rk: string, ticket: number): Promise<unknown> {
     const s = this.#s;
-    const raw = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['GET', rk]) : s.redis.command(['GET', rk])));
+    const raw = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['GET', rk]) : s.redis.command(['GET', rk])), false, this.#grace !== undefined);
+    if (raw === DOWN) return this.#stale(key);
     if (raw === FAILED) return undefined;
     if (raw === null) {
       s.misses++;
@@ -910,7 +1011,11 @@ export class TieredCache<V = unknown> {
 
   async #getMissing(keys: readonly string[], out: (V | undefined)[], missing: number[], rks: string[], ticket: number): Promise<(V | undefined)[]> {
     const s = this.#s;
-    const raws = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['MGET', ...rks]) : s.redis.command(['MGET', ...rks])));
+    const raws = await this.#l2(() => (mono() >= s.piggyFrom ? this.#sendOne(['MGET', ...rks]) : s.redis.command(['MGET', ...rks])), false, this.#grace !== undefined);
+    if (raws === DOWN) {
+      for (const i of missing) out[i] = this.#stale(keys[i]!) as V | undefined;
+      return out;
+    }
     if (raws === FAILED) return out;
     if (!Array.isArray(raws) || raws.length !== rks.length) {
       s.count('L2_PROTOCOL');
@@ -1132,6 +1237,7 @@ export class TieredCache<V = unknown> {
       }
       local = this.#l1.delete(k) || local;
       local = this.#l1.delete(COUNTER + k) || local;
+      this.#grace?.delete(k);
     }
     let n: number;
     try {
@@ -1284,6 +1390,7 @@ export class TieredCache<V = unknown> {
     return this.#unlinkMatching(s.layout.pattern(part(this.#scope?.tenant), part(this.#scope?.user), pattern), 'pat', () => {
       this.#l1.deletePattern(pattern);
       this.#l1.deletePattern(COUNTER + pattern);
+      this.#grace?.deletePattern(pattern);
     });
   }
 
@@ -1297,7 +1404,10 @@ export class TieredCache<V = unknown> {
     const s = this.#s;
     const sc = this.#scope;
     const match = sc === undefined ? s.layout.everything() : s.layout.pattern(part(sc.tenant), part(sc.user), '*');
-    await this.#unlinkMatching(match, 'clear', () => this.#l1.clear());
+    await this.#unlinkMatching(match, 'clear', () => {
+      this.#l1.clear();
+      this.#grace?.clear();
+    });
   }
 
   /**
@@ -1312,7 +1422,7 @@ export class TieredCache<V = unknown> {
     const sc: EnvelopeScope = {};
     if (tenant !== undefined) sc.tenant = tenant;
     if (user !== undefined) sc.user = user;
-    return new TieredCache<V>(undefined as unknown as TieredCacheOptions, { s: this.#s, l1, scope: sc });
+    return new TieredCache<V>(undefined as unknown as TieredCacheOptions, { s: this.#s, l1, scope: sc, grace: this.#grace?.scope(scope) });
   }
 
   /** L1 figures for this view, L2 and breaker figures for the whole cache. */
@@ -1331,6 +1441,7 @@ export class TieredCache<V = unknown> {
         writes: s.writes,
         latency: { count: s.sampled, p50: at(0.5), p99: at(0.99), max: n === 0 ? 0 : sorted[n - 1]! },
         foreignKeys: s.foreign,
+        staleServed: s.staleServed,
       },
       breaker: { state: STATES[s.breaker.state()] ?? 'closed', opened: s.breaker.timesOpened() },
       coherence: s.coh === undefined ? undefined : coherenceStats(s),

@@ -84,3 +84,20 @@ test('TieredCache: concurrent misses each ask Redis; a write that begins meanwhi
   assert.equal(a.l1.get('k'), 'new', 'the older answers were not promoted over the write');
   assert.equal(await a.get('k'), 'new');
 });
+
+test('getOrSet (MemoryCache and TieredCache): concurrent misses each call the loader; the result is shared through the cache', async () => {
+  const tier = new TieredCache({ redis: new RedisRest({ url: bridge.url, token: TOKEN }), signer: { keys: { k1: SECRET } }, prefix: 'wm-gos', log: () => {} });
+  for (const cache of [new MemoryCache(), tier]) {
+    let calls = 0;
+    const load = async () => {
+      calls++;
+      await sleep(20);
+      return 'v';
+    };
+    assert.deepEqual(await Promise.all([cache.getOrSet('k', load), cache.getOrSet('k', load)]), ['v', 'v']);
+    assert.equal(calls, 2, 'no call waited on the other');
+    await sleep(20); // the write lands
+    assert.equal(await cache.getOrSet('k', load), 'v');
+    assert.equal(calls, 2, 'then a hit');
+  }
+});

@@ -1,6 +1,6 @@
 // Type-level checks: compiled with the others; an unused @ts-expect-error
 // or a wrong type fails the compilation, and so the test.
-import { MemoryCache, memoize, cached, type CacheLike } from 'edgecache';
+import { MemoryCache, TieredCache, memoize, cached, type CacheLike, type GetOrSetOptions } from 'edgecache';
 
 const add = memoize((a: number, b: string) => `${a}${b}`);
 const s: string = add(1, 'x');
@@ -70,4 +70,23 @@ class Typed {
 }
 const t: number = new Typed().twice(2);
 
+// getOrSet: the loader's type gives the value's type, a promise for an async loader.
+type Exact<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const mc = new MemoryCache();
+const g1 = mc.getOrSet('u', () => ({ id: 1 }));
+const g1ok: Exact<typeof g1, { id: number }> = true;
+const g2 = mc.getOrSet('u', async () => ({ id: 1 }), { ttl: 1000, staleWhileRevalidate: 500 });
+const g2ok: Exact<typeof g2, Promise<{ id: number }>> = true;
+declare const tier: TieredCache;
+const g3 = tier.getOrSet('n', async () => 42);
+const g3ok: Exact<typeof g3, Promise<number>> = true;
+const g4 = tier.scope({ tenant: 'a' }).getOrSet('n', () => [1, 2]);
+const g4ok: Exact<typeof g4, Promise<number[]>> = true;
+// @ts-expect-error a cache of strings takes no number
+new MemoryCache<string>().getOrSet('k', () => 1);
+// @ts-expect-error tags are not an option (yet)
+mc.getOrSet('k', () => 1, { tags: ['a'] });
+const gso: GetOrSetOptions = { ttl: 1 };
+
+export { g1ok, g2ok, g3ok, g4ok, gso };
 export { s, peeked, removed, c, p, v, r, rp, rpeek, rdel, t };
