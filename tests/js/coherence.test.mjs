@@ -67,16 +67,20 @@ describe('coherence: each mutation elsewhere leaves L1 within maxStaleness', () 
     ['a scoped set', (w) => w.scope({ user: 'u"*' }).set('k', 'new'), (r) => r.scope({ user: 'u"*' }).get('k'), 'old', 'new'],
   ];
   for (const [name, write, read, before, after] of cases) {
-    test(name, async () => {
+    test(name, async (t) => {
       const { a, b } = pair();
       for (const c of [a, a.scope({ tenant: 't' }), a.scope({ user: 'u"*' })]) await c.set('k', before);
       // b reads it from Redis into its L1.
       assert.equal(await read(b), before);
       const hits = b.stats().l2.hits;
+      const leased = performance.now();
       await write(a);
-      // Within the lease, b's L1 still serves (not a miss: no L2 read).
-      assert.equal(await read(b), before, 'before maxStaleness: L1');
-      assert.equal(b.stats().l2.hits, hits);
+      // Within the lease, b's L1 still serves (not a miss: no L2 read),
+      // if the write came back within it (on a loaded machine it may not).
+      if (performance.now() - leased < M - 30) {
+        assert.equal(await read(b), before, 'before maxStaleness: L1');
+        assert.equal(b.stats().l2.hits, hits);
+      } else t.diagnostic('the write took longer than the lease: the check within it was skipped');
       await sleep(M + 20);
       assert.equal(await read(b), after, 'after maxStaleness');
       const st = b.stats().coherence;
