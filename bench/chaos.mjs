@@ -25,7 +25,17 @@
 //   increments whose outcome is unknown (since Redis last came back empty);
 // - L1 hits served during every fault, by the Node clients and by the Worker;
 // - after every fault, a successful round trip within the breaker's
-//   cool-down plus one probe (the client timeout) plus 500 ms of slack.
+//   cool-down plus one probe (the client timeout) plus 500 ms of slack;
+// - coherence (issue 18): two more processes (bench/chaos-reader.mjs) only
+//   read the keys the writers mutate, each a TieredCache in strict mode
+//   (`staleWhileUnreachable: false`) with the schedule's maxStaleness
+//   (1000 ms in the full minute, 250 ms in the short run), its reads timed
+//   on the monotonic clock (process.hrtime) and checked against the
+//   writers' history (bench/coherence-check.mjs): no value older than a
+//   mutation acknowledged more than maxStaleness + SLACK (50 ms) before the
+//   read began, and no L1 hit served stale; the L1 hits they refused and
+//   their misses are counted per fault. Writes of unknown outcome are
+//   possible values that oblige no reader (see `checkCoherence`).
 //
 //   node bench/chaos.mjs            the full minute (make chaos)
 //   node bench/chaos.mjs --short    15 s (tests/js/chaos.test.mjs runs it in make test)
@@ -213,7 +223,7 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
     const ready = [];
     // The writers (worker 0..clients-1), then the coherence readers (worker clients + r).
     for (let w = 0; w < clients + readers; w++) {
-      const isRust = w === workers;
+      const isRust = rustWorker && w === workers;
       const isReader = w >= clients;
       const config = isRust ? rust.config : isReader ? { ...base, worker: w, rate: readerRate / readers, maxStaleness: readerMaxStaleness } : { ...base, worker: w };
       const child = fork(path.join(here, isRust ? 'chaos-rust-worker.mjs' : isReader ? 'chaos-reader.mjs' : 'chaos-worker.mjs'), [], {
@@ -598,8 +608,10 @@ function checkCoherence({ rows, results, readers, bound, base }) {
     return ids.get(k);
   };
   const writes = [];
+  let rustSets = 0;
   for (const r of results) {
     for (const [op, s, target, v, m0, m1, acked, te] of r.writes) {
+      if (r.kind === 'rust' && op === 'S') rustSets++;
       const which = op === 'P' ? Array.from({ length: base.keysPerGroup }, (_, k) => id(s, `${target}k${k}`)) : [id(s, target)];
       writes.push({ which, value: op === 'S' ? v : null, m0, m1, acked, te });
     }
@@ -640,6 +652,7 @@ function checkCoherence({ rows, results, readers, bound, base }) {
     writes: writes.length,
     acked,
     unknown: writes.length - acked,
+    rustSets,
     violations,
     misses: readers.reduce((n, r) => n + r.misses, 0),
     refused: sum('refused'),
@@ -680,6 +693,7 @@ export function formatReport(rep) {
     lines.push('');
   };
   table(head, body, [0, head.length - 1]);
+  if (withReaders) lines.push("strict reads, refused, missed: the strict coherence readers' reads that began in the fault or its recovery, the L1 hits they refused (the lease expired, the log unreadable), their misses", '');
   const counts = (o) =>
     Object.entries(o)
       .map(([k, n]) => `${k} ${n}`)
@@ -711,7 +725,7 @@ export function formatReport(rep) {
       ? [
           `coherence: maxStaleness ${C.maxStaleness} ms + slack ${C.slack} ms = bound ${C.boundMs} ms; ${C.readers} strict readers (staleWhileUnreachable: false` +
             `${C.readersMaxStaleness === C.maxStaleness ? '' : `, maxStaleness ${C.readersMaxStaleness}: the control`}): ` +
-            `${C.reads} reads bound-checked (${C.fromL1} from L1) against ${C.writes} writes (${C.acked} acknowledged, ${C.unknown} of unknown outcome): ${C.violations.length} violations`,
+            `${C.reads} reads bound-checked (${C.fromL1} from L1) against ${C.writes} writes (${C.acked} acknowledged, ${C.unknown} of unknown outcome, ${C.rustSets} of them the Rust Worker's sets): ${C.violations.length} violations`,
           `coherence: ${C.refused} L1 hits refused while the log could not be read, ${C.misses} misses, ${C.staleServed} served stale; ` +
             `${C.logReads} log reads (${C.logFailures} failed), ${C.gaps} gaps (${C.epochGaps} epoch), ${C.invalidated} L1 entries invalidated`,
         ]
