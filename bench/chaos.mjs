@@ -603,7 +603,7 @@ function checkCoherence({ rows, results, readers, bound, base }) {
     const k = `${s}|${key}`;
     if (!ids.has(k)) {
       ids.set(k, names.length);
-      names.push(k);
+      names.push(`${SCOPES[s][0]}/${key}`);
     }
     return ids.get(k);
   };
@@ -637,7 +637,7 @@ function checkCoherence({ rows, results, readers, bound, base }) {
     if (w.acked) {
       acked++;
       h.record(w.m0, w.which, w.which.map(() => w.value), w.m1);
-    } else h.unknown(w.m0, w.which, w.which.map(() => w.value), w.m1 + late(w.te));
+    } else h.unknown(w.m0, w.which, w.which.map(() => w.value), w.m1 === 0 ? Infinity : w.m1 + late(w.te)); // m1 0: still under way at the end
   }
   const violations = checkBound(h.h, reads, { bound: boundMs, who: 'strict readers', name: (i) => names[i] });
   const sum = (f) => readers.reduce((n, r) => n + (r.stats.coherence?.[f] ?? 0), 0);

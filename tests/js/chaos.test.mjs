@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, formatReport, SHORT } from '../../bench/chaos.mjs';
 
-test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker', { timeout: 90_000 }, async () => {
+test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker; strict readers within maxStaleness', { timeout: 90_000 }, async () => {
   const rep = await runChaos({ schedule: SHORT });
   const text = formatReport(rep);
   console.log(text);
