@@ -50,7 +50,7 @@ test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, reco
 // The control: the same check catches readers whose coherence is off (the
 // checker can fail). A few seconds, no faults, Node writers only.
 test('chaos control: strict readers with coherence off are caught past maxStaleness + slack', { timeout: 60_000 }, async () => {
-  const schedule = { ...SHORT, duration: 3, faults: [] };
+  const schedule = { ...SHORT, duration: 5, faults: [] };
   const rep = await runChaos({ schedule, rustWorker: false, readerRate: 400, readerMaxStaleness: false });
   const coh = rep.coherence;
   console.log(`control: ${coh.reads} reads bound-checked (${coh.fromL1} from L1), ${coh.acked} acknowledged writes, ${coh.violations.length} violations of ${coh.boundMs} ms`);
