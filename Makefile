@@ -76,6 +76,8 @@ fuzz:
 ## Faults under load for a minute (issue 11): two TieredCache client processes
 ## and the example Rust Worker in workerd, Redis and the bridge killed, slow and cut links, mangled HTTP answers, an
 ## attacker in Redis; prints a table per fault and fails on any wrong value.
+## Two strict coherence readers (issue 18) check every read against the write
+## history with maxStaleness (1000 ms) + 50 ms: it fails on any violation.
 chaos: build
 	@cargo build --quiet --release -p edgecache-bridge
 	@node bench/chaos.mjs

@@ -9,8 +9,16 @@
 // shared. The log: reads [R, scope, key, w, v, ts, te, l1hit] (misses are
 // counted only); sets [S, scope, key, v, ttl, ts, te(, ttlFrom)]; deletes
 // [D, scope, key, ts, te, ok]; pattern deletes [P, scope, prefix, ts, te,
-// ok]; incr [I, scope, key, by, ts, te, outcome].
+// ok]; incr [I, scope, key, by, ts, te, outcome]. Times are Date.now().
+// Reads also carry their monotonic start and end ([R, ..., l1hit, m0, m1]),
+// and the mutations of values go to a second log on the monotonic clock,
+// for the coherence bound (bench/coherence-check.mjs): `writes`, each
+// [op ('S' | 'D' | 'P'), scope, key | prefix, version | null, m0, m1,
+// acked, te] (acked: Redis ran it and its log append; false: the outcome
+// is unknown or it was never sent; te: its end on Date.now(), for the
+// faults it overlapped).
 import { whyWrong } from './chaos-values.mjs';
+import { now as mono } from './coherence-check.mjs';
 
 /** The shared state and helpers of one client process of kind `kind` ('node' | 'rust'). */
 export function chaosClient(cfg, kind) {
@@ -40,6 +48,20 @@ export function chaosClient(cfg, kind) {
     anyKey: () => keyOf(rnd(cfg.workers), rnd(cfg.groups), rnd(cfg.keysPerGroup)),
     ownKey: () => keyOf(W, rnd(cfg.groups), rnd(cfg.keysPerGroup)),
     log: [],
+    writes: [],
+    mono,
+    /** A mutation begins (see `writes`): call `done(acked)` when it ends. */
+    write(op, scopeIdx, target, version = null) {
+      const w = [op, scopeIdx, target, version, mono(), 0, false, 0];
+      c.writes.push(w);
+      return {
+        done(acked) {
+          w[5] = mono();
+          w[6] = acked;
+          w[7] = Date.now();
+        },
+      };
+    },
     immediate: [], // wrong values found at once: corrupt, another key or scope, not an object
     errors: {}, // failed operations by code
     opStarts: [],
@@ -50,13 +72,18 @@ export function chaosClient(cfg, kind) {
     inFlight: 0,
     reads: 0,
     misses: 0,
+    missAt: [], // when each miss began (Date.now())
     l1Served: 0,
 
-    /** Checks a value read for `key` in scope `scopeIdx` (undefined: a miss) and logs it. */
-    verify(scopeIdx, key, x, ts, te, l1hit) {
+    /**
+     * Checks a value read for `key` in scope `scopeIdx` (undefined: a miss)
+     * and logs it; m0, m1: the read's start and end on the monotonic clock.
+     */
+    verify(scopeIdx, key, x, ts, te, l1hit, m0, m1) {
       c.reads++;
       if (x === undefined) {
         c.misses++;
+        c.missAt.push(ts);
         return;
       }
       const why = whyWrong(x, key, SCOPES[scopeIdx][0]);
@@ -65,7 +92,7 @@ export function chaosClient(cfg, kind) {
         return;
       }
       if (l1hit) c.l1Served++;
-      c.log.push(['R', scopeIdx, key, x.w, x.v, ts, te, l1hit ? 1 : 0]);
+      c.log.push(['R', scopeIdx, key, x.w, x.v, ts, te, l1hit ? 1 : 0, m0, m1]);
     },
 
     /**
@@ -97,13 +124,14 @@ export function chaosClient(cfg, kind) {
       while (c.inFlight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
       clearInterval(timer);
       await snapshot();
-      const { log, opStarts, immediate, errors, okAt, snapshots, issued, skipped, reads, misses, l1Served } = c;
+      const { log, writes, opStarts, immediate, errors, okAt, snapshots, issued, skipped, reads, misses, missAt, l1Served } = c;
       process.send(
         {
           type: 'result',
           worker: W,
           kind,
           log,
+          writes,
           opStarts,
           immediate,
           errors,
@@ -115,6 +143,7 @@ export function chaosClient(cfg, kind) {
           leftInFlight: c.inFlight,
           reads,
           misses,
+          missAt,
           l1Served,
           ...(await extra()),
         },

@@ -29,7 +29,11 @@ const c = chaosClient(cfg, 'rust');
 // an L2 hit, an acknowledged write. Sets in the log carry an 8th field:
 // when the TTL starts at the latest (the Worker seals the value when the
 // request reaches it, at most when its answer comes back).
-const { W, SCOPES, faults, sample, rnd, anyKey, ownKey, log, errors, okAt } = c;
+// Writes for the coherence bound (c.writes): a PUT fails open (204 whether
+// or not Redis took the value), so the Worker's sets are of unknown
+// outcome; its deletes and purges answer 200 only once Redis ran them and
+// their log append.
+const { W, SCOPES, faults, sample, rnd, anyKey, ownKey, log, errors, okAt, mono } = c;
 const scopeQuery = SCOPES.map(([, sc]) => {
   const q = new URLSearchParams();
   if (sc?.tenant !== undefined) q.set('tenant', String(sc.tenant));
@@ -87,12 +91,13 @@ async function op() {
     const p = Math.random();
     const key = p < 0.05 ? `cnt:${rnd(cfg.counters)}` : p < 0.5 ? ownKey() : anyKey();
     let res;
+    const m0 = mono();
     try {
       res = await call('GET', `/__edgecache/kv/${encodeURIComponent(key)}`, q);
     } catch (e) {
       return dropped('get', e);
     }
-    const te = Date.now();
+    const [te, m1] = [Date.now(), mono()];
     if (res.status === 200) {
       const tier = res.headers.get('x-cache-tier');
       if (tier === 'l2') okAt.push(te);
@@ -102,16 +107,17 @@ async function op() {
       } catch {
         x = `unparsable: ${res.text.slice(0, 100)}`;
       }
-      c.verify(sIdx, key, x, ts, te, tier === 'l1');
+      c.verify(sIdx, key, x, ts, te, tier === 'l1', m0, m1);
     } else if (res.status === 404) {
       if (res.headers.get('x-edgecache-breaker') !== 'closed') missesBreakerOpen++;
-      c.verify(sIdx, key, undefined, ts, te, false);
+      c.verify(sIdx, key, undefined, ts, te, false, m0, m1);
     } else failed('get', res);
   } else if (r < 0.8) {
     const key = ownKey();
     const v = makeValue({ key, scopeName: SCOPES[sIdx][0], w: W, version: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, padLength: rnd(600) });
     const entry = ['S', sIdx, key, v.v, v.ttl, ts, 0, Infinity];
     log.push(entry);
+    const w = c.write('S', sIdx, key, v.v);
     if (v.ttl > 0) q.set('ttl', String(v.ttl));
     try {
       const res = await call('PUT', `/__edgecache/kv/${encodeURIComponent(key)}`, q, JSON.stringify(v));
@@ -121,6 +127,7 @@ async function op() {
     }
     entry[6] = Date.now();
     entry[7] = entry[6];
+    w.done(false);
   } else if (r < 0.9) {
     const key = `cnt:${rnd(cfg.counters)}`;
     const by = 1 + rnd(3);
@@ -147,6 +154,7 @@ async function op() {
     const key = ownKey();
     const entry = ['D', sIdx, key, ts, 0, 0];
     log.push(entry);
+    const w = c.write('D', sIdx, key);
     try {
       const res = await call('DELETE', `/__edgecache/kv/${encodeURIComponent(key)}`, q);
       if (res.status === 200) {
@@ -157,10 +165,12 @@ async function op() {
       dropped('delete', e);
     }
     entry[4] = Date.now();
+    w.done(entry[5] === 1);
   } else {
     const prefix = `w${W}:g${rnd(cfg.groups)}:`;
     const entry = ['P', sIdx, prefix, ts, 0, 0];
     log.push(entry);
+    const w = c.write('P', sIdx, prefix);
     q.set('pattern', `${prefix}*`);
     try {
       const res = await call('DELETE', '/__edgecache/purge', q);
@@ -172,6 +182,7 @@ async function op() {
       dropped('deletePattern', e);
     }
     entry[4] = Date.now();
+    w.done(entry[5] === 1);
   }
 }
 

@@ -8,21 +8,43 @@
 // in every scope; every worker reads everyone's. Counters (`cnt:<j>`) are
 // shared: every worker increments them. Values verify themselves: each
 // names its key, scope, writer and version, with a checksum over them.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { TieredCache, RedisRest, Signer, EdgeCacheError } from 'edgecache';
 import { TTLS, makeValue } from './chaos-values.mjs';
 import { chaosClient } from './chaos-client.mjs';
 
 const cfg = JSON.parse(process.env.CHAOS_CONFIG);
 const c = chaosClient(cfg, 'node');
-const { W, SCOPES, rnd, anyKey, ownKey, log, okAt } = c;
+const { W, SCOPES, rnd, anyKey, ownKey, log, okAt, mono } = c;
 
-/** Successful round trips (200 with a JSON array) and their end times: for recovery times. */
+/**
+ * The `set` under way in this async context: with failOpen (the default)
+ * `set` resolves whether or not Redis took the value, so the fetch below
+ * says whether it did, for the coherence check.
+ */
+const setting = new AsyncLocalStorage();
+
+/**
+ * Successful round trips (200 with a JSON array) and their end times: for
+ * recovery times. A request with an XADD (a mutation and its log append)
+ * answered 200 with a result for every command marks the `set` in whose
+ * context it went acknowledged.
+ */
 const tracingFetch = async (url, init) => {
   const res = await fetch(url, init);
   const text = await res.text();
   if (res.status === 200) {
     try {
-      if (Array.isArray(JSON.parse(text))) okAt.push(Date.now());
+      const out = JSON.parse(text);
+      if (Array.isArray(out)) {
+        okAt.push(Date.now());
+        const w = setting.getStore();
+        if (w !== undefined && typeof init?.body === 'string') {
+          const cmds = JSON.parse(init.body);
+          const isMutation = cmds.some((cmd) => String(cmd[0]).toUpperCase() === 'XADD');
+          if (isMutation && out.length === cmds.length && out.every((o) => o !== null && typeof o === 'object' && 'result' in o)) w.acked = true;
+        }
+      }
     } catch {
       // malformed: not a success
     }
@@ -61,25 +83,31 @@ async function op() {
     // get: mostly values, sometimes a counter's name (get never returns a counter)
     const key = Math.random() < 0.05 ? `cnt:${rnd(cfg.counters)}` : anyKey();
     const l1hit = view.l1.has(key);
+    const m0 = mono();
     const x = await view.get(key);
-    c.verify(sIdx, key, x, ts, Date.now(), l1hit);
+    c.verify(sIdx, key, x, ts, Date.now(), l1hit, m0, mono());
   } else if (r < 0.5) {
     const keys = Array.from({ length: 5 }, anyKey);
     const hits = keys.map((k) => view.l1.has(k));
+    const m0 = mono();
     const xs = await view.getMany(keys);
-    const te = Date.now();
-    for (let i = 0; i < keys.length; i++) c.verify(sIdx, keys[i], xs[i], ts, te, hits[i]);
+    const [te, m1] = [Date.now(), mono()];
+    for (let i = 0; i < keys.length; i++) c.verify(sIdx, keys[i], xs[i], ts, te, hits[i], m0, m1);
   } else if (r < 0.8) {
     const key = ownKey();
     const v = makeValue({ key, scopeName: SCOPES[sIdx][0], w: W, version: ++version, ttl: TTLS[rnd(TTLS.length)], t0: ts, padLength: rnd(600) });
     const entry = ['S', sIdx, key, v.v, v.ttl, ts, 0];
     log.push(entry);
+    const w = c.write('S', sIdx, key, v.v);
+    const trace = { acked: false };
     try {
-      await view.set(key, v, v.ttl > 0 ? { ttl: v.ttl } : undefined);
+      await setting.run(trace, () => view.set(key, v, v.ttl > 0 ? { ttl: v.ttl } : undefined));
     } catch (e) {
       failed(e);
+      trace.acked = false;
     }
     entry[6] = Date.now();
+    w.done(trace.acked);
   } else if (r < 0.9) {
     const key = `cnt:${rnd(cfg.counters)}`;
     const by = 1 + rnd(3);
@@ -97,6 +125,7 @@ async function op() {
     const key = ownKey();
     const entry = ['D', sIdx, key, ts, 0, 0];
     log.push(entry);
+    const w = c.write('D', sIdx, key);
     try {
       await view.delete(key);
       entry[5] = 1;
@@ -104,10 +133,12 @@ async function op() {
       failed(e);
     }
     entry[4] = Date.now();
+    w.done(entry[5] === 1);
   } else {
     const prefix = `w${W}:g${rnd(cfg.groups)}:`;
     const entry = ['P', sIdx, prefix, ts, 0, 0];
     log.push(entry);
+    const w = c.write('P', sIdx, prefix);
     try {
       await view.deletePattern(`${prefix}*`);
       entry[5] = 1;
@@ -115,6 +146,7 @@ async function op() {
       failed(e);
     }
     entry[4] = Date.now();
+    w.done(entry[5] === 1);
   }
 }
 

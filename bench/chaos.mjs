@@ -25,12 +25,24 @@
 //   increments whose outcome is unknown (since Redis last came back empty);
 // - L1 hits served during every fault, by the Node clients and by the Worker;
 // - after every fault, a successful round trip within the breaker's
-//   cool-down plus one probe (the client timeout) plus 500 ms of slack.
+//   cool-down plus one probe (the client timeout) plus 500 ms of slack;
+// - coherence (issue 18): two more processes (bench/chaos-reader.mjs) only
+//   read the keys the writers mutate, each a TieredCache in strict mode
+//   (`staleWhileUnreachable: false`) with the schedule's maxStaleness
+//   (1000 ms in the full minute, 250 ms in the short run), its reads timed
+//   on the monotonic clock (process.hrtime) and checked against the
+//   writers' history (bench/coherence-check.mjs): no value older than a
+//   mutation acknowledged more than maxStaleness + SLACK (50 ms) before the
+//   read began, and no L1 hit served stale; the L1 hits they refused and
+//   their misses are counted per fault. Writes of unknown outcome are
+//   possible values that oblige no reader (see `checkCoherence`).
 //
 //   node bench/chaos.mjs            the full minute (make chaos)
 //   node bench/chaos.mjs --short    15 s (tests/js/chaos.test.mjs runs it in make test)
 //   --no-build: the Rust Worker as built (else scripts/rust-worker.sh runs
-//   first); --no-rust-worker: Node clients only
+//   first); --no-rust-worker: Node clients only; --readers-coherence-off:
+//   the coherence readers with maxStaleness false (the control: the bound
+//   check must then fail)
 import { fork, execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -40,6 +52,7 @@ import { Miniflare } from 'miniflare';
 import { TieredCache, RedisRest, Signer, generateSecureKey } from 'edgecache';
 import { freePort, startRedisOn, startBridgeOn } from '../tests/js/servers.mjs';
 import { startTcpFaultProxy, startHttpFaultProxy, HTTP_FAULTS } from './chaos-proxies.mjs';
+import { history, check as checkBound } from './coherence-check.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -61,6 +74,7 @@ export const FULL = {
   duration: 60,
   cooldown: 1000,
   timeout: 1000,
+  maxStaleness: 1000,
   faults: [
     ['redis kill -9, restart empty', 4, 6, 'redis-kill'],
     ['bridge kill -9, restart', 10, 12, 'bridge-kill'],
@@ -79,6 +93,7 @@ export const SHORT = {
   duration: 15,
   cooldown: 500,
   timeout: 800,
+  maxStaleness: 250,
   faults: [
     ['redis kill -9, restart empty', 0.8, 1.6, 'redis-kill'],
     ['bridge kill -9, restart', 3.4, 4.0, 'bridge-kill'],
@@ -134,13 +149,20 @@ async function startRustWorker(bindings) {
   return { url: url.href, out, stop: () => mf.dispose() };
 }
 
+/** Slack on top of maxStaleness for the coherence readers' bound: scheduling, whole-ms clocks. */
+export const SLACK = 50;
+
 /**
  * Runs the harness; resolves to the report ({ rows, checks, ok, ... }).
  * `schedule` is FULL or SHORT (or one like them); `workers` Node client
  * processes and, with `rustWorker` (default), the Rust Worker share `rate`
- * operations/s, `rustRate` of them for the Worker.
+ * operations/s, `rustRate` of them for the Worker. `readers` coherence
+ * readers (bench/chaos-reader.mjs, strict) read `readerRate` times a second
+ * between them with `readerMaxStaleness` (default: the schedule's
+ * maxStaleness; `false`, coherence off, is the control the bound check
+ * must catch).
  */
-export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true, rate = 1000, rustRate = 200, l1Ttl = 2000, log = () => {} } = {}) {
+export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true, rate = 1000, rustRate = 200, l1Ttl = 2000, readers = 2, readerRate = 300, readerMaxStaleness = schedule.maxStaleness, log = () => {} } = {}) {
   const clients = workers + (rustWorker ? 1 : 0);
   const nodeRate = rate - (rustWorker ? rustRate : 0);
   if (rustWorker) ensureRustWorker();
@@ -197,11 +219,15 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
       rust.config = { ...base, worker: workers, rate: rustRate, workerUrl: rust.url, adminToken, requestTimeout: 15_000 };
     }
     const results = [];
+    const readerResults = [];
     const ready = [];
-    for (let w = 0; w < clients; w++) {
-      const isRust = w === workers;
-      const child = fork(path.join(here, isRust ? 'chaos-rust-worker.mjs' : 'chaos-worker.mjs'), [], {
-        env: { ...process.env, CHAOS_CONFIG: JSON.stringify(isRust ? rust.config : { ...base, worker: w }) },
+    // The writers (worker 0..clients-1), then the coherence readers (worker clients + r).
+    for (let w = 0; w < clients + readers; w++) {
+      const isRust = rustWorker && w === workers;
+      const isReader = w >= clients;
+      const config = isRust ? rust.config : isReader ? { ...base, worker: w, rate: readerRate / readers, maxStaleness: readerMaxStaleness } : { ...base, worker: w };
+      const child = fork(path.join(here, isRust ? 'chaos-rust-worker.mjs' : isReader ? 'chaos-reader.mjs' : 'chaos-worker.mjs'), [], {
+        env: { ...process.env, CHAOS_CONFIG: JSON.stringify(config) },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         serialization: 'advanced',
         execArgv: [],
@@ -211,9 +237,10 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
         new Promise((resolve, reject) => {
           child.on('message', (m) => {
             if (m.type === 'ready') resolve();
+            else if (m.type === 'result' && isReader) readerResults[w - clients] = m;
             else if (m.type === 'result') results[m.worker] = m;
           });
-          child.once('exit', (code) => reject(new Error(`chaos worker ${w} exited with ${code} before it was ready`)));
+          child.once('exit', (code) => reject(new Error(`chaos ${isReader ? 'reader' : 'worker'} ${w} exited with ${code} before it was ready`)));
         }),
       );
     }
@@ -224,12 +251,15 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
     const endAt = t0 + schedule.duration * 1000;
     for (const c of procs) c.send({ type: 'start', endAt });
     await sleep(t0 - Date.now());
-    log(`chaos: ${workers} Node clients${rustWorker ? ' + the Rust Worker in workerd' : ''}, ${rate} ops/s, ${schedule.duration} s, ${schedule.faults.length} faults`);
+    log(
+      `chaos: ${workers} Node clients${rustWorker ? ' + the Rust Worker in workerd' : ''}, ${rate} ops/s, ${readers} strict coherence readers ` +
+        `(maxStaleness ${readerMaxStaleness}), ${readerRate} reads/s, ${schedule.duration} s, ${schedule.faults.length} faults`,
+    );
 
     const rows = [];
     for (const [name, start, end, kind, arg] of schedule.faults) {
       await sleep(t0 + start * 1000 - Date.now());
-      const row = { name, kind, start: Date.now(), end: 0, note: '' };
+      const row = { name, kind, arg, start: Date.now(), end: 0, note: '' };
       rows.push(row);
       log(`chaos: t=${((row.start - t0) / 1000).toFixed(1)} s ${name}`);
       if (kind === 'redis-kill') {
@@ -281,8 +311,8 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
     await Promise.race([Promise.all(exited), new Promise((r) => (giveUp = setTimeout(r, endAt - Date.now() + schedule.timeout * 3 + 15_000)))]);
     clearTimeout(giveUp);
     log(`chaos: clients done ${Date.now() - endAt} ms after the end`);
-    for (let w = 0; w < clients; w++) {
-      if (results[w] === undefined) throw new Error(`chaos client ${w} sent no result (exit code ${procs[w].exitCode})`);
+    for (let w = 0; w < clients + readers; w++) {
+      if ((w < clients ? results[w] : readerResults[w - clients]) === undefined) throw new Error(`chaos ${w < clients ? 'client' : 'reader'} ${w} sent no result (exit code ${procs[w].exitCode})`);
     }
     if (rust) {
       // workerd's own output: a panic or an uncaught exception is a fault of the Worker client.
@@ -305,7 +335,7 @@ export async function runChaos({ schedule = FULL, workers = 2, rustWorker = true
       for (let j = 0; j < base.counters; j++) finalCounters[`${s}|cnt:${j}`] = (await view.counter(`cnt:${j}`)) ?? 0;
     }
     log(`chaos: counters read ${Date.now() - endAt} ms after the end`);
-    return check({ schedule, rows, results, finalCounters, state, base, t0, endAt });
+    return check({ schedule, rows, results, readers: readerResults, bound: { maxStaleness: schedule.maxStaleness, slack: SLACK, readers: readerMaxStaleness }, finalCounters, state, base, t0, endAt });
   } finally {
     const stopping = Date.now();
     for (const c of procs) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -347,7 +377,7 @@ async function attack(port) {
 }
 
 /** Checks the merged history against the pass criteria; builds the table. */
-function check({ schedule, rows, results, finalCounters, state, base, t0, endAt }) {
+function check({ schedule, rows, results, readers, bound, finalCounters, state, base, t0, endAt }) {
   const staleAllowance = base.l1Ttl + base.timeout + 100;
   const recoveryBound = schedule.cooldown + schedule.timeout + 500;
   const wrong = [];
@@ -371,7 +401,8 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
   const rustW = results.find((r) => r.kind === 'rust')?.worker;
   // Values that crossed between the kinds of client, each way (the shared layout and envelopes at work).
   const cross = { nodeReadRust: 0, rustReadNode: 0 };
-  for (const r of results) {
+  // The coherence readers' values are checked like everyone's, too.
+  for (const r of [...results, ...readers]) {
     for (const w of r.immediate) wrong.push({ reader: r.worker, ...w });
     for (const e of r.log) {
       if (e[0] !== 'R') continue;
@@ -385,7 +416,7 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
         continue;
       }
       if (r.kind === 'rust' && w !== rustW) cross.rustReadNode++;
-      if (r.kind !== 'rust' && w === rustW) cross.nodeReadRust++;
+      if (r.kind === 'node' && w === rustW) cross.nodeReadRust++;
       if (set[5] > te) {
         wrong.push({ ...where, why: 'read ended before its write began' });
         continue;
@@ -431,6 +462,8 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     counters.push({ counter: k, final, acknowledged: ack, unknown, ok });
   }
 
+  const coherence = checkCoherence({ rows, results, readers, bound, base });
+
   // Per fault: operations during it, errors by code (fault and recovery), L1 hits, recovery.
   const table = [];
   for (let i = 0; i < rows.length; i++) {
@@ -465,10 +498,19 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
       rust.recovery = 0;
     }
     const wrongHere = wrong.filter((w) => w.readStart !== undefined && w.readStart + t0 >= row.start && w.readStart + t0 <= windowEnd).length;
-    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, rust: rustW === undefined ? undefined : rust, note: row.note });
+    // The strict readers: reads, refused L1 hits and misses in the fault and its recovery.
+    const strict = { reads: 0, refused: 0, misses: 0 };
+    for (const r of readers) {
+      for (const t of r.opStarts) if (t >= row.start && t <= windowEnd) strict.reads++;
+      for (const t of r.missAt) if (t >= row.start && t <= windowEnd) strict.misses++;
+      const before = [...r.snapshots].reverse().find((x) => x.t <= row.start) ?? r.snapshots[0];
+      const after = r.snapshots.find((x) => x.t >= windowEnd) ?? r.snapshots.at(-1);
+      strict.refused += (after.coherence?.refused ?? 0) - (before.coherence?.refused ?? 0);
+    }
+    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, rust: rustW === undefined ? undefined : rust, strict, note: row.note });
   }
 
-  const unhandled = results.reduce((n, r) => n + r.faults.unhandled + r.faults.uncaught, 0);
+  const unhandled = [...results, ...readers].reduce((n, r) => n + r.faults.unhandled + r.faults.uncaught, 0);
   const checks = [
     ['wrong values served', wrong.length, wrong.length === 0],
     ['unhandled rejections + uncaught exceptions', unhandled, unhandled === 0],
@@ -476,6 +518,12 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     ['faults without an L1 hit served during them', table.filter((t) => t.l1Hits === 0).length, table.every((t) => t.l1Hits > 0)],
     ...(rustW === undefined ? [] : [['faults during which the Rust Worker served no L1 hit', table.filter((t) => t.rust.l1 === 0).length, table.every((t) => t.rust.l1 > 0)]]),
     [`faults not recovered within ${recoveryBound} ms (cool-down + probe + 500 ms)`, table.filter((t) => !(t.recoveryMs <= recoveryBound)).length, table.every((t) => t.recoveryMs <= recoveryBound)],
+    ...(readers.length === 0
+      ? []
+      : [
+          [`strict readers' reads older than maxStaleness + slack (${coherence.boundMs} ms) allows`, coherence.violations.length, coherence.violations.length === 0],
+          ['L1 hits the strict readers served stale (staleServed)', coherence.staleServed, coherence.staleServed === 0],
+        ]),
   ];
   const totals = {
     ops: results.reduce((n, r) => n + r.issued, 0),
@@ -488,7 +536,7 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     l1Served: results.reduce((n, r) => n + r.l1Served, 0),
     lateTtl,
     seconds: (endAt - t0) / 1000,
-    rejected: results.reduce((n, r) => n + r.stats.l2.rejected, 0),
+    rejected: [...results, ...readers].reduce((n, r) => n + r.stats.l2.rejected, 0),
     l2Errors: results.reduce((acc, r) => {
       for (const [k, n] of Object.entries(r.stats.l2.errors)) acc[k] = (acc[k] ?? 0) + n;
       return acc;
@@ -499,8 +547,8 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     }, {}),
   };
   // Per client: what it did and what went wrong for it.
-  const perClient = results.map((r) => ({
-    client: r.kind === 'rust' ? `rust worker (w${r.worker}, workerd)` : `node w${r.worker}`,
+  const perClient = [...results, ...readers].map((r) => ({
+    client: r.kind === 'rust' ? `rust worker (w${r.worker}, workerd)` : r.kind === 'reader' ? `strict reader w${r.worker}` : `node w${r.worker}`,
     ops: r.issued,
     skipped: r.skipped,
     reads: r.reads,
@@ -524,10 +572,96 @@ function check({ schedule, rows, results, finalCounters, state, base, t0, endAt 
     checks,
     counters,
     wrong,
+    coherence,
     totals,
     recoveryBound,
     faultSamples: results.flatMap((r) => r.faults.samples),
     warnings: [...new Set(results.flatMap((r) => r.warnings))],
+  };
+}
+
+/**
+ * The coherence bound (bench/coherence-check.mjs) over the strict readers'
+ * reads: the write history of every writer on the monotonic clock, states
+ * per scope and key. A set is a state with its version; a delete, and a
+ * deletePattern for every key it matches, an absent one. Acknowledged
+ * writes oblige; a write of unknown outcome (a Node set that Redis may not
+ * have taken, as failOpen lets it resolve; every set of the Rust Worker,
+ * whose PUT fails open; a delete that failed) is a state the reads may
+ * return, which may have taken effect until its end plus 1 s, or, near the
+ * +2 s link, until that fault's end plus its delay plus 1 s (a command
+ * waiting in the slow link reaches Redis after its client gave up). Misses
+ * are not checked (TTLs, eviction, Redis restarted empty, a refused lease:
+ * none is an older value served from L1).
+ */
+function checkCoherence({ rows, results, readers, bound, base }) {
+  // The bound is the schedule's, whatever the readers run with (the control: coherence off).
+  const boundMs = bound.maxStaleness + bound.slack;
+  const ids = new Map(); // `${scope}|${key}` -> index
+  const names = [];
+  const id = (s, key) => {
+    const k = `${s}|${key}`;
+    if (!ids.has(k)) {
+      ids.set(k, names.length);
+      names.push(`${SCOPES[s][0]}/${key}`);
+    }
+    return ids.get(k);
+  };
+  const writes = [];
+  let rustSets = 0;
+  for (const r of results) {
+    for (const [op, s, target, v, m0, m1, acked, te] of r.writes) {
+      if (r.kind === 'rust' && op === 'S') rustSets++;
+      const which = op === 'P' ? Array.from({ length: base.keysPerGroup }, (_, k) => id(s, `${target}k${k}`)) : [id(s, target)];
+      writes.push({ which, value: op === 'S' ? v : null, m0, m1, acked, te });
+    }
+  }
+  const late = (te) => {
+    let extra = 0;
+    for (const row of rows) if (row.kind === 'latency' && row.start <= te) extra = Math.max(extra, row.end + row.arg - te);
+    return extra + 1000;
+  };
+  const reads = [];
+  let fromL1 = 0;
+  for (const r of readers) {
+    for (const e of r.log) {
+      if (e[0] !== 'R') continue;
+      const [, s, key, , v, , , l1hit, m0, m1] = e;
+      reads.push([m0, m1, id(s, key), v]);
+      if (l1hit) fromL1++;
+    }
+  }
+  const h = history(names.length);
+  let acked = 0;
+  for (const w of writes) {
+    if (w.acked) {
+      acked++;
+      h.record(w.m0, w.which, w.which.map(() => w.value), w.m1);
+    } else h.unknown(w.m0, w.which, w.which.map(() => w.value), w.m1 === 0 ? Infinity : w.m1 + late(w.te)); // m1 0: still under way at the end
+  }
+  const violations = checkBound(h.h, reads, { bound: boundMs, who: 'strict readers', name: (i) => names[i] });
+  const sum = (f) => readers.reduce((n, r) => n + (r.stats.coherence?.[f] ?? 0), 0);
+  return {
+    maxStaleness: bound.maxStaleness,
+    readersMaxStaleness: bound.readers,
+    slack: bound.slack,
+    boundMs,
+    readers: readers.length,
+    reads: reads.length,
+    fromL1,
+    writes: writes.length,
+    acked,
+    unknown: writes.length - acked,
+    rustSets,
+    violations,
+    misses: readers.reduce((n, r) => n + r.misses, 0),
+    refused: sum('refused'),
+    staleServed: sum('staleServed'),
+    gaps: sum('gaps'),
+    epochGaps: sum('epoch'),
+    logReads: sum('reads'),
+    logFailures: sum('failures'),
+    invalidated: sum('invalidated'),
   };
 }
 
@@ -542,10 +676,13 @@ export function formatReport(rep) {
   const ms = (n) => (Number.isFinite(n) ? String(n) : 'never');
   const withRust = rep.table.some((t) => t.rust);
   // The Rust Worker's share in its own columns: ops, L1 hits, recovery.
-  const head = ['fault', 'at s', 'len s', 'ops', 'L1 hits', 'wrong', 'recovery ms', ...(withRust ? ['rust ops', 'rust L1', 'rust rec ms'] : []), 'errors by code (fault + recovery)'];
+  const withReaders = rep.coherence.readers > 0;
+  // The strict readers' reads, refused L1 hits and misses in the fault and its recovery.
+  const head = ['fault', 'at s', 'len s', 'ops', 'L1 hits', 'wrong', 'recovery ms', ...(withRust ? ['rust ops', 'rust L1', 'rust rec ms'] : []), ...(withReaders ? ['strict reads', 'refused', 'missed'] : []), 'errors by code (fault + recovery)'];
   const body = rep.table.map((t) => [
     t.fault, t.at.toFixed(1), t.seconds.toFixed(1), String(t.ops), String(t.l1Hits), String(t.wrong), ms(t.recoveryMs),
     ...(withRust ? [String(t.rust.ops), String(t.rust.l1), ms(t.rust.recovery)] : []),
+    ...(withReaders ? [String(t.strict.reads), String(t.strict.refused), String(t.strict.misses)] : []),
     errs(t.errors),
   ]);
   const table = (head, body, left) => {
@@ -556,6 +693,7 @@ export function formatReport(rep) {
     lines.push('');
   };
   table(head, body, [0, head.length - 1]);
+  if (withReaders) lines.push("strict reads, refused, missed: the strict coherence readers' reads that began in the fault or its recovery, the L1 hits they refused (the lease expired, the log unreadable), their misses", '');
   const counts = (o) =>
     Object.entries(o)
       .map(([k, n]) => `${k} ${n}`)
@@ -570,6 +708,7 @@ export function formatReport(rep) {
   );
   for (const t of rep.table) if (t.note) lines.push(`  ${t.fault}: ${t.note}`);
   const T = rep.totals;
+  const C = rep.coherence;
   lines.push(
     '',
     `totals: ${T.ops} ops in ${T.seconds} s (${Math.round(T.ops / T.seconds)}/s; ${T.skipped} skipped at the in-flight cap), ` +
@@ -582,10 +721,20 @@ export function formatReport(rep) {
     `values served less than 10 ms past their TTL (clock slack): ${T.lateTtl}`,
     `counters: ${rep.counters.filter((c) => c.ok).length}/${rep.counters.length} in bounds; ` +
       rep.counters.slice(0, 3).map((c) => `${c.counter} = ${c.final} in [${c.acknowledged}, ${c.acknowledged + c.unknown}]`).join('; '),
+    ...(withReaders
+      ? [
+          `coherence: maxStaleness ${C.maxStaleness} ms + slack ${C.slack} ms = bound ${C.boundMs} ms; ${C.readers} strict readers (staleWhileUnreachable: false` +
+            `${C.readersMaxStaleness === C.maxStaleness ? '' : `, maxStaleness ${C.readersMaxStaleness}: the control`}): ` +
+            `${C.reads} reads bound-checked (${C.fromL1} from L1) against ${C.writes} writes (${C.acked} acknowledged, ${C.unknown} of unknown outcome, ${C.rustSets} of them the Rust Worker's sets): ${C.violations.length} violations`,
+          `coherence: ${C.refused} L1 hits refused while the log could not be read, ${C.misses} misses, ${C.staleServed} served stale; ` +
+            `${C.logReads} log reads (${C.logFailures} failed), ${C.gaps} gaps (${C.epochGaps} epoch), ${C.invalidated} L1 entries invalidated`,
+        ]
+      : []),
     '',
   );
   for (const [what, n, ok] of rep.checks) lines.push(`${ok ? 'PASS' : 'FAIL'}  ${what}: ${n}`);
   for (const w of rep.wrong.slice(0, 10)) lines.push(`  wrong: ${JSON.stringify(w)}`);
+  for (const v of rep.coherence.violations.slice(0, 10)) lines.push(`  past the bound: ${JSON.stringify(v)}`);
   for (const c of rep.counters.filter((x) => !x.ok).slice(0, 10)) lines.push(`  counter: ${JSON.stringify(c)}`);
   for (const s of rep.faultSamples.slice(0, 5)) lines.push(`  client fault: ${s}`);
   lines.push(rep.ok ? 'chaos: PASS' : 'chaos: FAIL');
@@ -596,7 +745,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const short = process.argv.includes('--short');
   // The example Rust Worker is built first (quick when up to date): make chaos runs what lib.rs says.
   if (!process.argv.includes('--no-rust-worker')) ensureRustWorker({ rebuild: !process.argv.includes('--no-build') });
-  const rep = await runChaos({ schedule: short ? SHORT : FULL, rustWorker: !process.argv.includes('--no-rust-worker'), log: (m) => console.error(m) });
+  const schedule = short ? SHORT : FULL;
+  const readerMaxStaleness = process.argv.includes('--readers-coherence-off') ? false : schedule.maxStaleness;
+  const rep = await runChaos({ schedule, rustWorker: !process.argv.includes('--no-rust-worker'), readerMaxStaleness, log: (m) => console.error(m) });
   console.log(formatReport(rep));
   process.exitCode = rep.ok ? 0 : 1;
 }

@@ -3,13 +3,16 @@
 // by make test before the JS tests; alone, this file builds it if missing)
 // under about 1,000 operations/s while Redis and the bridge are killed and
 // restarted, the link to Redis slows down and drops replies, the HTTP
-// answers are mangled, and an attacker rewrites values. `make chaos` runs
-// the full minute and prints the same tables.
+// answers are mangled, and an attacker rewrites values. Two strict
+// coherence readers (bench/chaos-reader.mjs, maxStaleness 250 ms) read the
+// keys the writers mutate, every read checked against the write history
+// with the bound 250 + 50 ms. `make chaos` runs the full minute and prints
+// the same tables.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, formatReport, SHORT } from '../../bench/chaos.mjs';
 
-test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker', { timeout: 90_000 }, async () => {
+test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker; strict readers within maxStaleness', { timeout: 90_000 }, async () => {
   const rep = await runChaos({ schedule: SHORT });
   const text = formatReport(rep);
   console.log(text);
@@ -33,6 +36,26 @@ test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, reco
   assert.equal(rep.totals.workerd.crashLines, 0, 'no panic in workerd');
   // Values crossed both ways: the same keys, layout and envelopes.
   assert.ok(rep.totals.cross.nodeReadRust > 0 && rep.totals.cross.rustReadNode > 0, JSON.stringify(rep.totals.cross));
+
+  // The coherence bound, under the faults: strict readers serve nothing past it.
+  const coh = rep.coherence;
+  assert.equal(coh.maxStaleness, 250);
+  assert.deepEqual(coh.violations, [], 'no read older than maxStaleness + slack allows');
+  assert.equal(coh.staleServed, 0, 'strict readers serve no L1 hit the log could not vouch for');
+  assert.ok(coh.reads > 50 && coh.fromL1 > 10, `values the strict readers read and the bound checked: ${coh.reads} (${coh.fromL1} from L1)`);
+  assert.ok(coh.acked > 100, `acknowledged writes that oblige the readers: ${coh.acked}`);
+  assert.ok(coh.refused > 0, 'L1 hits were refused while the log could not be read');
+});
+
+// The control: the same check catches readers whose coherence is off (the
+// checker can fail). A few seconds, no faults, Node writers only.
+test('chaos control: strict readers with coherence off are caught past maxStaleness + slack', { timeout: 60_000 }, async () => {
+  const schedule = { ...SHORT, duration: 5, faults: [] };
+  const rep = await runChaos({ schedule, rustWorker: false, readerRate: 400, readerMaxStaleness: false });
+  const coh = rep.coherence;
+  console.log(`control: ${coh.reads} reads bound-checked (${coh.fromL1} from L1), ${coh.acked} acknowledged writes, ${coh.violations.length} violations of ${coh.boundMs} ms`);
+  assert.ok(coh.violations.length > 0, formatReport(rep));
+  assert.ok(coh.violations.every((v) => /ms after .* was acknowledged/.test(v.why)), JSON.stringify(coh.violations.slice(0, 3)));
 });
 
 // What the Rust client of the harness relies on: the example Worker's admin

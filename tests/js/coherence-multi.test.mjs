@@ -24,6 +24,7 @@ import { Miniflare } from 'miniflare';
 import { unstable_dev } from 'wrangler';
 import { TieredCache, RedisRest } from 'edgecache';
 import { startRedis, startBridge } from './servers.mjs';
+import { history as newHistory, check as checkBound, now } from '../../bench/coherence-check.mjs';
 
 process.env.WRANGLER_SEND_METRICS = 'false';
 const root = path.resolve(fileURLToPath(import.meta.url), '../../..');
@@ -36,7 +37,6 @@ const M = 250; // maxStaleness, ms
 /** Scheduling slack on top of the bound: rounding to whole ms, and a Worker's clock (advanced on I/O). */
 const SLACK = 50;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 if (!existsSync(RUST_SCRIPT)) execFileSync(path.join(root, 'scripts/rust-worker.sh'), { stdio: 'inherit' });
 
@@ -62,42 +62,14 @@ const KEYS = [
 ];
 const idx = (kind, tenant, key) => KEYS.findIndex((k) => k[0] === kind && k[1] === tenant && k[2] === key);
 
-/**
- * The write history: per key, the states in order, each [invoked, acked,
- * value] (value null: absent). The first state is the one before the run.
- */
-function history() {
-  const h = KEYS.map(() => [[-Infinity, -Infinity, null]]);
-  return {
-    h,
-    /** A mutation of `which` (key indexes) to `values`, invoked at t0 and acknowledged now. */
-    record(t0, which, values) {
-      const t1 = now();
-      which.forEach((i, j) => h[i].push([t0, t1, values[j]]));
-    },
-    /** The state at the start, as the writer set it before the readers began. */
-    initial(i, v) {
-      h[i][0][2] = v;
-    },
-  };
-}
+/** The write history (bench/coherence-check.mjs): per key, its states [invoked, acked, value]. */
+const history = () => newHistory(KEYS.length);
 
 /**
  * Violations of the bound: reads that returned a state older than the
  * newest one acknowledged more than M + SLACK before the read started.
  */
-function check(h, reads, who) {
-  const bad = [];
-  for (const [t0, t1, i, v] of reads) {
-    const states = h[i];
-    let must = 0;
-    for (let j = 0; j < states.length; j++) if (states[j][1] + M + SLACK < t0) must = j;
-    let ok = false;
-    for (let j = must; j < states.length && states[j][0] < t1; j++) if (states[j][2] === v) ok = true;
-    if (!ok) bad.push({ who, key: KEYS[i].join('/'), started: t0, value: v, expected: states.slice(must, must + 4).map((s) => s[2]) });
-  }
-  return bad;
-}
+const check = (h, reads, who) => checkBound(h, reads, { bound: M + SLACK, who, name: (i) => KEYS[i].join('/') });
 
 /** The Node readers: spawned, ready, stopped by closing their stdin. */
 async function spawnReaders(n, prefix, maxStaleness, push = false) {

@@ -70,10 +70,10 @@ describe('coherence: each mutation elsewhere leaves L1 within maxStaleness', () 
     test(name, async (t) => {
       const { a, b } = pair();
       for (const c of [a, a.scope({ tenant: 't' }), a.scope({ user: 'u"*' })]) await c.set('k', before);
-      // b reads it from Redis into its L1.
+      // b reads it from Redis into its L1 (its lease starts after this).
+      const leased = performance.now();
       assert.equal(await read(b), before);
       const hits = b.stats().l2.hits;
-      const leased = performance.now();
       await write(a);
       // Within the lease, b's L1 still serves (not a miss: no L2 read),
       // if the write came back within it (on a loaded machine it may not).
