@@ -15,7 +15,7 @@ import { redisAndBridge, startRedisOn } from './servers.mjs';
 const TOKEN = 'coherence-test-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
 const servers = redisAndBridge({ token: TOKEN });
-const M = 150; // maxStaleness of these tests, ms
+const M = 400; // maxStaleness of these tests, ms (room for a loaded machine)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let prefixes = 0;
 
@@ -90,12 +90,14 @@ describe('coherence: each mutation elsewhere leaves L1 within maxStaleness', () 
     });
   }
 
-  test('incr and decr', async () => {
+  test('incr and decr', async (t) => {
     const { a, b } = pair();
     await a.incr('n', 5);
+    const leased = performance.now();
     assert.equal(await b.counter('n'), 5);
     await a.decr('n', 2);
-    assert.equal(await b.counter('n'), 5, 'before maxStaleness: L1');
+    if (performance.now() - leased < M - 30) assert.equal(await b.counter('n'), 5, 'before maxStaleness: L1');
+    else t.diagnostic('the decrement took longer than the lease: the check within it was skipped');
     await sleep(M + 20);
     assert.equal(await b.counter('n'), 3);
   });
@@ -164,10 +166,10 @@ describe('coherence: what it costs', () => {
     f.commands.length = 0;
     await a.set('k', 1);
     assert.equal(f.requests, 1);
-    assert.deepEqual(
-      f.commands.map((c) => c[0]),
-      ['SET', 'SET', 'XADD', 'PUBLISH'],
-    );
+    // (Past half the lease, a log read rides along after them.)
+    const names = f.commands.map((c) => c[0]);
+    assert.deepEqual(names.slice(0, 4), ['SET', 'SET', 'XADD', 'PUBLISH']);
+    assert.ok(names.length === 4 || names.slice(4).join() === 'GET,XREVRANGE,GET', names.join());
     assert.equal(f.commands[1][1], `${prefix}:c:{${prefix}:0}:epoch`);
     assert.equal(f.commands[3][1], `${prefix}:c:{${prefix}:0}:push`);
     assert.equal(cli('XLEN', `${prefix}:c:{${prefix}:0}:log`), '1');
