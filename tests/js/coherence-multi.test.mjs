@@ -13,22 +13,18 @@
 // Rust Worker (its kv route: set and delete), a reader SIGSTOPped for 5 s
 // while its keys change, and the control: readers with coherence off must
 // be caught by the same checker (so the check can fail).
-import { test, before, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { Miniflare } from 'miniflare';
-import { unstable_dev } from 'wrangler';
 import { TieredCache, RedisRest } from 'edgecache';
-import { startRedis, startBridge } from './servers.mjs';
+import { redisAndBridge } from './servers.mjs';
+import { startExampleWorkers, ensureRustWorker } from './example-workers.mjs';
 import { history as newHistory, check as checkBound, now } from '../../bench/coherence-check.mjs';
 
-process.env.WRANGLER_SEND_METRICS = 'false';
 const root = path.resolve(fileURLToPath(import.meta.url), '../../..');
-const RUST_SCRIPT = path.join(root, 'examples/rust-worker/build/index.js');
 const READER = path.join(root, 'tests/js/coherence/reader.mjs');
 const ADMIN = 'admin-token-for-tests';
 const TOKEN = randomBytes(24).toString('base64url');
@@ -38,18 +34,8 @@ const M = 250; // maxStaleness, ms
 const SLACK = 50;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-if (!existsSync(RUST_SCRIPT)) execFileSync(path.join(root, 'scripts/rust-worker.sh'), { stdio: 'inherit' });
-
-let redis;
-let bridge;
-before(async () => {
-  redis = await startRedis();
-  bridge = await startBridge({ redisUrl: redis.url, token: TOKEN });
-});
-after(async () => {
-  await bridge?.stop();
-  await redis?.stop();
-});
+ensureRustWorker();
+const servers = redisAndBridge({ token: TOKEN });
 
 /** The keys every reader reads: [kind, tenant | null, key]. */
 const KEYS = [
@@ -73,7 +59,7 @@ const check = (h, reads, who) => checkBound(h, reads, { bound: M + SLACK, who, n
 
 /** The Node readers: spawned, ready, stopped by closing their stdin. */
 async function spawnReaders(n, prefix, maxStaleness, push = false) {
-  const env = { ...process.env, URL: bridge.url, TOKEN, SECRET, PREFIX: prefix, MAX_STALENESS: String(maxStaleness), KEYS: JSON.stringify(KEYS), PUSH: push ? '1' : '0' };
+  const env = { ...process.env, URL: servers.bridge.url, TOKEN, SECRET, PREFIX: prefix, MAX_STALENESS: String(maxStaleness), KEYS: JSON.stringify(KEYS), PUSH: push ? '1' : '0' };
   const readers = [];
   for (let r = 0; r < n; r++) {
     const proc = spawn(process.execPath, [READER], { env, stdio: ['pipe', 'pipe', 'inherit'] });
@@ -94,34 +80,19 @@ async function spawnReaders(n, prefix, maxStaleness, push = false) {
 
 /** Both example Workers, as readers (and the Rust one as a writer), with `prefix`. */
 async function startWorkers(prefix, maxStaleness) {
-  const vars = {
-    EDGECACHE_REDIS_URL: bridge.url,
-    EDGECACHE_REDIS_TOKEN: TOKEN,
-    EDGECACHE_SIGNING_KEYS: `k1:${SECRET}`,
-    EDGECACHE_PREFIX: prefix,
-    EDGECACHE_L1_TTL: '600000',
-    EDGECACHE_MAX_STALENESS: String(maxStaleness),
-    EDGECACHE_ADMIN_TOKEN: ADMIN,
-  };
-  const mf = new Miniflare({
-    scriptPath: RUST_SCRIPT,
-    modules: true,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    compatibilityDate: '2025-09-01',
-    bindings: { ORIGIN_DELAY_MS: '20', ...vars },
-    handleRuntimeStdio() {},
-  });
-  const js = await unstable_dev('examples/js-worker/index.js', {
-    config: 'examples/js-worker/wrangler.toml',
-    vars,
-    ip: '127.0.0.1',
-    port: 0,
-    logLevel: 'error',
-    experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
-  });
-  const rust = { name: 'Rust Worker', fetch: (p, init) => mf.dispatchFetch(`http://localhost${p}`, init) };
-  const jsw = { name: 'JS Worker', fetch: (p, init) => js.fetch(p, init) };
-  return { rust, jsw, stop: async () => (await js.stop(), await mf.dispose()) };
+  const w = await startExampleWorkers(
+    {
+      EDGECACHE_REDIS_URL: servers.bridge.url,
+      EDGECACHE_REDIS_TOKEN: TOKEN,
+      EDGECACHE_SIGNING_KEYS: `k1:${SECRET}`,
+      EDGECACHE_PREFIX: prefix,
+      EDGECACHE_L1_TTL: '600000',
+      EDGECACHE_MAX_STALENESS: String(maxStaleness),
+      EDGECACHE_ADMIN_TOKEN: ADMIN,
+    },
+    { rustName: 'Rust Worker', jsName: 'JS Worker' },
+  );
+  return { rust: w.rust, jsw: w.js, stop: w.stop };
 }
 
 const auth = { authorization: `Bearer ${ADMIN}` };
@@ -154,7 +125,7 @@ let prefixes = 0;
 async function run({ maxStaleness, write, workers = true, during, push = false }) {
   const prefix = `multi${++prefixes}`;
   const writer = new TieredCache({
-    redis: new RedisRest({ url: bridge.url, token: TOKEN }),
+    redis: new RedisRest({ url: servers.bridge.url, token: TOKEN }),
     signer: { keys: { k1: SECRET } },
     prefix,
     log: () => {},

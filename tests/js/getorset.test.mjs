@@ -2,11 +2,11 @@
 // serve-stale while the Redis tier is down (staleIfError), memoize over it
 // during an outage, and the breaker's outage/recovery logged once each.
 // Against a real redis-server and the real bridge (servers.mjs).
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { MemoryCache, TieredCache, RedisRest, Signer, EdgeCacheError, generateSecureKey, memoize } from 'edgecache';
-import { startRedis, startRedisOn, startBridge } from './servers.mjs';
+import { startRedis, startRedisOn, startBridge, redisAndBridge } from './servers.mjs';
 
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
@@ -171,18 +171,9 @@ describe('MemoryCache.getOrSet', () => {
 });
 
 describe('TieredCache.getOrSet', () => {
-  let redis;
-  let bridge;
-  before(async () => {
-    redis = await startRedis();
-    bridge = await startBridge({ redisUrl: redis.url, token: TOKEN });
-  });
-  after(async () => {
-    await bridge?.stop();
-    await redis?.stop();
-  });
+  const servers = redisAndBridge({ token: TOKEN });
   const isolate = (opts = {}) =>
-    new TieredCache({ redis: { url: bridge.url, token: TOKEN }, signer: { keys: { k1: SECRET } }, prefix: 'gos', log: () => {}, ...opts });
+    new TieredCache({ redis: { url: servers.bridge.url, token: TOKEN }, signer: { keys: { k1: SECRET } }, prefix: 'gos', log: () => {}, ...opts });
 
   test('single-flight within the isolate, stored in Redis for the next isolate', async () => {
     const c = isolate();
@@ -197,7 +188,7 @@ describe('TieredCache.getOrSet', () => {
     let other = 0;
     assert.deepEqual(await isolate().getOrSet('user:1', () => (other++, 'no')), { name: 'ada' }, 'another isolate reads it from Redis');
     assert.equal(other, 0);
-    const ttl = Number(execFileSync('redis-cli', ['-p', String(redis.port), 'PTTL', 'gos:v:r|user:1'], { encoding: 'utf8' }));
+    const ttl = Number(execFileSync('redis-cli', ['-p', String(servers.redis.port), 'PTTL', 'gos:v:r|user:1'], { encoding: 'utf8' }));
     assert.ok(ttl > 50_000 && ttl <= 60_000, `ttl reached Redis: ${ttl}`);
   });
 

@@ -13,18 +13,11 @@
 // leaving the other's L1 within EDGECACHE_MAX_STALENESS.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { Miniflare } from 'miniflare';
-import { unstable_dev } from 'wrangler';
 import { startRedis, startBridge } from './servers.mjs';
+import { startExampleWorkers, ensureRustWorker } from './example-workers.mjs';
 
 process.env.WRANGLER_SEND_METRICS = 'false';
-const root = path.resolve(fileURLToPath(import.meta.url), '../../..');
-const RUST_SCRIPT = path.join(root, 'examples/rust-worker/build/index.js');
 const ADMIN = 'admin-token-for-tests';
 const TOKEN = randomBytes(24).toString('base64url');
 const SECRET = randomBytes(32).toString('base64url');
@@ -34,15 +27,14 @@ const L1_TTL = 2_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // make test builds it (scripts/test.sh) before the JS tests; alone, this file builds it once.
-if (!existsSync(RUST_SCRIPT)) execFileSync(path.join(root, 'scripts/rust-worker.sh'), { stdio: 'inherit' });
+ensureRustWorker();
 
 let redis;
 let bridge;
-let mf;
-let js;
+let workers;
 /** The two Workers, driven the same way from here: `fetch(pathAndQuery, init)`. */
-const rust = { name: 'Rust', fetch: (p, init) => mf.dispatchFetch(`http://localhost${p}`, init) };
-const jsw = { name: 'JS', fetch: (p, init) => js.fetch(p, init) };
+const rust = { name: 'Rust', fetch: (p, init) => workers.rust.fetch(p, init) };
+const jsw = { name: 'JS', fetch: (p, init) => workers.js.fetch(p, init) };
 
 before(async () => {
   redis = await startRedis();
@@ -57,26 +49,10 @@ before(async () => {
     // The L1 rules alone: a copy lives out EDGECACHE_L1_TTL (coherence: below).
     EDGECACHE_MAX_STALENESS: 'off',
   };
-  mf = new Miniflare({
-    scriptPath: RUST_SCRIPT,
-    modules: true,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    compatibilityDate: '2025-09-01',
-    bindings: { ORIGIN_DELAY_MS: '20', ...shared },
-    handleRuntimeStdio() {},
-  });
-  js = await unstable_dev('examples/js-worker/index.js', {
-    config: 'examples/js-worker/wrangler.toml',
-    vars: shared,
-    ip: '127.0.0.1',
-    port: 0,
-    logLevel: 'error',
-    experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
-  });
+  workers = await startExampleWorkers(shared);
 });
 after(async () => {
-  await js?.stop();
-  await mf?.dispose();
+  await workers?.stop();
   await bridge?.stop();
   await redis?.stop();
 });
@@ -405,10 +381,9 @@ describe('coherence (EDGECACHE_MAX_STALENESS): a mutation on one Worker leaves t
   const MAX_STALENESS = 300;
   // Scheduling slack: the reader's clock (workerd's, advanced on I/O) and this process's.
   const SLACK = 100;
-  let cmf;
-  let cjs;
-  const crust = { name: 'Rust', fetch: (p, init) => cmf.dispatchFetch(`http://localhost${p}`, init) };
-  const cjsw = { name: 'JS', fetch: (p, init) => cjs.fetch(p, init) };
+  let cw;
+  const crust = { name: 'Rust', fetch: (p, init) => cw.rust.fetch(p, init) };
+  const cjsw = { name: 'JS', fetch: (p, init) => cw.js.fetch(p, init) };
   before(async () => {
     const vars = {
       EDGECACHE_REDIS_URL: bridge.url,
@@ -420,26 +395,10 @@ describe('coherence (EDGECACHE_MAX_STALENESS): a mutation on one Worker leaves t
       EDGECACHE_MAX_STALENESS: String(MAX_STALENESS),
       EDGECACHE_ADMIN_TOKEN: ADMIN,
     };
-    cmf = new Miniflare({
-      scriptPath: RUST_SCRIPT,
-      modules: true,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-      compatibilityDate: '2025-09-01',
-      bindings: { ORIGIN_DELAY_MS: '20', ...vars },
-      handleRuntimeStdio() {},
-    });
-    cjs = await unstable_dev('examples/js-worker/index.js', {
-      config: 'examples/js-worker/wrangler.toml',
-      vars,
-      ip: '127.0.0.1',
-      port: 0,
-      logLevel: 'error',
-      experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
-    });
+    cw = await startExampleWorkers(vars);
   });
   after(async () => {
-    await cjs?.stop();
-    await cmf?.dispose();
+    await cw?.stop();
   });
 
   /** Reads until the reader's L1 holds it (a read whose log read names the key does not promote). */
@@ -469,7 +428,7 @@ describe('coherence (EDGECACHE_MAX_STALENESS): a mutation on one Worker leaves t
         assert.equal(gone.status, 404, `${reader.name} (${name}) after ${writer.name}'s delete: ${gone.text}`);
       }
     }
-    const s = await (await cmf.dispatchFetch('http://localhost/__edgecache/stats')).json();
+    const s = await (await crust.fetch('/__edgecache/stats')).json();
     assert.equal(s.coherence.maxStaleness, MAX_STALENESS);
     assert.ok(s.coherence.entries >= 6 && s.coherence.invalidated >= 6, JSON.stringify(s.coherence));
   });
