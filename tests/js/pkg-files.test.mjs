@@ -88,7 +88,7 @@ test('package.json: ESM, exports with workerd, engines', () => {
   assert.deepEqual(pkg.peerDependencies, { hono: '^4.6.0' });
   assert.deepEqual(pkg.peerDependenciesMeta, { hono: { optional: true } });
   assert.match(readFileSync(path.join(root, 'dist/hono.workerd.js'), 'utf8'), /from '\.\/workerd\.js'/);
-  assert.doesNotMatch(readFileSync(path.join(root, 'dist/hono.js'), 'utf8'), /from 'hono/, 'Hono is not imported at run time');
+  assert.doesNotMatch(readFileSync(path.join(root, 'dist/hono.js'), 'utf8'), /^import[^;]*from 'hono/m, 'Hono is not imported at run time');
   assert.equal(pkg.imports, undefined, 'no #imports: a plain page must resolve every specifier');
 });
 
