@@ -57,6 +57,17 @@ export interface MemoryCacheOptions<V = unknown> {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * Called with the key and value of each entry evicted to make room (what
+   * `stats().evictions` counts; not expirations, deletions or overwrites),
+   * once the write that evicted it is complete, so the cache it sees is
+   * consistent. For metrics without polling `stats()`. An exception it
+   * throws is reported (`queueMicrotask`) and does not undo the write. A
+   * scope's entries come with the key as the scope wrote it. Given no hook,
+   * evictions cost nothing more.
+   * @default none
+   */
+  onEvict?: (key: string, value: V) => void;
 }
 
 /** Options of {@link MemoryCache.set}. */
@@ -134,7 +145,7 @@ function words(): Uint32Array {
 }
 const DEFAULT_MAX_ENTRIES = 10_000;
 const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
-const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 'now']);
+const OPTION_NAMES = new Set(['maxEntries', 'maxBytes', 'defaultTtl', 'sizeOf', 'now', 'onEvict']);
 /**
  * @internal How `memoize`, the decorators and `cachePage` tell scope views
  * of one cache apart (see flightsOf in keys.ts): a cache whose
@@ -358,6 +369,11 @@ class Core<V> {
   ttlUsed: boolean;
   /** Set by `free()`: every later call throws `FREED`. */
   freed = false;
+  readonly onEvict: ((key: string, value: V) => void) | undefined;
+  /** With `onEvict`: the engine's eviction count as last seen (only removals change it). */
+  evictionsSeen = 0;
+  /** With `onEvict`: the entries the write under way evicted, delivered once it is complete. */
+  evicted: [string, V][] = [];
 
   constructor(options: MemoryCacheOptions<V>) {
     if (options === null || typeof options !== 'object') {
@@ -371,7 +387,7 @@ class Core<V> {
         );
       }
     }
-    const { maxEntries = DEFAULT_MAX_ENTRIES, maxBytes = DEFAULT_MAX_BYTES, defaultTtl = 0, sizeOf, now } = options;
+    const { maxEntries = DEFAULT_MAX_ENTRIES, maxBytes = DEFAULT_MAX_BYTES, defaultTtl = 0, sizeOf, now, onEvict } = options;
     if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries > MAX_ENTRIES) {
       throw new EdgeCacheError(
         'INVALID_OPTION',
@@ -385,7 +401,7 @@ class Core<V> {
       );
     }
     this.defaultTtl = checkTtl(defaultTtl, 'defaultTtl');
-    for (const [name, f] of [['sizeOf', sizeOf], ['now', now]] as const) {
+    for (const [name, f] of [['sizeOf', sizeOf], ['now', now], ['onEvict', onEvict]] as const) {
       if (f !== undefined && typeof f !== 'function') {
         throw new EdgeCacheError('INVALID_OPTION', `${name} must be a function, got ${describe(f)}`);
       }
@@ -393,6 +409,7 @@ class Core<V> {
     this.maxEntries = maxEntries;
     this.maxBytes = maxBytes === Infinity ? Number.MAX_SAFE_INTEGER : maxBytes;
     this.sizeOf = sizeOf;
+    this.onEvict = onEvict;
     this.clock = now ?? Date.now;
     this.ttlUsed = this.defaultTtl > 0;
     ensureWasm();
@@ -504,9 +521,44 @@ class Core<V> {
     const io = this.io < 0 ? this.ioBlock() : this.io;
     const at = words()[io + IO_REMOVED_AT]! >>> 2;
     const n = words()[io + IO_REMOVED_LEN]!;
+    if (this.onEvict !== undefined) this.noteEvicted(n, (i) => words()[at + i]!);
     // `forget` may close a scope, a call that can grow (and so detach) the
     // memory: the view is looked up again for each slot.
     for (let i = 0; i < n; i++) this.forget(words()[at + i]!);
+  }
+
+  /**
+   * With `onEvict`, before the `n` slots a write removed are forgotten:
+   * keeps those that were evicted. The engine lists the expired entries it
+   * reclaimed first and the evicted ones after (src/lru.rs, `insert`), and
+   * only removals change its eviction count, so the evicted are the last
+   * (count - count last seen) slots.
+   */
+  noteEvicted(n: number, slotAt: (i: number) => number): void {
+    const total = this.lru.totals()[4]!;
+    // A count below the one seen: the counters were reset (clear), all of these are new.
+    const k = Math.min(n, total >= this.evictionsSeen ? total - this.evictionsSeen : total);
+    this.evictionsSeen = total;
+    for (let i = n - k; i < n; i++) {
+      const slot = slotAt(i);
+      this.evicted.push([this.keys[slot]!, this.values[slot]!]);
+    }
+  }
+
+  /** With `onEvict`: hands the entries the finished write evicted to the hook. */
+  deliverEvicted(): void {
+    const list = this.evicted;
+    if (list.length === 0) return;
+    this.evicted = [];
+    for (const [key, value] of list) {
+      try {
+        this.onEvict!(key, value);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
   }
 
   /**
@@ -758,8 +810,13 @@ export class MemoryCache<V = unknown> {
     return this;
   }
 
-  /** The write itself, after validation. */
+  /** The write itself, after validation; then the eviction hook, if any. */
   #store(key: string, value: V, ttl: number, size: number): void {
+    this.#put(key, value, ttl, size);
+    if (this.#core.evicted.length !== 0) this.#core.deliverEvicted();
+  }
+
+  #put(key: string, value: V, ttl: number, size: number): void {
     const c = this.#core;
     let now = 0;
     let expires = 0;
@@ -790,8 +847,10 @@ export class MemoryCache<V = unknown> {
     const s = r & SLOT_MASK;
     if (r !== s) {
       // One entry removed: its slot is the one handed out again.
-      if ((r & ONE_REMOVED) !== 0) c.forget(s);
-      else c.forgetRemoved();
+      if ((r & ONE_REMOVED) !== 0) {
+        if (c.onEvict !== undefined) c.noteEvicted(1, () => s);
+        c.forget(s);
+      } else c.forgetRemoved();
     }
     if (s >= c.keys.length) c.grow(s);
     c.keys[s] = key;
@@ -928,6 +987,7 @@ export class MemoryCache<V = unknown> {
         if (r < 0) throw c.refused(r, key, size);
         c.values[slot] = n as V;
         if (r > 0) c.forgetRemoved();
+        if (c.evicted.length !== 0) c.deliverEvicted();
         return n;
       }
       c.forget(slot);

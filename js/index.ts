@@ -11,5 +11,5 @@ export { argsKey } from './keys.js';
 export { cached, invalidates, invalidatesPattern, getDefaultCache, setDefaultCache, type CachedOptions, type InvalidatesOptions, type InvalidatesPatternOptions, type PatternOf, type CacheSource } from './decorators.js';
 export { cachePage, type CachePageOptions, type FetchHandler } from './page.js';
 export { RedisRest, type RedisRestOptions, type RedisSetOptions, type RedisArg, type RedisValue, type RedisEnv, type Outcome, type RedisMessage, type RedisSubscription, type RedisSubscribeOptions } from './redis.js';
-export { TieredCache, jsonSerializer, type TieredCacheOptions, type TieredStats, type L2Stats, type CoherenceStats, type Serializer } from './tiered.js';
+export { TieredCache, jsonSerializer, type TieredCacheOptions, type TieredHooks, type TieredStats, type L2Stats, type CoherenceStats, type Serializer } from './tiered.js';
 export { fromEnv, L1Cache, type WorkersCache, type WorkersEnv, type FromEnvOptions, type L1Stats } from './workers.js';

@@ -209,8 +209,8 @@ export function isThenable(x: unknown): x is PromiseLike<unknown> {
 // Flights are still registered in Workers, so that a delete or write that
 // begins meanwhile keeps a computation's (older) result out of the cache.
 
-/** Whether this is the Cloudflare Workers runtime (workerd), by its documented user agent. */
-function inWorkers(): boolean {
+/** @internal Whether this is the Cloudflare Workers runtime (workerd), by its documented user agent. */
+export function inWorkers(): boolean {
   const nav = (globalThis as { navigator?: { userAgent?: unknown } }).navigator;
   return nav !== undefined && nav !== null && nav.userAgent === 'Cloudflare-Workers';
 }

@@ -147,7 +147,38 @@ export interface TieredCacheOptions {
    * @default false
    */
   push?: boolean;
+  /**
+   * Called with each failed call to Redis (timeouts, unreachable, 5xx,
+   * `L2_AUTH`, `L2_REDIS`, and `L2_UNAVAILABLE` for a call the open breaker
+   * refused): what `stats().l2.errors` counts, as it happens. See
+   * {@link TieredHooks} for how hooks are called.
+   * @default none
+   */
+  onL2Error?: (error: EdgeCacheError) => void;
+  /**
+   * Called when the circuit breaker changes state (`closed` -> `open` ->
+   * `half-open` -> `closed` or `open`).
+   * @default none
+   */
+  onBreaker?: (state: 'closed' | 'open' | 'half-open', previous: 'closed' | 'open' | 'half-open') => void;
+  /**
+   * Called with each value Redis held that was not served (what
+   * `stats().l2.rejected` counts) and why: the code of the envelope's
+   * error (`MALFORMED_ENVELOPE`, `BAD_SIGNATURE`, `UNKNOWN_KEY_ID`, ...),
+   * `DESERIALIZE` (the serializer refused the payload), `NOT_AN_ENVELOPE`
+   * (not a string), `NOT_AN_INTEGER` (a counter).
+   * @default none
+   */
+  onRejected?: (key: string, reason: string) => void;
 }
+
+/**
+ * How the hooks of {@link TieredCacheOptions} (`onL2Error`, `onBreaker`,
+ * `onRejected`) are called: synchronously, where the event happens, for
+ * the whole cache (all scopes); an exception a hook throws is reported
+ * (`queueMicrotask`) and changes nothing of the call that saw the event.
+ */
+export type TieredHooks = Pick<TieredCacheOptions, 'onL2Error' | 'onBreaker' | 'onRejected'>;
 
 /** L2 figures of {@link TieredCache.stats}, for the whole cache (all scopes). */
 export interface L2Stats {
@@ -221,7 +252,19 @@ export interface TieredStats {
   coherence: CoherenceStats | undefined;
 }
 
-const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'staleIfError', 'push']);
+const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'staleIfError', 'push', 'onL2Error', 'onBreaker', 'onRejected']);
+
+/** Calls a hook; what it throws is reported apart, never to the caller. */
+function fire<A extends unknown[]>(hook: ((...args: A) => void) | undefined, ...args: A): void {
+  if (hook === undefined) return;
+  try {
+    hook(...args);
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+}
 const STATES = ['closed', 'open', 'half-open'] as const;
 /** L1 keeps counters apart from values: under the key prefixed with U+0000. */
 const COUNTER = '\u0000';
@@ -285,6 +328,8 @@ class Shared {
   t = Infinity;
   push: { state: 'off' | 'connecting' | 'open' | 'closed'; messages: number; connects: number; malformed: number } = { state: 'off', messages: 0, connects: 0, malformed: 0 };
   sub: RedisSubscription | undefined;
+  /** The event hooks (set after construction). */
+  hooks: TieredHooks = {};
 
   constructor(
     readonly redis: RedisRest,
@@ -312,6 +357,19 @@ class Shared {
 
   count(code: string): void {
     this.errors[code] = (this.errors[code] ?? 0) + 1;
+  }
+
+  /** A value in Redis not served: counted, and reported to `onRejected`. */
+  reject(key: string, reason: string): void {
+    this.rejected++;
+    fire(this.hooks.onRejected, key, reason);
+  }
+
+  /** With `onBreaker`: reports a change from state `prev` (an index of STATES); the state now. */
+  moved(prev: number): number {
+    const now = this.breaker.state();
+    if (now !== prev) fire(this.hooks.onBreaker, STATES[now] ?? 'closed', STATES[prev] ?? 'closed');
+    return now;
   }
 }
 
@@ -526,6 +584,10 @@ export class TieredCache<V = unknown> {
         // A private namespace of its own: no view of the tier reads it but this.
         shared.grace = (this.#ownL1 ?? (o.l1 as MemoryCache<unknown>))[PRIVATE_VIEW]();
       }
+      for (const h of ['onL2Error', 'onBreaker', 'onRejected'] as const) {
+        if (o[h] !== undefined && typeof o[h] !== 'function') throw new EdgeCacheError('INVALID_OPTION', `\`${h}\` must be a function`);
+      }
+      shared.hooks = { onL2Error: o.onL2Error, onBreaker: o.onBreaker, onRejected: o.onRejected };
       this.#scope = undefined;
     }
     const sc = this.#scope;
@@ -556,22 +618,31 @@ export class TieredCache<V = unknown> {
   #l2<T>(op: () => Promise<T>, mustThrow: boolean, down: boolean): Promise<T | typeof FAILED | typeof DOWN>;
   async #l2<T>(op: () => Promise<T>, mustThrow = false, down = false): Promise<T | typeof FAILED | typeof DOWN> {
     const s = this.#s;
-    if (!s.breaker.allow(s.now())) {
+    const h = s.hooks;
+    // With onBreaker: the state before, to report each change.
+    let state = h.onBreaker === undefined ? -1 : s.breaker.state();
+    const allowed = s.breaker.allow(s.now());
+    if (state !== -1) state = s.moved(state);
+    if (!allowed) {
       s.count('L2_UNAVAILABLE');
-      if (mustThrow || !s.failOpen) {
-        throw new EdgeCacheError('L2_UNAVAILABLE', 'the redis tier is unavailable: the circuit breaker is open after repeated failures (it probes again after `breaker.cooldown`)');
-      }
+      const e = mustThrow || !s.failOpen || h.onL2Error !== undefined
+        ? new EdgeCacheError('L2_UNAVAILABLE', 'the redis tier is unavailable: the circuit breaker is open after repeated failures (it probes again after `breaker.cooldown`)')
+        : undefined;
+      fire(h.onL2Error, e!);
+      if (mustThrow || !s.failOpen) throw e;
       return down ? DOWN : FAILED;
     }
     const t0 = performance.now();
     try {
       const r = await op();
       this.#answered();
+      if (state !== -1) s.moved(state);
       s.samples[s.sampled++ % SAMPLES] = performance.now() - t0;
       return r;
     } catch (e) {
       const code = e instanceof EdgeCacheError ? e.code : 'L2_HTTP';
       s.count(code);
+      fire(h.onL2Error, e instanceof EdgeCacheError ? e : new EdgeCacheError('L2_HTTP', (e as Error)?.message ?? String(e)));
       // A wrong token fails every call: say so at once, not at the breaker.
       if (code === 'L2_AUTH') s.warn('auth', (e as Error).message);
       const answered = code === 'L2_REDIS' || (e as { status?: unknown }).status === 413;
@@ -584,6 +655,7 @@ export class TieredCache<V = unknown> {
         s.outage = true;
         s.log(`edgecache: the redis tier failed repeatedly (${code}: ${(e as Error).message}); the circuit breaker is open, serving from L1 until it recovers`);
       }
+      if (state !== -1) s.moved(state);
       if (mustThrow || !s.failOpen) throw e;
       return down && !answered ? DOWN : FAILED;
     }
@@ -853,7 +925,7 @@ export class TieredCache<V = unknown> {
   #open(key: string, raw: RedisValue): { value: unknown; expiresAt: number } | undefined {
     const s = this.#s;
     if (typeof raw !== 'string') {
-      s.rejected++;
+      s.reject(key, 'NOT_AN_ENVELOPE');
       s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} is not a signed envelope; it was not served (counted in stats().l2.rejected)`);
       return undefined;
     }
@@ -863,7 +935,7 @@ export class TieredCache<V = unknown> {
       if (opened === undefined) return undefined;
       return { value: s.serializer.deserialize(opened.payload), expiresAt: opened.expiresAt };
     } catch (e) {
-      s.rejected++;
+      s.reject(key, e instanceof EdgeCacheError ? e.code : 'DESERIALIZE');
       s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} failed to open (${e instanceof EdgeCacheError ? e.code : 'deserialize'}); it was not served (counted in stats().l2.rejected)`);
       return undefined;
     }
@@ -1337,7 +1409,7 @@ export class TieredCache<V = unknown> {
       // One rule for both bindings: src/tier.rs parse_counter.
       const n = typeof raw === 'string' ? parseCounter(raw) : NaN;
       if (Number.isNaN(n)) {
-        s.rejected++;
+        s.reject(key, 'NOT_AN_INTEGER');
         s.warn('counter', `the counter ${JSON.stringify(key)} in redis is not an integer; it was not served`);
         return undefined;
       }

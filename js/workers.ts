@@ -21,6 +21,7 @@
 // Wording of the warnings after upstash/redis-js's platforms/cloudflare.ts:
 // each names the binding and the command that fixes it.
 import { EdgeCacheError } from './errors.js';
+import { inWorkers } from './keys.js';
 import { CACHE_IDENTITY, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
 import { Signer } from './signer.js';
 import { RedisRest } from './redis.js';
@@ -156,7 +157,7 @@ function text(env: WorkersEnv, name: string): string | undefined {
   // A TOML number in [vars] arrives as a number.
   if (typeof v === 'number' && Number.isFinite(v)) v = String(v);
   if (typeof v !== 'string') {
-    throw new EdgeCacheError('INVALID_OPTION', `the binding ${name} must be a string ([vars] in wrangler.toml, or a secret), got ${typeof v}`);
+    throw new EdgeCacheError('INVALID_OPTION', `the binding ${name} must be a string (${hints().where}), got ${typeof v}`);
   }
   const t = v.replace(SPACE, '');
   return t === '' ? undefined : t;
@@ -277,10 +278,10 @@ export function readSettings(env: WorkersEnv, options: FromEnvOptions = {}): Set
   let redis: Settings['redis'];
   if (url !== undefined || token !== undefined) {
     if (url === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', `${token![0]} is set but EDGECACHE_REDIS_URL is not: add the bridge or Upstash REST URL to [vars] in wrangler.toml (EDGECACHE_REDIS_URL = "https://...")`);
+      throw new EdgeCacheError('INVALID_OPTION', `${token![0]} is set but EDGECACHE_REDIS_URL is not: ${hints().url}`);
     }
     if (token === undefined) {
-      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: add it as a secret with \`wrangler secret put EDGECACHE_REDIS_TOKEN\` (locally: a line in .dev.vars, then restart wrangler dev)`);
+      throw new EdgeCacheError('INVALID_OPTION', `${url[0]} is set but EDGECACHE_REDIS_TOKEN is not: ${hints().token}`);
     }
     if (!/^https?:\/\/[^/]/.test(url[1])) {
       throw new EdgeCacheError('INVALID_OPTION', `the binding ${url[0]} must be an http(s) URL, the REST endpoint of Upstash or edgecache-bridge (https://<db>.upstash.io, http://127.0.0.1:8079); got ${JSON.stringify(url[1])}`);
@@ -288,7 +289,7 @@ export function readSettings(env: WorkersEnv, options: FromEnvOptions = {}): Set
     if (keys === undefined) {
       throw new EdgeCacheError(
         'INVALID_OPTION',
-        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. Add a key with \`wrangler secret put EDGECACHE_SIGNING_KEYS\` (the value: k1:<32 random bytes in base64url>, e.g. k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars, then restart wrangler dev)`,
+        `${url[0]} is set but EDGECACHE_SIGNING_KEYS is not: values in Redis are always signed. ${hints().keys}`,
       );
     }
     redis = { url: url[1].replace(/\/+$/, ''), token: token[1], urlBinding: url[0], tokenBinding: token[0] };
@@ -351,8 +352,30 @@ function naming<T>(binding: string, make: () => T): T {
   }
 }
 
-const HOW_TO_L2 =
-  'to share it between isolates through Redis, set EDGECACHE_REDIS_URL ([vars] in wrangler.toml, or .dev.vars locally, then restart wrangler dev) and add the secrets with `wrangler secret put EDGECACHE_REDIS_TOKEN` and `wrangler secret put EDGECACHE_SIGNING_KEYS`';
+/** How to set a binding, in the words of the runtime: wrangler's in Workers, environment variables elsewhere (a Node, Deno or Bun service). */
+interface Hints {
+  where: string;
+  url: string;
+  token: string;
+  keys: string;
+  l2: string;
+}
+const WORKERS_HINTS: Hints = {
+  where: '[vars] in wrangler.toml, or a secret',
+  url: 'add the bridge or Upstash REST URL to [vars] in wrangler.toml (EDGECACHE_REDIS_URL = "https://...")',
+  token: 'add it as a secret with `wrangler secret put EDGECACHE_REDIS_TOKEN` (locally: a line in .dev.vars, then restart wrangler dev)',
+  keys: "Add a key with `wrangler secret put EDGECACHE_SIGNING_KEYS` (the value: k1:<32 random bytes in base64url>, from `npx edgecache keygen`, or k1:$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='); locally: a line in .dev.vars, then restart wrangler dev)",
+  l2: 'to share it between isolates through Redis, set EDGECACHE_REDIS_URL ([vars] in wrangler.toml, or .dev.vars locally, then restart wrangler dev) and add the secrets with `wrangler secret put EDGECACHE_REDIS_TOKEN` and `wrangler secret put EDGECACHE_SIGNING_KEYS`',
+};
+const SERVICE_HINTS: Hints = {
+  where: 'an environment variable',
+  url: 'set the environment variable EDGECACHE_REDIS_URL to the bridge or Upstash REST URL (EDGECACHE_REDIS_URL=http://127.0.0.1:8079, or https://<db>.upstash.io), then restart the process',
+  token: 'set the environment variable EDGECACHE_REDIS_TOKEN to the token the bridge or Upstash expects, then restart the process',
+  keys: 'Make a key with `npx edgecache keygen` and set the environment variable EDGECACHE_SIGNING_KEYS to what it prints (k1:<32 random bytes in base64url>), the same in every process that shares the cache, then restart the process',
+  l2: 'to share it between processes through Redis, set the environment variables EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN and EDGECACHE_SIGNING_KEYS (a key from `npx edgecache keygen`), then restart the process',
+};
+/** The hints for where this runs (read at each message: cheap, and off every hot path). */
+const hints = (): Hints => (inWorkers() ? WORKERS_HINTS : SERVICE_HINTS);
 
 /**
  * The identity of the cache of `s`: every setting, numbers as `String`
@@ -417,7 +440,7 @@ function make<V>(s: Settings, log: (message: string) => void): WorkersCache<V> {
   const l1Options: MemoryCacheOptions = { maxEntries: s.maxEntries, maxBytes: s.maxBytes };
   if (s.redis === undefined) {
     const l1 = new L1Cache<V>(new MemoryCache<unknown>({ ...l1Options, defaultTtl: s.defaultTtl }));
-    log(`edgecache: EDGECACHE_REDIS_URL is not set, so this cache runs L1-only (this isolate's memory, not shared); ${HOW_TO_L2}`);
+    log(`edgecache: EDGECACHE_REDIS_URL is not set, so this cache runs L1-only (this isolate's memory, not shared); ${hints().l2}`);
     return l1;
   }
   const signerOptions = signingKeys(s.signingKeys!);

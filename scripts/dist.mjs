@@ -2,7 +2,8 @@
 // per-file output into what the npm package ships:
 // 1. dist/workerd.js: the whole package bundled for Cloudflare Workers
 //    (package.json "exports", condition workerd), with the Workers loader
-//    (js/wasm-init/workerd.ts) that imports the .wasm;
+//    (js/wasm-init/workerd.ts) that imports the .wasm; and
+//    dist/hono.workerd.js, the `edgecache/hono` entry importing it;
 // 2. everywhere else, `#wasm-init` becomes the relative path of the inline
 //    loader (js/wasm-init/index.ts), so that dist/index.js has no bare
 //    specifier and loads as it is in a page with no bundler or import map;
@@ -54,6 +55,15 @@ await esbuild.build({
   ],
 });
 
+// 1b. edgecache/hono for Workers: dist/hono.js with the package's surface
+// taken from the Workers bundle, so that `edgecache` and `edgecache/hono`
+// are one module there (package.json "exports", "./hono", condition workerd).
+{
+  const hono = readFileSync(path.join(dist, 'hono.js'), 'utf8');
+  if (!hono.includes("from './index.js'")) throw new Error('dist/hono.js no longer imports ./index.js: update scripts/dist.mjs');
+  writeFileSync(path.join(dist, 'hono.workerd.js'), hono.replaceAll("from './index.js'", "from './workerd.js'"));
+}
+
 // 2. #wasm-init -> the inline loader, by relative path.
 for (const file of walk(dist).filter((f) => f.endsWith('.js') && f !== path.join(dist, 'workerd.js'))) {
   const text = readFileSync(file, 'utf8');
@@ -94,8 +104,8 @@ const dtsOf = (p) => {
 };
 const jsOf = (p) => (p.endsWith('.js') ? p : undefined);
 const keep = new Set([
-  ...reachable([path.join(dist, 'index.d.ts')], dtsOf),
-  ...reachable([path.join(dist, 'index.js'), path.join(dist, 'workerd.js')], jsOf),
+  ...reachable([path.join(dist, 'index.d.ts'), path.join(dist, 'hono.d.ts')], dtsOf),
+  ...reachable(['index.js', 'workerd.js', 'hono.js', 'hono.workerd.js'].map((f) => path.join(dist, f)), jsOf),
   WASM,
 ]);
 for (const file of walk(dist)) if (!keep.has(file)) rmSync(file);

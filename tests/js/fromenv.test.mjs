@@ -38,8 +38,10 @@ describe('fromEnv without Redis', () => {
     assert.equal(logs.length, 1);
     assert.match(logs[0], /L1-only/);
     assert.match(logs[0], /EDGECACHE_REDIS_URL/);
-    assert.match(logs[0], /wrangler secret put EDGECACHE_SIGNING_KEYS/);
-    assert.match(logs[0], /\.dev\.vars locally, then restart wrangler dev/, 'wrangler dev reads .dev.vars when it starts');
+    // In Node (a service, not a Worker): environment variables, no wrangler (workerd's: 'the hints of the runtime' below).
+    assert.match(logs[0], /set the environment variables EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN and EDGECACHE_SIGNING_KEYS/);
+    assert.match(logs[0], /npx edgecache keygen/);
+    assert.doesNotMatch(logs[0], /wrangler|\.dev\.vars/);
     const b = fromEnv(fresh(), quiet);
     assert.notEqual(b, a, 'another configuration, another cache');
   });
@@ -181,12 +183,12 @@ describe('fromEnv with Redis bindings', () => {
       { EDGECACHE_REDIS_URL: URL_, EDGECACHE_REDIS_TOKEN: 't' },
       { UPSTASH_REDIS_REST_URL: URL_, UPSTASH_REDIS_REST_TOKEN: 't' },
     ]) {
-      throwsCode(() => fromEnv(fresh(env), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_SIGNING_KEYS.*\.dev\.vars, then restart wrangler dev/);
+      throwsCode(() => fromEnv(fresh(env), quiet), 'INVALID_OPTION', /npx edgecache keygen.*environment variable EDGECACHE_SIGNING_KEYS/);
     }
   });
 
   test('half a Redis configuration is an error naming the missing binding', () => {
-    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /wrangler secret put EDGECACHE_REDIS_TOKEN.*\.dev\.vars, then restart wrangler dev/);
+    throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_URL: URL_, EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /set the environment variable EDGECACHE_REDIS_TOKEN/);
     throwsCode(() => fromEnv(fresh({ EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }), quiet), 'INVALID_OPTION', /EDGECACHE_REDIS_URL is not/);
   });
 
@@ -280,6 +282,50 @@ describe('fromEnv against a real bridge', () => {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
+    }
+  });
+});
+
+describe('the hints of the runtime', () => {
+  const NODE_ERRORS = {
+    keys: [{ EDGECACHE_REDIS_URL: 'http://127.0.0.1:9', EDGECACHE_REDIS_TOKEN: 't' }, /Make a key with `npx edgecache keygen` and set the environment variable EDGECACHE_SIGNING_KEYS/],
+    token: [{ EDGECACHE_REDIS_URL: 'http://127.0.0.1:9', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }, /set the environment variable EDGECACHE_REDIS_TOKEN/],
+    url: [{ EDGECACHE_REDIS_TOKEN: 't', EDGECACHE_SIGNING_KEYS: `k1:${KEY}` }, /set the environment variable EDGECACHE_REDIS_URL to the bridge or Upstash REST URL/],
+    type: [{ EDGECACHE_REDIS_URL: true }, /must be a string \(an environment variable\)/],
+  };
+
+  test('in Node (fromEnv(process.env) in a service): environment variables and `npx edgecache keygen`, never wrangler', () => {
+    for (const [name, [env, re]] of Object.entries(NODE_ERRORS)) {
+      assert.throws(() => fromEnv(fresh(env), quiet), (e) => {
+        assert.equal(e.code, 'INVALID_OPTION', name);
+        assert.match(e.message, re, name);
+        assert.doesNotMatch(e.message, /wrangler|\.dev\.vars/, name);
+        return true;
+      });
+    }
+  });
+
+  test('in workerd: wrangler ([vars], wrangler secret put, .dev.vars)', { timeout: 120_000 }, async () => {
+    process.env.WRANGLER_SEND_METRICS = 'false';
+    const { unstable_dev } = await import('wrangler');
+    const worker = await unstable_dev('tests/js/workers/fromenv-hints.js', {
+      config: 'tests/js/workers/wrangler.toml',
+      ip: '127.0.0.1',
+      port: 0,
+      logLevel: 'error',
+      experimental: { disableExperimentalWarning: true, disableDevRegistry: true },
+    });
+    try {
+      const out = await (await worker.fetch('/')).json();
+      assert.match(out.l1, /wrangler secret put EDGECACHE_SIGNING_KEYS/);
+      assert.match(out.l1, /\.dev\.vars locally, then restart wrangler dev/, 'wrangler dev reads .dev.vars when it starts');
+      assert.match(out.keys, /^INVALID_OPTION: .*wrangler secret put EDGECACHE_SIGNING_KEYS.*npx edgecache keygen.*\.dev\.vars, then restart wrangler dev/);
+      assert.match(out.token, /^INVALID_OPTION: .*wrangler secret put EDGECACHE_REDIS_TOKEN.*\.dev\.vars, then restart wrangler dev/);
+      assert.match(out.url, /^INVALID_OPTION: .*\[vars\] in wrangler\.toml/);
+      assert.match(out.type, /^INVALID_OPTION: .*\[vars\] in wrangler\.toml, or a secret/);
+      for (const m of Object.values(out)) assert.doesNotMatch(m, /environment variable/);
+    } finally {
+      await worker.stop();
     }
   });
 });

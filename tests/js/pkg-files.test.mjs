@@ -56,12 +56,14 @@ test('every relative link of the shipped docs/*.md is in the tarball', () => {
   }
 });
 
-test('every .d.ts shipped is reached from dist/index.d.ts', () => {
+test("every .d.ts shipped is reached from an entry point's (package.json exports)", () => {
   const dir = unpacked();
   try {
     const shipped = pack().files.filter((f) => f.endsWith('.d.ts'));
     const seen = new Set();
-    const queue = ['dist/index.d.ts'];
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+    const queue = Object.values(pkg.exports).flatMap((e) => (typeof e === 'object' ? [e.types.replace(/^\.\//, '')] : []));
+    assert.deepEqual(queue, ['dist/index.d.ts', 'dist/hono.d.ts']);
     while (queue.length) {
       const f = queue.pop();
       if (seen.has(f)) continue;
@@ -81,6 +83,12 @@ test('package.json: ESM, exports with workerd, engines', () => {
   assert.equal(pkg.type, 'module');
   assert.equal(pkg.engines.node, '^20.19.0 || >=22.12.0');
   assert.deepEqual(Object.keys(pkg.exports['.']), ['types', 'workerd', 'default']);
+  // edgecache/hono: its Workers file imports dist/workerd.js, so one module serves both entries there.
+  assert.deepEqual(pkg.exports['./hono'], { types: './dist/hono.d.ts', workerd: './dist/hono.workerd.js', default: './dist/hono.js' });
+  assert.deepEqual(pkg.peerDependencies, { hono: '^4.6.0' });
+  assert.deepEqual(pkg.peerDependenciesMeta, { hono: { optional: true } });
+  assert.match(readFileSync(path.join(root, 'dist/hono.workerd.js'), 'utf8'), /from '\.\/workerd\.js'/);
+  assert.doesNotMatch(readFileSync(path.join(root, 'dist/hono.js'), 'utf8'), /^import[^;]*from 'hono/m, 'Hono is not imported at run time');
   assert.equal(pkg.imports, undefined, 'no #imports: a plain page must resolve every specifier');
 });
 

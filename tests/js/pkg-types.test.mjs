@@ -4,7 +4,9 @@
 // resolution; then with DOM + ESNext.Disposable, and with
 // @cloudflare/workers-types, whose declarations ours must merge with.
 // The README's, bridge/README.md's and docs/REDIS.md's TypeScript examples
-// are compiled as written (with the reader's own functions declared), and `fromEnv` takes a
+// are compiled as written (with the reader's own functions declared), so is
+// edgecache/hono's use with the real Hono (DOM and workers-types, which
+// Hono's types need), and `fromEnv` takes a
 // Worker's `Env` interface, which has no index signature.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,6 +57,30 @@ async function handle(): Promise<string> {
 export { n, sealed, y, cached, tiered, e, handle };
 `;
 
+// edgecache/hono with the real Hono: the cache on the context has the type of the one given.
+const HONO = `import { Hono } from 'hono';
+import { MemoryCache, TieredCache } from 'edgecache';
+import { pageCache, type CacheEnv, type PageCacheOptions } from 'edgecache/hono';
+const app = new Hono().use(pageCache({ ttl: 1000, vary: ['accept-language'] }));
+app.get('/', (c) => {
+  const m: MemoryCache = c.var.cache;
+  const g: MemoryCache = c.get('cache');
+  // @ts-expect-error c.var.cache is a MemoryCache, not a string
+  const s: string = c.var.cache;
+  return c.text(String(m.stats().hits + g.stats().hits) + s);
+});
+declare const tiered: TieredCache;
+const routes = new Hono().get('/t', pageCache({ cache: tiered }), async (c) => {
+  const t: TieredCache = c.var.cache;
+  return c.text(String(await t.get('k')));
+});
+const typed = new Hono<CacheEnv<TieredCache>>();
+const o: PageCacheOptions = { ttl: 1 };
+// @ts-expect-error the middleware offers no staleWhileRevalidate
+const bad: PageCacheOptions = { staleWhileRevalidate: 1 };
+export { app, routes, typed, o, bad };
+`;
+
 /** The first ```ts block after `heading` in a markdown file of the repository. */
 function example(file, heading) {
   const md = readFileSync(path.join(root, file), 'utf8');
@@ -73,6 +99,8 @@ const EXAMPLES = {
   'readme-node.ts': () => example('README.md', '### Two tiers: `TieredCache` over Redis') + NODE,
   'readme-example.ts': () => example('README.md', '## Example') + 'declare const token: string;\ndeclare const db: { find(id: string): Promise<{ name: string }> };\nexport {};\n',
   'bridge-readme.ts': () => example('bridge/README.md', 'Then, from any JS runtime:') + NODE,
+  'readme-hono.ts': () => example('README.md', '### Hono: `edgecache/hono`') + 'declare const db: { find(id: string): Promise<{ name: string }> };\n',
+  'hono.ts': () => HONO,
 };
 
 const configs = {
@@ -85,9 +113,9 @@ const configs = {
 // bridge/README.md's example also imports @upstash/redis, whose types need fetch's (DOM or workers-types).
 const examplesOf = (name) =>
   name.includes('workers-types')
-    ? ['readme-worker.ts', 'redis-worker.ts', 'readme-node.ts', 'readme-example.ts', 'bridge-readme.ts']
+    ? ['readme-worker.ts', 'redis-worker.ts', 'readme-node.ts', 'readme-example.ts', 'bridge-readme.ts', 'readme-hono.ts', 'hono.ts']
     : name.includes('DOM')
-      ? ['readme-node.ts', 'readme-example.ts', 'bridge-readme.ts']
+      ? ['readme-node.ts', 'readme-example.ts', 'bridge-readme.ts', 'readme-hono.ts', 'hono.ts']
       : ['readme-node.ts', 'readme-example.ts'];
 
 let dir;
@@ -100,6 +128,8 @@ before(() => {
   // bridge/README.md's example uses the official client too, as its reader has it installed.
   mkdirSync(path.join(dir, 'node_modules/@upstash'), { recursive: true });
   symlinkSync(path.join(root, 'node_modules/@upstash/redis'), path.join(dir, 'node_modules/@upstash/redis'));
+  // Hono (an optional peer of edgecache/hono), from the test tools.
+  symlinkSync(path.join(tools, 'hono'), path.join(dir, 'node_modules/hono'));
 });
 after(() => cleanup(dir));
 
