@@ -23,6 +23,7 @@
 import { EdgeCacheError } from './errors.js';
 import { inWorkers } from './keys.js';
 import { CACHE_IDENTITY, MemoryCache, type CacheStats, type MemoryCacheOptions, type ScopeOptions, type SetOptions } from './cache.js';
+import type { GetOrSetOptions } from './getorset.js';
 import { Signer } from './signer.js';
 import { RedisRest } from './redis.js';
 import { TieredCache } from './tiered.js';
@@ -135,6 +136,12 @@ export class L1Cache<V = unknown> {
   now(): number {
     return this.#l1.now();
   }
+  /** As `TieredCache.getOrSet`: `MemoryCache.getOrSet`, always a promise. */
+  async getOrSet<T extends V>(key: string, loader: () => T | PromiseLike<T>, options?: GetOrSetOptions): Promise<T> {
+    return (this.#l1 as MemoryCache<T>).getOrSet(key, async () => loader(), options);
+  }
+  /** Nothing to close: as `TieredCache.close()`, which ends its push stream. */
+  close(): void {}
   /** The L1 cache (this view's). */
   get l1(): MemoryCache<unknown> {
     return this.#l1;

@@ -67,6 +67,9 @@ describe('fromEnv without Redis', () => {
     }
     assert.equal(await c.set('a', { x: 1 }), c);
     assert.deepEqual(await c.get('a'), { x: 1 });
+    let loads = 0;
+    const load = () => ++loads;
+    assert.deepEqual([await c.getOrSet('g', load), await c.getOrSet('g', load), loads], [1, 1, 1], 'getOrSet: loaded once');
     assert.equal(await c.has('a'), true);
     assert.ok((await c.ttl('a')) <= 60_000);
     await c.setMany([['b', 2], ['c', 3, { ttl: 0 }]]);
