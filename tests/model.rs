@@ -338,6 +338,13 @@ impl Model {
                             let n = n + by;
                             let value = n.to_string();
                             let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD;
+                            // A count that no longer fits the cache on its
+                            // own is refused and changes nothing, as `set`
+                            // refuses such a value (`-1` is a byte longer
+                            // than `0`).
+                            if charge > self.limits.max_bytes {
+                                return Out::Int(Err("VALUE_TOO_LARGE"));
+                            }
                             let tick = self.next_tick();
                             let e = self.slots[slot].as_mut().unwrap();
                             (e.value, e.charge, e.tick) = (value, charge, tick);
