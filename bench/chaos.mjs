@@ -90,7 +90,12 @@ export const FULL = {
 };
 
 export const SHORT = {
-  duration: 15,
+  // 3 s after the attacker's rewrites: longer than the clients' l1Ttl (2 s),
+  // so that their L1 copies lapse and the rewritten values are read from
+  // Redis (and rejected) before the end; strict coherence readers, whose L1
+  // outlives the run, keep their copies, since an attacker's write is not in
+  // the log.
+  duration: 17,
   cooldown: 500,
   timeout: 800,
   maxStaleness: 250,
@@ -380,6 +385,10 @@ async function attack(port) {
 function check({ schedule, rows, results, readers, bound, finalCounters, state, base, t0, endAt }) {
   const staleAllowance = base.l1Ttl + base.timeout + 100;
   const recoveryBound = schedule.cooldown + schedule.timeout + 500;
+  // After a latency fault ends, what was sent during it still comes back
+  // up to its latency later, ahead of what is sent after it (one ordered
+  // connection to Redis): its own recovery bound is that much longer.
+  const boundOf = (row) => recoveryBound + (row.kind === 'latency' ? Number(row.arg) : 0);
   const wrong = [];
   let lateTtl = 0;
 
@@ -468,7 +477,7 @@ function check({ schedule, rows, results, readers, bound, finalCounters, state, 
   const table = [];
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
-    const windowEnd = Math.min(rows[i + 1]?.start ?? endAt, row.end + recoveryBound);
+    const windowEnd = Math.min(rows[i + 1]?.start ?? endAt, row.end + boundOf(row));
     let ops = 0;
     let l1 = 0;
     const errors = {};
@@ -507,7 +516,7 @@ function check({ schedule, rows, results, readers, bound, finalCounters, state, 
       const after = r.snapshots.find((x) => x.t >= windowEnd) ?? r.snapshots.at(-1);
       strict.refused += (after.coherence?.refused ?? 0) - (before.coherence?.refused ?? 0);
     }
-    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, rust: rustW === undefined ? undefined : rust, strict, note: row.note });
+    table.push({ fault: row.name, at: (row.start - t0) / 1000, seconds: (row.end - row.start) / 1000, ops, l1Hits: l1, errors, wrong: wrongHere, recoveryMs: recovery, recoveryBound: boundOf(row), rust: rustW === undefined ? undefined : rust, strict, note: row.note });
   }
 
   const unhandled = [...results, ...readers].reduce((n, r) => n + r.faults.unhandled + r.faults.uncaught, 0);
@@ -516,8 +525,13 @@ function check({ schedule, rows, results, readers, bound, finalCounters, state, 
     ['unhandled rejections + uncaught exceptions', unhandled, unhandled === 0],
     ['counters out of [acknowledged, acknowledged + unknown]', counterViolations, counterViolations === 0],
     ['faults without an L1 hit served during them', table.filter((t) => t.l1Hits === 0).length, table.every((t) => t.l1Hits > 0)],
-    ...(rustW === undefined ? [] : [['faults during which the Rust Worker served no L1 hit', table.filter((t) => t.rust.l1 === 0).length, table.every((t) => t.rust.l1 > 0)]]),
-    [`faults not recovered within ${recoveryBound} ms (cool-down + probe + 500 ms)`, table.filter((t) => !(t.recoveryMs <= recoveryBound)).length, table.every((t) => t.recoveryMs <= recoveryBound)],
+    // The Rust Worker makes about 140 ops/s: in the short run's faults (0.6
+    // to 1.2 s) a fault with no L1 hit of its own is chance, not a fault of
+    // the Worker's; the full minute's faults (2 s and more) must each have one.
+    ...(rustW === undefined
+      ? []
+      : [[`faults during which the Rust Worker served no L1 hit${schedule.duration < 30 ? ' (short run: more than one)' : ''}`, table.filter((t) => t.rust.l1 === 0).length, table.filter((t) => t.rust.l1 === 0).length <= (schedule.duration < 30 ? 1 : 0)]]),
+    [`faults not recovered within ${recoveryBound} ms (cool-down + probe + 500 ms; a latency fault's own latency more)`, table.filter((t) => !(t.recoveryMs <= t.recoveryBound)).length, table.every((t) => t.recoveryMs <= t.recoveryBound)],
     ...(readers.length === 0
       ? []
       : [

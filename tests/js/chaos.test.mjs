@@ -1,4 +1,4 @@
-// The short chaos run of issue 11 (bench/chaos.mjs, SHORT schedule: 15 s):
+// The short chaos run of issue 11 (bench/chaos.mjs, SHORT schedule: 17 s):
 // two Node client processes and the example Rust Worker in workerd (built
 // by make test before the JS tests; alone, this file builds it if missing)
 // under about 1,000 operations/s while Redis and the bridge are killed and
@@ -8,11 +8,22 @@
 // keys the writers mutate, every read checked against the write history
 // with the bound 250 + 50 ms. `make chaos` runs the full minute and prints
 // the same tables.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, formatReport, SHORT } from '../../bench/chaos.mjs';
 
-test('chaos, 15 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker; strict readers within maxStaleness', { timeout: 90_000 }, async () => {
+// Once every test here has reported, the file's process must end: a child
+// or a socket the harness failed to close once kept it alive for minutes
+// (seen twice on a loaded machine, not reproduced at will). The results are
+// already with the runner; this bounds the damage to 10 s.
+after(() => {
+  setTimeout(() => {
+    console.error('chaos.test.mjs: still alive 10 s after its tests; exiting');
+    process.exit(process.exitCode ?? 0);
+  }, 10_000).unref();
+});
+
+test('chaos, 17 s: no wrong value, no crash, counters in bounds, L1 served, recovery in time; Node and the Rust Worker; strict readers within maxStaleness', { timeout: 90_000 }, async () => {
   const rep = await runChaos({ schedule: SHORT });
   const text = formatReport(rep);
   console.log(text);
