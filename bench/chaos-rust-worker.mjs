@@ -125,8 +125,10 @@ async function op() {
     } catch (e) {
       dropped('set', e);
     }
-    entry[6] = Date.now();
-    entry[7] = entry[6];
+    // A PUT fails open (204 with Redis down): whether Redis ran the SET is
+    // unknown, so, like a Node set of unknown outcome, it may land after a
+    // later delete and no delete rules its value out (entry[6] stays 0).
+    entry[7] = Date.now();
     w.done(false);
   } else if (r < 0.9) {
     const key = `cnt:${rnd(cfg.counters)}`;

@@ -106,7 +106,10 @@ async function op() {
       failed(e);
       trace.acked = false;
     }
-    entry[6] = Date.now();
+    // Acknowledged: Redis ran it by now. Otherwise its request may still
+    // be on its way (held in a proxy or a busy bridge after the client gave
+    // up) and land after a later delete: no delete rules its value out.
+    entry[6] = trace.acked ? Date.now() : 0;
     w.done(trace.acked);
   } else if (r < 0.9) {
     const key = `cnt:${rnd(cfg.counters)}`;

@@ -13,8 +13,8 @@
 // Every operation is logged with its start and end; at the end the logs of
 // every process are checked together (see `check`):
 // - no value served that was not written for that key and scope, or that
-//   was deleted (delete acknowledged, after the value's write was) before
-//   the read began; another process may serve it for l1Ttl longer (+ one
+//   was deleted (delete acknowledged, after the value's write was
+//   acknowledged) before the read began; another process may serve it for l1Ttl longer (+ one
 //   client timeout), which is the documented staleness bound of L1;
 // - no value served past its TTL (counted from the set call; for the
 //   Worker, from its answer, the latest it can have sealed the value);
@@ -430,6 +430,9 @@ function check({ schedule, rows, results, readers, bound, finalCounters, state, 
         wrong.push({ ...where, why: 'read ended before its write began' });
         continue;
       }
+      // When the set was acknowledged; a set of unknown outcome may land
+      // at Redis after a later delete (its request held in a proxy or a
+      // busy bridge after the client gave up), so no delete rules it out.
       const setEnd = set[6] || Infinity;
       const allowance = r.worker === w ? 0 : staleAllowance;
       const del = (deletes.get(`${w}|${s}|${key}`) ?? []).find(([dts, dte]) => dts > setEnd && dte + allowance < ts);

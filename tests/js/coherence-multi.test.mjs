@@ -71,7 +71,16 @@ async function spawnReaders(n, prefix, maxStaleness, push = false) {
       });
       proc.once('exit', (code) => reject(new Error(`reader exited with ${code} before ready`)));
     });
-    const done = new Promise((resolve) => proc.once('exit', () => resolve(JSON.parse(out.slice('ready\n'.length)))));
+    const done = new Promise((resolve, reject) =>
+      proc.once('exit', (code, signal) => {
+        try {
+          resolve(JSON.parse(out.slice('ready\n'.length)));
+        } catch {
+          reject(new Error(`reader ${r} exited (${signal ?? code}) without its records; its stderr is above`));
+        }
+      }),
+    );
+    done.catch(() => {}); // awaited by run(); a reader that dies early must not throw from its exit handler
     readers.push({ proc, ready, done, stop: () => proc.stdin.end() });
   }
   await Promise.all(readers.map((r) => r.ready));
@@ -265,7 +274,10 @@ async function rustWrites({ ws, h }, ms = 3_000) {
 }
 
 function summary(r) {
-  return `${r.reads} reads, ${r.writes} writes, ${r.bad.length} violations${r.bad.length ? `: ${JSON.stringify(r.bad.slice(0, 3))}` : ''}`;
+  const errors = {};
+  for (const x of r.results) for (const [code, n] of Object.entries(x.errors)) errors[code] = (errors[code] ?? 0) + n;
+  const failed = Object.keys(errors).length ? `, reads that threw: ${JSON.stringify(errors)}` : '';
+  return `${r.reads} reads, ${r.writes} writes${failed}, ${r.bad.length} violations${r.bad.length ? `: ${JSON.stringify(r.bad.slice(0, 3))}` : ''}`;
 }
 
 describe('coherence across processes and runtimes', () => {

@@ -22,6 +22,9 @@ const ms = () => Number(process.hrtime.bigint()) / 1e6;
 const read = (i) => (keys[i][0] === 'n' ? views[i].counter(keys[i][2]) : views[i].get(keys[i][2]));
 
 const records = [];
+// Reads that threw (a counter read throws when Redis fails, as after a
+// SIGSTOP longer than the client's timeout): counted, not records.
+const errors = {};
 let stop = false;
 process.stdin.on('data', () => {});
 process.stdin.on('end', () => {
@@ -35,10 +38,16 @@ let n = 0;
 while (!stop) {
   const i = n++ % keys.length;
   const t0 = ms();
-  const v = await read(i);
+  let v;
+  try {
+    v = await read(i);
+  } catch (e) {
+    errors[e?.code ?? String(e)] = (errors[e?.code ?? String(e)] ?? 0) + 1;
+    continue;
+  }
   records.push([t0, ms(), i, v ?? null]);
   // Yield to I/O now and then (stdin end, the lease reads), which also bounds the records.
   if (n % 8 === 0) await new Promise((r) => setTimeout(r, 1));
 }
 cache.close();
-process.stdout.write(JSON.stringify({ records, stats: cache.stats().coherence ?? null }) + '\n');
+process.stdout.write(JSON.stringify({ records, errors, stats: cache.stats().coherence ?? null }) + '\n');
