@@ -27,15 +27,18 @@ pub const MAX_TAG_LEN: usize = 256;
 /// The most tags one entry carries.
 pub const MAX_TAGS: usize = 64;
 
-/// How much of a tag an error message shows, in characters.
+/// How much of a tag an error message shows, in bytes (less, to end on a
+/// character).
 const SHOWN: usize = 40;
 
+/// The tag quoted for a message, truncated.
 fn shown(tag: &str) -> String {
-    let mut out: String = tag.chars().take(SHOWN).collect();
-    if out.len() < tag.len() {
-        out.push_str("...");
+    let mut end = tag.len().min(SHOWN);
+    while !tag.is_char_boundary(end) {
+        end -= 1;
     }
-    format!("{out:?}")
+    let more = if end < tag.len() { "..." } else { "" };
+    format!("\"{}{more}\"", &tag[..end])
 }
 
 /// Checks one tag against the rule (module docs): `INVALID_TAG`, naming
@@ -48,14 +51,16 @@ fn shown(tag: &str) -> String {
 /// assert_eq!(check_tag("a,b").unwrap_err().code(), "INVALID_TAG");
 /// assert_eq!(check_tag("a\nb").unwrap_err().code(), "INVALID_TAG");
 /// ```
+#[inline(never)]
 pub fn check_tag(tag: &str) -> Result<()> {
+    // Bytes below 0x80 are ASCII characters in UTF-8, so the bytes tell.
     let why = if tag.is_empty() {
         "a tag is 1 to 256 bytes of UTF-8, not empty"
     } else if tag.len() > MAX_TAG_LEN {
         "a tag is at most 256 bytes of UTF-8"
-    } else if tag.contains(',') {
+    } else if tag.bytes().any(|b| b == b',') {
         "a tag has no comma (a Cache-Tag header separates tags with commas)"
-    } else if tag.chars().any(|c| c < ' ' || c == '\u{7f}') {
+    } else if tag.bytes().any(|b| b < 0x20 || b == 0x7f) {
         "a tag has no control character (U+0000 to U+001F, U+007F)"
     } else {
         return Ok(());

@@ -516,9 +516,9 @@ impl Lease {
         from: StreamId,
         out: &mut Outcome,
     ) -> Option<Gap> {
-        let mut keys = HashSet::new();
-        let mut globs = HashSet::new();
-        let mut tags = HashSet::new();
+        // One set for the three lists: a key, a glob and a tag's key never
+        // spell one another (the kinds differ, and a glob's is `[vn]`).
+        let mut seen = HashSet::new();
         for (id, fields) in range.iter().rev().filter(|e| e.0 != from) {
             let entry = match self.log.decode_entry(fields) {
                 Ok(e) => e,
@@ -532,12 +532,12 @@ impl Lease {
                 continue;
             }
             self.stats.entries += 1;
-            let (list, seen) = if entry.op.globs() {
-                (&mut out.globs, &mut globs)
+            let list = if entry.op.globs() {
+                &mut out.globs
             } else if entry.op == Op::Tag {
-                (&mut out.tags, &mut tags)
+                &mut out.tags
             } else {
-                (&mut out.keys, &mut keys)
+                &mut out.keys
             };
             for target in entry.targets {
                 if seen.insert(target.clone()) {
