@@ -397,7 +397,7 @@ impl Signer {
     /// written by the old format may still be read, and off once they have
     /// expired or been rewritten (the longest TTL after the upgrade; values
     /// without a TTL need rewriting, or the old prefix cleared). Sealing
-    /// always writes version 2.
+    /// writes version 2 (3 for tagged entries).
     ///
     /// ```
     /// # use edgecache::Signer;

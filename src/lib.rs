@@ -63,8 +63,9 @@ pub use coherence::log::{
     decode_range, Command, Entry, Log, Op, RawEntry, StreamId, LOG_MAXLEN, MAX_TARGETS,
 };
 pub use envelope::{
-    Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
-    MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
+    Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION,
+    ENVELOPE_VERSION_TAGGED, MAC_LABEL, MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, MAX_TAGS_SECTION,
+    OVERHEAD, TAG_LEN,
 };
 pub use error::{Error, Result};
 pub use fence::{Fence, Ticket};

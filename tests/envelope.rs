@@ -733,12 +733,14 @@ proptest! {
         // and without accepting version 1.
         let (mut v1, _, _) = sample();
         v1.set_accept_v1(true);
-        for version in [2, 1] {
+        for version in [2, 3, 1] {
             let mut framed = vec![version, 2, b'k', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 1];
             framed.extend_from_slice(&raw);
             let _ = signer.open(Some(&scope), "k", &b64(&framed), 0);
+            let _ = signer.open_tagged(Some(&scope), "k", &b64(&framed), 0);
             let _ = v1.open(Some(&scope), "k", &b64(&framed), 0);
         }
+        let _ = signer.open_tagged(Some(&scope), "k", &text, 0);
     }
 
     /// Random edits of a valid envelope (bit flips, inserted, removed and
@@ -765,6 +767,31 @@ proptest! {
         prop_assert_eq!(opened.payload(), &payload[..]);
         prop_assert_eq!(opened.expires_at(), exp);
         prop_assert!(signer.open(None, &key, &sealed, 0).is_err());
+    }
+
+    /// Any valid tags round-trip through version 3 (in order, with their
+    /// versions), and random edits of the tagged envelope never open.
+    #[test]
+    fn tagged_round_trip_and_mutations(
+        tags in proptest::collection::btree_map("[a-z:|é0-9 ]{1,12}", any::<u64>(), 1..6),
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4),
+    ) {
+        let (signer, scope, _) = sample();
+        let tags: Vec<(&str, u64)> = tags.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        let sealed = signer.seal_tagged(Some(&scope), "k", Payload::Bytes(&payload), 0, &tags).unwrap();
+        let opened = signer.open_tagged(Some(&scope), "k", &sealed, 0).unwrap().unwrap();
+        let back: Vec<(&str, u64)> = opened.tags().iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        prop_assert_eq!(back, tags);
+        prop_assert_eq!(opened.payload(), &payload[..]);
+        prop_assert!(signer.open(Some(&scope), "k", &sealed, 0).is_err());
+        let raw = unb64(&sealed);
+        let mut b = raw.clone();
+        for (op, at, byte) in ops {
+            b = mutate(&b, op, at, byte);
+        }
+        prop_assume!(b != raw);
+        prop_assert!(signer.open_tagged(Some(&scope), "k", &b64(&b), 0).is_err());
     }
 
     /// Sealed in one context, an envelope opens in that context only: any
