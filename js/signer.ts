@@ -6,6 +6,8 @@ import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, s
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import type { TagVersion } from './tags.js';
+/** @internal The rule of tags (js/tags.ts), for the tiers and the tests. */
+export { checkTags } from './tags.js';
 
 /**
  * A new signing secret: 32 bytes from `crypto.getRandomValues`, as 43
