@@ -54,6 +54,8 @@ export type EdgeCacheErrorCode =
   | 'ENVELOPE_TOO_LARGE'
   /** The platform gave no secure random numbers (`crypto.getRandomValues`). */
   | 'RANDOM_UNAVAILABLE'
+  /** A tag that is not a string of 1 to 256 UTF-8 bytes of well-formed Unicode without control characters or commas, more than 64 tags on one entry, or a `tags` option that is not an array. */
+  | 'INVALID_TAG'
   /** The wasm memory cannot grow any further (an allocation for a cache failed). */
   | 'OUT_OF_MEMORY'
   /** `memoize`/`@cached` cannot derive a key from an argument (a function, a symbol, a cycle...): pass `key`. */

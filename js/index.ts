@@ -5,6 +5,7 @@
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
 export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
 export { Signer, generateSecureKey, type SignerOptions, type SealOptions, type OpenOptions, type EnvelopeScope, type SignerSecret } from './signer.js';
+export { type TagVersion } from './tags.js';
 export { type GetOrSetOptions } from './getorset.js';
 export { memoize, type Memoized, type MemoizeOptions, type Callable, type CacheLike, type IsAsyncCache, type CacheResult, type MemoizedReturn } from './memoize.js';
 export { argsKey } from './keys.js';

@@ -5,6 +5,9 @@ import { EdgeCacheError, rethrow } from './errors.js';
 import { SignerCore, decodeSecret, generateSecureKey as coreGenerateSecureKey, signerMemory, type LayoutCore } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
+import type { TagVersion } from './tags.js';
+/** @internal The rule of tags (js/tags.ts), for the tiers and the tests. */
+export { checkTags } from './tags.js';
 
 /**
  * A new signing secret: 32 bytes from `crypto.getRandomValues`, as 43
@@ -105,7 +108,7 @@ export interface SignerOptions {
    * another cache sharing the secret is served. Leave it off (version 1 is
    * then refused with `OUTDATED_ENVELOPE`; the Redis tier counts it as
    * rejected, a miss) once the old values have expired or been rewritten.
-   * Sealing always writes version 2.
+   * Sealing always writes version 2 (3 with tags).
    * @default false
    */
   acceptV1?: boolean;
@@ -132,6 +135,17 @@ export interface SealOptions {
    * @default 0 (never expires)
    */
   ttl?: number;
+  /**
+   * Tags, each with the version it is written under (`[tag, version]`,
+   * the version an integer from 0 to 2^53 - 1): signed in the envelope
+   * (format version 3, docs/ENVELOPE.md), so they can be neither stripped
+   * nor changed. Such an envelope opens with {@link Signer.openTagged}
+   * only, which returns them for the caller to check; `open` refuses it
+   * (`MALFORMED_ENVELOPE`). A tag is 1 to 256 UTF-8 bytes without control
+   * characters or commas, at most 64, each once (`INVALID_TAG`).
+   * @default [] (no tags: a version 2 envelope)
+   */
+  tags?: readonly TagVersion[];
 }
 
 /** Options of {@link Signer.open}. */
@@ -263,10 +277,14 @@ let keyLen = 0;
 let tenantLen = -1;
 let userLen = -1;
 let restLen = 0;
+let tailLen = 0;
 
-/** Writes the context's name, key, tenant, user and then `rest` (text or bytes) into `core`'s input buffer. */
-function put(core: SignerCore, name: string, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array): void {
-  const small = 3 * (name.length + key.length + (tenant?.length ?? 0) + (user?.length ?? 0));
+/**
+ * Writes the context's name, key, tenant, user, then `rest` (text or
+ * bytes), then `tail` (text: a seal's tags) into `core`'s input buffer.
+ */
+function put(core: SignerCore, name: string, key: string, tenant: string | undefined, user: string | undefined, rest: string | Uint8Array, tail = ''): void {
+  const small = 3 * (name.length + key.length + (tenant?.length ?? 0) + (user?.length ?? 0) + tail.length);
   // Room for ASCII text first (the usual case for JSON and always for
   // envelopes); the UTF-8 worst case only if that did not fit.
   let room = small + rest.length + 8;
@@ -281,18 +299,57 @@ function put(core: SignerCore, name: string, key: string, tenant: string | undef
     tenantLen = userLen = -1;
     if (tenant !== undefined) at += tenantLen = encoder.encodeInto(tenant, mem.subarray(at, end)).written;
     if (user !== undefined) at += userLen = encoder.encodeInto(user, mem.subarray(at, end)).written;
+    tailLen = 0;
     if (typeof rest !== 'string') {
       mem.set(rest, at);
       restLen = rest.length;
+      if (tail !== '') tailLen = encoder.encodeInto(tail, mem.subarray(at + restLen, end)).written;
       return;
     }
     const r = encoder.encodeInto(rest, mem.subarray(at, end));
     if (r.read === rest.length) {
       restLen = r.written;
+      if (tail !== '') tailLen = encoder.encodeInto(tail, mem.subarray(at + restLen, end)).written;
       return;
     }
     room = small + 3 * rest.length + 8;
   }
+}
+
+/**
+ * (tag, version) pairs as the core reads them: `<version>:<tag>` joined
+ * with `,` (src/wasm_signer.rs); '' for none. Refuses (`INVALID_TAG`) what
+ * would not cross exactly: a pair that is not `[string, number]`, a tag
+ * with a lone surrogate (it would become U+FFFD) or a comma (it would
+ * split), a version that is not an integer from 0 to 2^53 - 1. The core
+ * checks the rest of the rule.
+ */
+function tagText(tags: readonly TagVersion[] | undefined): string {
+  if (tags === undefined) return '';
+  if (!Array.isArray(tags)) throw new EdgeCacheError('INVALID_TAG', `invalid tag: tags must be an array of [tag, version] pairs, got ${tags === null ? 'null' : typeof tags}`);
+  let out = '';
+  for (let i = 0; i < tags.length; i++) {
+    const pair: unknown = tags[i];
+    const [tag, version] = Array.isArray(pair) && pair.length === 2 ? (pair as [unknown, unknown]) : [undefined, undefined];
+    if (typeof tag !== 'string' || !wellFormed(tag) || tag.includes(',')) {
+      throw new EdgeCacheError('INVALID_TAG', `invalid tag: tags[${i}] must be a [tag, version] pair whose tag is a string of well-formed Unicode without commas`);
+    }
+    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
+      throw new EdgeCacheError('INVALID_TAG', `invalid tag: the version of tags[${i}] must be an integer from 0 to 2^53 - 1, got ${String(version)}`);
+    }
+    out += (i === 0 ? '' : ',') + version + ':' + tag;
+  }
+  return out;
+}
+
+/** The core's `lastTags()` text read back as (tag, version) pairs. */
+function tagsOf(text: string): [string, number][] {
+  const out: [string, number][] = [];
+  for (const pair of text.split(',')) {
+    const i = pair.indexOf(':');
+    out.push([pair.slice(i + 1), Number(pair.slice(0, i))]);
+  }
+  return out;
 }
 
 // A tier's prefix, read from its layout once (one string from wasm per tier).
@@ -397,23 +454,25 @@ export class Signer {
    * unless `ttl` is a finite number >= 0; `INVALID_SCOPE` for a scope that
    * is not an object or has a non-finite number, a lone surrogate or an
    * unknown field; `INVALID_OPTION` for unknown options or a `context`
-   * that is not a string of well-formed Unicode.
+   * that is not a string of well-formed Unicode; `INVALID_TAG` for `tags`
+   * that break the rule ({@link SealOptions.tags}).
    */
   seal(key: string, value: unknown, options?: SealOptions): string {
     const core = this.#live();
     checkKey(key);
-    checkOptions(options, ['scope', 'ttl', 'context'], 'seal');
+    checkOptions(options, ['scope', 'ttl', 'context', 'tags'], 'seal');
     const namespace = contextOf(options?.context);
     const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
     const tenant = scope?.tenant;
     const user = scope?.user;
     const ttl = checkTtl(options?.ttl);
+    const tags = tagText(options?.tags);
     const [rest, encoding] = payloadOf(value);
     const now = this.#now();
     try {
-      put(core, namespace, key, tenant, user, rest);
-      return core.seal(false, nameLen, scoped, keyLen, tenantLen, userLen, encoding, restLen, now, ttl);
+      put(core, namespace, key, tenant, user, rest, tags);
+      return core.seal(false, nameLen, scoped, keyLen, tenantLen, userLen, encoding, restLen, tailLen, now, ttl);
     } catch (e) {
       rethrow(e);
     }
@@ -429,13 +488,30 @@ export class Signer {
    * not in `keys`; `OUTDATED_ENVELOPE` if it is of format version 1 (see
    * {@link SignerOptions.acceptV1}); `MALFORMED_ENVELOPE` if it is not an
    * envelope (not a string, bad base64url, truncated, overlong, an unknown
-   * version); and `ENVELOPE_TOO_LARGE` if it is over `maxPayloadBytes`.
+   * version) or carries tags (open it with {@link Signer.openTagged});
+   * and `ENVELOPE_TOO_LARGE` if it is over `maxPayloadBytes`.
    */
   open<T = unknown>(key: string, sealed: string, options?: OpenOptions): T | undefined {
+    return this.#open<T>(key, sealed, options, false, 'open')?.value;
+  }
+
+  /**
+   * {@link Signer.open} that also opens tagged envelopes (sealed with
+   * {@link SealOptions.tags}): the value and its tags with the versions
+   * they were written under (`[]` for an untagged envelope), or `undefined`
+   * if it has expired. The caller decides whether the value is still
+   * valid: it is iff every recorded version is at least the tag's current
+   * one. Throws as {@link Signer.open} does.
+   */
+  openTagged<T = unknown>(key: string, sealed: string, options?: OpenOptions): { value: T; tags: [string, number][] } | undefined {
+    return this.#open<T>(key, sealed, options, true, 'openTagged');
+  }
+
+  #open<T>(key: string, sealed: string, options: OpenOptions | undefined, tagged: boolean, where: string): { value: T; tags: [string, number][] } | undefined {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
-    checkOptions(options, ['scope', 'context'], 'open');
+    checkOptions(options, ['scope', 'context'], where);
     const namespace = contextOf(options?.context);
     const scope = scopeOf(options?.scope);
     const scoped = scope !== undefined;
@@ -447,13 +523,16 @@ export class Signer {
       // Too long to be an envelope: refused before it is copied.
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
       put(core, namespace, key, tenant, user, sealed);
-      out = core.open(false, nameLen, scoped, keyLen, tenantLen, userLen, restLen, now);
+      out = core.open(false, nameLen, scoped, keyLen, tenantLen, userLen, restLen, now, tagged);
     } catch (e) {
       rethrow(e);
     }
-    if (typeof out !== 'string') return out as T | undefined;
+    if (out === undefined) return undefined;
+    const text = tagged ? core.lastTags() : undefined;
+    const tags = text === undefined ? [] : tagsOf(text);
+    if (typeof out !== 'string') return { value: out as T, tags };
     try {
-      return JSON.parse(out) as T;
+      return { value: JSON.parse(out) as T, tags };
     } catch (cause) {
       // Authentic (the tag matched) but not JSON: written by another implementation, or by sealPayload.
       throw new EdgeCacheError('MALFORMED_ENVELOPE', 'malformed envelope: its payload is marked JSON but does not parse as JSON', { cause });
@@ -465,18 +544,21 @@ export class Signer {
    * (`encoding` 1) or bytes (0). For the Redis tier, whose serializer is
    * its own: `tier` is its layout, whose prefix the envelope is bound to
    * (a value of the tier's kind "v"); `undefined` is the default context
-   * of {@link Signer.seal}.
+   * of {@link Signer.seal}. `tags`: (tag, version) pairs, tags already
+   * checked (`checkTags`); absent or empty, a version 2 envelope, else
+   * version 3 (`INVALID_TAG` as for {@link SealOptions.tags}).
    */
-  sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number, tier: LayoutCore | undefined): string {
+  sealPayload(key: string, payload: string | Uint8Array, encoding: 0 | 1, scope: EnvelopeScope | undefined, ttl: number, tier: LayoutCore | undefined, tags?: readonly TagVersion[]): string {
     const core = this.#live();
     checkKey(key);
     const s = scopeOf(scope);
     const tenant = s?.tenant;
     const user = s?.user;
     ttl = checkTtl(ttl);
+    const tail = tags === undefined || tags.length === 0 ? '' : tagText(tags);
     try {
-      put(core, prefixOf(tier), key, tenant, user, payload);
-      return core.seal(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, this.#now(), ttl);
+      put(core, prefixOf(tier), key, tenant, user, payload, tail);
+      return core.seal(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, encoding, restLen, tailLen, this.#now(), ttl);
     } catch (e) {
       rethrow(e);
     }
@@ -484,11 +566,13 @@ export class Signer {
 
   /**
    * @internal Opens an envelope without parsing its payload: the JSON text
-   * or bytes and the absolute expiry (ms, 0 = never), or `undefined` if it
-   * has expired. `tier` as for {@link Signer.sealPayload}. Throws as
-   * {@link Signer.open} does.
+   * or bytes, the absolute expiry (ms, 0 = never) and, for a tagged
+   * envelope (version 3) only, its (tag, version) pairs in the order
+   * sealed; `undefined` if it has expired. `tier` as for
+   * {@link Signer.sealPayload}. Throws as {@link Signer.open} does, but
+   * opens tagged envelopes (the caller checks their tags).
    */
-  openPayload(key: string, sealed: unknown, scope: EnvelopeScope | undefined, tier: LayoutCore | undefined): { payload: string | Uint8Array; expiresAt: number } | undefined {
+  openPayload(key: string, sealed: unknown, scope: EnvelopeScope | undefined, tier: LayoutCore | undefined): { payload: string | Uint8Array; expiresAt: number; tags?: [string, number][] } | undefined {
     const core = this.#live();
     checkKey(key);
     if (typeof sealed !== 'string') throw new EdgeCacheError('MALFORMED_ENVELOPE', `malformed envelope: expected a string, got ${typeof sealed}`);
@@ -498,8 +582,10 @@ export class Signer {
     try {
       if (sealed.length > this.#maxEnvelope) core.checkEnvelopeLength(sealed.length);
       put(core, prefixOf(tier), key, tenant, user, sealed);
-      const out = core.open(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now()) as string | Uint8Array | undefined;
-      return out === undefined ? undefined : { payload: out, expiresAt: core.lastExpiresAt() };
+      const out = core.open(tier !== undefined, nameLen, scope !== undefined, keyLen, tenantLen, userLen, restLen, this.#now(), true) as string | Uint8Array | undefined;
+      if (out === undefined) return undefined;
+      const tags = core.lastTags();
+      return tags === undefined ? { payload: out, expiresAt: core.lastExpiresAt() } : { payload: out, expiresAt: core.lastExpiresAt(), tags: tagsOf(tags) };
     } catch (e) {
       rethrow(e);
     }

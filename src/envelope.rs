@@ -15,10 +15,15 @@
 //! the first few characters before it decodes or hashes the payload, and
 //! compares tags in constant time.
 //!
-//! This writes format version 2. Version 1 bound no context (a value moved
-//! between two caches' prefixes under one secret opened); it is refused
-//! (`OUTDATED_ENVELOPE`) unless [`Signer::set_accept_v1`] opens a migration
-//! window.
+//! This writes format version 2, and version 3 for tagged entries: the
+//! same with the entry's tags and the version of each it was written under
+//! (`tags.rs`) between the encoding and the payload length, so that they
+//! are signed. [`Signer::open`] refuses version 3 (it could not check the
+//! tags), as a reader that does not know it does; [`Signer::open_tagged`]
+//! opens both and returns the tags ([`Opened::tags`]). Version 1 bound no
+//! context (a value moved between two caches' prefixes under one secret
+//! opened); it is refused (`OUTDATED_ENVELOPE`) unless
+//! [`Signer::set_accept_v1`] opens a migration window.
 
 pub(crate) mod base64url;
 mod context;
@@ -33,6 +38,7 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 use crate::scope::Scope;
+use crate::tags::{check_tag, MAX_TAGS, MAX_TAG_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -40,9 +46,18 @@ type HmacSha256 = Hmac<Sha256>;
 /// version 1 only under [`Signer::set_accept_v1`]).
 pub const ENVELOPE_VERSION: u8 = 2;
 
+/// The format of tagged envelopes: version 2 with the tags and their
+/// versions ([`Signer::seal_tagged_in`]); opened by
+/// [`Signer::open_tagged_in`] only.
+pub const ENVELOPE_VERSION_TAGGED: u8 = 3;
+
 /// The format before contexts were bound: read under
 /// [`Signer::set_accept_v1`], never written.
 const VERSION_1: u8 = 1;
+
+/// The longest tag section of a version 3 envelope: the count, then per
+/// tag its u16 length, its bytes and its u64 version.
+pub const MAX_TAGS_SECTION: usize = 1 + MAX_TAGS * (2 + MAX_TAG_LEN + 8);
 
 /// The longest key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 64;
@@ -118,9 +133,16 @@ pub struct Opened {
     encoding: Encoding,
     expires_at: u64,
     key_id: Arc<str>,
+    tags: Vec<(String, u64)>,
 }
 
 impl Opened {
+    /// The tags and the version of each the entry was written under, in
+    /// the order sealed (version 3); empty for an untagged envelope.
+    pub fn tags(&self) -> &[(String, u64)] {
+        &self.tags
+    }
+
     /// How the payload is encoded.
     pub fn encoding(&self) -> Encoding {
         self.encoding
@@ -217,15 +239,40 @@ fn check_key_id(id: &[u8]) -> std::result::Result<(), &'static str> {
 
 /// The fields of a header, read before any work on the payload.
 struct Header {
-    /// [`ENVELOPE_VERSION`], or [`VERSION_1`] under `accept_v1`.
+    /// [`ENVELOPE_VERSION`], [`ENVELOPE_VERSION_TAGGED`], or [`VERSION_1`]
+    /// under `accept_v1`.
     version: u8,
     key: usize,
     expires_at: u64,
     encoding: Encoding,
+    /// The tags (offset and length in the bytes) and their versions.
+    tags: Vec<(usize, usize, u64)>,
+    /// Characters of the text decoded so far.
+    decoded: usize,
     /// Offset of the payload.
     start: usize,
     /// Offset of the tag.
     end: usize,
+}
+
+/// Checks the (tag, version) pairs to seal: the rule of tags, at most
+/// [`MAX_TAGS`], no tag twice (`INVALID_TAG`).
+fn check_sealed_tags(tags: &[(&str, u64)]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::InvalidTag(format!(
+            "an entry carries at most {MAX_TAGS} tags, got {}",
+            tags.len()
+        )));
+    }
+    for (i, (tag, _)) in tags.iter().enumerate() {
+        check_tag(tag)?;
+        if tags[..i].iter().any(|(t, _)| t == tag) {
+            return Err(Error::InvalidTag(format!(
+                "{tag:?} is given twice, each tag once with its version"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Signer {
@@ -350,7 +397,7 @@ impl Signer {
     /// written by the old format may still be read, and off once they have
     /// expired or been rewritten (the longest TTL after the upgrade; values
     /// without a TTL need rewriting, or the old prefix cleared). Sealing
-    /// always writes version 2.
+    /// writes version 2 (3 for tagged entries).
     ///
     /// ```
     /// # use edgecache::Signer;
@@ -372,9 +419,12 @@ impl Signer {
 
     /// The longest envelope text, in bytes, that [`open`](Self::open)
     /// reads: that of a [`max_payload`](Self::max_payload) payload under
-    /// the longest key id.
+    /// the longest key id, with the longest tag section
+    /// ([`MAX_TAGS_SECTION`]).
     pub fn max_envelope_len(&self) -> usize {
-        base64url::encoded_len(OVERHEAD + MAX_KEY_ID_LEN + self.max_payload as usize)
+        base64url::encoded_len(
+            OVERHEAD + MAX_KEY_ID_LEN + MAX_TAGS_SECTION + self.max_payload as usize,
+        )
     }
 
     /// [`Error::EnvelopeTooLarge`] if an envelope of `len` bytes of text is
@@ -461,11 +511,79 @@ impl Signer {
         expires_at: u64,
     ) -> Result<String> {
         let enc = scope.map(Scope::encode);
-        self.seal_bound(context, enc.as_deref(), key, encoding, bytes, expires_at)
+        self.seal_bound(
+            context,
+            enc.as_deref(),
+            key,
+            encoding,
+            bytes,
+            expires_at,
+            &[],
+        )
+    }
+
+    /// [`seal`](Self::seal) of a tagged entry, in the default [`Context`]:
+    /// see [`seal_tagged_in`](Self::seal_tagged_in).
+    pub fn seal_tagged(
+        &self,
+        scope: Option<&Scope>,
+        key: &str,
+        payload: Payload<'_>,
+        expires_at: u64,
+        tags: &[(&str, u64)],
+    ) -> Result<String> {
+        self.seal_tagged_in(Context::DEFAULT, scope, key, payload, expires_at, tags)
+    }
+
+    /// [`seal_in`](Self::seal_in) of an entry with `tags`, each with the
+    /// version it is written under: a format version 3 envelope, which
+    /// binds them (an attacker can neither strip nor change them), and
+    /// which only [`open_tagged_in`](Self::open_tagged_in) opens. No tags:
+    /// exactly the version 2 envelope of [`seal_in`](Self::seal_in).
+    ///
+    /// `INVALID_TAG` for a tag that breaks the rule
+    /// ([`check_tag`](crate::check_tag)), a tag given twice, or more than
+    /// [`MAX_TAGS`] tags.
+    ///
+    /// ```
+    /// # use edgecache::{Context, Payload, Signer};
+    /// let s = Signer::new("k", &(1..=32).collect::<Vec<u8>>()).unwrap();
+    /// let sealed = s.seal_tagged(None, "k", Payload::Json("1"), 0, &[("product:7", 3)]).unwrap();
+    /// let opened = s.open_tagged(None, "k", &sealed, 0).unwrap().unwrap();
+    /// assert_eq!(opened.tags(), [("product:7".to_string(), 3)]);
+    /// // Code that cannot check tags does not open it.
+    /// assert_eq!(s.open(None, "k", &sealed, 0).unwrap_err().code(), "MALFORMED_ENVELOPE");
+    /// // Without tags: version 2, as seal writes it.
+    /// assert_eq!(s.seal_tagged(None, "k", Payload::Json("1"), 0, &[]).unwrap(),
+    ///            s.seal(None, "k", Payload::Json("1"), 0).unwrap());
+    /// ```
+    pub fn seal_tagged_in(
+        &self,
+        context: Context<'_>,
+        scope: Option<&Scope>,
+        key: &str,
+        payload: Payload<'_>,
+        expires_at: u64,
+        tags: &[(&str, u64)],
+    ) -> Result<String> {
+        let (encoding, bytes) = payload.parts();
+        let enc = scope.map(Scope::encode);
+        self.seal_bound(
+            context,
+            enc.as_deref(),
+            key,
+            encoding,
+            bytes,
+            expires_at,
+            tags,
+        )
     }
 
     /// [`seal_encoded`](Self::seal_encoded) with the scope already encoded
-    /// ([`Scope::encode`]), for callers that reuse one scope across calls.
+    /// ([`Scope::encode`]), for callers that reuse one scope across calls,
+    /// and with `tags` ([`seal_tagged_in`](Self::seal_tagged_in); empty:
+    /// version 2).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn seal_bound(
         &self,
         context: Context<'_>,
@@ -474,6 +592,7 @@ impl Signer {
         encoding: Encoding,
         bytes: &[u8],
         expires_at: u64,
+        tags: &[(&str, u64)],
     ) -> Result<String> {
         if bytes.len() > self.max_payload as usize {
             return Err(Error::EnvelopeTooLarge {
@@ -481,14 +600,29 @@ impl Signer {
                 max: u64::from(self.max_payload),
             });
         }
+        check_sealed_tags(tags)?;
         let k = &self.keys[self.current];
         let id = k.id.as_bytes();
-        let mut buf = Vec::with_capacity(OVERHEAD + id.len() + bytes.len());
-        buf.push(ENVELOPE_VERSION);
+        let tag_bytes: usize = tags.iter().map(|(t, _)| 2 + t.len() + 8).sum();
+        let mut buf = Vec::with_capacity(OVERHEAD + id.len() + bytes.len() + 1 + tag_bytes);
+        buf.push(if tags.is_empty() {
+            ENVELOPE_VERSION
+        } else {
+            ENVELOPE_VERSION_TAGGED
+        });
         buf.push(id.len() as u8);
         buf.extend_from_slice(id);
         buf.extend_from_slice(&expires_at.to_be_bytes());
         buf.push(encoding as u8);
+        if !tags.is_empty() {
+            // Checked above: 1 to 64 tags of 1 to 256 bytes.
+            buf.push(tags.len() as u8);
+            for (tag, version) in tags {
+                buf.extend_from_slice(&(tag.len() as u16).to_be_bytes());
+                buf.extend_from_slice(tag.as_bytes());
+                buf.extend_from_slice(&version.to_be_bytes());
+            }
+        }
         buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
         buf.extend_from_slice(bytes);
         let mut mac = k.mac.clone();
@@ -504,7 +638,11 @@ impl Signer {
     ///
     /// Decodes those characters into `head`, which
     /// [`open_bound`](Self::open_bound) then extends with the rest.
-    fn header(&self, text: &[u8], head: &mut Vec<u8>) -> Result<Header> {
+    ///
+    /// Version 3 (`tagged`; refused otherwise) decodes its tag section as
+    /// far as its lengths say (at most [`MAX_TAGS_SECTION`] bytes more),
+    /// still not the payload.
+    fn header(&self, text: &[u8], head: &mut Vec<u8>, tagged: bool) -> Result<Header> {
         fn malformed(why: &str) -> Error {
             Error::MalformedEnvelope(why.to_owned())
         }
@@ -521,13 +659,20 @@ impl Signer {
             return Err(malformed("it is truncated"));
         }
         let version = head[0];
+        let mut decoded = n.min(HEADER_CHARS);
         match version {
             ENVELOPE_VERSION => {}
+            ENVELOPE_VERSION_TAGGED if tagged => {}
+            ENVELOPE_VERSION_TAGGED => {
+                return Err(malformed(
+                    "it carries tags (format version 3), which this reader does not check: open it with open_tagged, which returns them",
+                ))
+            }
             VERSION_1 if self.accept_v1 => {}
             VERSION_1 => return Err(Error::OutdatedEnvelope(VERSION_1)),
             v => {
                 return Err(Error::MalformedEnvelope(format!(
-                    "version {v} is not supported (this build reads version {ENVELOPE_VERSION})"
+                    "version {v} is not supported (this build reads versions {ENVELOPE_VERSION} and {ENVELOPE_VERSION_TAGGED})"
                 )))
             }
         }
@@ -535,17 +680,28 @@ impl Signer {
         if id_len == 0 || id_len > MAX_KEY_ID_LEN {
             return Err(malformed("its key id length is out of range"));
         }
-        let start = FIXED_HEADER + id_len;
-        if head.len() < start {
+        if head.len() < FIXED_HEADER + id_len {
             return Err(malformed("it is truncated"));
         }
-        let id = &head[2..2 + id_len];
-        check_key_id(id).map_err(malformed)?;
+        check_key_id(&head[2..2 + id_len]).map_err(malformed)?;
         let at = 2 + id_len;
         let expires_at = u64::from_be_bytes(head[at..at + 8].try_into().expect("8 bytes"));
         let encoding = Encoding::from_byte(head[at + 8])
             .ok_or_else(|| malformed("its payload encoding is unknown"))?;
-        let len = u32::from_be_bytes(head[at + 9..at + 13].try_into().expect("4 bytes"));
+        let mut at = at + 9;
+        let tags = if version == ENVELOPE_VERSION_TAGGED {
+            let (tags, end) = read_tags(text, head, &mut decoded, at)?;
+            at = end;
+            decode_to(text, head, &mut decoded, at + 4)?;
+            tags
+        } else {
+            Vec::new()
+        };
+        let start = at + 4;
+        if head.len() < start {
+            return Err(malformed("it is truncated"));
+        }
+        let len = u32::from_be_bytes(head[at..start].try_into().expect("4 bytes"));
         if len > self.max_payload {
             return Err(Error::EnvelopeTooLarge {
                 size: u64::from(len),
@@ -558,6 +714,7 @@ impl Signer {
             std::cmp::Ordering::Greater => return Err(malformed("it has bytes after the tag")),
             std::cmp::Ordering::Equal => {}
         }
+        let id = &head[2..2 + id_len];
         let key = self.find(id).ok_or_else(|| {
             // check_key_id passed, so the id is ASCII.
             Error::UnknownKeyId(String::from_utf8_lossy(id).into_owned())
@@ -567,6 +724,8 @@ impl Signer {
             key,
             expires_at,
             encoding,
+            tags,
+            decoded,
             start,
             end,
         })
@@ -586,6 +745,11 @@ impl Signer {
     /// hashed; tags are compared in constant time.
     ///
     /// `envelope` is the base64url text, as a `&str` or as its bytes.
+    ///
+    /// A tagged envelope (format version 3) is refused as malformed, as a
+    /// reader that does not know the version refuses it: code that cannot
+    /// check an entry's tags never serves it. [`open_tagged`](Self::open_tagged)
+    /// opens it.
     pub fn open<E: AsRef<[u8]> + ?Sized>(
         &self,
         scope: Option<&Scope>,
@@ -594,6 +758,36 @@ impl Signer {
         now: u64,
     ) -> Result<Option<Opened>> {
         self.open_in(Context::DEFAULT, scope, key, envelope, now)
+    }
+
+    /// [`open`](Self::open) that also opens tagged envelopes (format
+    /// version 3), in the default [`Context`]: see
+    /// [`open_tagged_in`](Self::open_tagged_in).
+    pub fn open_tagged<E: AsRef<[u8]> + ?Sized>(
+        &self,
+        scope: Option<&Scope>,
+        key: &str,
+        envelope: &E,
+        now: u64,
+    ) -> Result<Option<Opened>> {
+        self.open_tagged_in(Context::DEFAULT, scope, key, envelope, now)
+    }
+
+    /// [`open_in`](Self::open_in) that also opens tagged envelopes
+    /// (format version 3): [`Opened::tags`] has the tags and the versions
+    /// they were written under (empty for version 2), which the caller
+    /// checks against the tags' current versions
+    /// ([`tags_valid`](crate::tags_valid)) before it serves the value.
+    pub fn open_tagged_in<E: AsRef<[u8]> + ?Sized>(
+        &self,
+        context: Context<'_>,
+        scope: Option<&Scope>,
+        key: &str,
+        envelope: &E,
+        now: u64,
+    ) -> Result<Option<Opened>> {
+        let enc = scope.map(Scope::encode);
+        self.open_bound(context, enc.as_deref(), key, envelope.as_ref(), now, true)
     }
 
     /// [`open`](Self::open) in `context`, the one the envelope was sealed
@@ -607,10 +801,11 @@ impl Signer {
         now: u64,
     ) -> Result<Option<Opened>> {
         let enc = scope.map(Scope::encode);
-        self.open_bound(context, enc.as_deref(), key, envelope.as_ref(), now)
+        self.open_bound(context, enc.as_deref(), key, envelope.as_ref(), now, false)
     }
 
-    /// [`open_in`](Self::open_in) with the scope already encoded ([`Scope::encode`]).
+    /// [`open_in`](Self::open_in) (or, `tagged`, [`open_tagged_in`](Self::open_tagged_in))
+    /// with the scope already encoded ([`Scope::encode`]).
     pub(crate) fn open_bound(
         &self,
         context: Context<'_>,
@@ -618,13 +813,14 @@ impl Signer {
         key: &str,
         text: &[u8],
         now: u64,
+        tagged: bool,
     ) -> Result<Option<Opened>> {
         let mut buf = Vec::new();
-        let h = self.header(text, &mut buf)?;
-        // The header took the first HEADER_CHARS characters (or all of a
-        // shorter text); decode the rest after them.
-        if text.len() > HEADER_CHARS {
-            base64url::decode_into(&text[HEADER_CHARS..], &mut buf)
+        let h = self.header(text, &mut buf, tagged)?;
+        // The header took the first characters (all of a shorter text);
+        // decode the rest after them.
+        if text.len() > h.decoded {
+            base64url::decode_into(&text[h.decoded..], &mut buf)
                 .map_err(|()| Error::MalformedEnvelope("it is not base64url".into()))?;
         }
         debug_assert_eq!(buf.len(), h.end + TAG_LEN);
@@ -642,6 +838,15 @@ impl Signer {
         if h.expires_at != 0 && now >= h.expires_at {
             return Ok(None);
         }
+        let tags = h
+            .tags
+            .iter()
+            .map(|&(at, len, v)| {
+                // read_tags checked that it is UTF-8.
+                let t = std::str::from_utf8(&buf[at..at + len]).unwrap_or_default();
+                (t.to_owned(), v)
+            })
+            .collect();
         Ok(Some(Opened {
             buf,
             start: h.start,
@@ -649,8 +854,77 @@ impl Signer {
             encoding: h.encoding,
             expires_at: h.expires_at,
             key_id: k.id.clone(),
+            tags,
         }))
     }
+}
+
+/// Decodes the characters of `text` after the first `decoded` into `head`
+/// until it holds `need` bytes (or the whole text): a version 3 header is
+/// read as far as its fields say, never into the payload beyond a few
+/// bytes.
+#[inline(never)]
+fn decode_to(text: &[u8], head: &mut Vec<u8>, decoded: &mut usize, need: usize) -> Result<()> {
+    let upto = text.len().min(need.div_ceil(3) * 4);
+    if head.len() < need && upto > *decoded {
+        base64url::decode_into(&text[*decoded..upto], head)
+            .map_err(|()| Error::MalformedEnvelope("it is not base64url".into()))?;
+        *decoded = upto;
+    }
+    Ok(())
+}
+
+/// Reads the tag section of a version 3 header at `at`, decoding `text`
+/// into `head` as it goes: the tags (offset, length, version) and the
+/// offset after the section. `MALFORMED_ENVELOPE` for a count of 0 or
+/// over [`MAX_TAGS`], a tag that breaks the rule of tags, a tag twice, or a
+/// section cut short. At most [`MAX_TAGS_SECTION`] bytes are read.
+#[allow(clippy::type_complexity)]
+fn read_tags(
+    text: &[u8],
+    head: &mut Vec<u8>,
+    decoded: &mut usize,
+    mut at: usize,
+) -> Result<(Vec<(usize, usize, u64)>, usize)> {
+    fn malformed(why: &str) -> Error {
+        Error::MalformedEnvelope(why.to_owned())
+    }
+    let truncated = || malformed("it is truncated");
+    decode_to(text, head, decoded, at + 1)?;
+    let count = usize::from(*head.get(at).ok_or_else(truncated)?);
+    if count == 0 || count > MAX_TAGS {
+        return Err(malformed(
+            "its tag count is out of range (1 to 64 in format version 3)",
+        ));
+    }
+    at += 1;
+    let mut tags: Vec<(usize, usize, u64)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        decode_to(text, head, decoded, at + 2)?;
+        let len = head.get(at..at + 2).ok_or_else(truncated)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        at += 2;
+        if len > MAX_TAG_LEN {
+            return Err(malformed("a tag is longer than 256 bytes"));
+        }
+        decode_to(text, head, decoded, at + len + 8)?;
+        let head = &*head;
+        let tag = head.get(at..at + len).ok_or_else(truncated)?;
+        let ok = std::str::from_utf8(tag)
+            .ok()
+            .is_some_and(|t| check_tag(t).is_ok());
+        if !ok {
+            return Err(malformed("a tag breaks the rule of tags"));
+        }
+        if tags.iter().any(|&(a, l, _)| &head[a..a + l] == tag) {
+            return Err(malformed("a tag is there twice"));
+        }
+        let v = head.get(at + len..at + len + 8).ok_or_else(truncated)?;
+        let v = u64::from_be_bytes(v.try_into().expect("8 bytes"));
+        tags.push((at, len, v));
+        at += len + 8;
+    }
+    Ok((tags, at))
 }
 
 #[cfg(test)]

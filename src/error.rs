@@ -61,6 +61,10 @@ pub enum Error {
     },
     /// The platform's secure random source failed.
     RandomUnavailable(String),
+    /// A tag that breaks the rule of tags (1 to 256 UTF-8 bytes, no
+    /// control character, no comma; at most 64 per entry), or a tag list
+    /// that is not a list.
+    InvalidTag(String),
     /// Memory for the cache's slot arrays could not be had (in wasm: its
     /// linear memory cannot grow any further).
     OutOfMemory {
@@ -120,6 +124,7 @@ impl Error {
             Error::WeakKey(_) => "WEAK_KEY",
             Error::EnvelopeTooLarge { .. } => "ENVELOPE_TOO_LARGE",
             Error::RandomUnavailable(_) => "RANDOM_UNAVAILABLE",
+            Error::InvalidTag(_) => "INVALID_TAG",
             Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
             Error::L2Timeout(_) => "L2_TIMEOUT",
             Error::L2Http { .. } => "L2_HTTP",
@@ -173,6 +178,7 @@ impl fmt::Display for Error {
                 "envelope payload of {size} bytes is larger than maxPayloadBytes ({max}); raise the limit or store less"
             ),
             Error::RandomUnavailable(why) => write!(f, "secure random source unavailable: {why}"),
+            Error::InvalidTag(why) => write!(f, "invalid tag: {why}"),
             Error::OutOfMemory { bytes } => write!(
                 f,
                 "out of memory: {bytes} bytes for the cache's slots could not be allocated; lower maxEntries, or free() caches no longer used"

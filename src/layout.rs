@@ -11,6 +11,8 @@
 //!   prefix = 1..=64 of [A-Za-z0-9_.-]     (no ':', so it ends at the first ':')
 //!   kind   = "v"  a signed value (an envelope, docs/ENVELOPE.md)
 //!          | "n"  a counter: a plain Redis integer, unsigned
+//!          | "g"  a tag's version: a plain Redis integer (INCR), the key
+//!                 being the tag (see `tags.rs`); never a cache entry
 //!   space  = "r|"                         the root keyspace
 //!          | Scope::encode()              e.g. "t4:acme|", "b4:acme2:42|"
 //! ```
@@ -21,6 +23,12 @@
 //! prefix, scope or key makes two different entries share a Redis key. In
 //! particular a root key can never look like a scoped one, and tenant `a`
 //! can never reach tenant `ab`'s keys.
+//!
+//! Tag keys (`g`) are the cache's but hold no entry: [`Layout::parse`]
+//! does not read them back (so nothing that deletes the cache's entries,
+//! `clear` or a pattern delete, takes them for one), and the patterns
+//! ([`Layout::pattern`], [`Layout::everything`]) match `[vn]` only, so a
+//! `clear` never resets a tag's version. [`Layout::parse_tag`] reads them.
 //!
 //! Patterns ([`Layout::pattern`]) escape every glob character of the fixed
 //! part, so the caller's glob applies to the caller's keys only: a tenant
@@ -39,6 +47,10 @@ pub enum Kind {
     Value,
     /// A counter: a plain integer that Redis `INCRBY` updates.
     Counter,
+    /// A tag's version: a plain integer that Redis `INCR` raises when the
+    /// tag is invalidated (missing: version 0). The key's last part is the
+    /// tag, not a cache key.
+    Tag,
 }
 
 impl Kind {
@@ -46,6 +58,7 @@ impl Kind {
         match self {
             Kind::Value => 'v',
             Kind::Counter => 'n',
+            Kind::Tag => 'g',
         }
     }
 }
@@ -59,6 +72,7 @@ impl Kind {
 /// let acme = Scope::tenant("acme").unwrap();
 /// assert_eq!(l.key(Kind::Counter, Some(&acme), "hits"), "app:n:t4:acme|hits");
 /// assert_eq!(l.pattern(Some(&acme), "user:*"), "app:[vn]:t4:acme|user:*");
+/// assert_eq!(l.key(Kind::Tag, Some(&acme), "product:7"), "app:g:t4:acme|product:7");
 /// assert!(Layout::new("a:b").is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,11 +152,13 @@ impl Layout {
         out
     }
 
-    /// Reads a Redis key of this layout back: its kind, its scope (`None`:
-    /// the root) and the cache key. `None` for any key this cache cannot
-    /// have written (another prefix, another program's key under the same
+    /// Reads a Redis key of an entry of this layout back: its kind
+    /// ([`Kind::Value`] or [`Kind::Counter`]), its scope (`None`: the
+    /// root) and the cache key. `None` for any key this cache cannot have
+    /// written (another prefix, another program's key under the same
     /// prefix, a malformed space), so a `clear` deletes exactly the
-    /// cache's keys.
+    /// cache's keys; `None` too for a tag's key ([`Kind::Tag`], read by
+    /// [`parse_tag`](Self::parse_tag)), which is no entry.
     ///
     /// ```
     /// use edgecache::{Kind, Layout, Scope};
@@ -152,14 +168,42 @@ impl Layout {
     /// assert_eq!(l.parse(&rk), Some((Kind::Counter, Some(acme), "hits")));
     /// assert_eq!(l.parse("app:sessions:42"), None);
     /// assert_eq!(l.parse("app:v:t9:acme|x"), None); // the length is wrong
+    /// assert_eq!(l.parse("app:g:r|product:7"), None); // a tag, no entry
     /// ```
     pub fn parse<'k>(&self, redis_key: &'k str) -> Option<(Kind, Option<Scope>, &'k str)> {
+        match self.parse_any(redis_key)? {
+            (Kind::Tag, ..) => None,
+            entry => Some(entry),
+        }
+    }
+
+    /// Reads the Redis key of a tag's version ([`Kind::Tag`]) back: its
+    /// scope (`None`: the root) and the tag. `None` for any other key.
+    ///
+    /// ```
+    /// use edgecache::{Kind, Layout, Scope};
+    /// let l = Layout::new("app").unwrap();
+    /// let acme = Scope::tenant("acme").unwrap();
+    /// let rk = l.key(Kind::Tag, Some(&acme), "product:7");
+    /// assert_eq!(l.parse_tag(&rk), Some((Some(acme), "product:7")));
+    /// assert_eq!(l.parse_tag("app:v:r|product:7"), None);
+    /// ```
+    pub fn parse_tag<'k>(&self, redis_key: &'k str) -> Option<(Option<Scope>, &'k str)> {
+        match self.parse_any(redis_key)? {
+            (Kind::Tag, scope, tag) => Some((scope, tag)),
+            _ => None,
+        }
+    }
+
+    /// Any key of the layout read back, tags' keys included.
+    fn parse_any<'k>(&self, redis_key: &'k str) -> Option<(Kind, Option<Scope>, &'k str)> {
         let rest = redis_key
             .strip_prefix(self.prefix.as_str())?
             .strip_prefix(':')?;
         let kind = match rest.as_bytes() {
             [b'v', b':', ..] => Kind::Value,
             [b'n', b':', ..] => Kind::Counter,
+            [b'g', b':', ..] => Kind::Tag,
             _ => return None,
         };
         let rest = &rest[2..];
@@ -270,6 +314,9 @@ mod tests {
             "ec:n:u4:Zoë|"
         );
         assert_eq!(l.everything(), "ec:[vn]:[rtub]*");
+        assert_eq!(l.key(Kind::Tag, None, "product:7"), "ec:g:r|product:7");
+        assert_eq!(l.key(Kind::Tag, Some(&both), "p"), "ec:g:b4:acme2:42|p");
+        assert_eq!(l.space(Kind::Tag, None), "ec:g:r|");
         assert_eq!(
             Layout::new("a.b-c_9").unwrap().everything(),
             "a.b-c_9:[vn]:[rtub]*"
@@ -310,13 +357,17 @@ mod tests {
     fn kind() -> impl Strategy<Value = Kind> {
         prop_oneof![Just(Kind::Value), Just(Kind::Counter)]
     }
+    /// Entries' kinds and tags'.
+    fn any_kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![Just(Kind::Value), Just(Kind::Counter), Just(Kind::Tag)]
+    }
     const KEY: &str = "[a-c:|rvn*?\\[\\]0-9]{0,5}";
 
     proptest! {
         /// Two entries share a Redis key only if they are the same entry.
         #[test]
-        fn injective(p1 in "[ab]{1,3}", k1 in kind(), s1 in scope(), key1 in KEY,
-                     p2 in "[ab]{1,3}", k2 in kind(), s2 in scope(), key2 in KEY) {
+        fn injective(p1 in "[ab]{1,3}", k1 in any_kind(), s1 in scope(), key1 in KEY,
+                     p2 in "[ab]{1,3}", k2 in any_kind(), s2 in scope(), key2 in KEY) {
             let a = Layout::new(&p1).unwrap().key(k1, s1.as_ref(), &key1);
             let b = Layout::new(&p2).unwrap().key(k2, s2.as_ref(), &key2);
             prop_assert_eq!(a == b, (p1, k1, s1, key1) == (p2, k2, s2, key2));
@@ -367,11 +418,35 @@ mod tests {
         /// Whatever parses is the key of what it parsed to (no other
         /// string is taken for one of the cache's keys).
         #[test]
-        fn parse_accepts_only_layout_keys(tail in "[a-c:|rtubvn0-9]{0,12}", p in "(p|q)(:[vn]:)?") {
+        fn parse_accepts_only_layout_keys(tail in "[a-c:|rtubvng0-9]{0,12}", p in "(p|q)(:[vng]:)?") {
             let l = Layout::new("p").unwrap();
             let candidate = format!("{p}{tail}");
             if let Some((k, s, key)) = l.parse(&candidate) {
-                prop_assert_eq!(l.key(k, s.as_ref(), key), candidate);
+                prop_assert_ne!(k, Kind::Tag);
+                prop_assert_eq!(l.key(k, s.as_ref(), key), candidate.clone());
+            }
+            if let Some((s, tag)) = l.parse_tag(&candidate) {
+                prop_assert_eq!(l.key(Kind::Tag, s.as_ref(), tag), candidate);
+            }
+        }
+
+        /// A tag's key is read back by `parse_tag` only: `parse` (what
+        /// `clear` and the log's entry keys go through) does not take it
+        /// for an entry, and neither `everything()` nor any scope's
+        /// pattern matches it, so clear and deletePattern never delete it.
+        #[test]
+        fn tag_keys_are_no_entries(s in scope(), s2 in scope(), tag in KEY, glob in "[a-c*?]{0,4}") {
+            let l = Layout::new("p").unwrap();
+            let rk = l.key(Kind::Tag, s.as_ref(), &tag);
+            prop_assert_eq!(l.parse(&rk), None);
+            prop_assert_eq!(l.parse_tag(&rk), Some((s.clone(), tag.as_str())));
+            prop_assert!(!Glob::new(&l.everything()).matches(&rk));
+            prop_assert!(!Glob::new(&l.pattern(s2.as_ref(), &glob)).matches(&rk));
+            prop_assert!(!Glob::new(&l.pattern(s.as_ref(), "*")).matches(&rk));
+            // And no entry's key is read as a tag's.
+            for k in [Kind::Value, Kind::Counter] {
+                let entry = l.key(k, s.as_ref(), &tag);
+                prop_assert_eq!(l.parse_tag(&entry), None);
             }
         }
     }

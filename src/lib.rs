@@ -13,6 +13,8 @@
 //!   the Redis tier (key layout, circuit breaker, how long L1 keeps an L2
 //!   value, when a read or write under way may put its value in L1).
 //! * [`command_body`], [`decode_pipeline`]: the Upstash REST protocol.
+//! * [`check_tags`], [`tags_valid`], [`TagVersions`]: tags (the rule of a
+//!   tag string, and when a tagged entry is still valid).
 //! * [`Log`], [`Lease`]: coherence across isolates, the rules (an
 //!   invalidation log in Redis, and each cache's lease on its L1).
 //! * `worker` (cargo feature `worker`): the Cloudflare Workers binding for
@@ -34,6 +36,7 @@ mod rest;
 mod scope;
 mod secure_key;
 mod store;
+mod tags;
 mod tier;
 
 // The npm package's wasm-bindgen exports. A Rust Worker (feature
@@ -60,8 +63,9 @@ pub use coherence::log::{
     decode_range, Command, Entry, Log, Op, RawEntry, StreamId, LOG_MAXLEN, MAX_TARGETS,
 };
 pub use envelope::{
-    Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION, MAC_LABEL,
-    MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, OVERHEAD, TAG_LEN,
+    Context, Encoding, Opened, Payload, Signer, DEFAULT_MAX_PAYLOAD, ENVELOPE_VERSION,
+    ENVELOPE_VERSION_TAGGED, MAC_LABEL, MAX_KEY_ID_LEN, MAX_PAYLOAD_LIMIT, MAX_TAGS_SECTION,
+    OVERHEAD, TAG_LEN,
 };
 pub use error::{Error, Result};
 pub use fence::{Fence, Ticket};
@@ -78,4 +82,5 @@ pub use secure_key::{
     MIN_ESTIMATED_BITS, MIN_SECRET_BYTES,
 };
 pub use store::{Config, Counter, Scoped, Stats, Store, Weigh};
+pub use tags::{check_tag, check_tags, tags_valid, TagVersions, MAX_TAGS, MAX_TAG_LEN};
 pub use tier::{parse_counter, promotion_ttl, Breaker, BreakerState};

@@ -170,7 +170,10 @@ impl WasmCoherence {
     }
 
     /// The read's replies (`RedisRest.pipeline` entries, in order) came:
-    /// `[everything, gap | null, keys, globs]`: what to drop from L1.
+    /// `[everything, gap | null, keys, globs, tags]`: what to drop from L1
+    /// (`tags`: the keys of tags' versions raised elsewhere, whose known
+    /// versions are no longer current; `everything` also drops every tag
+    /// version held).
     /// Throws `L2_PROTOCOL`/`L2_REDIS` for a reply that is not what Redis
     /// answers (counted as a failed read).
     #[wasm_bindgen(js_name = finishRead)]
@@ -187,12 +190,13 @@ impl WasmCoherence {
         };
         let out = self.lease.finish_read(t, &r).map_err(to_js)?;
         let strings = |v: &[String]| v.iter().map(|s| JsValue::from_str(s)).collect::<Array>();
-        Ok(Array::of4(
+        Ok(Array::of5(
             &JsValue::from_bool(out.everything),
             &out.gap
                 .map_or(JsValue::NULL, |g| JsValue::from_str(g.name())),
             &strings(&out.keys),
             &strings(&out.globs),
+            &strings(&out.tags),
         ))
     }
 
@@ -203,22 +207,15 @@ impl WasmCoherence {
     }
 
     /// The commands that append a mutation to the log (`op`: `set`, `del`,
-    /// `incr`, `pat`, `clear`), as a JSON array (an entry per 64
+    /// `incr`, `pat`, `clear`, `tag`), as a JSON array (an entry per 64
     /// targets), then its `PUBLISH` for caches that push.
     pub fn append(&mut self, op: &str, targets: Vec<String>) -> Result<String, JsValue> {
-        let op = match op {
-            "set" => Op::Set,
-            "del" => Op::Delete,
-            "incr" => Op::Incr,
-            "pat" => Op::Pattern,
-            "clear" => Op::Clear,
-            _ => {
-                return Err(to_js(Error::InvalidOption {
-                    name: "op",
-                    reason: op.into(),
-                }))
-            }
-        };
+        let op = Op::from_name(op.as_bytes()).ok_or_else(|| {
+            to_js(Error::InvalidOption {
+                name: "op",
+                reason: op.into(),
+            })
+        })?;
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
         let mut all = self.lease.append(op, &refs).map_err(to_js)?;
         all.push(self.lease.log().publish(self.lease.id(), op, &refs));

@@ -12,6 +12,12 @@
 //! side. Opened values come back in one call as a JS string (JSON text), a
 //! `Uint8Array` (bytes) or `undefined` (expired).
 //!
+//! Tags (format version 3) cross as text too, after the payload in the
+//! input buffer: `<version>:<tag>` pairs joined with `,` (a tag has no
+//! comma, and a version no `:`), versions in decimal from 0 to 2^53 - 1 so
+//! that a JS number holds them exactly. `lastTags()` gives an opened
+//! envelope's tags back in the same form.
+//!
 //! The context's name is a namespace of the application's, or, for the
 //! Redis tier, the prefix of its `LayoutCore` (read once per layout on the
 //! JS side), with `tier` set.
@@ -76,6 +82,45 @@ pub struct WasmSigner {
     scope_cache: Option<ScopeCache>,
     /// The expiry of the envelope the last successful `open` returned.
     last_expires_at: u64,
+    /// Its tags as `<version>:<tag>,...`; `None` if it had none.
+    last_tags: Option<String>,
+}
+
+/// The largest tag version that crosses to JS: a number holds it exactly.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+/// Reads `<version>:<tag>` pairs joined with `,` (see the module docs).
+/// `INVALID_TAG` for a pair without `:` or a version that is not a
+/// decimal integer from 0 to 2^53 - 1 (the tags themselves are checked by
+/// the signer). `,` and `:` are ASCII, so byte offsets split the text.
+fn parse_tags(text: &str) -> Result<Vec<(&str, u64)>, JsValue> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.bytes().position(|b| b == b',').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        let bad = || {
+            to_js(Error::InvalidTag(format!(
+                "\"{pair}\": each tag goes with its version, an integer from 0 to 2^53 - 1"
+            )))
+        };
+        let colon = pair.bytes().position(|b| b == b':').ok_or_else(bad)?;
+        let (v, tag) = (&pair[..colon], &pair[colon + 1..]);
+        let canonical = !v.is_empty()
+            && v.len() <= 16
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && (v == "0" || !v.starts_with('0'));
+        if !canonical {
+            return Err(bad());
+        }
+        let n = v.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+        if n > MAX_SAFE {
+            return Err(bad());
+        }
+        out.push((tag, n));
+    }
+    Ok(out)
 }
 
 /// The strings of one call, read from the input buffer.
@@ -189,6 +234,7 @@ impl WasmSigner {
                 input: Vec::new(),
                 scope_cache: None,
                 last_expires_at: 0,
+                last_tags: None,
             })
             .map_err(to_js)
     }
@@ -295,7 +341,9 @@ impl WasmSigner {
 
     /// Seals the payload in the input buffer (`encoding`: 0 bytes, 1 UTF-8
     /// JSON) in the context whose name the buffer starts with: a tier's
-    /// values under that prefix (`tier`), or that namespace.
+    /// values under that prefix (`tier`), or that namespace. `tags_len`
+    /// bytes of tags follow the payload (0: none, a version 2 envelope;
+    /// else version 3): `<version>:<tag>` pairs joined with `,`.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &mut self,
@@ -307,11 +355,20 @@ impl WasmSigner {
         user_len: i32,
         encoding: u8,
         payload_len: usize,
+        tags_len: usize,
         now: f64,
         ttl: f64,
     ) -> Result<String, JsValue> {
-        let (signer, a) =
-            self.call(scoped, name_len, key_len, tenant_len, user_len, payload_len)?;
+        let rest_len = payload_len.saturating_add(tags_len);
+        let (signer, a) = self.call(scoped, name_len, key_len, tenant_len, user_len, rest_len)?;
+        let (payload, tags) = a.rest.split_at(payload_len);
+        let tags = std::str::from_utf8(tags).map_err(|_| {
+            to_js(Error::InvalidOption {
+                name: "input",
+                reason: "not UTF-8".into(),
+            })
+        })?;
+        let tags = parse_tags(tags)?;
         let at = expiry(now, ttl)?;
         let encoding = if encoding == 1 {
             Encoding::Json
@@ -320,13 +377,22 @@ impl WasmSigner {
         };
         // JSON arrives as TextEncoder output, which is always UTF-8.
         signer
-            .seal_bound(context(tier, a.name), a.scope, a.key, encoding, a.rest, at)
+            .seal_bound(
+                context(tier, a.name),
+                a.scope,
+                a.key,
+                encoding,
+                payload,
+                at,
+                &tags,
+            )
             .map_err(to_js)
     }
 
     /// Opens the envelope in the input buffer, in the context as for
     /// [`seal`](Self::seal): a string (JSON text), a `Uint8Array` (bytes),
-    /// or `undefined` if it has expired.
+    /// or `undefined` if it has expired. A tagged one (version 3) only if
+    /// `tagged`: its tags are then in [`last_tags`](Self::last_tags).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         &mut self,
@@ -338,6 +404,7 @@ impl WasmSigner {
         user_len: i32,
         envelope_len: usize,
         now: f64,
+        tagged: bool,
     ) -> Result<JsValue, JsValue> {
         if now.is_nan() {
             return Err(to_js(bad_clock(now)));
@@ -353,11 +420,31 @@ impl WasmSigner {
         // Saturating: a negative time reads as 0, which expires nothing.
         let now = now.floor() as u64;
         let Some(opened) = signer
-            .open_bound(context(tier, a.name), a.scope, a.key, a.rest, now)
+            .open_bound(context(tier, a.name), a.scope, a.key, a.rest, now, tagged)
             .map_err(to_js)?
         else {
             return Ok(JsValue::UNDEFINED);
         };
+        let tags = opened.tags();
+        if tags.iter().any(|&(_, v)| v > MAX_SAFE) {
+            // Signed by a writer that is not the JS one: refused rather
+            // than rounded (a rounded version could pass for a newer one).
+            return Err(to_js(Error::MalformedEnvelope(
+                "a tag version is past 2^53 - 1, which a JS number cannot hold exactly".into(),
+            )));
+        }
+        self.last_tags = (!tags.is_empty()).then(|| {
+            let mut out = String::new();
+            for (i, (t, v)) in tags.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&v.to_string());
+                out.push(':');
+                out.push_str(t);
+            }
+            out
+        });
         self.last_expires_at = opened.expires_at();
         Ok(match opened.encoding() {
             Encoding::Json => JsValue::from_str(opened.json().map_err(to_js)?),
@@ -370,5 +457,12 @@ impl WasmSigner {
     #[wasm_bindgen(js_name = lastExpiresAt)]
     pub fn last_expires_at(&self) -> f64 {
         self.last_expires_at as f64
+    }
+
+    /// The tags of the envelope the last successful `open` returned, as
+    /// `<version>:<tag>` pairs joined with `,`; `undefined` if it had none.
+    #[wasm_bindgen(js_name = lastTags)]
+    pub fn last_tags(&self) -> Option<String> {
+        self.last_tags.clone()
     }
 }

@@ -26,6 +26,19 @@ fn scope(tenant: Option<String>, user: Option<String>) -> Result<Option<Scope>, 
 #[wasm_bindgen(js_name = LayoutCore)]
 pub struct WasmLayout(Layout);
 
+impl WasmLayout {
+    /// One copy of the space's code for both exports.
+    #[inline(never)]
+    fn space_of(
+        &self,
+        kind: Kind,
+        tenant: Option<String>,
+        user: Option<String>,
+    ) -> Result<String, JsValue> {
+        Ok(self.0.space(kind, scope(tenant, user)?.as_ref()))
+    }
+}
+
 #[wasm_bindgen(js_class = LayoutCore)]
 impl WasmLayout {
     /// Throws `INVALID_OPTION` for a prefix outside `[A-Za-z0-9_.-]{1,64}`.
@@ -49,7 +62,19 @@ impl WasmLayout {
         user: Option<String>,
     ) -> Result<String, JsValue> {
         let kind = if counter { Kind::Counter } else { Kind::Value };
-        Ok(self.0.space(kind, scope(tenant, user)?.as_ref()))
+        self.space_of(kind, tenant, user)
+    }
+
+    /// What the Redis keys of tags' versions (kind `g`) in this scope start
+    /// with: a tag's key is this followed by the tag
+    /// (`<prefix>:g:<space><tag>`); no tenant and no user is the root.
+    #[wasm_bindgen(js_name = tagSpace)]
+    pub fn tag_space(
+        &self,
+        tenant: Option<String>,
+        user: Option<String>,
+    ) -> Result<String, JsValue> {
+        Ok(self.0.space(Kind::Tag, scope(tenant, user)?.as_ref()))
     }
 
     /// The `SCAN MATCH` pattern of `glob` in this scope (both kinds).
@@ -67,7 +92,8 @@ impl WasmLayout {
         self.0.everything()
     }
 
-    /// Whether `redis_key` is a key this cache can have written.
+    /// Whether `redis_key` is a key of an entry this cache can have
+    /// written (not a tag's version: `clear` leaves those).
     pub fn owns(&self, redis_key: &str) -> bool {
         self.0.parse(redis_key).is_some()
     }
@@ -241,6 +267,16 @@ impl Default for WasmFence {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// An entry's tags checked against the rule of tags and deduplicated (the
+/// first occurrence kept, in order): `INVALID_TAG` otherwise. JS checks
+/// first that each is a string of well-formed Unicode (a lone surrogate
+/// would cross as U+FFFD).
+#[wasm_bindgen(js_name = checkTags)]
+pub fn check_tags_js(tags: Vec<String>) -> Result<Vec<String>, JsValue> {
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    crate::tags::check_tags(&refs).map_err(to_js)
 }
 
 /// A counter's text as a number: `NaN` if it is not a counter (see

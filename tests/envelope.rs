@@ -1,5 +1,5 @@
 //! Integration tests of signed envelopes: the documented test vectors (format
-//! version 2, and version 1 read under `accept_v1`), tampering (exhaustive
+//! version 2, version 3 with tags, and version 1 read under `accept_v1`), tampering (exhaustive
 //! bit flips, proptest mutations), context, scope and key binding, rotation,
 //! and a proptest smoke of the fuzz target.
 
@@ -80,9 +80,18 @@ struct Vector {
     json: Option<&'static str>,
     bytes: &'static [u8],
     expires_at: u64,
+    /// Version 3: the tags and the versions they were written under.
+    tags: &'static [(&'static str, u64)],
 }
 
 impl Vector {
+    fn clone_shallow(&self) -> Vector {
+        Vector {
+            secret: self.secret.clone(),
+            ..*self
+        }
+    }
+
     fn scope(&self) -> Option<Scope> {
         (self.tenant.is_some() || self.user.is_some())
             .then(|| Scope::new(self.tenant, self.user).unwrap())
@@ -111,6 +120,16 @@ impl Vector {
         body.extend_from_slice(self.key_id.as_bytes());
         body.extend_from_slice(&self.expires_at.to_be_bytes());
         body.push(if self.json.is_some() { 1 } else { 0 });
+        // Version 3: tagCount, then per tag u16 length, bytes, u64 version.
+        assert_eq!(self.version == 3, !self.tags.is_empty());
+        if self.version == 3 {
+            body.push(self.tags.len() as u8);
+            for (tag, v) in self.tags {
+                body.extend_from_slice(&(tag.len() as u16).to_be_bytes());
+                body.extend_from_slice(tag.as_bytes());
+                body.extend_from_slice(&v.to_be_bytes());
+            }
+        }
         body.extend_from_slice(&(p.len() as u32).to_be_bytes());
         body.extend_from_slice(p);
         let mut mac = b"edgecache/envelope\0".to_vec();
@@ -147,7 +166,11 @@ impl Vector {
     }
 
     fn open(&self, signer: &Signer, sealed: &str) -> edgecache::Result<Option<edgecache::Opened>> {
-        signer.open_in(self.context(), self.scope().as_ref(), self.key, sealed, 1)
+        if self.version == 3 {
+            signer.open_tagged_in(self.context(), self.scope().as_ref(), self.key, sealed, 1)
+        } else {
+            signer.open_in(self.context(), self.scope().as_ref(), self.key, sealed, 1)
+        }
     }
 }
 
@@ -167,8 +190,14 @@ fn vectors() -> Vec<Vector> {
                 json,
                 bytes,
                 expires_at,
+                tags: &[],
             }
         };
+    let tagged = |tags, v: Vector| Vector {
+        version: 3,
+        tags,
+        ..v
+    };
     let app = Some(Ctx::App(""));
     vec![
         // Version 2.
@@ -244,6 +273,52 @@ fn vectors() -> Vec<Vector> {
             Some("[1,2,3]"),
             b"",
             0,
+        ),
+        // Version 3: tagged entries.
+        tagged(
+            &[("product:7", 3), ("category:lights", 0)],
+            v(
+                3,
+                Some(Ctx::Tier("app")),
+                &s1,
+                "k1",
+                Some("acme"),
+                None,
+                "page:/lamps/7",
+                Some(r#"{"title":"Lamp"}"#),
+                b"",
+                1_767_225_600_000,
+            ),
+        ),
+        tagged(
+            &[("user:Zoë", (1 << 53) - 1)],
+            v(
+                3,
+                app,
+                &s2,
+                "k2",
+                None,
+                None,
+                "avatar",
+                None,
+                &[0xCA, 0xFE],
+                0,
+            ),
+        ),
+        tagged(
+            &[("a", 1), ("b", 2), ("c", 0)],
+            v(
+                3,
+                Some(Ctx::Tier("shop")),
+                &s1,
+                "k1",
+                Some("acme"),
+                Some("42"),
+                "cart",
+                Some("[]"),
+                b"",
+                0,
+            ),
         ),
         // Version 1 (read under accept_v1 only): no context.
         v(
@@ -326,6 +401,19 @@ fn seal_matches_the_documented_layout_and_vectors() {
             "docs/ENVELOPE.md lacks the tag of {what}"
         );
         let mut signer = v.signer();
+        if v.version >= 2 {
+            let sealed = signer
+                .seal_tagged_in(
+                    v.context(),
+                    v.scope().as_ref(),
+                    v.key,
+                    v.payload(),
+                    v.expires_at,
+                    v.tags,
+                )
+                .unwrap();
+            assert_eq!(sealed, envelope, "layout of {what}");
+        }
         if v.version == 2 {
             let sealed = signer
                 .seal_in(
@@ -337,6 +425,18 @@ fn seal_matches_the_documented_layout_and_vectors() {
                 )
                 .unwrap();
             assert_eq!(sealed, envelope, "layout of {what}");
+            // open_tagged opens version 2 too, without tags.
+            let o = signer
+                .open_tagged_in(v.context(), v.scope().as_ref(), v.key, &envelope, 1)
+                .unwrap()
+                .unwrap();
+            assert!(o.tags().is_empty());
+        } else if v.version == 3 {
+            // Refused by what cannot check tags, as by an older reader.
+            let e = signer
+                .open_in(v.context(), v.scope().as_ref(), v.key, &envelope, 1)
+                .unwrap_err();
+            assert_eq!(e.code(), "MALFORMED_ENVELOPE", "{what}");
         } else {
             // Refused as outdated unless accepted; never written.
             assert_eq!(
@@ -348,6 +448,57 @@ fn seal_matches_the_documented_layout_and_vectors() {
         let opened = v.open(&signer, &envelope).unwrap().unwrap();
         assert_eq!(opened.payload(), v.payload_bytes());
         assert_eq!(opened.expires_at(), v.expires_at);
+        let tags: Vec<(&str, u64)> = opened
+            .tags()
+            .iter()
+            .map(|(t, n)| (t.as_str(), *n))
+            .collect();
+        assert_eq!(tags, v.tags, "{what}");
+    }
+    assert_eq!(vectors().iter().filter(|v| v.version == 3).count(), 3);
+}
+
+#[test]
+fn tagged_vectors_bind_their_tags() {
+    // Every tag and version is signed: stripping the tags (the same
+    // payload as version 2 under the old tag), dropping one, changing a
+    // version or a tag's bytes, none opens.
+    for v in vectors().iter().filter(|v| v.version == 3) {
+        let signer = v.signer();
+        let envelope = vector_envelope(v);
+        let raw = unb64(&envelope);
+        let (body, _) = v.body_and_mac_input();
+        let mac = &raw[body.len()..];
+        let stripped = Vector {
+            version: 2,
+            tags: &[],
+            ..v.clone_shallow()
+        };
+        let (mut b2, _) = stripped.body_and_mac_input();
+        b2.extend_from_slice(mac);
+        assert_eq!(
+            signer
+                .open_tagged_in(v.context(), v.scope().as_ref(), v.key, &b64(&b2), 1)
+                .unwrap_err(),
+            Error::BadSignature
+        );
+        // Each byte of the tag section altered: refused (bad signature, or
+        // malformed where the lengths no longer add up).
+        let section = 2 + v.key_id.len() + 8 + 1;
+        let section_len: usize = 1 + v.tags.iter().map(|(t, _)| 2 + t.len() + 8).sum::<usize>();
+        for i in section..section + section_len {
+            for flip in [1u8, 0x80] {
+                let mut b = raw.clone();
+                b[i] ^= flip;
+                assert!(
+                    signer
+                        .open_tagged_in(v.context(), v.scope().as_ref(), v.key, &b64(&b), 1)
+                        .is_err(),
+                    "byte {i} ^ {flip} of {}",
+                    v.key
+                );
+            }
+        }
     }
 }
 
@@ -365,7 +516,7 @@ fn vectors_are_bound_to_their_context() {
         Error::BadSignature
     );
     // Every version 2 vector fails in every other context (and the default).
-    for v in vs.iter().filter(|v| v.version == 2) {
+    for v in vs.iter().filter(|v| v.version >= 2) {
         let sealed = vector_envelope(v);
         for other in [
             Context::DEFAULT,
@@ -382,7 +533,7 @@ fn vectors_are_bound_to_their_context() {
             if other != v.context() {
                 assert_eq!(
                     v.signer()
-                        .open_in(other, v.scope().as_ref(), v.key, &sealed, 1)
+                        .open_tagged_in(other, v.scope().as_ref(), v.key, &sealed, 1)
                         .unwrap_err(),
                     Error::BadSignature,
                     "{} as {other:?}",
@@ -420,12 +571,22 @@ fn print_vectors() {
                 Some(Ctx::Tier(prefix)) => format!("{{ \"prefix\": \"{prefix}\", \"kind\": \"v\" }}"),
             };
             let (_, input) = v.body_and_mac_input();
+            let tags = if v.tags.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = v
+                    .tags
+                    .iter()
+                    .map(|(t, n)| format!("[\"{t}\", {n}]"))
+                    .collect();
+                format!("\n    \"tags\": [{}],", list.join(", "))
+            };
             let payload = match v.json {
                 Some(j) => format!("\"json\": {:?}", j),
                 None => format!("\"bytesHex\": \"{}\"", hex(v.bytes)),
             };
             format!(
-                "  {{\n    \"version\": {},\n    \"context\": {},\n    \"secret\": \"{}\",\n    \"secretHex\": \"{}\",\n    \"keyId\": \"{}\",\n    \"scope\": {},\n    \"scopeEncoding\": {},\n    \"key\": \"{}\",\n    {},\n    \"expiresAt\": {},\n    \"macInputHex\": \"{}\",\n    \"tagHex\": \"{}\",\n    \"envelope\": \"{}\"\n  }}",
+                "  {{\n    \"version\": {},\n    \"context\": {},\n    \"secret\": \"{}\",\n    \"secretHex\": \"{}\",\n    \"keyId\": \"{}\",\n    \"scope\": {},\n    \"scopeEncoding\": {},\n    \"key\": \"{}\",\n    {},\n    \"expiresAt\": {},{}\n    \"macInputHex\": \"{}\",\n    \"tagHex\": \"{}\",\n    \"envelope\": \"{}\"\n  }}",
                 v.version,
                 context,
                 b64(&v.secret),
@@ -436,6 +597,7 @@ fn print_vectors() {
                 v.key,
                 payload,
                 v.expires_at,
+                tags,
                 hex(&input),
                 hex(&vector_tag(v)),
                 vector_envelope(v)
@@ -571,12 +733,14 @@ proptest! {
         // and without accepting version 1.
         let (mut v1, _, _) = sample();
         v1.set_accept_v1(true);
-        for version in [2, 1] {
+        for version in [2, 3, 1] {
             let mut framed = vec![version, 2, b'k', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 1];
             framed.extend_from_slice(&raw);
             let _ = signer.open(Some(&scope), "k", &b64(&framed), 0);
+            let _ = signer.open_tagged(Some(&scope), "k", &b64(&framed), 0);
             let _ = v1.open(Some(&scope), "k", &b64(&framed), 0);
         }
+        let _ = signer.open_tagged(Some(&scope), "k", &text, 0);
     }
 
     /// Random edits of a valid envelope (bit flips, inserted, removed and
@@ -603,6 +767,31 @@ proptest! {
         prop_assert_eq!(opened.payload(), &payload[..]);
         prop_assert_eq!(opened.expires_at(), exp);
         prop_assert!(signer.open(None, &key, &sealed, 0).is_err());
+    }
+
+    /// Any valid tags round-trip through version 3 (in order, with their
+    /// versions), and random edits of the tagged envelope never open.
+    #[test]
+    fn tagged_round_trip_and_mutations(
+        tags in proptest::collection::btree_map("[a-z:|é0-9 ]{1,12}", any::<u64>(), 1..6),
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4),
+    ) {
+        let (signer, scope, _) = sample();
+        let tags: Vec<(&str, u64)> = tags.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        let sealed = signer.seal_tagged(Some(&scope), "k", Payload::Bytes(&payload), 0, &tags).unwrap();
+        let opened = signer.open_tagged(Some(&scope), "k", &sealed, 0).unwrap().unwrap();
+        let back: Vec<(&str, u64)> = opened.tags().iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        prop_assert_eq!(back, tags);
+        prop_assert_eq!(opened.payload(), &payload[..]);
+        prop_assert!(signer.open(Some(&scope), "k", &sealed, 0).is_err());
+        let raw = unb64(&sealed);
+        let mut b = raw.clone();
+        for (op, at, byte) in ops {
+            b = mutate(&b, op, at, byte);
+        }
+        prop_assume!(b != raw);
+        prop_assert!(signer.open_tagged(Some(&scope), "k", &b64(&b), 0).is_err());
     }
 
     /// Sealed in one context, an envelope opens in that context only: any

@@ -97,8 +97,12 @@ pub struct Outcome {
     pub keys: Vec<String>,
     /// Redis globs over keys changed elsewhere (pattern deletes, clears).
     pub globs: Vec<String>,
-    /// Drop all of L1 (then `keys` and `globs` are empty): a gap, or the
-    /// first read.
+    /// Keys of tags' versions ([`Kind::Tag`](crate::Kind::Tag)) raised
+    /// elsewhere (`invalidateTags`), oldest first, each once: a version
+    /// the cache holds for one of them is no longer known to be current.
+    pub tags: Vec<String>,
+    /// Drop all of L1 (then `keys`, `globs` and `tags` are empty), and
+    /// every tag version the cache holds: a gap, or the first read.
     pub everything: bool,
     /// Why, when it was a gap (never for the first read).
     pub gap: Option<Gap>,
@@ -491,6 +495,7 @@ impl Lease {
         if gap.is_some() || out.first {
             out.keys.clear();
             out.globs.clear();
+            out.tags.clear();
             out.everything = true;
         }
         out.gap = gap;
@@ -511,8 +516,9 @@ impl Lease {
         from: StreamId,
         out: &mut Outcome,
     ) -> Option<Gap> {
-        let mut keys = HashSet::new();
-        let mut globs = HashSet::new();
+        // One set for the three lists: a key, a glob and a tag's key never
+        // spell one another (the kinds differ, and a glob's is `[vn]`).
+        let mut seen = HashSet::new();
         for (id, fields) in range.iter().rev().filter(|e| e.0 != from) {
             let entry = match self.log.decode_entry(fields) {
                 Ok(e) => e,
@@ -526,10 +532,12 @@ impl Lease {
                 continue;
             }
             self.stats.entries += 1;
-            let (list, seen) = if entry.op.globs() {
-                (&mut out.globs, &mut globs)
+            let list = if entry.op.globs() {
+                &mut out.globs
+            } else if entry.op == Op::Tag {
+                &mut out.tags
             } else {
-                (&mut out.keys, &mut keys)
+                &mut out.keys
             };
             for target in entry.targets {
                 if seen.insert(target.clone()) {
@@ -666,6 +674,45 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_names_the_tags_others_invalidated() {
+        let mut l = started();
+        let t = l.begin_read(5);
+        let out = l
+            .finish_read(
+                t,
+                &replies(
+                    Some("E"),
+                    vec![
+                        mark(10),
+                        entry(11, OTHER, "tag", &["app:g:r|product:7", "app:g:t4:acme|a"]),
+                        entry(12, ME, "tag", &["app:g:r|mine"]),
+                        entry(13, OTHER, "set", &["app:v:r|a"]),
+                        entry(14, OTHER, "tag", &["app:g:r|product:7", "app:g:r|b"]),
+                    ],
+                ),
+            )
+            .unwrap();
+        // Apart from the keys: a tag's key names no entry to drop.
+        assert_eq!(
+            out.tags,
+            ["app:g:r|product:7", "app:g:t4:acme|a", "app:g:r|b"]
+        );
+        assert_eq!(out.keys, ["app:v:r|a"]);
+        assert!(out.globs.is_empty() && !out.everything && out.gap.is_none());
+        let s = l.stats();
+        assert_eq!((s.entries, s.own), (3, 1));
+        // A gap after a tag entry drops everything, tags included.
+        let t = l.begin_read(6);
+        let out = l
+            .finish_read(
+                t,
+                &replies(Some("F"), vec![entry(15, OTHER, "tag", &["app:g:r|c"])]),
+            )
+            .unwrap();
+        assert!(out.everything && out.tags.is_empty() && out.gap == Some(Gap::Epoch));
+    }
+
+    #[test]
     fn gaps_drop_everything_and_say_why() {
         let cases: Vec<(Option<&str>, Vec<Reply>, Gap)> = vec![
             // position trimmed, later entries remain
@@ -688,6 +735,7 @@ mod tests {
             let out = l.finish_read(t, &replies(epoch, entries)).unwrap();
             assert_eq!(out.gap, Some(want));
             assert!(out.everything && out.keys.is_empty() && out.globs.is_empty());
+            assert!(out.tags.is_empty());
             assert!(out.renewed, "a gap read still vouches for L1 (now empty)");
             assert_eq!(l.stats().gaps, 1);
             assert_eq!(out.unreadable.is_some(), want == Gap::Unreadable);

@@ -93,6 +93,11 @@ pub enum Op {
     /// `clear` of the cache ([`Layout::everything`]) or of a scope
     /// ([`Layout::pattern`] with `*`): Redis globs.
     Clear,
+    /// `invalidateTags`: the keys of the tags' versions ([`Kind::Tag`],
+    /// `<prefix>:g:<space><tag>`), whose `INCR` the entry follows.
+    ///
+    /// [`Kind::Tag`]: crate::Kind::Tag
+    Tag,
 }
 
 impl Op {
@@ -104,6 +109,7 @@ impl Op {
             Op::Incr => "incr",
             Op::Pattern => "pat",
             Op::Clear => "clear",
+            Op::Tag => "tag",
         }
     }
 
@@ -112,13 +118,21 @@ impl Op {
         matches!(self, Op::Pattern | Op::Clear)
     }
 
-    fn from_name(name: &[u8]) -> Option<Op> {
+    /// The op an entry names (`set`, `del`, `incr`, `pat`, `clear`, `tag`).
+    ///
+    /// ```
+    /// use edgecache::Op;
+    /// assert_eq!(Op::from_name(b"tag"), Some(Op::Tag));
+    /// assert_eq!(Op::from_name(b"TAG"), None);
+    /// ```
+    pub fn from_name(name: &[u8]) -> Option<Op> {
         Some(match name {
             b"set" => Op::Set,
             b"del" => Op::Delete,
             b"incr" => Op::Incr,
             b"pat" => Op::Pattern,
             b"clear" => Op::Clear,
+            b"tag" => Op::Tag,
             _ => return None,
         })
     }
@@ -278,16 +292,21 @@ impl Log {
         &self.layout
     }
 
-    /// Whether `target` may be named by an entry of `op`: a key of the
-    /// layout, or a glob over the layout's keys (it starts with the
-    /// prefix, `:`, and `[vn]:`, as [`Layout::pattern`] and
-    /// [`Layout::everything`] write them).
+    /// Whether `target` may be named by an entry of `op`: a key of an
+    /// entry of the layout, a glob over the layout's keys (it starts with
+    /// the prefix, `:`, and `[vn]:`, as [`Layout::pattern`] and
+    /// [`Layout::everything`] write them), or for [`Op::Tag`] the key of a
+    /// tag's version (and nothing else).
     fn check_target(&self, op: Op, target: &str) -> bool {
         if op.globs() {
             target
                 .strip_prefix(self.layout.prefix())
                 .and_then(|t| t.strip_prefix(":[vn]:"))
                 .is_some()
+        } else if op == Op::Tag {
+            self.layout
+                .parse_tag(target)
+                .is_some_and(|(_, tag)| crate::tags::check_tag(tag).is_ok())
         } else {
             self.layout.parse(target).is_some()
         }
@@ -611,6 +630,56 @@ mod tests {
         let mut fields = f(&["w", W, "op", "set"]);
         fields.extend(too_many.iter().map(|s| s.as_bytes().to_vec()));
         assert!(l.decode_entry(&fields).is_err());
+    }
+
+    #[test]
+    fn tag_entries_name_tag_keys_only() {
+        let f = |s: &[&str]| s.iter().map(|x| x.as_bytes().to_vec()).collect::<Vec<_>>();
+        let l = log();
+        let tags = ["app:g:r|product:7", "app:g:t4:acme|Zoë"];
+        let cmds = l.append(W, "e", Op::Tag, &tags).unwrap();
+        assert_eq!(
+            cmds[1].body(),
+            format!(
+                r#"["XADD","app:c:{{app:0}}:log","MAXLEN","~",10000,"*","w","{W}","op","tag","0","app:g:r|product:7","1","app:g:t4:acme|Zoë"]"#
+            )
+        );
+        let e = l
+            .decode_entry(&f(&["w", W, "op", "tag", "0", tags[0], "1", tags[1]]))
+            .unwrap();
+        assert_eq!(
+            (e.op, e.targets),
+            (Op::Tag, tags.map(String::from).to_vec())
+        );
+        assert!(!Op::Tag.globs());
+        // A tag entry names tags' keys, nothing else; no other entry names them.
+        for bad in [
+            &["w", W, "op", "tag", "0", "app:v:r|k"][..],
+            &["w", W, "op", "tag", "0", "app:n:r|k"],
+            &["w", W, "op", "tag", "0", "app:[vn]:r|*"],
+            &["w", W, "op", "tag", "0", "other:g:r|k"],
+            &["w", W, "op", "tag", "0", "app:g:r|"],
+            &["w", W, "op", "tag", "0", "app:g:r|a,b"],
+            &["w", W, "op", "tag", "0", "app:g:x|k"],
+            &["w", W, "op", "set", "0", "app:g:r|k"],
+            &["w", W, "op", "del", "0", "app:g:r|k"],
+            &["w", W, "op", "incr", "0", "app:g:r|k"],
+        ] {
+            assert_eq!(
+                l.decode_entry(&f(bad)).unwrap_err().code(),
+                "L2_PROTOCOL",
+                "{bad:?}"
+            );
+        }
+        let code = |r: Result<Vec<Command>>| r.unwrap_err().code();
+        assert_eq!(
+            code(l.append(W, "e", Op::Tag, &["app:v:r|k"])),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            code(l.append(W, "e", Op::Delete, &["app:g:r|k"])),
+            "INVALID_OPTION"
+        );
     }
 
     #[test]

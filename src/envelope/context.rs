@@ -89,6 +89,11 @@ impl<'a> Context<'a> {
                 kind: Kind::Counter,
                 ..
             } => b'n',
+            // Nothing seals a tag's version (a plain integer); the marker
+            // is ready should something be.
+            Context::Tier {
+                kind: Kind::Tag, ..
+            } => b'g',
         }
     }
 
@@ -163,7 +168,7 @@ mod tests {
     #[test]
     fn markers_are_the_layouts_kind_characters() {
         let l = Layout::new("p").unwrap();
-        for kind in [Kind::Value, Kind::Counter] {
+        for kind in [Kind::Value, Kind::Counter, Kind::Tag] {
             let space = l.space(kind, None);
             assert_eq!(
                 space.as_bytes()[2],

@@ -298,3 +298,207 @@ fn same_id_other_secret_is_a_bad_signature() {
     let e = a.seal(None, "a", Payload::Json("1"), 0).unwrap();
     assert_eq!(b.open(None, "a", &e, 0).unwrap_err(), Error::BadSignature);
 }
+
+// ---- format version 3: tagged entries ----
+
+fn tags_section(tags: &[(&str, u64)]) -> Vec<u8> {
+    let mut out = vec![tags.len() as u8];
+    for (t, v) in tags {
+        out.extend_from_slice(&(t.len() as u16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+/// A version 3 envelope with any tag section (even one the rule refuses),
+/// correctly signed, as a writer that broke the rule would make it.
+fn seal_raw_v3(s: &Signer, key: &str, section: &[u8], payload: &[u8]) -> String {
+    let k = &s.keys[s.current];
+    let mut buf = vec![ENVELOPE_VERSION_TAGGED, k.id.len() as u8];
+    buf.extend_from_slice(k.id.as_bytes());
+    buf.extend_from_slice(&0u64.to_be_bytes());
+    buf.push(Encoding::Json as u8);
+    buf.extend_from_slice(section);
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(payload);
+    let mut mac = k.mac.clone();
+    mac.update(&buf);
+    bind(&mut mac, Context::DEFAULT, None, key);
+    buf.extend_from_slice(&mac.finalize().into_bytes());
+    base64url::encode(&buf)
+}
+
+#[test]
+fn tagged_round_trip_keeps_tags_in_order() {
+    let s = signer();
+    let t = Scope::tenant("acme").unwrap();
+    let tags = [("b", 7), ("a", 0), ("Zoë", u64::MAX)];
+    let e = s
+        .seal_tagged_in(
+            Context::DEFAULT,
+            Some(&t),
+            "k",
+            Payload::Json("[1]"),
+            9,
+            &tags,
+        )
+        .unwrap();
+    let raw = base64url::decode(e.as_bytes()).unwrap();
+    assert_eq!(raw[0], ENVELOPE_VERSION_TAGGED);
+    let o = s.open_tagged(Some(&t), "k", &e, 8).unwrap().unwrap();
+    let got: Vec<(&str, u64)> = o.tags().iter().map(|(t, v)| (t.as_str(), *v)).collect();
+    assert_eq!(got, tags);
+    assert_eq!((o.json().unwrap(), o.expires_at()), ("[1]", 9));
+    // Expired: nothing, as for version 2.
+    assert!(s.open_tagged(Some(&t), "k", &e, 9).unwrap().is_none());
+    // Bound like version 2: another scope or key does not open it.
+    assert_eq!(
+        s.open_tagged(None, "k", &e, 0).unwrap_err(),
+        Error::BadSignature
+    );
+    assert_eq!(
+        s.open_tagged(Some(&t), "j", &e, 0).unwrap_err(),
+        Error::BadSignature
+    );
+    // open (which cannot check tags) refuses it before any hashing.
+    let other = Signer::new("zz", &secret(2)).unwrap();
+    assert_eq!(
+        other.open(Some(&t), "k", &e, 0).unwrap_err().code(),
+        "MALFORMED_ENVELOPE"
+    );
+}
+
+#[test]
+fn untagged_stays_version_2_byte_for_byte() {
+    let s = signer();
+    for p in [Payload::Json("{}"), Payload::Bytes(&[1, 2])] {
+        let v2 = s.seal(None, "k", p, 5).unwrap();
+        assert_eq!(s.seal_tagged(None, "k", p, 5, &[]).unwrap(), v2);
+        assert_eq!(base64url::decode(v2.as_bytes()).unwrap()[0], 2);
+        assert!(s
+            .open_tagged(None, "k", &v2, 0)
+            .unwrap()
+            .unwrap()
+            .tags()
+            .is_empty());
+    }
+}
+
+#[test]
+fn sealing_refuses_bad_tags() {
+    let s = signer();
+    let seal = |tags: &[(&str, u64)]| s.seal_tagged(None, "k", Payload::Json("1"), 0, tags);
+    for bad in [
+        &[("", 0)][..],
+        &[("a,b", 0)],
+        &[("a\n", 0)],
+        &[("a", 0), ("a", 1)],
+        &[("a", 0), ("a", 0)],
+    ] {
+        assert_eq!(seal(bad).unwrap_err().code(), "INVALID_TAG", "{bad:?}");
+    }
+    let long = "x".repeat(257);
+    assert_eq!(seal(&[(&long, 0)]).unwrap_err().code(), "INVALID_TAG");
+    let names: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let many: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    assert_eq!(seal(&many).unwrap_err().code(), "INVALID_TAG");
+    // The most there may be: 64 tags of 256 bytes, with the largest
+    // payload, opens (the length limit counts the tag section).
+    let mut s = signer();
+    s.set_max_payload(1000).unwrap();
+    let names: Vec<String> = (0..64).map(|i| format!("{i:0>256}")).collect();
+    let most: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), u64::MAX)).collect();
+    let e = s
+        .seal_tagged(None, "k", Payload::Bytes(&[7; 1000]), 0, &most)
+        .unwrap();
+    assert!(e.len() <= s.max_envelope_len());
+    assert_eq!(
+        s.open_tagged(None, "k", &e, 0)
+            .unwrap()
+            .unwrap()
+            .tags()
+            .len(),
+        64
+    );
+}
+
+#[test]
+fn malformed_tag_sections_are_refused() {
+    let s = signer();
+    let code = |e: &str| s.open_tagged(None, "k", e, 0).unwrap_err().code();
+    let bad_sections: Vec<Vec<u8>> = vec![
+        // no tags: version 3 needs at least one
+        vec![0],
+        // 65 tags
+        {
+            let names: Vec<String> = (0..65).map(|i| i.to_string()).collect();
+            let t: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 0)).collect();
+            tags_section(&t)
+        },
+        tags_section(&[("", 0)]),
+        tags_section(&[("a,b", 0)]),
+        tags_section(&[("a\u{7f}", 0)]),
+        tags_section(&[("a", 0), ("a", 1)]),
+        {
+            let long = "x".repeat(257);
+            tags_section(&[(&long, 0)])
+        },
+        // not UTF-8
+        vec![1, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0],
+    ];
+    for section in bad_sections {
+        // Signed correctly: refused for its tags, not its signature.
+        let e = seal_raw_v3(&s, "k", &section, b"1");
+        assert_eq!(code(&e), "MALFORMED_ENVELOPE", "{section:?}");
+    }
+    // Every truncation of a good one.
+    let good = s
+        .seal_tagged(None, "k", Payload::Json("1"), 0, &[("ab", 1), ("c", 2)])
+        .unwrap();
+    let raw = base64url::decode(good.as_bytes()).unwrap();
+    for cut in 0..raw.len() {
+        assert_eq!(
+            code(&base64url::encode(&raw[..cut])),
+            "MALFORMED_ENVELOPE",
+            "cut at {cut}"
+        );
+    }
+    let mut long = raw.clone();
+    long.push(0);
+    assert_eq!(code(&base64url::encode(&long)), "MALFORMED_ENVELOPE");
+    // A version 2 envelope relabelled 3 (its payload length read as a
+    // tag count of 0), and the other way round: refused.
+    let v2 =
+        base64url::decode(s.seal(None, "k", Payload::Json("1"), 0).unwrap().as_bytes()).unwrap();
+    let mut as3 = v2.clone();
+    as3[0] = 3;
+    assert_eq!(code(&base64url::encode(&as3)), "MALFORMED_ENVELOPE");
+    let mut as2 = raw.clone();
+    as2[0] = 2;
+    assert!(s
+        .open_tagged(None, "k", &base64url::encode(&as2), 0)
+        .is_err());
+}
+
+#[test]
+fn tagged_header_checks_come_before_the_payload() {
+    let mut s = signer();
+    s.set_max_payload(1000).unwrap();
+    let e = s
+        .seal_tagged(None, "a", Payload::Bytes(&[9; 600]), 0, &[("t", 1)])
+        .unwrap();
+    let other = Signer::new("zz", &secret(2)).unwrap();
+    let mut garbled = e.clone().into_bytes();
+    garbled[500] = b'!';
+    let garbled = String::from_utf8(garbled).unwrap();
+    assert_eq!(
+        other.open_tagged(None, "a", &garbled, 0).unwrap_err(),
+        Error::UnknownKeyId("k1".into())
+    );
+    s.set_max_payload(100).unwrap();
+    assert_eq!(
+        s.open_tagged(None, "a", &e, 0).unwrap_err().code(),
+        "ENVELOPE_TOO_LARGE"
+    );
+}

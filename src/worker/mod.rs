@@ -834,6 +834,8 @@ impl EdgeCache {
                         Kind::Counter => {
                             self.l1_delete_in(scope.as_ref(), &format!("{COUNTER}{k}"))
                         }
+                        // `parse` reads entries' keys only.
+                        Kind::Tag => false,
                     };
                     dropped += u64::from(held);
                     fence.invalidate(key);

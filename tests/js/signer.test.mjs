@@ -53,8 +53,20 @@ function scopeEncoding(scope) {
   return tag + parts.map((p) => `${Buffer.byteLength(p)}:${p}`).join('') + '|';
 }
 
-function body({ version = 2, keyId, expiresAt, encoding, payload }) {
-  return Buffer.concat([Buffer.from([version, keyId.length]), Buffer.from(keyId, 'ascii'), u64(expiresAt), Buffer.from([encoding]), u32(payload.length), payload]);
+const u16 = (n) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+
+/** Version 3's tag section: tagCount, then per tag u16 length, bytes, u64 version. */
+function tagSection(tags) {
+  return Buffer.concat([Buffer.from([tags.length]), ...tags.flatMap(([t, v]) => [u16(Buffer.byteLength(t)), Buffer.from(t), u64(v)])]);
+}
+
+function body({ version = 2, keyId, expiresAt, encoding, payload, tags = [] }) {
+  const section = version === 3 ? tagSection(tags) : Buffer.alloc(0);
+  return Buffer.concat([Buffer.from([version, keyId.length]), Buffer.from(keyId, 'ascii'), u64(expiresAt), Buffer.from([encoding]), section, u32(payload.length), payload]);
 }
 
 /** `u64(len) || bytes`. */
@@ -82,13 +94,15 @@ function macInput(bodyBytes, scope, key, context = { namespace: '' }) {
 const payloadOf = (v) => (v.json !== undefined ? Buffer.from(v.json) : Buffer.from(v.bytesHex, 'hex'));
 
 const v2 = vectors.filter((v) => v.version === 2);
+const v3 = vectors.filter((v) => v.version === 3);
 const v1 = vectors.filter((v) => v.version === 1);
 const inTier = (v) => v.context?.prefix !== undefined;
 const valueOf = (v) => (v.json !== undefined ? JSON.parse(v.json) : new Uint8Array(Buffer.from(v.bytesHex, 'hex')));
 const nowFor = (v) => (v.expiresAt === 0 ? 1_000 : v.expiresAt - 60_000);
 
 test('test vectors: node:crypto reproduces every documented tag and envelope', () => {
-  assert.ok(v2.length >= 6 && v1.length >= 4);
+  assert.ok(v2.length >= 6 && v1.length >= 4 && v3.length >= 2);
+  assert.ok(v3.some(inTier) && v3.some((v) => !inTier(v)));
   assert.ok(v2.some(inTier) && v2.some((v) => v.context.namespace !== undefined && v.context.namespace !== ''));
   for (const v of vectors) {
     const what = `v${v.version} ${v.key} ${JSON.stringify(v.context)}`;
@@ -96,7 +110,8 @@ test('test vectors: node:crypto reproduces every documented tag and envelope', (
     assert.equal(secret.toString('hex'), v.secretHex);
     if (v.scope) assert.equal(scopeEncoding(v.scope), v.scopeEncoding);
     assert.equal(v.context === null, v.version === 1, what);
-    const b = body({ version: v.version, keyId: v.keyId, expiresAt: v.expiresAt, encoding: v.json !== undefined ? 1 : 0, payload: payloadOf(v) });
+    assert.equal(v.tags !== undefined, v.version === 3, what);
+    const b = body({ version: v.version, keyId: v.keyId, expiresAt: v.expiresAt, encoding: v.json !== undefined ? 1 : 0, payload: payloadOf(v), tags: v.tags });
     const input = macInput(b, v.scope, v.key, v.context);
     assert.equal(input.toString('hex'), v.macInputHex, `MAC input of ${what}`);
     const tag = createHmac('sha256', secret).update(input).digest();
@@ -133,6 +148,77 @@ test('test vectors: open accepts them and seal reproduces them, in their context
       signer.free();
     }
   }
+});
+
+test('test vectors: version 3 (tags) opens with its tags and seal reproduces it, in JS as in Rust', () => {
+  for (const v of v3) {
+    const now = nowFor(v);
+    const ttl = v.expiresAt === 0 ? 0 : v.expiresAt - now;
+    const signer = new Signer({ keys: { [v.keyId]: v.secret }, current: v.keyId, now: () => now });
+    const scope = v.scope ?? undefined;
+    const [payload, encoding] = v.json !== undefined ? [v.json, 1] : [new Uint8Array(Buffer.from(v.bytesHex, 'hex')), 0];
+    if (inTier(v)) {
+      const layout = new LayoutCore(v.context.prefix);
+      assert.deepEqual(signer.openPayload(v.key, v.envelope, scope, layout), { payload, expiresAt: v.expiresAt, tags: v.tags });
+      assert.equal(signer.sealPayload(v.key, payload, encoding, scope, ttl, layout, v.tags), v.envelope, `sealPayload of ${v.key}`);
+      // Without its tags, or with other versions: another envelope, which the documented one is not.
+      assert.notEqual(signer.sealPayload(v.key, payload, encoding, scope, ttl, layout), v.envelope);
+      assert.notEqual(signer.sealPayload(v.key, payload, encoding, scope, ttl, layout, v.tags.map(([t, n]) => [t, n + 1])), v.envelope);
+      layout.free();
+    } else {
+      const opts = scope ? { scope } : {};
+      assert.deepEqual(signer.openTagged(v.key, v.envelope, opts), { value: valueOf(v), tags: v.tags });
+      assert.equal(signer.seal(v.key, valueOf(v), { ...opts, ttl, tags: v.tags }), v.envelope, `seal of ${v.key}`);
+      // The default context through the internal API too.
+      assert.deepEqual(signer.openPayload(v.key, v.envelope, scope, undefined), { payload, expiresAt: v.expiresAt, tags: v.tags });
+      assert.equal(signer.sealPayload(v.key, payload, encoding, scope, ttl, undefined, v.tags), v.envelope);
+      // open cannot check tags, so it refuses them, as a reader that does not know version 3 does.
+      throwsCode(() => signer.open(v.key, v.envelope, opts), 'MALFORMED_ENVELOPE', v.key);
+    }
+    signer.free();
+  }
+});
+
+test('tags in envelopes: untagged stays version 2, bad tags are refused, and open refuses tagged envelopes', () => {
+  const signer = new Signer({ keys: { k1: SECRET } });
+  const plain = signer.seal('k', { a: 1 });
+  assert.equal(Buffer.from(plain, 'base64url')[0], 2);
+  assert.equal(signer.seal('k', { a: 1 }, { tags: [] }), plain);
+  assert.equal(signer.sealPayload('k', '{"a":1}', 1, undefined, 0, undefined, []), plain);
+  assert.deepEqual(signer.openTagged('k', plain), { value: { a: 1 }, tags: [] });
+  assert.equal('tags' in signer.openPayload('k', plain, undefined, undefined), false);
+  const tagged = signer.seal('k', { a: 1 }, { tags: [['product:7', 2], ['Zoë', 0]] });
+  assert.equal(Buffer.from(tagged, 'base64url')[0], 3);
+  assert.deepEqual(signer.openTagged('k', tagged), { value: { a: 1 }, tags: [['product:7', 2], ['Zoë', 0]] });
+  throwsCode(() => signer.open('k', tagged), 'MALFORMED_ENVELOPE');
+  // Bound: another key or scope does not open it.
+  throwsCode(() => signer.openTagged('j', tagged), 'BAD_SIGNATURE');
+  throwsCode(() => signer.openTagged('k', tagged, { scope: { tenant: 'a' } }), 'BAD_SIGNATURE');
+  const bad = [
+    'product:7',
+    [['', 0]],
+    [['a,b', 0]],
+    [['a\n', 0]],
+    [['x'.repeat(257), 0]],
+    [['\uD800', 0]],
+    [['a', -1]],
+    [['a', 1.5]],
+    [['a', 2 ** 53]],
+    [['a', '1']],
+    [['a', 0], ['a', 1]],
+    [['a']],
+    ['a'],
+    Array.from({ length: 65 }, (_, i) => [`t${i}`, 0]),
+  ];
+  for (const tags of bad) {
+    throwsCode(() => signer.seal('k', 1, { tags }), 'INVALID_TAG', JSON.stringify(tags).slice(0, 60));
+    if (Array.isArray(tags)) throwsCode(() => signer.sealPayload('k', '1', 1, undefined, 0, undefined, tags), 'INVALID_TAG');
+  }
+  // The most: 64 tags of 256 bytes (2^53 - 1 the largest version).
+  const most = Array.from({ length: 64 }, (_, i) => [String(i).padStart(256, 'x'), 2 ** 53 - 1]);
+  const big = signer.seal('k', 'v', { tags: most });
+  assert.deepEqual(signer.openTagged('k', big).tags, most);
+  signer.free();
 });
 
 test('test vectors: version 1 is refused (OUTDATED_ENVELOPE) unless acceptV1, then opens in any context', () => {
