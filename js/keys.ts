@@ -226,8 +226,8 @@ export interface Flight {
   promise: Promise<unknown>;
   /** A background refresh of a synchronous function: callers must not join it. */
   sync: boolean;
-  /** The tags its result will be stored with, if any. */
-  tags?: readonly string[];
+  /** The tags its result will be stored with, if any; `true` while they are not known yet (any invalidation stops it). */
+  tags?: readonly string[] | true;
 }
 
 /** @internal The flights of one cache identity: a view of the root's map, under the scope's prefix. */
@@ -316,6 +316,6 @@ export function dropFlightsTagged(cache: object, tags: readonly string[]): void 
   if (f.map.size === 0) return;
   for (const k of [...f.keys()]) {
     const t = f.get(k)!.tags;
-    if (t !== undefined && t.some((x) => tags.includes(x))) f.delete(k);
+    if (t === true || (t !== undefined && t.some((x) => tags.includes(x)))) f.delete(k);
   }
 }
