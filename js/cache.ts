@@ -415,6 +415,15 @@ class Core<V> {
   slotSpace: (Space | undefined)[] | null = null;
   /** The tags of each tagged slot; `null` until the first tagged write (untagged reads then test nothing else). */
   slotTags: (Tag[] | undefined)[] | null = null;
+  /**
+   * With `slotTags`, by slot: `-1` if untagged, else the `epoch` at which
+   * its tags were last seen valid. A read compares it with `epoch` (one
+   * load, no tag touched) and checks the tags only if an invalidation
+   * retired a tag since.
+   */
+  checked: Float64Array | null = null;
+  /** Raised by each `invalidateTags` that retires a tag some entry carries. */
+  epoch = 0;
   /** `stats().tags` of the whole cache. */
   invalidations = 0;
   invalidated = 0;
@@ -497,7 +506,17 @@ class Core<V> {
     this.keys = resized(this.keys, n);
     this.values = resized(this.values, n);
     if (this.slotSpace !== null) this.slotSpace = resized(this.slotSpace, n);
-    if (this.slotTags !== null) this.slotTags = resized(this.slotTags, n);
+    if (this.slotTags !== null) {
+      this.slotTags = resized(this.slotTags, n);
+      this.checked = this.checks(n);
+    }
+  }
+
+  /** The `checked` array resized to `n` slots (new ones untagged). */
+  checks(n: number): Float64Array {
+    const a = new Float64Array(n).fill(-1);
+    if (this.checked !== null) a.set(this.checked.subarray(0, Math.min(n, this.checked.length)));
+    return a;
   }
 
   /** Allocates the shared block (an idle cache has none): its word index. */
@@ -575,6 +594,7 @@ class Core<V> {
       const t = this.slotTags[slot];
       if (t !== undefined) {
         this.slotTags[slot] = undefined;
+        this.checked![slot] = -1;
         release(space, t);
       }
     }
@@ -594,7 +614,11 @@ class Core<V> {
     let st = this.slotTags;
     const old = st === null ? undefined : st[slot];
     if (names !== undefined) {
-      st ??= this.slotTags = resized([], this.keys.length);
+      if (st === null) {
+        st = this.slotTags = resized([], this.keys.length);
+        this.checked = this.checks(this.keys.length);
+      }
+      this.checked![slot] = this.epoch;
       const m = (space.tags ??= new Map());
       const tags = new Array<Tag>(names.length);
       for (let i = 0; i < names.length; i++) {
@@ -605,7 +629,10 @@ class Core<V> {
         tags[i] = t;
       }
       st[slot] = tags;
-    } else if (old !== undefined) st![slot] = undefined;
+    } else if (old !== undefined) {
+      st![slot] = undefined;
+      this.checked![slot] = -1;
+    }
     if (old !== undefined) release(space, old);
   }
 
@@ -615,12 +642,19 @@ class Core<V> {
    * `stats().tags.invalidated`) and `false` returned.
    */
   valid(slot: number): boolean {
-    const st = this.slotTags;
-    if (st === null) return true;
-    const t = st[slot];
-    if (t === undefined || !invalid(t)) return true;
+    const ck = this.checked;
+    if (ck === null) return true;
+    const e = ck[slot]!;
+    if (e < 0 || e === this.epoch || this.recheck(slot)) return true;
     this.drop(slot);
     return false;
+  }
+
+  /** A tagged slot seen valid before the last invalidation: whether it still is (and if so, seen valid now). */
+  recheck(slot: number): boolean {
+    if (invalid(this.slotTags![slot]!)) return false;
+    this.checked![slot] = this.epoch;
+    return true;
   }
 
   /**
@@ -723,6 +757,7 @@ class Core<V> {
     this.values.fill(undefined);
     this.slotSpace = null;
     this.slotTags = null;
+    this.checked = null;
     this.root.map.clear();
     this.root.tags = undefined;
     for (const space of this.spaces.values()) {
@@ -882,10 +917,10 @@ export class MemoryCache<V = unknown> {
       c.record(MISS | space.id);
       return undefined;
     }
-    const st = c.slotTags;
-    if (st !== null) {
-      const t = st[slot];
-      if (t !== undefined && invalid(t)) {
+    const ck = c.checked;
+    if (ck !== null) {
+      const e = ck[slot]!;
+      if (e >= 0 && e !== c.epoch && !c.recheck(slot)) {
         c.record(MISS | space.id);
         c.drop(slot);
         return undefined;
@@ -1198,11 +1233,11 @@ export class MemoryCache<V = unknown> {
     const expired: number[] = [];
     const dropped: number[] = [];
     const now = this.#now();
-    const st = c.slotTags;
+    const ck = c.checked;
     try {
       for (const [key, slot] of space.map) {
         if (c.ttlUsed && !c.lru.alive(slot, now)) expired.push(slot);
-        else if (st !== null && st[slot] !== undefined && invalid(st[slot]!)) dropped.push(slot);
+        else if (ck !== null && ck[slot]! >= 0 && ck[slot] !== c.epoch && !c.recheck(slot)) dropped.push(slot);
         else if (glob === null || glob.matches(key)) out.push(key);
       }
     } finally {
@@ -1276,6 +1311,7 @@ export class MemoryCache<V = unknown> {
         if (t !== undefined) {
           t.dead = true;
           m.delete(name);
+          c.epoch++;
         }
       }
     }
