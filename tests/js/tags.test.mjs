@@ -40,6 +40,25 @@ describe('MemoryCache tags', () => {
     assert.equal(c.stats().entries, 2, 'the invalidated entries were dropped when read');
   });
 
+  test('entries read (seen valid) before and between invalidations are checked again after each', () => {
+    const c = new MemoryCache();
+    for (let i = 0; i < 10; i++) c.set(`k${i}`, i, { tags: [`t${i}`, i % 2 ? 'odd' : 'even'] });
+    const live = () => Array.from({ length: 10 }, (_, i) => c.get(`k${i}`)).filter((v) => v !== undefined);
+    assert.deepEqual(live(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    c.invalidateTags(['t3']);
+    assert.deepEqual(live(), [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(live(), [0, 1, 2, 4, 5, 6, 7, 8, 9], 'seen valid again: still served');
+    c.invalidateTags(['nobody']);
+    assert.deepEqual(live(), [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    c.invalidateTags(['odd']);
+    assert.equal(c.has('k1'), false);
+    assert.deepEqual(c.keys().sort(), ['k0', 'k2', 'k4', 'k6', 'k8']);
+    c.set('k1', 'back', { tags: ['odd'] });
+    c.invalidateTags(['even']);
+    assert.deepEqual(live(), ['back']);
+    assert.equal(c.stats().tags.invalidated, 10);
+  });
+
   test('an entry written after the invalidation with the same tag is served', () => {
     const c = new MemoryCache();
     c.set('k', 'old', { tags: ['t'] });
