@@ -490,7 +490,8 @@ export function cachePage<A extends unknown[] = []>(
     if (life !== undefined && (fresh === undefined || fresh === 0 || life < fresh)) fresh = life;
     const stale = allowed.stale ? swr : 0;
     const meta: Meta = { s: res.status, t: res.statusText, h, d, f: stale > 0 ? d + fresh! : 0, a: age };
-    const setOptions = fresh === undefined ? (tags === undefined ? undefined : { tags }) : { ttl: fresh + stale, tags };
+    // No `tags` key without tags: a cache that knows no tags (an older TieredCache) refuses one.
+    const setOptions = fresh === undefined ? (tags === undefined ? undefined : { tags }) : tags === undefined ? { ttl: fresh + stale } : { ttl: fresh + stale, tags };
     try {
       const w = cache.set(k, encodePage(meta, body) as never, setOptions);
       if (isThenable(w)) await w;

@@ -807,6 +807,10 @@ describe('cachePage: tags (issue 15)', () => {
     const { fetch, stored } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': 'a' } }), { cache: spy });
     await (await fetch()).text();
     await stored();
-    assert.deepEqual(seen, [undefined]);
+    const timed = setup((req, n) => html(`page #${n}`), { cache: spy, ttl: 5000, prefix: 't:' });
+    await (await timed.fetch()).text();
+    await timed.stored();
+    assert.deepEqual(seen, [undefined, { ttl: 5000 }], 'no tags key: a cache that knows no tags refuses one');
+    assert.ok(!('tags' in seen[1]));
   });
 });
