@@ -13,7 +13,7 @@ import { Lru, Glob, encodeScope, signerMemory } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
-import { getOrSet, type GetOrSetOptions } from './getorset.js';
+import { getOrSet, tagsOf, type GetOrSetOptions } from './getorset.js';
 import { checkTags } from './tags.js';
 import { dropFlightsTagged } from './keys.js';
 
@@ -980,7 +980,7 @@ export class MemoryCache<V = unknown> {
     let tags: string[] | undefined;
     if (options !== undefined) {
       ttl = ttlOf(options, c.defaultTtl);
-      if (options.tags !== undefined) tags = checkTags(options.tags);
+      if (options.tags !== undefined) tags = tagsOf(options.tags);
     }
     if (value === undefined) {
       this.delete(key);
@@ -1107,7 +1107,7 @@ export class MemoryCache<V = unknown> {
       let tags: string[] | undefined;
       if (options !== undefined) {
         ttl = ttlOf(options, c.defaultTtl);
-        tags = checkTags(options.tags);
+        tags = tagsOf(options.tags);
       }
       const size = value === undefined ? -1 : c.measure(key, value) + tagBytes(tags);
       // The engine's own limits, so that no entry is refused half-way.
@@ -1301,8 +1301,9 @@ export class MemoryCache<V = unknown> {
   invalidateTags(tags: readonly string[]): number {
     const c = this.#core;
     c.live();
-    const names = checkTags(tags);
-    if (names === undefined) return 0;
+    // `tags` is required: undefined is not an array (INVALID_TAG), as null.
+    const names = checkTags(tags === undefined ? null : tags);
+    if (names.length === 0) return 0;
     const space = this.#read();
     const m = space?.tags;
     if (m !== undefined) {

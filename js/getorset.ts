@@ -18,6 +18,17 @@ export interface ReadThrough {
 }
 
 /**
+ * @internal `checkTags` (the core's rule), with no tags as `undefined`, so
+ * that a write without tags hands `set` no `tags` key (a cache that knows
+ * no tags refuses one).
+ */
+export function tagsOf(tags: unknown): string[] | undefined {
+  if (tags === undefined) return undefined;
+  const t = checkTags(tags);
+  return t.length === 0 ? undefined : t;
+}
+
+/**
  * @internal The tags a result is stored with: checked tags, or a function
  * giving them (evaluated once per load, before the loader is called, so a
  * bad tag throws before anything runs).
@@ -350,7 +361,7 @@ export function getOrSet(cache: ReadThrough, where: string, key: unknown, loader
       }
     }
     if (options.ttl !== undefined || options.staleWhileRevalidate !== undefined) p = policy(options, where);
-    tags = checkTags(options.tags);
+    tags = tagsOf(options.tags);
   }
   const e = cache.get(key);
   // A hit with no freshness to check costs no allocation (as memoize's).

@@ -8,8 +8,7 @@
 import { EdgeCacheError } from './errors.js';
 import { MemoryCache, checkOptionNames, estimate } from './cache.js';
 import { argsKey, flightsOf, isThenable } from './keys.js';
-import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy } from './getorset.js';
-import { checkTags } from './tags.js';
+import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy, tagsOf } from './getorset.js';
 
 // The read-through machinery lives in getorset.ts: memoize is `getOrSet`
 // with a key derived from the arguments.
@@ -161,8 +160,9 @@ const MEMOIZE_OPTIONS = ['cache', 'ttl', 'key', 'prefix', 'staleWhileRevalidate'
 export function tagOption(
   tags: unknown,
 ): readonly string[] | ((self: unknown, args: unknown[]) => () => readonly string[] | undefined) | undefined {
-  if (typeof tags !== 'function') return checkTags(tags);
-  return (self, args) => () => checkTags((tags as (...a: unknown[]) => unknown).apply(self, args));
+  if (typeof tags !== 'function') return tagsOf(tags);
+  // A function's undefined is no tags; anything else not an array is INVALID_TAG.
+  return (self, args) => () => tagsOf((tags as (...a: unknown[]) => unknown).apply(self, args));
 }
 
 // ---- the default cache of helpers given none ----

@@ -12,9 +12,8 @@ import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { flightsOf, isThenable, type Flight } from './keys.js';
 import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
-import { isTooLarge } from './getorset.js';
+import { isTooLarge, tagsOf as checkedTags } from './getorset.js';
 import { checkOptionNames } from './cache.js';
-import { checkTags } from './tags.js';
 
 /** A fetch-style handler: a request (and whatever the runtime passes after it) to a response. */
 export type FetchHandler<A extends unknown[] = []> = (request: Request, ...rest: A) => Response | Promise<Response>;
@@ -371,7 +370,7 @@ export function cachePage<A extends unknown[] = []>(
   const varySet = new Set(vary);
   const refreshing = new Set<string>();
   const tagOpt = options.tags;
-  const staticTags = typeof tagOpt === 'function' ? undefined : checkTags(tagOpt);
+  const staticTags = typeof tagOpt === 'function' ? undefined : checkedTags(tagOpt);
   const tagHeader = options.cacheTagHeader === true ? 'cache-tag' : options.cacheTagHeader || undefined;
   if (tagHeader !== undefined && typeof tagHeader !== 'string') {
     throw new EdgeCacheError('INVALID_OPTION', 'cachePage: cacheTagHeader is a boolean or a header name');
@@ -384,10 +383,10 @@ export function cachePage<A extends unknown[] = []>(
     let list: readonly string[] = staticTags ?? (typeof tagOpt === 'function' ? (tagOpt(request, res) ?? []) : []);
     const h = tagHeader === undefined ? null : res.headers.get(tagHeader);
     if (h !== null) {
-      if (!Array.isArray(list)) return checkTags(list);
+      if (!Array.isArray(list)) return checkedTags(list);
       list = [...list, ...h.split(',').map((t) => t.trim()).filter((t) => t !== '')];
     }
-    return checkTags(list);
+    return checkedTags(list);
   };
   /**
    * With tags, a page load is registered as a flight under its key, so
