@@ -24,9 +24,22 @@ export interface ReadThrough {
  */
 export function tagsOf(tags: unknown): string[] | undefined {
   if (tags === undefined) return undefined;
+  // Tags repeat (a set with tags runs this each time, and the core's check
+  // crosses into wasm and back): a list of distinct tags the core has
+  // already accepted is accepted again without it.
+  if (Array.isArray(tags) && tags.length <= 64) {
+    let i = 0;
+    while (i < tags.length && accepted.has(tags[i]) && tags.indexOf(tags[i]) === i) i++;
+    if (i === tags.length) return i === 0 ? undefined : (tags.slice() as string[]);
+  }
   const t = checkTags(tags);
+  if (accepted.size + t.length > 4096) accepted.clear();
+  for (const x of t) accepted.add(x);
   return t.length === 0 ? undefined : t;
 }
+
+/** Tags `checkTags` accepted (at most 4096; forgotten all at once beyond). */
+const accepted = new Set<unknown>();
 
 /**
  * @internal The tags a result is stored with: checked tags, or a function

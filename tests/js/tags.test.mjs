@@ -299,6 +299,21 @@ describe('MemoryCache tags', () => {
     assert.throws(() => c.set('k', 1, { tags: ['a,b'] }), /"a,b"/);
   });
 
+  test('tags accepted before are checked again as a list: at most 64, duplicates dropped', () => {
+    const c = new MemoryCache();
+    const many = Array.from({ length: 65 }, (_, i) => `known${i}`);
+    c.set('a', 1, { tags: many.slice(0, 64) });
+    c.set('b', 1, { tags: many.slice(1, 65) });
+    throwsCode(() => c.set('c', 1, { tags: many }), 'INVALID_TAG');
+    c.set('d', 'v', { tags: ['known0', 'known0', 'known1'] });
+    const before = c.stats().bytes;
+    c.set('d', 'v', { tags: ['known0', 'known1'] });
+    assert.equal(c.stats().bytes, before, 'the duplicate was dropped: same charge');
+    c.set('e', 1, { tags: ['known2'] });
+    throwsCode(() => c.set('e', 1, { tags: ['known2', 2] }), 'INVALID_TAG');
+    assert.equal(c.get('e'), 1);
+  });
+
   test('the message names the tag (truncated) and the rule', () => {
     const c = new MemoryCache();
     try {
