@@ -169,6 +169,16 @@ async function interleaved(named) {
   return out;
 }
 
+/** A fetch that counts the requests (to the bridge) it sends. */
+function countingFetch() {
+  const f = (input, init) => {
+    f.requests++;
+    return fetch(input, init);
+  };
+  f.requests = 0;
+  return f;
+}
+
 function tiered(prefix, extra = {}) {
   return new TieredCache({
     redis: new RedisRest({ url: bridge.url, token: TOKEN }),
@@ -304,11 +314,7 @@ try {
       const c = tiered(name);
       const before = await sample(n, (k) => c.get(k));
       c.close();
-      const counting = (input, init) => {
-        counting.requests++;
-        return fetch(input, init);
-      };
-      counting.requests = 0;
+      const counting = countingFetch();
       const inv = tiered(name, { redis: new RedisRest({ url: bridge.url, token: TOKEN, fetch: counting }) });
       row.ec = await perCall(() => inv.invalidateTags(['bench:all']));
       counting.requests = 0;
@@ -426,7 +432,8 @@ try {
   console.log(`3. set with 3 tags against without (${ROUNDS} interleaved rounds of ${SECONDS} s, median): edgecache over HTTP (the bridge), bentocache over TCP (ioredis)`);
   console.log(`   ${''.padEnd(36)} ${'untagged'.padEnd(33)} 3 tags`);
   {
-    const c = tiered('sets');
+    const counting = countingFetch();
+    const c = tiered('sets', { redis: new RedisRest({ url: bridge.url, token: TOKEN, fetch: counting }) });
     // The first write of a tag fetches its version; after it, the tier knows it.
     if (EC_TAGS) await c.setMany(Array.from({ length: KEYS }, (_, i) => [`tagged:${i}`, value(i), { ttl: TTL, tags: tagsOf(i) }]));
     let b;
@@ -452,12 +459,18 @@ try {
         console.log(`     edgecache's sets/s against bentocache's: untagged ${ratio(r.ecPlain, r.btPlain)}, ${tagged}`);
       }
     }
-    const cmds = async (label, op) => {
+    const cmds = async (label, op, requests) => {
       const d = await perCall(op);
-      return `${label} ${d.commands}${d.varies ? '~' : ''} (${d.breakdown})`;
+      let sent = '';
+      if (requests) {
+        counting.requests = 0;
+        for (let i = 0; i < CALLS; i++) await op();
+        sent = ` in ${(counting.requests / CALLS).toFixed(1)} request(s)`;
+      }
+      return `${label} ${d.commands}${d.varies ? '~' : ''} (${d.breakdown})${sent}`;
     };
-    const one = [await cmds('edgecache untagged', ecSet(false).bind(null, 0))];
-    if (EC_TAGS) one.push(await cmds('3 tags', ecSet(true).bind(null, 0)));
+    const one = [await cmds('edgecache untagged', ecSet(false).bind(null, 0), true)];
+    if (EC_TAGS) one.push(await cmds('3 tags', ecSet(true).bind(null, 0), true));
     if (bento) one.push(await cmds('bentocache untagged', btSet(false).bind(null, 0)), await cmds('3 tags', btSet(true).bind(null, 0)));
     console.log(`   commands of one set: ${one.join('; ')}`);
     c.close();
