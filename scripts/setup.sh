@@ -29,7 +29,7 @@ DEV_TIERED=0
 if [ "${1:-}" = --dev-tiered ]; then RUN_ONLY=1; DEV_TIERED=1; fi
 # --bench: --run, plus the servers `make bench` measures against:
 # redis-server, webdis, wrk and nginx-light (bench/bridge-nginx.bench.mjs;
-# the tests need no nginx).
+# the tests need no nginx), and the npm peers in bench/tools (bentocache).
 BENCH=0
 if [ "${1:-}" = --bench ]; then RUN_ONLY=1; BENCH=1; fi
 
@@ -143,7 +143,15 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 if [ $DEV_TIERED = 1 ]; then apt_install redis-server; fi
-if [ $BENCH = 1 ]; then apt_install redis-server webdis wrk nginx-light; fi
+if [ $BENCH = 1 ]; then
+  apt_install redis-server webdis wrk nginx-light
+  # The peers bench/tags.bench.mjs measures against (bentocache, ioredis),
+  # pinned by their own lock, into bench/tools/node_modules (git-ignored).
+  if [ ! -f bench/tools/node_modules/.package-lock.json ] || [ bench/tools/package-lock.json -nt bench/tools/node_modules/.package-lock.json ]; then
+    log "npm ci --prefix bench/tools (bentocache, ioredis)"
+    npm ci --prefix bench/tools --no-audit --no-fund --loglevel=error
+  fi
+fi
 if [ $RUN_ONLY = 1 ]; then wait_installs; log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----
