@@ -23,7 +23,7 @@
 //!   isolates"): every mutation appends its entry in its own pipeline, an
 //!   L1 hit whose lease has expired reads the log first, and any request
 //!   to Redis made anyway reads it along.
-//! * tags (issue 15, docs/REDIS.md "Tags"): [`check_tags`](crate::check_tags),
+//! * tags (issue 15, docs/REDIS.md "Tags"): [`check_tags`],
 //!   versions at [`Kind::Tag`] keys, envelopes of format version 3
 //!   ([`EdgeCache::set_with_tags`], [`EdgeCache::invalidate_tags`]). **A
 //!   tagged entry is never kept in this binding's L1**: each read of it
@@ -1266,7 +1266,7 @@ impl EdgeCache {
     /// when Redis fails, it is not cached at all (fail open: counted, the
     /// older value of `key` gone from L1). No tags: [`Self::set_with_ttl`].
     /// `INVALID_TAG` (before anything is written) for a tag that breaks the
-    /// rule ([`check_tags`](crate::check_tags)).
+    /// rule ([`check_tags`]).
     pub async fn set_with_tags<T: Serialize + ?Sized>(
         &self,
         key: &str,
