@@ -293,6 +293,39 @@ fn a_version_1_envelope_is_a_rejected_miss() {
 }
 
 #[test]
+fn a_tagged_envelope_is_a_rejected_miss() {
+    // A tagged entry (format version 3, as the JS tier writes one): this
+    // binding does not check tags, so it never serves one (a miss, counted
+    // and logged), as an older reader does not.
+    let signer = signing_keys(KEY).unwrap();
+    let tagged = signer
+        .seal_tagged_in(
+            APP,
+            None,
+            "page",
+            crate::Payload::Json("\"old\""),
+            0,
+            &[("product:7", 0)],
+        )
+        .unwrap();
+    let redis = FakeRedis::default();
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:v:r|page".into(), tagged);
+    let clock = crate::ManualClock::new(1_000);
+    let (a, logs) = cache(&redis, &clock);
+    assert_eq!(run(a.get::<Value>("page")).unwrap(), None);
+    assert_eq!(a.stats().l2.unwrap().rejected, 1);
+    assert!(
+        logs.borrow()[0].contains("MALFORMED_ENVELOPE"),
+        "{:?}",
+        logs.borrow()
+    );
+    assert!(redis.data.borrow().contains_key("app:v:r|page"));
+}
+
+#[test]
 fn redis_down_serves_l1_and_opens_the_breaker() {
     let redis = FakeRedis::default();
     let clock = crate::ManualClock::new(1_000);
