@@ -62,6 +62,9 @@ impl Transport for FakeRedis {
                     d.insert(s(1), s(2));
                     json!("OK")
                 }
+                "MGET" => json!((1..cmd.len())
+                    .map(|i| d.get(&s(i)).map(|v| json!(b64(v.as_bytes()))))
+                    .collect::<Vec<_>>()),
                 "UNLINK" => json!((1..cmd.len())
                     .filter(|&i| d.remove(&s(i)).is_some())
                     .count()),
@@ -293,10 +296,10 @@ fn a_version_1_envelope_is_a_rejected_miss() {
 }
 
 #[test]
-fn a_tagged_envelope_is_a_rejected_miss() {
-    // A tagged entry (format version 3, as the JS tier writes one): this
-    // binding does not check tags, so it never serves one (a miss, counted
-    // and logged), as an older reader does not.
+fn a_tagged_envelope_sealed_as_js_seals_it_is_checked_not_rejected() {
+    // A tagged entry (format version 3, as the JS tier writes one): opened,
+    // and served only while its tags' versions in Redis are not above the
+    // ones it recorded; never kept in L1.
     let signer = signing_keys(KEY).unwrap();
     let tagged = signer
         .seal_tagged_in(
@@ -305,7 +308,7 @@ fn a_tagged_envelope_is_a_rejected_miss() {
             "page",
             crate::Payload::Json("\"old\""),
             0,
-            &[("product:7", 0)],
+            &[("product:7", 1)],
         )
         .unwrap();
     let redis = FakeRedis::default();
@@ -315,13 +318,25 @@ fn a_tagged_envelope_is_a_rejected_miss() {
         .insert("app:v:r|page".into(), tagged);
     let clock = crate::ManualClock::new(1_000);
     let (a, logs) = cache(&redis, &clock);
-    assert_eq!(run(a.get::<Value>("page")).unwrap(), None);
-    assert_eq!(a.stats().l2.unwrap().rejected, 1);
-    assert!(
-        logs.borrow()[0].contains("MALFORMED_ENVELOPE"),
-        "{:?}",
-        logs.borrow()
+    let hit = run(a.lookup::<Value>("page")).unwrap().unwrap();
+    assert_eq!((hit.value, hit.tier), (json!("old"), Tier::L2));
+    assert_eq!(
+        run(a.lookup::<Value>("page")).unwrap().unwrap().tier,
+        Tier::L2
     );
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:g:r|product:7".into(), "1".into());
+    assert_eq!(run(a.get::<Value>("page")).unwrap(), Some(json!("old")));
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:g:r|product:7".into(), "2".into());
+    assert_eq!(run(a.get::<Value>("page")).unwrap(), None);
+    let s = a.stats();
+    assert_eq!((s.l2.unwrap().rejected, s.tags.invalidated), (0, 1));
+    assert!(logs.borrow().is_empty(), "{:?}", logs.borrow());
     assert!(redis.data.borrow().contains_key("app:v:r|page"));
 }
 
