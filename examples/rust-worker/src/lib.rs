@@ -115,9 +115,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Post, p) if p.starts_with("/__edgecache/incr/") => {
             incr(&req, &env, &cache, &url).await
         }
-        (Method::Post, "/__edgecache/invalidate-tags") => {
-            invalidate_tags(&req, &env, &cache, &url).await
-        }
+        (_, "/__edgecache/invalidate-tags") => invalidate_tags(&req, &env, &cache, &url).await,
         // For the tests of the reset rule only (off unless DEMO_PANIC_ROUTE=1):
         // a panic aborts this wasm instance; worker-build's reset hook starts
         // a fresh one for the next request, with an empty L1.
@@ -462,8 +460,18 @@ fn tags_param(url: &Url) -> Vec<String> {
 }
 
 /// Invalidates tags (same token as purge).
-async fn invalidate_tags(req: &Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<Response> {
+async fn invalidate_tags(
+    req: &Request,
+    env: &Env,
+    cache: &EdgeCache,
+    url: &Url,
+) -> Result<Response> {
     if let Some(r) = unauthorized(req, env)? {
+        return Ok(r);
+    }
+    if req.method() != Method::Post {
+        let mut r = Response::error("use POST\n", 405)?;
+        r.headers_mut().set("allow", "POST")?;
         return Ok(r);
     }
     let tags = tags_param(url);
