@@ -1556,14 +1556,31 @@ impl EdgeCache {
     /// Whether an entry read from Redis with `tags` (and the versions it
     /// was written under) is still valid, by versions read now, after the
     /// read answered: so an invalidation acknowledged before the read began
-    /// is seen. Not valid if the versions cannot be read (counted).
+    /// is seen. Not valid if the versions cannot be read (the error
+    /// counted); invalid ones (a tag invalidated since, or a malformed
+    /// version) are counted in `tags.invalidated`, as in JS.
     async fn tags_current(&self, l2: &L2, tags: &[(String, u64)]) -> bool {
         let keys: Vec<String> = tags.iter().map(|(t, _)| self.tag_key(l2, t)).collect();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let valid = match self.fetch_versions(l2, &refs).await {
-            Ok(current) => tags.iter().zip(current).all(|((_, v), c)| *v >= c),
-            Err(_) => false,
+        let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
+        mget.extend(keys.iter().map(|k| Arg::Str(k)));
+        let items = match self.round_trip(l2, &[mget]).await.map(|mut r| r.remove(0)) {
+            Ok(Ok(Reply::Array(items))) if items.len() == keys.len() => items,
+            Ok(Ok(_)) => {
+                self.inner.error(&Error::L2Protocol(
+                    "MGET of tag versions answered no array of them".into(),
+                ));
+                return false;
+            }
+            Ok(Err(_)) | Err(_) => return false,
         };
+        let mut valid = true;
+        for ((tk, (_, recorded)), r) in keys.iter().zip(tags).zip(&items) {
+            // Every version learned (rollbacks seen), even past an invalid one.
+            match self.learn(l2, tk, r) {
+                Some(current) if *recorded >= current => {}
+                _ => valid = false,
+            }
+        }
         if !valid {
             self.inner.count_tags(|t| t.invalidated += 1);
         }
