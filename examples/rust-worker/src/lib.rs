@@ -290,6 +290,10 @@ fn dashboard(cache: &EdgeCache) -> String {
         None if s.l2.is_some() => "off (EDGECACHE_MAX_STALENESS=off)".into(),
         None => "n/a".into(),
     };
+    let tags = format!(
+        "{} invalidated here, {} entries missed for a tag, {} rollbacks",
+        s.tags.invalidations, s.tags.invalidated, s.tags.rollbacks
+    );
     let served = SERVED.with(|s| {
         let s = s.borrow();
         format!("{} HIT, {} MISS, {} STALE", s.hit, s.miss, s.stale)
@@ -304,6 +308,7 @@ fn dashboard(cache: &EdgeCache) -> String {
          <tr><th align=left>L2</th><td>{}</td></tr>\
          <tr><th align=left>breaker</th><td>{}</td></tr>\
          <tr><th align=left>coherence</th><td>{}</td></tr>\
+         <tr><th align=left>tags</th><td>{}</td></tr>\
          </table><p><a href=/__edgecache/stats>JSON</a></p>\n",
         s.l1.hit_rate * 100.0,
         c.entries,
@@ -314,6 +319,7 @@ fn dashboard(cache: &EdgeCache) -> String {
         html_escape(&l2),
         breaker,
         coherence,
+        tags,
     )
 }
 
