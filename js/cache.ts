@@ -13,7 +13,9 @@ import { Lru, Glob, encodeScope, signerMemory } from './wasm/edgecache.js';
 import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
-import { getOrSet, type GetOrSetOptions } from './getorset.js';
+import { getOrSet, tagsOf, type GetOrSetOptions } from './getorset.js';
+import { checkTags } from './tags.js';
+import { dropFlightsTagged } from './keys.js';
 
 /** Options of {@link MemoryCache}. */
 export interface MemoryCacheOptions<V = unknown> {
@@ -77,6 +79,23 @@ export interface SetOptions {
    * @default the cache's `defaultTtl`
    */
   ttl?: number;
+  /**
+   * Tags of the entry: `invalidateTags([tag])` on the same view (the root,
+   * or the same scope) makes it miss. 1 to 64 distinct tags (duplicates are
+   * dropped), each 1 to 256 UTF-8 bytes of well-formed Unicode without
+   * control characters or comma; `INVALID_TAG` otherwise. Each tag is
+   * charged `2 × length + 8` bytes in the entry's size.
+   * @default no tags
+   */
+  tags?: readonly string[];
+}
+
+/** What `stats().tags` counts. */
+export interface TagStats {
+  /** Tags raised by `invalidateTags` (each tag of each call). */
+  invalidations: number;
+  /** Entries a read (or a write, delete or listing) found invalidated by a tag, and dropped. */
+  invalidated: number;
 }
 
 /** A scope: a tenant, a user, or both. Numbers stand for their decimal string. */
@@ -111,6 +130,8 @@ export interface CacheStats {
   maxEntries: number;
   /** The cache's bound on bytes (shared by all scopes). */
   maxBytes: number;
+  /** Tag invalidations and the entries they made miss. */
+  tags: TagStats;
 }
 
 /** Bits of `Lru.insert`'s answer (src/wasm.rs): the slot is in the low 29. */
@@ -168,10 +189,44 @@ export const PRIVATE_VIEW: unique symbol = Symbol('edgecache.privateView') as ne
 let privateSpaces = 0;
 const dispose: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('Symbol.dispose');
 
+/**
+ * A tag of one namespace, shared by the entries that carry it. Its
+ * `invalidateTags` retires it (`dead`) and the namespace's next entry with
+ * that tag gets a new one: an entry is valid while none of its tags is
+ * dead. (That is the version rule of TAGS.md, with the version kept as the
+ * identity of the object; nothing is scanned.) A live tag is forgotten
+ * when its last entry goes, so a namespace keeps only the tags its entries
+ * carry.
+ */
+class Tag {
+  refs = 0;
+  dead = false;
+  constructor(readonly name: string) {}
+}
+
+/** Bytes an entry is charged for its tags: per tag, 2 per UTF-16 code unit and 8. */
+function tagBytes(tags: readonly string[] | undefined): number {
+  if (tags === undefined) return 0;
+  let n = 0;
+  for (const t of tags) n += 2 * t.length + 8;
+  return n;
+}
+
+/** Whether an entry's tags include an invalidated one. */
+function invalid(tags: Tag[]): boolean {
+  for (let i = 0; i < tags.length; i++) if (tags[i]!.dead) return true;
+  return false;
+}
+
 /** A namespace: the keys of the root or of one scope. */
 class Space {
   readonly map = new Map<string, number>();
   live = true;
+  /** The live tags of this namespace's entries, by name; `undefined` until one is tagged. */
+  tags: Map<string, Tag> | undefined = undefined;
+  /** `stats().tags` of this namespace. */
+  invalidations = 0;
+  invalidated = 0;
   constructor(
     readonly id: number,
     readonly name: string,
@@ -201,11 +256,11 @@ function checkTtl(ttl: unknown, name = 'ttl'): number {
 /** The TTL that `options` of a write ask for; unknown options are refused. */
 function ttlOf(options: SetOptions, defaultTtl: number): number {
   if (options === null || typeof options !== 'object') {
-    throw new EdgeCacheError('INVALID_OPTION', `write options are { ttl? }, got ${describe(options)}`);
+    throw new EdgeCacheError('INVALID_OPTION', `write options are { ttl?, tags? }, got ${describe(options)}`);
   }
   for (const name in options) {
-    if (name !== 'ttl') {
-      throw new EdgeCacheError('INVALID_OPTION', `unknown write option ${JSON.stringify(name)}; known: ttl`);
+    if (name !== 'ttl' && name !== 'tags') {
+      throw new EdgeCacheError('INVALID_OPTION', `unknown write option ${JSON.stringify(name)}; known: ttl, tags`);
     }
   }
   return options.ttl === undefined ? defaultTtl : checkTtl(options.ttl);
@@ -358,6 +413,20 @@ class Core<V> {
   values: (V | undefined)[];
   /** The space of each scoped slot; `null` until the first scope is written. */
   slotSpace: (Space | undefined)[] | null = null;
+  /** The tags of each tagged slot; `null` until the first tagged write (untagged reads then test nothing else). */
+  slotTags: (Tag[] | undefined)[] | null = null;
+  /**
+   * With `slotTags`, by slot: `-1` if untagged, else the `epoch` at which
+   * its tags were last seen valid. A read compares it with `epoch` (one
+   * load, no tag touched) and checks the tags only if an invalidation
+   * retired a tag since.
+   */
+  checked: Float64Array | null = null;
+  /** Raised by each `invalidateTags` that retires a tag some entry carries. */
+  epoch = 0;
+  /** `stats().tags` of the whole cache. */
+  invalidations = 0;
+  invalidated = 0;
   readonly root = new Space(0, '');
   readonly spaces = new Map<string, Space>();
   readonly maxEntries: number;
@@ -437,6 +506,17 @@ class Core<V> {
     this.keys = resized(this.keys, n);
     this.values = resized(this.values, n);
     if (this.slotSpace !== null) this.slotSpace = resized(this.slotSpace, n);
+    if (this.slotTags !== null) {
+      this.slotTags = resized(this.slotTags, n);
+      this.checked = this.checks(n);
+    }
+  }
+
+  /** The `checked` array resized to `n` slots (new ones untagged). */
+  checks(n: number): Float64Array {
+    const a = new Float64Array(n).fill(-1);
+    if (this.checked !== null) a.set(this.checked.subarray(0, Math.min(n, this.checked.length)));
+    return a;
   }
 
   /** Allocates the shared block (an idle cache has none): its word index. */
@@ -510,10 +590,87 @@ class Core<V> {
         this.slotSpace[slot] = undefined;
       }
     }
+    if (this.slotTags !== null) {
+      const t = this.slotTags[slot];
+      if (t !== undefined) {
+        this.slotTags[slot] = undefined;
+        this.checked![slot] = -1;
+        release(space, t);
+      }
+    }
     space.map.delete(this.keys[slot]!);
     this.keys[slot] = undefined;
     this.values[slot] = undefined;
     if (space !== this.root && space.map.size === 0) this.close(space);
+  }
+
+  /** The space of a slot. */
+  spaceOf(slot: number): Space {
+    return (this.slotSpace === null ? undefined : this.slotSpace[slot]) ?? this.root;
+  }
+
+  /** Gives a slot of `space` these tags (already checked), in place of those it had. */
+  tag(slot: number, space: Space, names: readonly string[] | undefined): void {
+    let st = this.slotTags;
+    const old = st === null ? undefined : st[slot];
+    if (names !== undefined) {
+      if (st === null) {
+        st = this.slotTags = resized([], this.keys.length);
+        this.checked = this.checks(this.keys.length);
+      }
+      this.checked![slot] = this.epoch;
+      const m = (space.tags ??= new Map());
+      const tags = new Array<Tag>(names.length);
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        let t = m.get(name);
+        if (t === undefined) m.set(name, (t = new Tag(name)));
+        t.refs++;
+        tags[i] = t;
+      }
+      st[slot] = tags;
+    } else if (old !== undefined) {
+      st![slot] = undefined;
+      this.checked![slot] = -1;
+    }
+    if (old !== undefined) release(space, old);
+  }
+
+  /**
+   * Whether the entry in `slot` is untagged or none of its tags was
+   * invalidated; if one was, the entry is removed (counted in
+   * `stats().tags.invalidated`) and `false` returned.
+   */
+  valid(slot: number): boolean {
+    const ck = this.checked;
+    if (ck === null) return true;
+    const e = ck[slot]!;
+    if (e < 0 || e === this.epoch || this.recheck(slot)) return true;
+    this.drop(slot);
+    return false;
+  }
+
+  /** A tagged slot seen valid before the last invalidation: whether it still is (and if so, seen valid now). */
+  recheck(slot: number): boolean {
+    if (invalid(this.slotTags![slot]!)) return false;
+    this.checked![slot] = this.epoch;
+    return true;
+  }
+
+  /**
+   * Removes an entry found invalidated, as an expired one is: counted in
+   * `stats().tags.invalidated` (an entry that has expired as well counts as
+   * expired).
+   */
+  drop(slot: number): void {
+    if (this.ttlUsed && !this.lru.alive(slot, this.clock())) {
+      this.forget(slot);
+      return;
+    }
+    this.lru.discard(slot);
+    this.spaceOf(slot).invalidated++;
+    this.invalidated++;
+    this.forget(slot);
   }
 
   /** Forgets every slot the last insert/update removed (read in place from wasm memory). */
@@ -599,7 +756,10 @@ class Core<V> {
     this.keys.fill(undefined);
     this.values.fill(undefined);
     this.slotSpace = null;
+    this.slotTags = null;
+    this.checked = null;
     this.root.map.clear();
+    this.root.tags = undefined;
     for (const space of this.spaces.values()) {
       space.map.clear();
       this.lru.closeNs(space.id);
@@ -608,7 +768,7 @@ class Core<V> {
     this.spaces.clear();
   }
 
-  stats(counters: ArrayLike<number>): CacheStats {
+  stats(counters: ArrayLike<number>, tags: TagStats): CacheStats {
     const [hits, misses, sets, deletes, evictions, expirations, entries, bytes] = Array.from(counters);
     return {
       hits,
@@ -622,8 +782,14 @@ class Core<V> {
       bytes,
       maxEntries: this.maxEntries,
       maxBytes: this.maxBytes,
+      tags,
     };
   }
+}
+
+/** Lets go of a forgotten entry's tags: a live tag no entry carries any more is forgotten by its namespace. */
+function release(space: Space, tags: Tag[]): void {
+  for (const t of tags) if (--t.refs === 0 && !t.dead) space.tags!.delete(t.name);
 }
 
 const VIEW = Symbol('view');
@@ -751,6 +917,15 @@ export class MemoryCache<V = unknown> {
       c.record(MISS | space.id);
       return undefined;
     }
+    const ck = c.checked;
+    if (ck !== null) {
+      const e = ck[slot]!;
+      if (e >= 0 && e !== c.epoch && !c.recheck(slot)) {
+        c.record(MISS | space.id);
+        c.drop(slot);
+        return undefined;
+      }
+    }
     if (!c.ttlUsed) {
       c.record(slot);
       return c.values[slot];
@@ -801,22 +976,27 @@ export class MemoryCache<V = unknown> {
   set(key: string, value: V, options?: SetOptions): this {
     if (typeof key !== 'string') throw badKey(key);
     const c = this.#core;
-    const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
+    let ttl = c.defaultTtl;
+    let tags: string[] | undefined;
+    if (options !== undefined) {
+      ttl = ttlOf(options, c.defaultTtl);
+      if (options.tags !== undefined) tags = tagsOf(options.tags);
+    }
     if (value === undefined) {
       this.delete(key);
       return this;
     }
-    this.#store(key, value, ttl, c.measure(key, value));
+    this.#store(key, value, ttl, tags === undefined ? c.measure(key, value) : c.measure(key, value) + tagBytes(tags), tags);
     return this;
   }
 
   /** The write itself, after validation; then the eviction hook, if any. */
-  #store(key: string, value: V, ttl: number, size: number): void {
-    this.#put(key, value, ttl, size);
+  #store(key: string, value: V, ttl: number, size: number, tags?: readonly string[]): void {
+    this.#put(key, value, ttl, size, tags);
     if (this.#core.evicted.length !== 0) this.#core.deliverEvicted();
   }
 
-  #put(key: string, value: V, ttl: number, size: number): void {
+  #put(key: string, value: V, ttl: number, size: number, tags: readonly string[] | undefined): void {
     const c = this.#core;
     let now = 0;
     let expires = 0;
@@ -836,6 +1016,7 @@ export class MemoryCache<V = unknown> {
       const r = c.lru.update(slot, size, expires);
       if (r < 0) throw c.refused(r, key, size);
       c.values[slot] = value;
+      if (tags !== undefined || c.slotTags !== null) c.tag(slot, space, tags);
       if (r > 0) c.forgetRemoved();
       return;
     }
@@ -857,6 +1038,7 @@ export class MemoryCache<V = unknown> {
     c.values[s] = value;
     space.map.set(key, s);
     if (space !== c.root) c.slotSpace![s] = space;
+    if (tags !== undefined) c.tag(s, space, tags);
   }
 
   /**
@@ -869,6 +1051,7 @@ export class MemoryCache<V = unknown> {
     const slot = this.#slotOf(key);
     if (slot === undefined) return false;
     const c = this.#core;
+    if (!c.valid(slot)) return false;
     if (c.lru.alive(slot, this.#now())) return true;
     c.forget(slot);
     return false;
@@ -882,6 +1065,7 @@ export class MemoryCache<V = unknown> {
     const slot = this.#slotOf(key);
     if (slot === undefined) return false;
     const c = this.#core;
+    if (!c.valid(slot)) return false;
     const alive = c.lru.remove(slot, this.#now());
     c.forget(slot);
     return alive;
@@ -901,33 +1085,38 @@ export class MemoryCache<V = unknown> {
   }
 
   /**
-   * Stores `[key, value]` or `[key, value, { ttl }]` tuples. Every entry is
-   * validated (keys, TTLs, sizes) before any is written: on an error the
-   * cache is unchanged.
+   * Stores `[key, value]` or `[key, value, { ttl, tags }]` tuples. Every
+   * entry is validated (keys, TTLs, tags, sizes) before any is written: on
+   * an error the cache is unchanged.
    * @throws {EdgeCacheError} as {@link MemoryCache.set}.
    */
   setMany(entries: Iterable<readonly [string, V] | readonly [string, V, SetOptions | undefined]>): this {
     const c = this.#core;
     c.live();
     if (entries === null || typeof entries !== 'object' || typeof (entries as Iterable<unknown>)[Symbol.iterator] !== 'function') {
-      throw new EdgeCacheError('INVALID_OPTION', `setMany takes an iterable of [key, value] or [key, value, { ttl }] tuples, got ${describe(entries)}`);
+      throw new EdgeCacheError('INVALID_OPTION', `setMany takes an iterable of [key, value] or [key, value, { ttl, tags }] tuples, got ${describe(entries)}`);
     }
-    const checked: [string, V, number, number][] = [];
+    const checked: [string, V, number, number, string[] | undefined][] = [];
     for (const entry of entries) {
       if (!Array.isArray(entry) || entry.length < 2) {
-        throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value] or [key, value, { ttl }] tuples');
+        throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value] or [key, value, { ttl, tags }] tuples');
       }
       const [key, value, options] = entry as [string, V, SetOptions | undefined];
       if (typeof key !== 'string') throw badKey(key);
-      const ttl = options === undefined ? c.defaultTtl : ttlOf(options, c.defaultTtl);
-      const size = value === undefined ? -1 : c.measure(key, value);
+      let ttl = c.defaultTtl;
+      let tags: string[] | undefined;
+      if (options !== undefined) {
+        ttl = ttlOf(options, c.defaultTtl);
+        tags = tagsOf(options.tags);
+      }
+      const size = value === undefined ? -1 : c.measure(key, value) + tagBytes(tags);
       // The engine's own limits, so that no entry is refused half-way.
       if (!c.fits(size)) throw c.tooLarge(key, size);
-      checked.push([key, value, ttl, size]);
+      checked.push([key, value, ttl, size, tags]);
     }
-    for (const [key, value, ttl, size] of checked) {
+    for (const [key, value, ttl, size, tags] of checked) {
       if (value === undefined) this.delete(key);
-      else this.#store(key, value, ttl, size);
+      else this.#store(key, value, ttl, size, tags);
     }
     return this;
   }
@@ -947,8 +1136,9 @@ export class MemoryCache<V = unknown> {
 
   /**
    * Adds `by` to the integer under `key` and returns the result. A missing
-   * key starts from 0 (and gets the default TTL); an existing one keeps its
-   * TTL, as Redis `INCRBY` does.
+   * key starts from 0 (and gets the default TTL, no tags); an existing one
+   * keeps its TTL and its tags, as Redis `INCRBY` keeps the TTL. An entry
+   * invalidated by a tag counts as missing.
    * @throws {EdgeCacheError} `NOT_AN_INTEGER` if the value (or `by`) is not a
    * safe integer, `OVERFLOW` if the result would not be one; the value is
    * then unchanged. With a custom `sizeOf`, the new value is measured again
@@ -963,7 +1153,7 @@ export class MemoryCache<V = unknown> {
     c.live();
     const space = this.#read();
     const slot = space?.map.get(key);
-    if (slot !== undefined) {
+    if (slot !== undefined && c.valid(slot)) {
       if (c.lru.alive(slot, this.#now())) {
         const v = c.values[slot];
         if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
@@ -982,7 +1172,8 @@ export class MemoryCache<V = unknown> {
           c.lru.write(slot);
           return n;
         }
-        const size = c.measure(key, n as V);
+        const tags = c.slotTags?.[slot];
+        const size = c.measure(key, n as V) + (tags === undefined ? 0 : tagBytes(tags.map((t) => t.name)));
         const r = c.lru.resize(slot, size);
         if (r < 0) throw c.refused(r, key, size);
         c.values[slot] = n as V;
@@ -1015,6 +1206,7 @@ export class MemoryCache<V = unknown> {
     const slot = this.#slotOf(key);
     if (slot === undefined) return undefined;
     const c = this.#core;
+    if (!c.valid(slot)) return undefined;
     const left = c.lru.ttl(slot, this.#now());
     if (left >= 0) return left;
     c.forget(slot);
@@ -1039,16 +1231,20 @@ export class MemoryCache<V = unknown> {
     const glob = pattern === '*' ? null : compileGlob(pattern);
     const out: string[] = [];
     const expired: number[] = [];
+    const dropped: number[] = [];
     const now = this.#now();
+    const ck = c.checked;
     try {
       for (const [key, slot] of space.map) {
         if (c.ttlUsed && !c.lru.alive(slot, now)) expired.push(slot);
+        else if (ck !== null && ck[slot]! >= 0 && ck[slot] !== c.epoch && !c.recheck(slot)) dropped.push(slot);
         else if (glob === null || glob.matches(key)) out.push(key);
       }
     } finally {
       glob?.free();
     }
     for (const slot of expired) c.forget(slot);
+    for (const slot of dropped) c.drop(slot);
     return out;
   }
 
@@ -1070,17 +1266,60 @@ export class MemoryCache<V = unknown> {
   stats(): CacheStats {
     const c = this.#core;
     c.live();
-    if (this.#space === c.root) return c.stats(c.lru.totals());
+    if (this.#space === c.root) return c.stats(c.lru.totals(), { invalidations: c.invalidations, invalidated: c.invalidated });
     if (this.#group) {
       const sum = [0, 0, 0, 0, 0, 0, 0, 0];
+      const tags = { invalidations: 0, invalidated: 0 };
       for (const space of this.#groupSpaces()) {
         const part = c.lru.stats(space.id);
         for (let i = 0; i < sum.length; i++) sum[i]! += part[i]!;
+        tags.invalidations += space.invalidations;
+        tags.invalidated += space.invalidated;
       }
-      return c.stats(sum);
+      return c.stats(sum, tags);
     }
     const space = this.#read();
-    return c.stats(space === null ? [0, 0, 0, 0, 0, 0, 0, 0] : c.lru.stats(space.id));
+    if (space === null) return c.stats([0, 0, 0, 0, 0, 0, 0, 0], { invalidations: 0, invalidated: 0 });
+    return c.stats(c.lru.stats(space.id), { invalidations: space.invalidations, invalidated: space.invalidated });
+  }
+
+  /**
+   * Invalidates tags in this view's namespace: the entries of this view
+   * (the root's for the cache itself, a scope's for a scope view) that
+   * carry any of `tags` miss from now on, as if expired, and are dropped
+   * when a read finds them. Entries written afterwards with the same tags
+   * are served; entries without them, and the same tags in other scopes
+   * (or at the root), are untouched. Nothing is scanned: the cost is one
+   * step per tag, and each later read of a tagged entry checks its tags.
+   * Computations of `getOrSet`/`memoize`/`@cached` under way with one of
+   * these tags in this view will not store their results. Returns how many
+   * tags were invalidated (distinct; each counts in
+   * `stats().tags.invalidations`).
+   * @throws {EdgeCacheError} `INVALID_TAG` if any tag breaks the rule of
+   * {@link SetOptions.tags} (nothing is invalidated).
+   */
+  invalidateTags(tags: readonly string[]): number {
+    const c = this.#core;
+    c.live();
+    // `tags` is required: undefined is not an array (INVALID_TAG), as null.
+    const names = checkTags(tags === undefined ? null : tags);
+    if (names.length === 0) return 0;
+    const space = this.#read();
+    const m = space?.tags;
+    if (m !== undefined) {
+      for (const name of names) {
+        const t = m.get(name);
+        if (t !== undefined) {
+          t.dead = true;
+          m.delete(name);
+          c.epoch++;
+        }
+      }
+    }
+    if (space !== null) space.invalidations += names.length;
+    c.invalidations += names.length;
+    dropFlightsTagged(this, names);
+    return names.length;
   }
 
   /**

@@ -24,7 +24,7 @@ import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
 import { checkOptionNames } from './cache.js';
 import { argsKey, dropFlights, dropFlightsMatching, isThenable } from './keys.js';
-import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
+import { isCacheLike, ownCache, tagOption, type CacheLike } from './memoize.js';
 import { clockOf, Engine, policy } from './getorset.js';
 
 /** Where a decorator finds its cache: a cache, or a function of `this` returning one. */
@@ -81,6 +81,14 @@ export interface CachedOptions<This = any, A extends unknown[] = unknown[]> {
    * @default the cache's `now()` if it has one, else `Date.now`
    */
   now?: () => number;
+  /**
+   * Tags each result is stored with, or a function of the arguments (with
+   * `this` bound) returning them, called on each miss before the method;
+   * as `memoize`'s `tags`. `cache.invalidateTags(tags)` on the same cache
+   * (and scope) makes the results carrying them miss.
+   * @default no tags
+   */
+  tags?: readonly string[] | { tags(this: This, ...args: A): readonly string[] | undefined }['tags'];
 }
 
 /** Options of {@link invalidates}. */
@@ -217,8 +225,9 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
   if (options === null || typeof options !== 'object') {
     throw new EdgeCacheError('INVALID_OPTION', '@cached: options must be an object');
   }
-  checkOptionNames(options, ['ttl', 'prefix', 'key', 'cache', 'staleWhileRevalidate', 'cacheErrors', 'now'], '@cached');
+  checkOptionNames(options, ['ttl', 'prefix', 'key', 'cache', 'staleWhileRevalidate', 'cacheErrors', 'now', 'tags'], '@cached');
   const p = policy(options, '@cached');
+  const tags = tagOption(options.tags);
   const key = options.key;
   if (key !== undefined && typeof key !== 'function') {
     throw new EdgeCacheError('INVALID_OPTION', '@cached: key must be a function returning a string');
@@ -246,7 +255,8 @@ export function cached<This = any, A extends unknown[] = unknown[]>(options: Cac
         }
         k = prefix + part;
       }
-      return engine.call(cache, clockOf(p, cache), k, () => target.apply(this, args)) as R;
+      const t = typeof tags === 'function' ? tags(this, args) : tags;
+      return engine.call(cache, clockOf(p, cache), k, () => target.apply(this, args), t) as R;
     };
     return method;
   };

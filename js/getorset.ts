@@ -9,12 +9,44 @@
 import { EdgeCacheError } from './errors.js';
 import { keepAlive } from '#wasm-init';
 import { flightsOf, isThenable, shareFlights, type Flight, type Flights } from './keys.js';
+import { checkTags } from './tags.js';
 
 /** @internal What `getOrSet` needs of a cache: `get` and `set`, either of which may return a promise. */
 export interface ReadThrough {
   get(key: string): unknown;
-  set(key: string, value: never, options?: { ttl?: number }): unknown;
+  set(key: string, value: never, options?: { ttl?: number; tags?: readonly string[] }): unknown;
 }
+
+/**
+ * @internal `checkTags` (the core's rule), with no tags as `undefined`, so
+ * that a write without tags hands `set` no `tags` key (a cache that knows
+ * no tags refuses one).
+ */
+export function tagsOf(tags: unknown): string[] | undefined {
+  if (tags === undefined) return undefined;
+  // Tags repeat (a set with tags runs this each time, and the core's check
+  // crosses into wasm and back): a list of distinct tags the core has
+  // already accepted is accepted again without it.
+  if (Array.isArray(tags) && tags.length <= 64) {
+    let i = 0;
+    while (i < tags.length && accepted.has(tags[i]) && tags.indexOf(tags[i]) === i) i++;
+    if (i === tags.length) return i === 0 ? undefined : (tags.slice() as string[]);
+  }
+  const t = checkTags(tags);
+  if (accepted.size + t.length > 4096) accepted.clear();
+  for (const x of t) accepted.add(x);
+  return t.length === 0 ? undefined : t;
+}
+
+/** Tags `checkTags` accepted (at most 4096; forgotten all at once beyond). */
+const accepted = new Set<unknown>();
+
+/**
+ * @internal The tags a result is stored with: checked tags, or a function
+ * giving them (evaluated once per load, before the loader is called, so a
+ * bad tag throws before anything runs).
+ */
+export type TagSource = readonly string[] | (() => readonly string[] | undefined) | undefined;
 
 /** Options of `getOrSet` on {@link MemoryCache} and {@link TieredCache}. */
 export interface GetOrSetOptions {
@@ -30,6 +62,13 @@ export interface GetOrSetOptions {
    * @default 0 (no stale values)
    */
   staleWhileRevalidate?: number;
+  /**
+   * Tags the loaded value is stored with (see `SetOptions.tags`):
+   * `invalidateTags` of one of them makes it miss. A load under way when
+   * one of its tags is invalidated does not store its result.
+   * @default no tags
+   */
+  tags?: readonly string[];
 }
 
 // ---- entries ----
@@ -179,52 +218,53 @@ export class Engine {
   constructor(readonly p: Policy) {}
 
   /** A whole call: lookup, then hit or load. */
-  call(cache: ReadThrough, now: () => number, k: string, load: () => unknown): unknown {
+  call(cache: ReadThrough, now: () => number, k: string, load: () => unknown, tags?: TagSource): unknown {
     const e = cache.get(k);
-    if (isThenable(e)) return Promise.resolve(e).then((x) => this.after(cache, now, k, x, load));
-    return this.after(cache, now, k, e, load);
+    if (isThenable(e)) return Promise.resolve(e).then((x) => this.after(cache, now, k, x, load, tags));
+    return this.after(cache, now, k, e, load, tags);
   }
 
   /** Everything after the lookup returned `e` (already awaited). */
-  after(cache: ReadThrough, now: () => number, k: string, e: unknown, load: () => unknown): unknown {
+  after(cache: ReadThrough, now: () => number, k: string, e: unknown, load: () => unknown, tags?: TagSource): unknown {
     const m = asMemo(e);
     if (m !== undefined) {
-      if (m.f !== 0 && m.f <= now()) this.refresh(cache, now, k, m, load);
+      if (m.f !== 0 && m.f <= now()) this.refresh(cache, now, k, m, load, tags);
       return replay(m);
     }
     const flights = flightsOf(cache);
     const flight = flights.get(k);
     // In Workers, another caller's flight may be another request's I/O: compute instead (keys.ts).
     if (flight !== undefined && !flight.sync && shareFlights) return flight.promise;
-    return this.compute(cache, now, flights, k, load);
+    return this.compute(cache, now, flights, k, load, tags);
   }
 
   /** A miss: call the loader once, share its promise, store its result. */
-  compute(cache: ReadThrough, now: () => number, flights: Flights, k: string, load: () => unknown): unknown {
+  compute(cache: ReadThrough, now: () => number, flights: Flights, k: string, load: () => unknown, tags?: TagSource): unknown {
+    const t = typeof tags === 'function' ? tags() : tags;
     let r: unknown;
     try {
       r = load();
     } catch (err) {
-      if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ERROR, 0), undefined, flights);
+      if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ERROR, 0), undefined, flights, t);
       throw err;
     }
     if (!isThenable(r)) {
-      this.store(cache, now, k, new Memo(r, 0, 0), undefined, flights);
+      this.store(cache, now, k, new Memo(r, 0, 0), undefined, flights, t);
       return r;
     }
-    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: false };
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: false, tags: t };
     flight.promise = Promise.resolve(r).then(
       (v) => {
         if (flights.get(k) === flight) {
           const m = new Memo(v, ASYNC, 0);
           m.p = flight.promise;
-          this.store(cache, now, k, m, flight, flights);
+          this.store(cache, now, k, m, flight, flights, t);
         }
         return v;
       },
       (err) => {
         if (flights.get(k) === flight) {
-          if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ASYNC | ERROR, 0), flight, flights);
+          if (this.p.cacheErrors(err)) this.store(cache, now, k, new Memo(err, ASYNC | ERROR, 0), flight, flights, t);
           else flights.delete(k);
         }
         throw err;
@@ -247,12 +287,12 @@ export class Engine {
    * nor L1 would get it: the next request would compute it again). It is
    * handed to the request's `waitUntil` (keepAlive; nothing elsewhere).
    */
-  store(cache: ReadThrough, now: () => number, k: string, m: Memo, flight: Flight | undefined, flights: Flights): void {
+  store(cache: ReadThrough, now: () => number, k: string, m: Memo, flight: Flight | undefined, flights: Flights, tags?: readonly string[]): void {
     const p = this.p;
     const entry = p.swr > 0 ? withFreshness(m, now() + p.ttl!) : m;
     let w: unknown;
     try {
-      w = cache.set(k, entry as never, p.setOptions);
+      w = cache.set(k, entry as never, tags === undefined ? p.setOptions : { ...p.setOptions, tags });
     } catch (err) {
       if (flight !== undefined && flights.get(k) === flight) flights.delete(k);
       if (isTooLarge(err)) return;
@@ -270,12 +310,18 @@ export class Engine {
   }
 
   /** Serves stale, refreshes once in the background; a failed refresh keeps the stale entry. */
-  refresh(cache: ReadThrough, now: () => number, k: string, stale: Memo, load: () => unknown): void {
+  refresh(cache: ReadThrough, now: () => number, k: string, stale: Memo, load: () => unknown, tags?: TagSource): void {
     const flights = flightsOf(cache);
     if (flights.has(k)) return;
+    let t: readonly string[] | undefined;
+    try {
+      t = typeof tags === 'function' ? tags() : tags;
+    } catch {
+      return; // bad tags: no refresh (the next miss throws them)
+    }
     // Only async loaders may join a refresh: a sync caller that misses
     // computes on its own rather than get a promise.
-    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: (stale.s & ASYNC) === 0 };
+    const flight: Flight = { promise: undefined as unknown as Promise<unknown>, sync: (stale.s & ASYNC) === 0, tags: t };
     let status = stale.s & ASYNC;
     flight.promise = Promise.resolve()
       .then(() => {
@@ -286,7 +332,7 @@ export class Engine {
       })
       .then(
         (v) => {
-          if (flights.get(k) === flight) this.store(cache, now, k, new Memo(v, status, 0), flight, flights);
+          if (flights.get(k) === flight) this.store(cache, now, k, new Memo(v, status, 0), flight, flights, t);
           return v;
         },
         (err) => {
@@ -308,7 +354,7 @@ function withFreshness(m: Memo, freshUntil: number): Memo {
 }
 
 
-const GET_OR_SET_OPTIONS = new Set(['ttl', 'staleWhileRevalidate']);
+const GET_OR_SET_OPTIONS = new Set(['ttl', 'staleWhileRevalidate', 'tags']);
 const NEVER = () => false;
 
 /**
@@ -319,22 +365,24 @@ export function getOrSet(cache: ReadThrough, where: string, key: unknown, loader
   if (typeof key !== 'string') throw new EdgeCacheError('INVALID_KEY', `${where}: the key must be a string, got ${typeof key}`);
   if (typeof loader !== 'function') throw new EdgeCacheError('INVALID_OPTION', `${where}: the loader must be a function, got ${typeof loader}`);
   let p = DEFAULT_POLICY;
+  let tags: string[] | undefined;
   if (options !== undefined) {
     if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', `${where}: options must be an object`);
     for (const name of Object.keys(options)) {
       if (!GET_OR_SET_OPTIONS.has(name)) {
-        throw new EdgeCacheError('INVALID_OPTION', `${where}: unknown option \`${name}\`; known: ttl, staleWhileRevalidate`);
+        throw new EdgeCacheError('INVALID_OPTION', `${where}: unknown option \`${name}\`; known: ttl, staleWhileRevalidate, tags`);
       }
     }
     if (options.ttl !== undefined || options.staleWhileRevalidate !== undefined) p = policy(options, where);
+    tags = tagsOf(options.tags);
   }
   const e = cache.get(key);
   // A hit with no freshness to check costs no allocation (as memoize's).
   if (e instanceof Memo && e.f === 0) return replay(e);
   const engine = new Engine(p);
   const now = clockOf(p, cache);
-  if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, key, x, loader as () => unknown));
-  return engine.after(cache, now, key, e, loader as () => unknown);
+  if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, key, x, loader as () => unknown, tags));
+  return engine.after(cache, now, key, e, loader as () => unknown, tags);
 }
 
 const DEFAULT_POLICY: Policy = { ttl: undefined, swr: 0, cacheErrors: NEVER, now: undefined, setOptions: undefined };

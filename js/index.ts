@@ -3,7 +3,7 @@
 // Workers, imported as a .wasm module (js/wasm-init/workerd.ts), is
 // instantiated when the first cache or signer is created.
 export { EdgeCacheError, type EdgeCacheErrorCode } from './errors.js';
-export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type ScopeOptions } from './cache.js';
+export { MemoryCache, type MemoryCacheOptions, type SetOptions, type CacheStats, type TagStats, type ScopeOptions } from './cache.js';
 export { Signer, generateSecureKey, type SignerOptions, type SealOptions, type OpenOptions, type EnvelopeScope, type SignerSecret } from './signer.js';
 export { type TagVersion } from './tags.js';
 export { type GetOrSetOptions } from './getorset.js';

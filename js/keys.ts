@@ -226,6 +226,8 @@ export interface Flight {
   promise: Promise<unknown>;
   /** A background refresh of a synchronous function: callers must not join it. */
   sync: boolean;
+  /** The tags its result will be stored with, if any; `true` while they are not known yet (any invalidation stops it). */
+  tags?: readonly string[] | true;
 }
 
 /** @internal The flights of one cache identity: a view of the root's map, under the scope's prefix. */
@@ -300,5 +302,20 @@ export function dropFlightsMatching(cache: object, pattern: string): void {
     for (const k of [...f.keys()]) if (glob.matches(k)) f.delete(k);
   } finally {
     glob.free();
+  }
+}
+
+/**
+ * @internal Forgets in-flight computations whose results would carry one
+ * of `tags` (their results will not be stored): `invalidateTags` calls it,
+ * so that a computation that began before the invalidation cannot store
+ * what it read before it.
+ */
+export function dropFlightsTagged(cache: object, tags: readonly string[]): void {
+  const f = flightsOf(cache);
+  if (f.map.size === 0) return;
+  for (const k of [...f.keys()]) {
+    const t = f.get(k)!.tags;
+    if (t === true || (t !== undefined && t.some((x) => tags.includes(x)))) f.delete(k);
   }
 }

@@ -8,7 +8,7 @@
 import { EdgeCacheError } from './errors.js';
 import { MemoryCache, checkOptionNames, estimate } from './cache.js';
 import { argsKey, flightsOf, isThenable } from './keys.js';
-import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy } from './getorset.js';
+import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy, tagsOf } from './getorset.js';
 
 // The read-through machinery lives in getorset.ts: memoize is `getOrSet`
 // with a key derived from the arguments.
@@ -21,12 +21,18 @@ import { ASYNC, ERROR, Engine, Memo, asMemo, clockOf, policy } from './getorset.
 export interface CacheLike {
   /** The value of `key`, or `undefined` (or a promise of either). */
   get(key: string): unknown;
-  /** Stores `value` under `key`; `ttl` in milliseconds, `0` for no expiry. */
-  set(key: string, value: never, options?: { ttl?: number }): unknown;
+  /**
+   * Stores `value` under `key`; `ttl` in milliseconds, `0` for no expiry;
+   * `tags` (given only when the helper has a `tags` option) for
+   * `invalidateTags`.
+   */
+  set(key: string, value: never, options?: { ttl?: number; tags?: readonly string[] }): unknown;
   /** Deletes `key`. */
   delete(key: string): unknown;
   /** Deletes the keys matching a Redis glob pattern. */
   deletePattern(pattern: string): unknown;
+  /** Invalidates the entries carrying any of `tags` (`MemoryCache`, `TieredCache`); optional. */
+  invalidateTags?(tags: readonly string[]): unknown;
 }
 
 /** @internal Whether `x` has the methods of a {@link CacheLike}. */
@@ -109,6 +115,17 @@ export interface MemoizeOptions<F extends (...args: any[]) => any, C extends Cac
    * @default the cache's `now()` if it has one, else `Date.now`
    */
   now?: () => number;
+  /**
+   * Tags each result is stored with, or a function of the arguments (with
+   * `this`) that returns them, called on each miss before `fn` (a bad tag
+   * throws `INVALID_TAG` from the call, and `fn` is not called).
+   * `fn.cache.invalidateTags(tags)` then makes every result carrying one of
+   * them miss; a computation under way with one of them does not store its
+   * result. In a shared cache that reaches the other entries of the same
+   * scope with these tags too. Tags follow `SetOptions.tags`' rule.
+   * @default no tags
+   */
+  tags?: readonly string[] | ((this: ThisParameterType<F>, ...args: Parameters<F>) => readonly string[] | undefined);
 }
 
 /** A memoized function: `fn`'s parameters and result, plus cache controls. */
@@ -134,7 +151,19 @@ export type Memoized<F extends (...args: any[]) => any, C extends CacheLike = Me
 // ---- entries ----
 
 
-const MEMOIZE_OPTIONS = ['cache', 'ttl', 'key', 'prefix', 'staleWhileRevalidate', 'cacheErrors', 'now'] as const;
+const MEMOIZE_OPTIONS = ['cache', 'ttl', 'key', 'prefix', 'staleWhileRevalidate', 'cacheErrors', 'now', 'tags'] as const;
+
+/**
+ * @internal A `tags` option of memoize or `@cached`: checked tags, or a
+ * function of `(self, args)` giving the checked tags of one call.
+ */
+export function tagOption(
+  tags: unknown,
+): readonly string[] | ((self: unknown, args: unknown[]) => () => readonly string[] | undefined) | undefined {
+  if (typeof tags !== 'function') return tagsOf(tags);
+  // A function's undefined is no tags; anything else not an array is INVALID_TAG.
+  return (self, args) => () => tagsOf((tags as (...a: unknown[]) => unknown).apply(self, args));
+}
 
 // ---- the default cache of helpers given none ----
 
@@ -224,6 +253,7 @@ export function memoize<F extends (...args: any[]) => any, C extends CacheLike =
   const engine = new Engine(p);
   const now = clockOf(p, cache);
   const swr = p.swr > 0;
+  const tags = tagOption(options.tags);
 
   const keyOf = (self: unknown, args: unknown[]): string => {
     if (keyFn === undefined) return prefix + argsKey(args);
@@ -254,8 +284,9 @@ export function memoize<F extends (...args: any[]) => any, C extends CacheLike =
     }
     const all = args ?? [a];
     const load = () => fn.apply(this, all);
-    if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, k, x, load));
-    return engine.after(cache, now, k, e, load);
+    const t = typeof tags === 'function' ? tags(this, all) : tags;
+    if (isThenable(e)) return Promise.resolve(e).then((x) => engine.after(cache, now, k, x, load, t));
+    return engine.after(cache, now, k, e, load, t);
   };
 
   Object.defineProperty(memoized, 'name', { value: `memoized ${fn.name}`.trimEnd() });

@@ -10,9 +10,9 @@
 // copy of the stored bytes, so nothing is ever consumed twice.
 import { keepAlive } from '#wasm-init';
 import { EdgeCacheError } from './errors.js';
-import { isThenable } from './keys.js';
+import { flightsOf, isThenable, type Flight } from './keys.js';
 import { isCacheLike, ownCache, type CacheLike } from './memoize.js';
-import { isTooLarge } from './getorset.js';
+import { isTooLarge, tagsOf as checkedTags } from './getorset.js';
 import { checkOptionNames } from './cache.js';
 
 /** A fetch-style handler: a request (and whatever the runtime passes after it) to a response. */
@@ -87,11 +87,34 @@ export interface CachePageOptions {
    * @default the cache's `now()` if it has one, else `Date.now`
    */
   now?: () => number;
+  /**
+   * Tags each stored page carries, or a function of the request and the
+   * response returning them (it must not read the body):
+   * `cache.invalidateTags(tags)` on the same cache (and scope) makes the
+   * pages carrying one of them miss. Added to those of `cacheTagHeader`.
+   * A page whose tags break the rule of `SetOptions.tags` (or number more
+   * than 64 together) is served and not stored. A page whose handler was
+   * still running, or whose body was still being read, when one of its
+   * tags (any tag, while its tags are not known yet) was invalidated in
+   * this isolate is not stored either.
+   * @default no tags
+   */
+  tags?: readonly string[] | ((request: Request, response: Response) => readonly string[] | undefined);
+  /**
+   * Also tag each page with the tags of its response's `Cache-Tag` header
+   * (`true`), or of the header named (a string): comma-separated, each
+   * trimmed, empty ones dropped, as Cloudflare reads it. The header is
+   * kept in the stored and replayed response.
+   * @default false
+   */
+  cacheTagHeader?: boolean | string;
 }
 
 const OPTION_NAMES = [
   'cache', 'ttl', 'vary', 'key', 'prefix', 'statuses', 'staleWhileRevalidate', 'maxBodyBytes', 'waitUntil', 'now',
+  'tags', 'cacheTagHeader',
 ] as const;
+const DONE = Promise.resolve();
 
 /** Request headers that carry credentials: in a key, only their digest appears. */
 const CREDENTIALS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key']);
@@ -346,6 +369,39 @@ export function cachePage<A extends unknown[] = []>(
   const varyAuth = vary.includes('authorization');
   const varySet = new Set(vary);
   const refreshing = new Set<string>();
+  const tagOpt = options.tags;
+  const staticTags = typeof tagOpt === 'function' ? undefined : checkedTags(tagOpt);
+  const tagHeader = options.cacheTagHeader === true ? 'cache-tag' : options.cacheTagHeader || undefined;
+  if (tagHeader !== undefined && typeof tagHeader !== 'string') {
+    throw new EdgeCacheError('INVALID_OPTION', 'cachePage: cacheTagHeader is a boolean or a header name');
+  }
+  const tagging = tagOpt !== undefined || tagHeader !== undefined;
+  const flights = flightsOf(cache);
+
+  /** The checked tags of a response to store; throws INVALID_TAG. */
+  const tagsOf = (request: Request, res: Response): readonly string[] | undefined => {
+    let list: readonly string[] = staticTags ?? (typeof tagOpt === 'function' ? (tagOpt(request, res) ?? []) : []);
+    const h = tagHeader === undefined ? null : res.headers.get(tagHeader);
+    if (h !== null) {
+      if (!Array.isArray(list)) return checkedTags(list);
+      list = [...list, ...h.split(',').map((t) => t.trim()).filter((t) => t !== '')];
+    }
+    return checkedTags(list);
+  };
+  /**
+   * With tags, a page load is registered as a flight under its key, so
+   * that invalidateTags (any tag until the page's tags are known) stops it
+   * from storing what it read before the invalidation (keys.ts).
+   */
+  const track = (k: string): Flight | undefined => {
+    if (!tagging) return undefined;
+    const f: Flight = { promise: DONE, sync: true, tags: staticTags ?? true };
+    flights.set(k, f);
+    return f;
+  };
+  const untrack = (k: string, f: Flight | undefined): void => {
+    if (f !== undefined && flights.get(k) === f) flights.delete(k);
+  };
 
   const keyOf = async (request: Request): Promise<string> => {
     const resource = keyFn === undefined ? request.url : keyFn(request);
@@ -411,7 +467,15 @@ export function cachePage<A extends unknown[] = []>(
   };
 
   /** Stores a complete body; a value the cache refuses is just not stored. */
-  const write = async (k: string, res: Response, body: Uint8Array, allowed: Allowance): Promise<void> => {
+  const write = async (
+    k: string,
+    res: Response,
+    body: Uint8Array,
+    allowed: Allowance,
+    tags?: readonly string[],
+    f?: Flight,
+  ): Promise<void> => {
+    if (f !== undefined && flights.get(k) !== f) return;
     const h: [string, string][] = [];
     let age = 0;
     res.headers.forEach((value, name) => {
@@ -425,27 +489,47 @@ export function cachePage<A extends unknown[] = []>(
     if (life !== undefined && (fresh === undefined || fresh === 0 || life < fresh)) fresh = life;
     const stale = allowed.stale ? swr : 0;
     const meta: Meta = { s: res.status, t: res.statusText, h, d, f: stale > 0 ? d + fresh! : 0, a: age };
-    const setOptions = fresh === undefined ? undefined : { ttl: fresh + stale };
+    // No `tags` key without tags: a cache that knows no tags (an older TieredCache) refuses one.
+    const setOptions = fresh === undefined ? (tags === undefined ? undefined : { tags }) : tags === undefined ? { ttl: fresh + stale } : { ttl: fresh + stale, tags };
     try {
       const w = cache.set(k, encodePage(meta, body) as never, setOptions);
       if (isThenable(w)) await w;
     } catch (e) {
       if (!isTooLarge(e)) throw e;
+    } finally {
+      untrack(k, f);
+    }
+  };
+
+  /** The checked tags of a response, `null` if they break the rule (the page is then not stored). */
+  const tagsFor = (request: Request, res: Response, k: string, f: Flight | undefined): readonly string[] | undefined | null => {
+    if (!tagging) return undefined;
+    try {
+      const tags = tagsOf(request, res);
+      if (f !== undefined && flights.get(k) === f) f.tags = tags;
+      return tags;
+    } catch {
+      untrack(k, f);
+      return null;
     }
   };
 
   /** The response to a miss: streamed to the client, stored in the background once complete. */
-  const forward = (request: Request, k: string, res: Response, rest: unknown[]): Response => {
+  const forward = (request: Request, k: string, res: Response, rest: unknown[], f: Flight | undefined): Response => {
     const allowed = storable(request, res);
-    if (allowed === null) return marked(res, 'MISS');
+    const tags = allowed === null ? null : tagsFor(request, res, k, f);
+    if (allowed === null || tags === null) {
+      untrack(k, f);
+      return marked(res, 'MISS');
+    }
     if (res.body === null) {
-      background(rest, write(k, res, new Uint8Array(0), allowed));
+      background(rest, write(k, res, new Uint8Array(0), allowed, tags, f));
       return marked(res, 'MISS');
     }
     const [client, copy] = res.body.tee();
     background(
       rest,
-      readUpTo(copy, maxBody).then((body) => (body === undefined ? undefined : write(k, res, body, allowed))),
+      readUpTo(copy, maxBody).then((body) => (body === undefined ? untrack(k, f) : write(k, res, body, allowed, tags, f))),
     );
     return marked(res, 'MISS', client);
   };
@@ -454,20 +538,23 @@ export function cachePage<A extends unknown[] = []>(
   const refresh = (request: Request, k: string, rest: A): void => {
     if (refreshing.has(k)) return;
     refreshing.add(k);
+    const f = track(k);
     const job = (async () => {
       try {
         const get = new Request(request.url, { method: 'GET', headers: request.headers });
         const res = await handler(get, ...rest);
         const allowed = storable(get, res);
-        if (allowed === null || res.body === null) {
+        const tags = allowed === null ? null : tagsFor(get, res, k, f);
+        if (allowed === null || tags === null || res.body === null) {
           await res.body?.cancel();
-          if (res.body === null && allowed !== null) await write(k, res, new Uint8Array(0), allowed);
+          if (res.body === null && allowed !== null && tags !== null) await write(k, res, new Uint8Array(0), allowed, tags, f);
           return;
         }
         const body = await readUpTo(res.body, maxBody);
-        if (body !== undefined) await write(k, res, body, allowed);
+        if (body !== undefined) await write(k, res, body, allowed, tags, f);
       } finally {
         refreshing.delete(k);
+        untrack(k, f);
       }
     })();
     background(rest, job);
@@ -501,8 +588,15 @@ export function cachePage<A extends unknown[] = []>(
         return replay(page, method === 'HEAD', stale ? 'STALE' : 'HIT', at);
       }
     }
-    const res = await handler(request, ...rest);
-    if (method === 'HEAD') return marked(res, 'MISS');
-    return forward(request, k, res, rest);
+    if (method === 'HEAD') return marked(await handler(request, ...rest), 'MISS');
+    const f = track(k);
+    let res: Response;
+    try {
+      res = await handler(request, ...rest);
+    } catch (e) {
+      untrack(k, f);
+      throw e;
+    }
+    return forward(request, k, res, rest, f);
   };
 }

@@ -124,6 +124,10 @@ export class L1Cache<V = unknown> {
   async deletePattern(pattern: string): Promise<number> {
     return this.#l1.deletePattern(pattern);
   }
+  /** `MemoryCache.invalidateTags` (this isolate only: there is no Redis tier), as a promise. */
+  async invalidateTags(tags: readonly string[]): Promise<number> {
+    return this.#l1.invalidateTags(tags);
+  }
   async clear(): Promise<void> {
     this.#l1.clear();
   }

@@ -32,6 +32,7 @@ describe('construction', () => {
     assert.deepEqual(s, {
       hits: 0, misses: 0, hitRate: 0, sets: 0, deletes: 0, evictions: 0, expirations: 0,
       entries: 0, bytes: 0, maxEntries: 10_000, maxBytes: 32 * 1024 * 1024,
+      tags: { invalidations: 0, invalidated: 0 },
     });
   });
 
@@ -342,7 +343,7 @@ describe('stats', () => {
     const s = c.stats();
     assert.deepEqual(
       { ...s, hitRate: Math.round(s.hitRate * 1000) / 1000 },
-      { hits: 1, misses: 2, hitRate: 0.333, sets: 4, deletes: 1, evictions: 1, expirations: 1, entries: 1, bytes: 2 + 8 + OVERHEAD, maxEntries: 2, maxBytes: 32 * 1024 * 1024 },
+      { hits: 1, misses: 2, hitRate: 0.333, sets: 4, deletes: 1, evictions: 1, expirations: 1, entries: 1, bytes: 2 + 8 + OVERHEAD, maxEntries: 2, maxBytes: 32 * 1024 * 1024, tags: { invalidations: 0, invalidated: 0 } },
     );
   });
 

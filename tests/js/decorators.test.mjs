@@ -174,6 +174,28 @@ describe('decorators compiled by tsc', () => {
   });
 });
 
+describe('decorators compiled by tsc: tags (issue 15)', () => {
+  test('@cached({ tags }) with an array and with a function of the arguments and this', async () => {
+    const cache = new MemoryCache();
+    const a = new m.TaggedCatalog(cache, 'site:a');
+    const b = new m.TaggedCatalog(cache.scope({ tenant: 'b' }), 'site:b');
+    assert.equal(a.all(), 1);
+    assert.equal(a.all(), 1);
+    cache.invalidateTags(['catalog']);
+    assert.equal(a.all(), 2);
+    const p7 = await a.product(7);
+    assert.equal(await a.product(7), p7);
+    const b7 = await b.product(7);
+    cache.invalidateTags(['product:8']);
+    assert.equal(await a.product(7), p7);
+    cache.invalidateTags(['product:7']);
+    assert.notEqual(await a.product(7), p7);
+    assert.equal(await b.product(7), b7, 'the root invalidation does not reach a scope');
+    b.cache.invalidateTags(['site:b']);
+    assert.notEqual(await b.product(7), b7);
+  });
+});
+
 describe('decorators called directly', () => {
   test('legacy (experimentalDecorators) calls are refused with a clear error', () => {
     const legacy = (deco) => deco(function () {}, 'name', {});
@@ -211,6 +233,26 @@ describe('decorators called directly', () => {
     await settle();
     assert.equal(await get.call({}, 1), 2);
     assert.equal(calls, 2);
+  });
+
+  test('@cached tags: hand-applied, a bad tags function throws INVALID_TAG before the method runs', async () => {
+    const cache = new MemoryCache();
+    const ctx = (name) => ({ kind: 'method', name, static: false, private: false, addInitializer() {} });
+    let calls = 0;
+    const get = cached({ cache, prefix: 'p:', tags: (x) => (x === 0 ? ['bad,tag'] : [`x:${x}`]) })(function (x) {
+      calls++;
+      return x + 1;
+    }, ctx('get'));
+    assert.throws(() => get.call({}, 0), (e) => e instanceof EdgeCacheError && e.code === 'INVALID_TAG');
+    assert.equal(calls, 0);
+    assert.equal(get.call({}, 1), 2);
+    assert.equal(get.call({}, 1), 2);
+    assert.equal(calls, 1);
+    cache.invalidateTags(['x:1']);
+    assert.equal(get.call({}, 1), 2);
+    assert.equal(calls, 2);
+    assert.throws(() => cached({ tags: [''] }), (e) => e instanceof EdgeCacheError && e.code === 'INVALID_TAG');
+    assert.throws(() => cached({ tags: 'x' }), (e) => e instanceof EdgeCacheError && e.code === 'INVALID_TAG');
   });
 
   test('@invalidates awaits an asynchronous cache before resolving', async () => {

@@ -88,6 +88,10 @@ describe('fromEnv without Redis', () => {
     assert.equal(await s.get('a'), 1);
     await s.clear();
     assert.equal(await s.get('a'), undefined);
+    await c.set('t1', 1, { tags: ['product:7'] });
+    await c.set('t2', 2, { tags: ['product:8'] });
+    assert.equal(await c.invalidateTags(['product:7']), 1);
+    assert.deepEqual(await c.getMany(['t1', 't2']), [undefined, 2], 'tags: the invalidated entry misses, the other hits');
     const st = c.stats();
     assert.equal(st.l2, null);
     assert.equal(st.breaker, null);

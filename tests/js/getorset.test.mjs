@@ -162,7 +162,9 @@ describe('MemoryCache.getOrSet', () => {
     assert.throws(() => c.getOrSet(1, () => 1), code('INVALID_KEY'));
     assert.throws(() => c.getOrSet('k', 'nope'), code('INVALID_OPTION'));
     assert.throws(() => c.getOrSet('k', () => 1, null), code('INVALID_OPTION'));
-    assert.throws(() => c.getOrSet('k', () => 1, { tags: ['x'] }), (e) => e.code === 'INVALID_OPTION' && /unknown option `tags`/.test(e.message));
+    assert.throws(() => c.getOrSet('k', () => 1, { tag: ['x'] }), (e) => e.code === 'INVALID_OPTION' && /unknown option `tag`/.test(e.message));
+    assert.throws(() => c.getOrSet('k', () => 1, { tags: ['a,b'] }), code('INVALID_TAG'));
+    assert.throws(() => c.getOrSet('k', () => 1, { tags: 'a' }), code('INVALID_TAG'));
     assert.throws(() => c.getOrSet('k', () => 1, { ttl: -1 }), code('INVALID_TTL'));
     assert.throws(() => c.getOrSet('k', () => 1, { staleWhileRevalidate: 100 }), (e) => e.code === 'INVALID_OPTION' && /needs a ttl > 0/.test(e.message));
     assert.throws(() => c.getOrSet('k', () => 1, { ttl: 10, staleWhileRevalidate: -5 }), code('INVALID_OPTION'));

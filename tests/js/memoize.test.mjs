@@ -795,3 +795,119 @@ describe('issue 8: memoize', () => {
     assert.throws(() => view.scope({ tenant: 'other' }), (e) => e.code === 'INVALID_SCOPE', 'a helper cannot reach another\'s scope');
   });
 });
+
+describe('memoize: tags (issue 15)', () => {
+  test('a tags array: fn.cache.invalidateTags makes every result carrying it miss', () => {
+    let calls = 0;
+    const f = memoize((x) => `${x}#${++calls}`, { tags: ['users'] });
+    assert.equal(f('a'), 'a#1');
+    assert.equal(f('b'), 'b#2');
+    assert.equal(f('a'), 'a#1');
+    assert.equal(f.cache.invalidateTags(['other']), 1);
+    assert.equal(f('a'), 'a#1');
+    f.cache.invalidateTags(['users']);
+    assert.equal(f('a'), 'a#3');
+    assert.equal(f('b'), 'b#4');
+    assert.equal(f('a'), 'a#3', 'stored again after the invalidation');
+  });
+
+  test('tags as a function of the arguments (and this), called on a miss before fn', () => {
+    const order = [];
+    const cache = new MemoryCache();
+    const f = memoize(
+      function (id, kind) {
+        order.push(`fn ${id}`);
+        return `${kind} ${id}`;
+      },
+      {
+        cache,
+        tags(id, kind) {
+          order.push(`tags ${id}`);
+          return [`${kind}:${id}`, `${this.site}`];
+        },
+      },
+    );
+    const self = { site: 'site:1', f };
+    assert.equal(self.f(7, 'product'), 'product 7');
+    assert.equal(self.f(8, 'product'), 'product 8');
+    assert.deepEqual(order, ['tags 7', 'fn 7', 'tags 8', 'fn 8']);
+    self.f(7, 'product');
+    assert.equal(order.length, 4, 'a hit calls neither');
+    cache.invalidateTags(['product:7']);
+    self.f(7, 'product');
+    self.f(8, 'product');
+    assert.deepEqual(order.slice(4), ['tags 7', 'fn 7']);
+    cache.invalidateTags(['site:1']);
+    self.f(8, 'product');
+    assert.deepEqual(order.slice(6), ['tags 8', 'fn 8']);
+  });
+
+  test('a tags function that returns bad tags throws INVALID_TAG from the call, fn not called; a bad array is refused up front', () => {
+    let calls = 0;
+    const f = memoize((x) => ++calls, { tags: (x) => (x === 'bad' ? ['a,b'] : x === 'notarray' ? 'a' : [x]) });
+    assert.throws(() => f('bad'), isCode('INVALID_TAG'));
+    assert.throws(() => f('notarray'), isCode('INVALID_TAG'));
+    assert.equal(calls, 0);
+    assert.equal(f('ok'), 1);
+    assert.throws(() => memoize(() => 1, { tags: [''] }), isCode('INVALID_TAG'));
+    assert.throws(() => memoize(() => 1, { tags: 'users' }), isCode('INVALID_TAG'));
+    assert.throws(() => memoize(() => 1, { tag: ['users'] }), isCode('INVALID_OPTION'));
+  });
+
+  test('an async computation under way when its tag is invalidated does not store its result', async () => {
+    const d = deferred();
+    let calls = 0;
+    const f = memoize(async (x) => (++calls === 1 ? d.promise : `fresh ${x}`), { tags: (x) => [`t:${x}`] });
+    const p = f('a');
+    f.cache.invalidateTags(['t:b']);
+    await settle();
+    f.cache.invalidateTags(['t:a']);
+    d.resolve('read before');
+    assert.equal(await p, 'read before');
+    assert.equal(await f('a'), 'fresh a');
+    assert.equal(await f('a'), 'fresh a');
+    assert.equal(calls, 2);
+  });
+
+  test('stale-while-revalidate: a refresh keeps the tags; an invalidated stale value is not served', async () => {
+    const now = clock();
+    const cache = new MemoryCache({ now });
+    let calls = 0;
+    const f = memoize(async (x) => `${x}#${++calls}`, { cache, ttl: 1000, staleWhileRevalidate: 10_000, tags: ['t'] });
+    assert.equal(await f('a'), 'a#1');
+    now.advance(2000);
+    assert.equal(await f('a'), 'a#1', 'stale');
+    await settle();
+    assert.equal(await f('a'), 'a#2', 'refreshed');
+    cache.invalidateTags(['t']);
+    assert.equal(await f('a'), 'a#3', 'the refreshed result carried the tag');
+    now.advance(2000);
+    cache.invalidateTags(['t']);
+    assert.equal(await f('a'), 'a#4', 'a stale but invalidated value is a miss, not served stale');
+  });
+
+  test('tags reach an asynchronous cache as set(key, value, { ttl, tags })', async () => {
+    const cache = new AsyncJsonCache();
+    cache.invalidateTags = async (t) => cache.inner.invalidateTags(t);
+    const seen = [];
+    const set = cache.set.bind(cache);
+    cache.set = (k, v, o) => (seen.push(o), set(k, v, o));
+    let calls = 0;
+    const f = memoize(async (x) => ++calls, { cache, ttl: 5000, tags: (x) => [`x:${x}`] });
+    assert.equal(await f(1), 1);
+    await settle();
+    assert.deepEqual(seen, [{ ttl: 5000, tags: ['x:1'] }]);
+    assert.equal(await f(1), 1);
+    await cache.invalidateTags(['x:1']);
+    assert.equal(await f(1), 2);
+  });
+
+  test('without tags the set options are unchanged (no tags key)', () => {
+    const seen = [];
+    const inner = new MemoryCache();
+    const cache = { get: (k) => inner.get(k), set: (k, v, o) => (seen.push(o), inner.set(k, v, o)), delete: (k) => inner.delete(k), deletePattern: (p) => inner.deletePattern(p) };
+    memoize((x) => x, { cache })(1);
+    memoize((x) => x, { cache, ttl: 5, prefix: 'b' })(1);
+    assert.deepEqual(seen, [undefined, { ttl: 5 }]);
+  });
+});

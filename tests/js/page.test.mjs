@@ -634,3 +634,183 @@ describe('issue 8: cachePage options are checked', () => {
     assert.throws(() => cachePage(h, { tll: 5 }), code('INVALID_OPTION'));
   });
 });
+
+describe('cachePage: tags (issue 15)', () => {
+  test('tags option: invalidateTags on the cache makes the page miss, other pages hit', async () => {
+    const { fetch, calls, stored, cache } = setup((req, n) => html(`page #${n}`), {
+      tags: (request) => [new URL(request.url).pathname.startsWith('/p/7') ? 'product:7' : 'product:8', 'pages'],
+    });
+    await (await fetch('https://example.com/p/7')).text();
+    await (await fetch('https://example.com/p/8')).text();
+    await stored();
+    assert.equal((await fetch('https://example.com/p/7')).headers.get('x-cache'), 'HIT');
+    assert.equal(cache.invalidateTags(['product:7']), 1);
+    const again = await fetch('https://example.com/p/7');
+    assert.equal(again.headers.get('x-cache'), 'MISS');
+    assert.equal(await again.text(), 'page #3');
+    assert.equal((await fetch('https://example.com/p/8')).headers.get('x-cache'), 'HIT');
+    await stored();
+    // Stored again after the invalidation: a hit.
+    assert.equal((await fetch('https://example.com/p/7')).headers.get('x-cache'), 'HIT');
+    cache.invalidateTags(['pages']);
+    assert.equal((await fetch('https://example.com/p/8')).headers.get('x-cache'), 'MISS');
+    assert.equal(calls.length, 4);
+  });
+
+  test('a static tags array', async () => {
+    const { fetch, stored, cache } = setup((req, n) => html(`page #${n}`), { tags: ['site'] });
+    await (await fetch()).text();
+    await stored();
+    cache.invalidateTags(['other']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'HIT');
+    cache.invalidateTags(['site']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+  });
+
+  test('cacheTagHeader: tags from the response Cache-Tag header (trimmed, empty parts dropped), the header kept', async () => {
+    const { fetch, stored, cache } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': ' product:7 ,, product:9,  ' } }), {
+      cacheTagHeader: true,
+      tags: ['site'],
+    });
+    await (await fetch()).text();
+    await stored();
+    const hit = await fetch();
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(hit.headers.get('cache-tag'), 'product:7 ,, product:9,', 'kept (as Headers normalizes it)');
+    cache.invalidateTags(['product:8']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'HIT');
+    cache.invalidateTags(['product:9']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+    await stored();
+    cache.invalidateTags(['site']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS', 'the option tags are kept beside the header tags');
+  });
+
+  test('cacheTagHeader: another header name; without the option the header is ignored', async () => {
+    const a = setup((req, n) => html(`page #${n}`, { headers: { 'x-tags': 'a,b' } }), { cacheTagHeader: 'X-Tags' });
+    await (await a.fetch()).text();
+    await a.stored();
+    a.cache.invalidateTags(['b']);
+    assert.equal((await a.fetch()).headers.get('x-cache'), 'MISS');
+    const b = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': 'a' } }));
+    await (await b.fetch()).text();
+    await b.stored();
+    b.cache.invalidateTags(['a']);
+    assert.equal((await b.fetch()).headers.get('x-cache'), 'HIT');
+  });
+
+  test('a response whose tags break the rule is served and not stored', async () => {
+    for (const header of ['ok, bad\u0001tag', 'x'.repeat(300), Array.from({ length: 65 }, (_, i) => `t${i}`).join(',')]) {
+      const { fetch, stored, cache } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': header.replace('\u0001', '') } }), {
+        cacheTagHeader: true,
+        tags: (req, res) => (header.includes('\u0001') ? ['bad\u0001tag'] : []),
+      });
+      const res = await fetch();
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'page #1');
+      await stored();
+      assert.equal(cache.stats().entries, 0, header.slice(0, 20));
+      assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+    }
+    // A bad static array is refused when the handler is made.
+    assert.throws(() => cachePage(() => html('x'), { tags: ['a,b'] }), (e) => e.code === 'INVALID_TAG');
+    assert.throws(() => cachePage(() => html('x'), { tags: 'a' }), (e) => e.code === 'INVALID_TAG');
+    assert.throws(() => cachePage(() => html('x'), { cacheTagHeader: 3 }), (e) => e.code === 'INVALID_OPTION');
+  });
+
+  test('a page whose body is still being read when its tag is invalidated is not stored', async () => {
+    let push;
+    const body = new ReadableStream({ start: (c) => (push = c) });
+    const { fetch, stored, cache } = setup((req, n) => (n === 1 ? new Response(body, { headers: { 'cache-tag': 't' } }) : html(`page #${n}`)), {
+      cacheTagHeader: true,
+    });
+    const miss = await fetch();
+    push.enqueue(new TextEncoder().encode('read before the invalidation'));
+    cache.invalidateTags(['t']);
+    push.close();
+    assert.equal(await miss.text(), 'read before the invalidation');
+    await stored();
+    assert.equal(cache.stats().entries, 0);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+  });
+
+  test('a page whose handler is still running when any tag is invalidated (its tags not known yet) is not stored', async () => {
+    let release;
+    const gate = new Promise((r) => (release = r));
+    const { fetch, stored, cache } = setup(async (req, n) => {
+      if (n === 1) await gate;
+      return html(`page #${n}`, { headers: { 'cache-tag': 't' } });
+    }, { cacheTagHeader: true });
+    const pending = fetch();
+    await new Promise((r) => setImmediate(r));
+    cache.invalidateTags(['anything']);
+    release();
+    assert.equal(await (await pending).text(), 'page #1');
+    await stored();
+    assert.equal(cache.stats().entries, 0);
+    // Without an invalidation meanwhile it is stored.
+    await (await fetch()).text();
+    await stored();
+    assert.equal((await fetch()).headers.get('x-cache'), 'HIT');
+  });
+
+  test('a stale-while-revalidate refresh stores the new page with its tags', async () => {
+    const now = clock();
+    const { fetch, stored, cache } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': `v${n}` } }), {
+      cacheTagHeader: true,
+      ttl: 1000,
+      staleWhileRevalidate: 10_000,
+      now,
+    });
+    await (await fetch()).text();
+    await stored();
+    now.advance(2000);
+    assert.equal((await fetch()).headers.get('x-cache'), 'STALE');
+    await stored();
+    cache.invalidateTags(['v1']);
+    const hit = await fetch();
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(await hit.text(), 'page #2');
+    cache.invalidateTags(['v2']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+  });
+
+  test('tags reach an asynchronous cache through set(key, value, { ttl, tags })', async () => {
+    const inner = new MemoryCache();
+    const seen = [];
+    const remote = {
+      get: async (k) => inner.get(k),
+      set: async (k, v, o) => {
+        seen.push(o);
+        inner.set(k, v, o);
+      },
+      delete: async (k) => inner.delete(k),
+      deletePattern: async (p) => inner.deletePattern(p),
+      invalidateTags: async (t) => inner.invalidateTags(t),
+    };
+    const { fetch, stored } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': 'a, b' } }), {
+      cache: remote,
+      cacheTagHeader: true,
+      ttl: 5000,
+    });
+    await (await fetch()).text();
+    await stored();
+    assert.deepEqual(seen, [{ ttl: 5000, tags: ['a', 'b'] }]);
+    await remote.invalidateTags(['b']);
+    assert.equal((await fetch()).headers.get('x-cache'), 'MISS');
+  });
+
+  test('without tags nothing changes: set gets no tags option', async () => {
+    const seen = [];
+    const inner = new MemoryCache();
+    const spy = { get: (k) => inner.get(k), set: (k, v, o) => (seen.push(o), inner.set(k, v, o)), delete: (k) => inner.delete(k), deletePattern: (p) => inner.deletePattern(p) };
+    const { fetch, stored } = setup((req, n) => html(`page #${n}`, { headers: { 'cache-tag': 'a' } }), { cache: spy });
+    await (await fetch()).text();
+    await stored();
+    const timed = setup((req, n) => html(`page #${n}`), { cache: spy, ttl: 5000, prefix: 't:' });
+    await (await timed.fetch()).text();
+    await timed.stored();
+    assert.deepEqual(seen, [undefined, { ttl: 5000 }], 'no tags key: a cache that knows no tags refuses one');
+    assert.ok(!('tags' in seen[1]));
+  });
+});

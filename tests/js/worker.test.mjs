@@ -370,3 +370,53 @@ test('generateSecureKey() at module scope in workerd says why it fails and what 
     await w.stop();
   }
 });
+
+describe('tags in workerd: memoize and cachePage (Cache-Tag) over fromEnv(env), L1 only', () => {
+  let w;
+  before(async () => {
+    w = await start('tests/js/workers/tags.js');
+  });
+  after(async () => {
+    await w?.stop();
+  });
+  const text = async (p) => (await w.fetch(p)).text();
+  const until = async (p, want) => {
+    // cachePage stores a page in waitUntil, a moment after its miss was read.
+    for (let i = 0; i < 100; i++) {
+      const r = await w.fetch(p);
+      await r.text();
+      if (r.headers.get('x-cache') === want) return;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.fail(`${p} never became ${want}`);
+  };
+
+  test('an invalidated tag makes its results miss, others hit, results stored afterwards are served', async () => {
+    const m1 = await text('/memo/a');
+    const m2 = await text('/memo/b');
+    assert.equal(await text('/memo/a'), m1);
+    assert.equal(await (await w.fetch('/invalidate?tags=item:a')).json(), 1);
+    const m1b = await text('/memo/a');
+    assert.notEqual(m1b, m1);
+    assert.equal(await text('/memo/b'), m2);
+    assert.equal(await text('/memo/a'), m1b, 'stored again after the invalidation');
+
+    assert.equal((await w.fetch('/page/x')).headers.get('x-cache'), 'MISS');
+    await until('/page/x', 'HIT');
+    await until('/page/y', 'HIT');
+    await w.fetch('/invalidate?tags=item:x');
+    const again = await w.fetch('/page/x');
+    assert.equal(again.headers.get('x-cache'), 'MISS', 'a tag from Cache-Tag');
+    assert.match(await again.text(), /^page x #/);
+    assert.equal((await w.fetch('/page/y')).headers.get('x-cache'), 'HIT');
+    await until('/page/x', 'HIT');
+    await w.fetch('/invalidate?tags=site');
+    assert.equal((await w.fetch('/page/y')).headers.get('x-cache'), 'MISS', 'the tags option, beside the header');
+    assert.equal(await text('/memo/b'), m2, 'memoize results do not carry the pages\' tags');
+    const s = await (await w.fetch('/stats')).json();
+    assert.equal(s.invalidations, 3);
+    assert.equal(s.invalidated, 3, 'memo a, page x, page y: each found invalidated once');
+    assert.equal((await w.fetch('/invalidate?tags=bad%01tag')).status, 500);
+    assert.match(await (await w.fetch('/invalidate?tags=a%2Cb,')).text(), /INVALID_TAG/);
+  });
+});

@@ -165,3 +165,24 @@ export class ScopedRepo {
     this.db.set(`${this.tenant}/${id}`, value);
   }
 }
+
+/** Tags (issue 15): results tagged by an array and by a function of the arguments and `this`. */
+export class TaggedCatalog {
+  calls = 0;
+  constructor(
+    readonly cache: MemoryCache,
+    readonly site: string,
+  ) {}
+
+  @cached({ prefix: 'all:', tags: ['catalog'] })
+  all(): number {
+    return ++this.calls;
+  }
+
+  @cached<TaggedCatalog>({ prefix: 'product:', key: (id: number) => String(id), tags(id: number) { return [`product:${id}`, this.site]; } })
+  async product(id: number): Promise<string> {
+    this.calls++;
+    await tick();
+    return `product ${id} #${this.calls}`;
+  }
+}

@@ -17,6 +17,11 @@ const p: Promise<{ id: number }> = load(1);
 const v: { id: number } | undefined = load.peek(1);
 // @ts-expect-error the key function gets the function's parameter types
 memoize(async (id: number) => id, { key: (id: string) => id });
+// tags: an array, or a function of the same parameters.
+memoize(async (id: number) => id, { tags: ['users'] });
+memoize(async (id: number) => id, { tags: (id) => [`user:${id.toFixed()}`] });
+// @ts-expect-error the tags function gets the function's parameter types
+memoize(async (id: number) => id, { tags: (id: string) => [id] });
 
 /** A cache whose methods return promises, as the coming TieredCache. */
 declare const remote: {
@@ -67,6 +72,14 @@ class Typed {
   six(x: number): number {
     return x * 6;
   }
+  @cached({ tags: ['seven'] })
+  seven(x: number): number {
+    return x * 7;
+  }
+  @cached<Typed>({ tags(x: number) { return [`e:${this.n}:${x}`]; } })
+  eight(x: number): number {
+    return x * 8;
+  }
 }
 const t: number = new Typed().twice(2);
 
@@ -84,9 +97,13 @@ const g4 = tier.scope({ tenant: 'a' }).getOrSet('n', () => [1, 2]);
 const g4ok: Exact<typeof g4, Promise<number[]>> = true;
 // @ts-expect-error a cache of strings takes no number
 new MemoryCache<string>().getOrSet('k', () => 1);
-// @ts-expect-error tags are not an option (yet)
 mc.getOrSet('k', () => 1, { tags: ['a'] });
-const gso: GetOrSetOptions = { ttl: 1 };
+// @ts-expect-error tags are strings
+mc.getOrSet('k', () => 1, { tags: [1] });
+mc.set('k', 1, { ttl: 5, tags: ['a', 'b'] });
+const raised: number = mc.invalidateTags(['a']);
+const tagStats: { invalidations: number; invalidated: number } = mc.stats().tags;
+const gso: GetOrSetOptions = { ttl: 1, tags: ['x'] };
 
-export { g1ok, g2ok, g3ok, g4ok, gso };
+export { g1ok, g2ok, g3ok, g4ok, gso, raised, tagStats };
 export { s, peeked, removed, c, p, v, r, rp, rpeek, rdel, t };
