@@ -301,35 +301,46 @@ struct L2 {
 /// all: they only save a round trip and guard against rollbacks).
 const MAX_TAG_VERSIONS: usize = 100_000;
 
-/// Tag versions read from Redis, by tag key ([`Kind::Tag`]): the highest
-/// seen, and whether it is known to be current (a log entry of the tag
-/// makes it unknown until read again). L1 holds no tagged entry, so these
-/// vouch for nothing there: they pick the versions a write seals (checked
-/// by the `MGET` after its `SET`) and catch versions going back.
+/// Tag versions read from Redis, by tag key ([`Kind::Tag`]). L1 holds no
+/// tagged entry, so these vouch for nothing there: they pick the versions
+/// a write seals (checked by the `MGET` after its `SET`) and catch
+/// versions going back.
 #[derive(Default)]
 struct TagTable {
-    versions: HashMap<String, (u64, bool)>,
+    versions: HashMap<String, TagVersion>,
+    /// Raised each time the table learns a version: a request's answer is
+    /// compared with what was learned after it was sent.
+    epoch: u64,
+}
+
+/// What the isolate knows of one tag's version.
+struct TagVersion {
+    /// The highest seen.
+    v: u64,
+    /// Known to be current (a log entry of the tag makes it unknown until
+    /// read again).
+    known: bool,
+    /// The table's epoch when `v` was learned.
+    at: u64,
 }
 
 impl TagTable {
     /// The version of `tk` if it is known to be current.
     fn known(&self, tk: &str) -> Option<u64> {
-        self.versions
-            .get(tk)
-            .and_then(|&(v, known)| known.then_some(v))
+        self.versions.get(tk).and_then(|e| e.known.then_some(e.v))
     }
 
     /// `tk` was invalidated: its version is no longer known (the highest
     /// seen is kept, against rollbacks).
     fn forget(&mut self, tk: &str) {
         if let Some(e) = self.versions.get_mut(tk) {
-            e.1 = false;
+            e.known = false;
         }
     }
 
     fn forget_all(&mut self) {
         for e in self.versions.values_mut() {
-            e.1 = false;
+            e.known = false;
         }
     }
 }
@@ -1389,13 +1400,14 @@ impl EdgeCache {
             let entry = self.append(l2, Op::Set, &[rk])?;
             let mut own = vec![set, mget];
             own.extend(entry.iter().map(Command::args));
+            let sent = self.tag_epoch(l2);
             let mut replies = self.round_trip(l2, &own).await?.into_iter();
             let set = replies.next();
             let current = replies.next();
             // The SET and the log entry: a write others cannot learn of failed.
             replies.try_for_each(|r| r.map(drop))?;
             set.unwrap_or_else(|| Err(Error::L2Protocol("no reply".into())))?;
-            let current = self.versions_in(l2, tks, current)?;
+            let current = self.versions_in(l2, tks, current, sent)?;
             let mut moved = false;
             for (v, c) in versions.iter_mut().zip(current) {
                 if c > *v {
@@ -1449,11 +1461,12 @@ impl EdgeCache {
             .map(|k| vec!["INCR".into(), k.as_str().into()])
             .collect();
         own.extend(entry.iter().map(Command::args));
+        let sent = self.tag_epoch(l2);
         let mut replies = self.round_trip(l2, &own).await?.into_iter();
         for tk in &tks {
             match replies.next() {
                 Some(Ok(r @ Reply::Int(_))) => {
-                    self.learn(l2, tk, &r).ok_or_else(|| {
+                    self.learn(l2, tk, &r, sent).ok_or_else(|| {
                         Error::L2Protocol(format!("INCR of the tag version {tk:?} answered {r:?}"))
                     })?;
                 }
@@ -1476,11 +1489,13 @@ impl EdgeCache {
         l2.layout.key(Kind::Tag, self.scope.as_ref(), tag)
     }
 
-    /// Takes a tag version Redis answered: the version to hold entries to,
-    /// the highest seen (a lower one is a rollback: counted, not believed),
-    /// or `None` if it is not a version at all (counted; then nothing of
-    /// the tag is served).
-    fn learn(&self, l2: &L2, tk: &str, reply: &Reply) -> Option<u64> {
+    /// Takes a tag version Redis answered to a request sent at the table's
+    /// epoch `sent`: the version to hold entries to, the highest seen (a
+    /// lower one is a rollback: counted, not believed; unless a higher one
+    /// was learned after the request was sent: then the answer is older,
+    /// not a rollback), or `None` if it is not a version at all (counted;
+    /// then nothing of the tag is served).
+    fn learn(&self, l2: &L2, tk: &str, reply: &Reply, sent: u64) -> Option<u64> {
         let Some(r) = tag_version(reply) else {
             self.inner
                 .error(&Error::L2Protocol("a malformed tag version".into()));
@@ -1491,21 +1506,32 @@ impl EdgeCache {
             return None;
         };
         let mut t = l2.tags.borrow_mut();
-        let seen = match t.versions.get_mut(tk) {
-            None => {
-                if t.versions.len() >= MAX_TAG_VERSIONS {
-                    t.versions.clear();
-                }
-                t.versions.insert(tk.to_owned(), (r, true));
-                return Some(r);
+        t.epoch += 1;
+        let at = t.epoch;
+        let Some(e) = t.versions.get_mut(tk) else {
+            if t.versions.len() >= MAX_TAG_VERSIONS {
+                t.versions.clear();
             }
-            Some(e) => {
-                let seen = e.0;
-                e.0 = e.0.max(r);
-                e.1 = true;
-                seen
-            }
+            t.versions.insert(
+                tk.to_owned(),
+                TagVersion {
+                    v: r,
+                    known: true,
+                    at,
+                },
+            );
+            return Some(r);
         };
+        let seen = e.v;
+        if r < seen && e.at > sent {
+            // Answered before the higher version was learned.
+            return Some(seen);
+        }
+        if r > seen {
+            e.v = r;
+            e.at = at;
+        }
+        e.known = true;
         drop(t);
         if r < seen {
             self.inner.count_tags(|t| t.rollbacks += 1);
@@ -1517,6 +1543,12 @@ impl EdgeCache {
         Some(r.max(seen))
     }
 
+    /// The table's epoch now: what [`Self::learn`] compares a request's
+    /// answers with (take it before sending).
+    fn tag_epoch(&self, l2: &L2) -> u64 {
+        l2.tags.borrow().epoch
+    }
+
     /// The versions of `tks` from one `MGET` reply (learned), or the error
     /// (counted).
     fn versions_in(
@@ -1524,6 +1556,7 @@ impl EdgeCache {
         l2: &L2,
         tks: &[String],
         reply: Option<Result<Reply>>,
+        sent: u64,
     ) -> Result<Vec<u64>> {
         let items = match reply {
             Some(Ok(Reply::Array(items))) if items.len() == tks.len() => items,
@@ -1537,7 +1570,7 @@ impl EdgeCache {
         tks.iter()
             .zip(&items)
             .map(|(tk, r)| {
-                self.learn(l2, tk, r).ok_or_else(|| {
+                self.learn(l2, tk, r, sent).ok_or_else(|| {
                     Error::L2Protocol(format!("malformed tag version in redis for {tk:?}"))
                 })
             })
@@ -1548,9 +1581,10 @@ impl EdgeCache {
     async fn fetch_versions(&self, l2: &L2, tks: &[&str]) -> Result<Vec<u64>> {
         let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
         mget.extend(tks.iter().map(|k| Arg::Str(k)));
+        let sent = self.tag_epoch(l2);
         let reply = self.round_trip(l2, &[mget]).await?.into_iter().next();
         let owned: Vec<String> = tks.iter().map(|k| (*k).to_owned()).collect();
-        self.versions_in(l2, &owned, reply)
+        self.versions_in(l2, &owned, reply, sent)
     }
 
     /// Whether an entry read from Redis with `tags` (and the versions it
@@ -1563,6 +1597,7 @@ impl EdgeCache {
         let keys: Vec<String> = tags.iter().map(|(t, _)| self.tag_key(l2, t)).collect();
         let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
         mget.extend(keys.iter().map(|k| Arg::Str(k)));
+        let sent = self.tag_epoch(l2);
         let items = match self.round_trip(l2, &[mget]).await.map(|mut r| r.remove(0)) {
             Ok(Ok(Reply::Array(items))) if items.len() == keys.len() => items,
             Ok(Ok(_)) => {
@@ -1576,7 +1611,7 @@ impl EdgeCache {
         let mut valid = true;
         for ((tk, (_, recorded)), r) in keys.iter().zip(tags).zip(&items) {
             // Every version learned (rollbacks seen), even past an invalid one.
-            match self.learn(l2, tk, r) {
+            match self.learn(l2, tk, r, sent) {
                 Some(current) if *recorded >= current => {}
                 _ => valid = false,
             }
