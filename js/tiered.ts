@@ -17,8 +17,9 @@ import { RedisRest, type Outcome, type RedisArg, type RedisRestOptions, type Red
 import { BreakerCore, CoherenceCore, FenceCore, LayoutCore, parseCounter, promotionTtl } from './wasm/edgecache.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
-import { shareFlights } from './keys.js';
-import { getOrSet, type GetOrSetOptions } from './getorset.js';
+import { dropFlightsTagged, shareFlights } from './keys.js';
+import { getOrSet, tagsOf, type GetOrSetOptions } from './getorset.js';
+import { checkTags } from './tags.js';
 
 /** Turns values into envelope payloads and back. */
 export interface Serializer {
@@ -250,6 +251,24 @@ export interface TieredStats {
   breaker: { state: 'closed' | 'open' | 'half-open'; opened: number };
   /** Coherence across isolates; `undefined` when it is off (`maxStaleness: false`). */
   coherence: CoherenceStats | undefined;
+  /** Tags ({@link TieredCache.invalidateTags}), for the whole cache. */
+  tags: TierTagStats;
+}
+
+/** What tags did in a {@link TieredCache} (every view). */
+export interface TierTagStats {
+  /** Tags invalidated by this cache (`invalidateTags`, each tag counted). */
+  invalidations: number;
+  /**
+   * Entries read from Redis that carried a tag invalidated since they were
+   * written: misses, never served (L1's own such drops are in `l1.tags`).
+   */
+  invalidated: number;
+  /**
+   * Times Redis held a tag version below one this isolate had seen (rolled
+   * back behind the cache's back); the higher one was kept.
+   */
+  rollbacks: number;
 }
 
 const OPTIONS = new Set(['redis', 'signer', 'prefix', 'l1', 'l1Ttl', 'defaultTtl', 'failOpen', 'breaker', 'serializer', 'log', 'now', 'maxStaleness', 'staleWhileUnreachable', 'staleIfError', 'push', 'onL2Error', 'onBreaker', 'onRejected']);
@@ -330,6 +349,23 @@ class Shared {
   sub: RedisSubscription | undefined;
   /** The event hooks (set after construction). */
   hooks: TieredHooks = {};
+  /**
+   * Tag versions read from Redis, by tag key: the highest seen, and whether
+   * it is known to be current (a log entry of the tag makes it unknown
+   * until read again). See `TieredCache.invalidateTags`.
+   */
+  readonly tagv = new Map<string, { v: number; known: boolean; at: number }>();
+  /**
+   * Raised each time this isolate learns that a tag's version rose: a read
+   * or write that saw it change while it was under way keeps its value out
+   * of L1 (L1's own tag stamps would date the value after the change).
+   */
+  tagEpoch = 0;
+  /** What every tag-version key of the cache starts with: `<prefix>:g:`. */
+  gmark = '';
+  tagInvalidations = 0;
+  tagMisses = 0;
+  tagRollbacks = 0;
 
   constructor(
     readonly redis: RedisRest,
@@ -437,9 +473,21 @@ function checkKey(key: unknown): asserts key is string {
 
 function ttlOf(options: SetOptions | undefined, dflt: number): number {
   if (options === undefined) return dflt;
-  if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'set options are { ttl? }');
-  for (const k of Object.keys(options)) if (k !== 'ttl') throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of set; known: ttl`);
+  if (options === null || typeof options !== 'object') throw new EdgeCacheError('INVALID_OPTION', 'set options are { ttl?, tags? }');
+  for (const k of Object.keys(options)) if (k !== 'ttl' && k !== 'tags') throw new EdgeCacheError('INVALID_OPTION', `unknown option \`${k}\` of set; known: ttl, tags`);
   return ms(options.ttl, 'ttl', dflt);
+}
+
+/** The most tag versions an isolate remembers; past it, it forgets them all (and the L1 entries they vouched for). */
+const MAX_TAG_VERSIONS = 100_000;
+
+/** A tag version as Redis holds it: a canonical decimal integer >= 0, or absent (0); `undefined` for anything else. */
+function tagVersion(raw: unknown): number | undefined {
+  if (raw === null) return 0;
+  if (typeof raw === 'number') return Number.isSafeInteger(raw) && raw >= 0 ? raw : undefined;
+  if (typeof raw !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 function part(x: unknown): string | undefined {
@@ -467,6 +515,9 @@ function coherenceStats(s: Shared): CoherenceStats {
     push: { ...s.push },
   };
 }
+
+/** One entry's tags and the versions it was written under. */
+type TagList = readonly (readonly [string, number])[];
 
 /**
  * A two-tier cache: this isolate's L1 {@link MemoryCache} in front of
@@ -505,9 +556,10 @@ export class TieredCache<V = unknown> {
   /** This view's stale copies (`staleIfError`), `undefined` when off. */
   readonly #grace: MemoryCache<unknown> | undefined;
   readonly #scope: EnvelopeScope | undefined;
-  /** What this view's value and counter keys start with in Redis. */
+  /** What this view's value, counter and tag-version keys start with in Redis. */
   readonly #vspace: string;
   readonly #nspace: string;
+  readonly #gspace: string;
 
   constructor(options: TieredCacheOptions);
   /** @internal a scope view */
@@ -596,6 +648,8 @@ export class TieredCache<V = unknown> {
     this.#grace = view === undefined ? g : view.grace;
     this.#vspace = this.#s.layout.space(false, part(sc?.tenant), part(sc?.user));
     this.#nspace = this.#s.layout.space(true, part(sc?.tenant), part(sc?.user));
+    this.#gspace = this.#s.layout.tagSpace(part(sc?.tenant), part(sc?.user));
+    if (view === undefined) this.#s.gmark = this.#gspace.slice(0, this.#gspace.indexOf(':') + 3);
     // See CACHE_IDENTITY in cache.ts: views of one TieredCache and scope
     // share the in-flight computations of memoize, the decorators and
     // cachePage, even when a view is created per call. Set here rather than
@@ -790,7 +844,7 @@ export class TieredCache<V = unknown> {
   #finishRead(ticket: number, entries: Outcome[]): boolean {
     const s = this.#s;
     const coh = s.coh!;
-    let out: [boolean, string | null, string[], string[]];
+    let out: [boolean, string | null, string[], string[], string[]];
     try {
       out = coh.finishRead(ticket, entries) as typeof out;
     } catch (e) {
@@ -799,12 +853,14 @@ export class TieredCache<V = unknown> {
       s.warn('log', `the invalidation log could not be read (${code}: ${(e as Error).message}); until it can be, expired L1 leases follow staleWhileUnreachable`);
       return false;
     }
-    const [everything, gap, keys, globs] = out;
+    const [everything, gap, keys, globs, tags] = out;
     if (gap !== null) s.warn(`gap-${gap}`, `the invalidation log could not vouch for L1 (${gap}); all of L1 was dropped (counted in stats().coherence)`);
     if (everything) this.#dropAll();
     else {
       for (const rk of keys) this.#dropKey(rk);
       for (const g of globs) this.#dropGlob(g);
+      // Tags invalidated elsewhere: their versions moved (read again when needed).
+      for (const tk of tags ?? []) this.#tagChanged(tk);
     }
     this.#leaseChanged();
     return true;
@@ -821,6 +877,9 @@ export class TieredCache<V = unknown> {
   #dropAll(): void {
     const s = this.#s;
     s.fence.invalidateAll();
+    // L1 keeps no tagged entry, so no tag version is vouched for any more.
+    s.tagEpoch++;
+    for (const e of s.tagv.values()) e.known = false;
     s.invalidated += s.root.stats().entries;
     s.root.clear();
     s.grace?.clear();
@@ -841,6 +900,7 @@ export class TieredCache<V = unknown> {
 
   #dropKey(rk: string): void {
     const s = this.#s;
+    if (rk.startsWith(s.gmark)) return this.#tagChanged(rk);
     s.fence.invalidate(rk);
     const p = s.layout.parse(rk) as [boolean, string | undefined, string | undefined, string] | undefined;
     if (p === undefined) return;
@@ -922,18 +982,18 @@ export class TieredCache<V = unknown> {
   }
 
   /** Opens what Redis holds for `key`: the value, or `undefined` (expired, or rejected and counted). */
-  #open(key: string, raw: RedisValue): { value: unknown; expiresAt: number } | undefined {
+  #open(key: string, raw: RedisValue): { value: unknown; expiresAt: number; tags: TagList | undefined } | undefined {
     const s = this.#s;
     if (typeof raw !== 'string') {
       s.reject(key, 'NOT_AN_ENVELOPE');
       s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} is not a signed envelope; it was not served (counted in stats().l2.rejected)`);
       return undefined;
     }
-    let opened: { payload: string | Uint8Array; expiresAt: number } | undefined;
+    let opened: { payload: string | Uint8Array; expiresAt: number; tags?: [string, number][] } | undefined;
     try {
       opened = s.signer.openPayload(key, raw, this.#scope, s.layout);
       if (opened === undefined) return undefined;
-      return { value: s.serializer.deserialize(opened.payload), expiresAt: opened.expiresAt };
+      return { value: s.serializer.deserialize(opened.payload), expiresAt: opened.expiresAt, tags: opened.tags };
     } catch (e) {
       s.reject(key, e instanceof EdgeCacheError ? e.code : 'DESERIALIZE');
       s.warn('rejected', `a value in redis for key ${JSON.stringify(key)} failed to open (${e instanceof EdgeCacheError ? e.code : 'deserialize'}); it was not served (counted in stats().l2.rejected)`);
@@ -941,13 +1001,14 @@ export class TieredCache<V = unknown> {
     }
   }
 
-  /** Keeps a value from L2 in L1, for no longer than the rules allow. */
-  #promote(l1Key: string, value: unknown, expiresAt: number): void {
+  /** Keeps a value from L2 in L1, for no longer than the rules allow (with its tags, checked on every L1 hit). */
+  #promote(l1Key: string, value: unknown, expiresAt: number, tags?: TagList): void {
     const s = this.#s;
     const ttl = promotionTtl(s.l1Ttl, expiresAt, s.now());
     if (ttl < 0) return;
+    const names = tags === undefined ? undefined : tags.map((t) => t[0]);
     try {
-      this.#l1.set(l1Key, value, { ttl });
+      this.#l1.set(l1Key, value, names === undefined ? { ttl } : { ttl, tags: names });
     } catch {
       // Too large for L1: it stays in Redis only.
       this.#l1.delete(l1Key);
@@ -960,10 +1021,152 @@ export class TieredCache<V = unknown> {
     // for good needs none). Counters are never kept stale.
     try {
       if (ttl === 0 || l1Key.charCodeAt(0) === COUNTER_CODE) g.delete(l1Key);
-      else g.set(l1Key, value, { ttl: ttl + s.staleIfError });
+      else g.set(l1Key, value, names === undefined ? { ttl: ttl + s.staleIfError } : { ttl: ttl + s.staleIfError, tags: names });
     } catch {
       g.delete(l1Key);
     }
+  }
+
+  // ---- tags (docs/REDIS.md, "Tags") ----
+
+  /** Scope and name of a tag-version key of this cache, `undefined` if it is not one. */
+  #tagOf(tk: string): [string | undefined, string | undefined, string] | undefined {
+    const colon = tk.indexOf(':');
+    const p = this.#s.layout.parse(`${tk.slice(0, colon)}:v:${tk.slice(colon + 3)}`) as [boolean, string | undefined, string | undefined, string] | undefined;
+    return p === undefined ? undefined : [p[1], p[2], p[3]];
+  }
+
+  /** The tag's version rose: L1 entries (and stale copies) written under the older one miss from now on. */
+  #raise(tk: string): void {
+    const s = this.#s;
+    s.tagEpoch++;
+    const t = this.#tagOf(tk);
+    if (t === undefined) return;
+    this.#viewOf(t[0], t[1]).invalidateTags([t[2]]);
+    if (s.grace !== undefined) this.#viewIn(s.grace, t[0], t[1]).invalidateTags([t[2]]);
+  }
+
+  /** A log entry (or this cache) says the tag was invalidated: its version is unknown until read again. */
+  #tagChanged(tk: string): void {
+    const e = this.#s.tagv.get(tk);
+    if (e !== undefined) e.known = false;
+    this.#raise(tk);
+  }
+
+  /**
+   * Takes a tag version Redis answered: the version to hold entries to,
+   * the highest seen (a lower one is a rollback: counted, not believed),
+   * or `undefined` if it is not a version at all (then nothing of the tag
+   * is served).
+   */
+  #learn(tk: string, raw: unknown, sent: number): number | undefined {
+    const s = this.#s;
+    const r = tagVersion(raw);
+    if (r === undefined) {
+      s.count('L2_PROTOCOL');
+      s.warn('tag-version', `a tag version in redis (${JSON.stringify(tk)}) is not an integer; entries with that tag are not served`);
+      return undefined;
+    }
+    const e = s.tagv.get(tk);
+    if (e === undefined) {
+      if (s.tagv.size >= MAX_TAG_VERSIONS) {
+        // Forgotten versions vouch for nothing: neither may L1's entries.
+        s.tagv.clear();
+        this.#dropAll();
+      }
+      s.tagv.set(tk, { v: r, known: true, at: s.tagEpoch });
+      return r;
+    }
+    // An answer to a request sent before this isolate learned the higher
+    // version is older, not a rollback.
+    if (r < e.v && e.at > sent) return e.v;
+    if (r < e.v) {
+      s.tagRollbacks++;
+      s.warn('tag-rollback', `a tag version in redis went back (${JSON.stringify(tk)}: ${r} after ${e.v}); the higher one is kept (counted in stats().tags.rollbacks)`);
+    } else if (r > e.v) {
+      e.v = r;
+      this.#raise(tk);
+      e.at = s.tagEpoch;
+    }
+    e.known = true;
+    return e.v;
+  }
+
+  /** Current versions of tag keys, from Redis (`MGET`); thrown on failure. */
+  async #fetchVersions(tks: readonly string[]): Promise<number[]> {
+    const s = this.#s;
+    const sent = s.tagEpoch;
+    const raws = await s.redis.command(['MGET', ...tks]);
+    if (!Array.isArray(raws) || raws.length !== tks.length) throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: MGET of tag versions');
+    return tks.map((k, i) => {
+      const v = this.#learn(k, raws[i], sent);
+      if (v === undefined) throw new EdgeCacheError('L2_PROTOCOL', `malformed tag version in redis for ${JSON.stringify(k)}`);
+      return v;
+    });
+  }
+
+  /**
+   * Checks entries read from Redis against their tags' versions, read
+   * after them (so an invalidation acknowledged before the read began is
+   * seen): which are valid, and whether no tag changed meanwhile as far as
+   * this isolate learned (else none goes to L1). `undefined` if the
+   * versions could not be read (then none is served).
+   */
+  async #verify(lists: readonly TagList[]): Promise<{ valid: boolean[]; quiet: boolean } | undefined> {
+    const s = this.#s;
+    const tks = [...new Set(lists.flatMap((l) => l.map((t) => this.#gspace + t[0])))];
+    const e0 = s.tagEpoch;
+    const raws = await this.#l2(() => s.redis.command(['MGET', ...tks]));
+    const quiet = s.tagEpoch === e0;
+    if (raws === FAILED) return undefined;
+    if (!Array.isArray(raws) || raws.length !== tks.length) {
+      s.count('L2_PROTOCOL');
+      return undefined;
+    }
+    const cur = new Map<string, number | undefined>();
+    tks.forEach((k, i) => cur.set(k, this.#learn(k, raws[i], e0)));
+    const valid = lists.map((l) =>
+      l.every((t) => {
+        const c = cur.get(this.#gspace + t[0]);
+        return c !== undefined && t[1] >= c;
+      }),
+    );
+    for (const ok of valid) if (!ok) s.tagMisses++;
+    return { valid, quiet };
+  }
+
+  /**
+   * Invalidates every entry of this view's scope that carries one of
+   * `tags`, in every isolate: one `INCR` per tag (its version) and a log
+   * entry, whatever the number of entries. Once it resolves, no isolate
+   * serves such an entry written before it from Redis, nor from L1 once
+   * `maxStaleness` has passed; entries written after it with the tag are
+   * served as usual; a tag lives in one scope (the root's tags are the
+   * root's only). This isolate's L1 drops them at once, even if Redis
+   * fails. Resolves to the number of tags invalidated.
+   * @throws {EdgeCacheError} `INVALID_TAG` (a rejection); the L2 error if
+   * Redis could not be reached, whatever `failOpen` says (the tags would
+   * otherwise stay valid elsewhere).
+   */
+  async invalidateTags(tags: readonly string[]): Promise<number> {
+    if (!Array.isArray(tags)) throw new EdgeCacheError('INVALID_TAG', 'invalid tag: invalidateTags takes an array of tags');
+    const list = checkTags(tags);
+    if (list.length === 0) return 0;
+    const s = this.#s;
+    const tks = list.map((t) => this.#gspace + t);
+    for (const tk of tks) this.#tagChanged(tk);
+    // Loads under way with one of them (getOrSet, memoize) store nothing.
+    dropFlightsTagged(this, list);
+    const first = this.#first();
+    if (first !== undefined) await first;
+    const sent = s.tagEpoch;
+    const out = (await this.#l2(() => this.#send(tks.map((k) => ['INCR', k]), 'tag', tks), true)) as Outcome[];
+    out.forEach((o, i) => {
+      if (!o.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${o.error}`);
+      if (this.#learn(tks[i]!, o.value, sent) === undefined) throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: INCR of a tag version');
+    });
+    s.tagInvalidations += list.length;
+    return list.length;
   }
 
   // ---- reads ----
@@ -1041,8 +1244,17 @@ export class TieredCache<V = unknown> {
       s.misses++;
       return undefined;
     }
+    let quiet = true;
+    if (o.tags !== undefined) {
+      const v = await this.#verify([o.tags]);
+      if (v === undefined || !v.valid[0]) {
+        s.misses++;
+        return undefined;
+      }
+      quiet = v.quiet;
+    }
     s.hits++;
-    if (s.fence.mayPromote(rk, ticket)) this.#promote(key, o.value, o.expiresAt);
+    if (quiet && s.fence.mayPromote(rk, ticket)) this.#promote(key, o.value, o.expiresAt, o.tags);
     return o.value;
   }
 
@@ -1094,21 +1306,33 @@ export class TieredCache<V = unknown> {
       if (!s.failOpen) throw new EdgeCacheError('L2_PROTOCOL', `malformed answer from the redis tier: MGET of ${rks.length} keys answered ${Array.isArray(raws) ? raws.length : typeof raws}`);
       return out;
     }
+    const opened: ({ value: unknown; expiresAt: number; tags: TagList | undefined } | undefined)[] = [];
+    const tagged: number[] = [];
+    for (let j = 0; j < missing.length; j++) {
+      const raw = raws[j]!;
+      const o = raw === null ? undefined : this.#open(keys[missing[j]!]!, raw);
+      opened.push(o);
+      if (o?.tags !== undefined) tagged.push(j);
+    }
+    // Tagged entries: their versions, all in one more request.
+    let quiet = true;
+    if (tagged.length > 0) {
+      const v = await this.#verify(tagged.map((j) => opened[j]!.tags!));
+      tagged.forEach((j, n) => {
+        if (v === undefined || !v.valid[n]) opened[j] = undefined;
+      });
+      quiet = v?.quiet ?? false;
+    }
     for (let j = 0; j < missing.length; j++) {
       const i = missing[j]!;
-      const raw = raws[j]!;
-      if (raw === null) {
-        s.misses++;
-        continue;
-      }
-      const o = this.#open(keys[i]!, raw);
+      const o = opened[j];
       if (o === undefined) {
         s.misses++;
         continue;
       }
       s.hits++;
       out[i] = o.value as V;
-      if (s.fence.mayPromote(rks[j]!, ticket)) this.#promote(keys[i]!, o.value, o.expiresAt);
+      if ((quiet || o.tags === undefined) && s.fence.mayPromote(rks[j]!, ticket)) this.#promote(keys[i]!, o.value, o.expiresAt, o.tags);
     }
     return out;
   }
@@ -1181,14 +1405,14 @@ export class TieredCache<V = unknown> {
   // ---- writes ----
 
   /** Serializes and seals `value` for `key`; throws before anything is written. */
-  #seal(key: string, value: unknown, ttl: number): { sealed: string; local: unknown } {
+  #seal(key: string, value: unknown, ttl: number, tags?: TagList): { sealed: string; local: unknown } {
     const s = this.#s;
     if (value === undefined) refuse('undefined');
     const payload = s.serializer.serialize(value);
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
       throw new EdgeCacheError('INVALID_OPTION', '`serializer.serialize` must return a string or a Uint8Array');
     }
-    const sealed = s.signer.sealPayload(key, payload, typeof payload === 'string' ? 1 : 0, this.#scope, ttl, s.layout);
+    const sealed = s.signer.sealPayload(key, payload, typeof payload === 'string' ? 1 : 0, this.#scope, ttl, s.layout, tags);
     // L1 holds what every other isolate will read back, not the caller's object.
     return { sealed, local: s.serializer.deserialize(payload) };
   }
@@ -1218,6 +1442,8 @@ export class TieredCache<V = unknown> {
     checkKey(key);
     const s = this.#s;
     const ttl = ttlOf(options, s.defaultTtl);
+    const tags = tagsOf(options?.tags);
+    if (tags !== undefined) return this.#setTagged([{ key, value, ttl, tags }]);
     const { sealed, local } = this.#seal(key, value, ttl);
     const expiresAt = this.#expiry(ttl);
     const rk = this.#vspace + key;
@@ -1244,14 +1470,16 @@ export class TieredCache<V = unknown> {
       throw new EdgeCacheError('INVALID_OPTION', 'setMany takes an iterable of [key, value, options?] tuples');
     }
     const s = this.#s;
-    const prepared: { key: string; ttl: number; sealed: string; local: unknown; expiresAt: number }[] = [];
+    const items: { key: string; value: unknown; ttl: number; tags: string[] | undefined }[] = [];
     for (const e of entries) {
       if (!Array.isArray(e)) throw new EdgeCacheError('INVALID_OPTION', 'setMany takes [key, value, options?] tuples');
       const key = e[0] as string;
       checkKey(key);
-      const ttl = ttlOf(e[2] as SetOptions | undefined, s.defaultTtl);
-      prepared.push({ key, ttl, ...this.#seal(key, e[1], ttl), expiresAt: this.#expiry(ttl) });
+      const o = e[2] as SetOptions | undefined;
+      items.push({ key, value: e[1], ttl: ttlOf(o, s.defaultTtl), tags: tagsOf(o?.tags) });
     }
+    if (items.some((it) => it.tags !== undefined)) return this.#setTagged(items);
+    const prepared = items.map(({ key, value, ttl }) => ({ key, ttl, ...this.#seal(key, value, ttl), expiresAt: this.#expiry(ttl) }));
     if (prepared.length === 0) return this;
     const first = this.#first();
     if (first !== undefined) await first;
@@ -1276,6 +1504,77 @@ export class TieredCache<V = unknown> {
       });
     }
     if (r !== FAILED) s.writes += prepared.length;
+    return this;
+  }
+
+  /**
+   * Writes entries of which some carry tags: sealed under the versions
+   * their tags have (read first where this isolate does not know them),
+   * and `MGET` of those versions after the `SET`s in the same pipeline; if
+   * one moved meanwhile (an invalidation ran), the entries are sealed and
+   * written again under it (up to twice more; after that they stay
+   * invalidated: misses, never served).
+   */
+  async #setTagged(items: readonly { key: string; value: unknown; ttl: number; tags: string[] | undefined }[]): Promise<this> {
+    const s = this.#s;
+    // What can be refused is refused before any I/O; L1 holds `local`.
+    const locals = items.map((it) => this.#seal(it.key, it.value, it.ttl, it.tags?.map((t) => [t, 0] as const)).local);
+    const expiries = items.map((it) => this.#expiry(it.ttl));
+    const tks = [...new Set(items.flatMap((it) => (it.tags ?? []).map((t) => this.#gspace + t)))];
+    const first = this.#first();
+    if (first !== undefined) await first;
+    const rks = items.map((it) => this.#vspace + it.key);
+    const tickets = rks.map((rk) => s.fence.write(rk));
+    let e0 = s.tagEpoch;
+    let r: unknown;
+    try {
+      r = await this.#l2(async () => {
+        const versions = new Map<string, number>();
+        const unknown: string[] = [];
+        for (const k of tks) {
+          const e = s.tagv.get(k);
+          if (e?.known === true) versions.set(k, e.v);
+          else unknown.push(k);
+        }
+        if (unknown.length > 0) (await this.#fetchVersions(unknown)).forEach((v, i) => versions.set(unknown[i]!, v));
+        for (let attempt = 0; ; attempt++) {
+          e0 = s.tagEpoch;
+          const cmds = items.map((it) => {
+            const tags = it.tags?.map((t) => [t, versions.get(this.#gspace + t)!] as const);
+            return this.#setArgs(it.key, this.#seal(it.key, it.value, it.ttl, tags).sealed, it.ttl);
+          });
+          cmds.push(['MGET', ...tks]);
+          const out = await this.#send(cmds, 'set', rks);
+          const bad = out.find((o) => !o.ok);
+          if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
+          const last = out[out.length - 1]!;
+          const raws = last.ok ? last.value : undefined;
+          if (!Array.isArray(raws) || raws.length !== tks.length) throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: MGET of tag versions');
+          let moved = false;
+          tks.forEach((k, i) => {
+            const v = this.#learn(k, raws[i], e0);
+            if (v === undefined) throw new EdgeCacheError('L2_PROTOCOL', `malformed tag version in redis for ${JSON.stringify(k)}`);
+            if (v > versions.get(k)!) {
+              versions.set(k, v);
+              moved = true;
+            }
+          });
+          if (!moved || attempt === 2) return true;
+        }
+      });
+    } finally {
+      // A tag that changed meanwhile (as this isolate learned) keeps them out of L1.
+      const quiet = e0 === s.tagEpoch;
+      items.forEach((it, i) => {
+        if (!s.fence.writeDone(rks[i]!, tickets[i]!) || r === undefined) return;
+        if (r === FAILED || quiet) this.#promote(it.key, locals[i], expiries[i]!, it.tags?.map((t) => [t, 0] as const));
+        else {
+          this.#l1.delete(it.key);
+          this.#grace?.delete(it.key);
+        }
+      });
+    }
+    if (r !== FAILED) s.writes += items.length;
     return this;
   }
 
@@ -1517,6 +1816,7 @@ export class TieredCache<V = unknown> {
       },
       breaker: { state: STATES[s.breaker.state()] ?? 'closed', opened: s.breaker.timesOpened() },
       coherence: s.coh === undefined ? undefined : coherenceStats(s),
+      tags: { invalidations: s.tagInvalidations, invalidated: s.tagMisses, rollbacks: s.tagRollbacks },
     };
   }
 
