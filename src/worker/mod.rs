@@ -61,7 +61,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::coherence::lease::{
-    new_writer_id, CoherenceStats, Gap, Lease, LeaseConfig, Outcome, ReadTicket, DEFAULT_MAX_AWAY,
+    new_writer_id, CoherenceStats, Lease, LeaseConfig, Outcome, ReadTicket, DEFAULT_MAX_AWAY,
 };
 use crate::coherence::log::{Command, Log, Op};
 use crate::envelope::{Encoding, Opened, Signer};
@@ -930,10 +930,10 @@ impl EdgeCache {
         let Some(c) = &l2.coherence else { return };
         {
             let mut tags = l2.tags.borrow_mut();
-            if out.gap == Some(Gap::Epoch) {
-                // Redis was flushed: versions start again from 0.
-                tags.versions.clear();
-            } else if out.everything {
+            // A gap (a flush too: a new epoch) vouches for no version; the
+            // highest seen are kept all the same (a version that goes back
+            // is what a rollback looks like), as in JS.
+            if out.everything {
                 tags.forget_all();
             }
             // Tags invalidated elsewhere: read again when needed.

@@ -1758,3 +1758,37 @@ fn tags_an_older_answer_is_no_rollback() {
     assert_eq!(run(reader.get::<String>("k")).unwrap(), None);
     assert_eq!(reader.stats().tags.rollbacks, 1);
 }
+
+/// FLUSHALL resets versions to 0: an isolate that saw higher ones keeps
+/// them (as JS does), so an entry another isolate writes under 0 misses
+/// for it (counted as a rollback), while its own writes seal the higher
+/// version and are served everywhere.
+#[test]
+fn tags_after_a_flush_the_highest_version_seen_is_kept() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    run(a.set("warm", &0)).unwrap();
+    for _ in 0..3 {
+        run(a.invalidate_tags(&["t"])).unwrap();
+    }
+    redis.call(&["FLUSHALL"]);
+    redis.append_as_js(Op::Set, "app:v:r|_"); // the new epoch, named
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    let fresh = redis.cache(&clock, |_| {});
+    run(fresh.set_with_tags("k", &"under 0", 0, &["t"])).unwrap();
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 0)]);
+    assert_eq!(run(a.get::<String>("k")).unwrap(), None);
+    assert!(coherence(&a).log.epoch >= 1, "{:?}", coherence(&a));
+    assert_eq!(a.stats().tags.rollbacks, 1);
+    run(a.set_with_tags("k", &"under 3", 0, &["t"])).unwrap();
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 3)]);
+    assert_eq!(
+        run(fresh.get::<String>("k")).unwrap().as_deref(),
+        Some("under 3")
+    );
+    assert_eq!(
+        run(a.get::<String>("k")).unwrap().as_deref(),
+        Some("under 3")
+    );
+}
