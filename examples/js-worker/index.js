@@ -18,7 +18,10 @@
 //                                    as application/octet-stream and served so, 204; DELETE:
 //                                    {"deleted": bool}; errors {"error", "message", "outcome"};
 //                                    x-edgecache-breaker when tiered), so each reads what the
-//                                    other wrote
+//                                    other wrote; PUT takes &tags=a,b (comma separated)
+//   POST /__edgecache/invalidate-tags?tags=a,b&tenant=&user=
+//                                    invalidates the tags in the scope (every Worker and Node
+//                                    on the same Redis), same token: {"invalidated": n}
 //
 // Bindings: ORIGIN_URL (default: the demo origin below, deliberately slow,
 // so the Worker works offline), EDGECACHE_ADMIN_TOKEN (a secret), and
@@ -214,6 +217,7 @@ const STATUS = {
   UNSERIALIZABLE_VALUE: 400,
   VALUE_TOO_LARGE: 400,
   ENVELOPE_TOO_LARGE: 400,
+  INVALID_TAG: 400,
 };
 function tierError(e) {
   const code = typeof e?.code === 'string' ? e.code : 'INTERNAL';
@@ -229,23 +233,52 @@ function withBreaker(response, root) {
   return response;
 }
 
-/** `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=` on the root cache (not the pages' scope). */
+/** The view `?tenant=&user=` name (the root if neither), or the 400 to answer. */
+function viewOf(root, url) {
+  const tenant = url.searchParams.get('tenant');
+  const user = url.searchParams.get('user');
+  if (tenant === null && user === null) return root;
+  // As the Rust Scope::new: strings as given (`user=42` is the user "42", as 42 is), none empty.
+  if (tenant === '' || user === '') return plain(`INVALID_SCOPE ${tenant === '' ? 'tenant' : 'user'} is empty\n`, 400);
+  try {
+    return root.scope({ ...(tenant === null ? {} : { tenant }), ...(user === null ? {} : { user }) });
+  } catch (e) {
+    return plain(`${e.message}\n`, 400);
+  }
+}
+
+/** The tags of `?tags=a,b`, split on commas as the Rust example splits them (none if absent or empty). */
+function tagsOf(url) {
+  const t = url.searchParams.get('tags');
+  return t === null || t === '' ? [] : t.split(',');
+}
+
+/** `POST /__edgecache/invalidate-tags?tags=a,b&tenant=&user=` (same token as kv): `{"invalidated": n}`. */
+async function invalidateTags(request, env, root, url) {
+  const denied = await unauthorized(request, env);
+  if (denied !== null) return denied;
+  if (request.method !== 'POST') return new Response('use POST\n', { status: 405, headers: { allow: 'POST' } });
+  const tags = tagsOf(url);
+  if (tags.length === 0) return plain('give ?tags=a,b (comma separated)\n', 400);
+  const view = viewOf(root, url);
+  if (view instanceof Response) return view;
+  let answer;
+  try {
+    // Throws when Redis did not see it: the tags would stay valid elsewhere.
+    answer = Response.json({ invalidated: await view.invalidateTags(tags) });
+  } catch (e) {
+    answer = tierError(e);
+  }
+  return withBreaker(answer, root);
+}
+
+/** `GET | PUT | DELETE /__edgecache/kv/<key>?tenant=&user=&ttl=&tags=` on the root cache (not the pages' scope). */
 async function kv(request, env, root, url) {
   const denied = await unauthorized(request, env);
   if (denied !== null) return denied;
   const key = decodeKey(url.pathname.slice(KV.length));
-  const tenant = url.searchParams.get('tenant');
-  const user = url.searchParams.get('user');
-  let view = root;
-  if (tenant !== null || user !== null) {
-    // As the Rust Scope::new: strings as given (`user=42` is the user "42", as 42 is), none empty.
-    if (tenant === '' || user === '') return plain(`INVALID_SCOPE ${tenant === '' ? 'tenant' : 'user'} is empty\n`, 400);
-    try {
-      view = root.scope({ ...(tenant === null ? {} : { tenant }), ...(user === null ? {} : { user }) });
-    } catch (e) {
-      return plain(`${e.message}\n`, 400);
-    }
-  }
+  const view = viewOf(root, url);
+  if (view instanceof Response) return view;
   let answer;
   try {
     answer = await kvOp(request, view, key, url);
@@ -281,7 +314,8 @@ async function kvOp(request, view, key, url) {
       // Fails open: with Redis down the value lands in L1 alone.
       const t = url.searchParams.get('ttl');
       const ttl = t !== null && /^\+?\d{1,20}$/.test(t) ? Number(t) : 0;
-      await view.set(key, value, { ttl });
+      const tags = tagsOf(url);
+      await view.set(key, value, tags.length === 0 ? { ttl } : { ttl, tags });
       return new Response(null, { status: 204 });
     }
     case 'DELETE':
@@ -334,6 +368,7 @@ export default {
       return purge(request, env, cache);
     }
     if (pathname.startsWith(KV)) return kv(request, env, root, new URL(request.url));
+    if (pathname === `${ADMIN}/invalidate-tags`) return invalidateTags(request, env, root, new URL(request.url));
     if (request.method !== 'GET') return fromOrigin(env, new URL(request.url));
     return cached(request, env, ctx, cache);
   },

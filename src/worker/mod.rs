@@ -23,6 +23,13 @@
 //!   isolates"): every mutation appends its entry in its own pipeline, an
 //!   L1 hit whose lease has expired reads the log first, and any request
 //!   to Redis made anyway reads it along.
+//! * tags (issue 15, docs/REDIS.md "Tags"): [`check_tags`],
+//!   versions at [`Kind::Tag`] keys, envelopes of format version 3
+//!   ([`EdgeCache::set_with_tags`], [`EdgeCache::invalidate_tags`]). **A
+//!   tagged entry is never kept in this binding's L1**: each read of it
+//!   goes to Redis and checks its tags' versions there (a second round
+//!   trip), so an invalidation is seen at once, not after `maxStaleness`;
+//!   untagged entries are cached in L1 as before.
 //!
 //! The I/O sits behind [`Transport`], so the tier's logic is tested on the
 //! host (`cargo test --features worker`) with an in-memory Redis; on wasm32
@@ -44,7 +51,7 @@
 //! reads finishing in any order).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -57,7 +64,7 @@ use crate::coherence::lease::{
     new_writer_id, CoherenceStats, Lease, LeaseConfig, Outcome, ReadTicket, DEFAULT_MAX_AWAY,
 };
 use crate::coherence::log::{Command, Log, Op};
-use crate::envelope::{Encoding, Signer};
+use crate::envelope::{Encoding, Opened, Signer};
 use crate::error::{Error, Result};
 use crate::fence::{Fence, Ticket};
 use crate::layout::{Kind, Layout, PatternScope};
@@ -66,6 +73,7 @@ use crate::rest::{command_body, decode_command, decode_pipeline, pipeline_body, 
 use crate::scope::Scope;
 use crate::secure_key::decode_secret;
 use crate::store::{Config, Stats, Store};
+use crate::tags::check_tags;
 use crate::tier::{parse_counter, promotion_ttl, Breaker, BreakerState};
 
 mod settings;
@@ -161,6 +169,21 @@ pub struct CoherenceFigures {
     pub invalidated: u64,
 }
 
+/// What tags did ([`EdgeCache::invalidate_tags`]), for the whole cache,
+/// as the JS `TieredCache.stats().tags` counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TagStats {
+    /// Tags invalidated by this cache (each tag counted).
+    pub invalidations: u64,
+    /// Entries read from Redis that carried a tag invalidated since they
+    /// were written (or whose tags' versions could not be read): misses,
+    /// never served.
+    pub invalidated: u64,
+    /// Times Redis held a tag version below one this isolate had seen (a
+    /// rollback: counted, not believed; the higher one is kept).
+    pub rollbacks: u64,
+}
+
 /// What [`EdgeCache::stats`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TierStats {
@@ -172,6 +195,8 @@ pub struct TierStats {
     pub breaker: Option<(BreakerState, u64)>,
     /// Coherence, if tiered and not turned off (`EDGECACHE_MAX_STALENESS=off`).
     pub coherence: Option<CoherenceFigures>,
+    /// Tags.
+    pub tags: TagStats,
 }
 
 impl TierStats {
@@ -199,6 +224,7 @@ impl TierStats {
             "l2": self.l2,
             "breaker": self.breaker.map(|(s, opened)| serde_json::json!({ "state": s.as_str(), "opened": opened })),
             "coherence": coherence,
+            "tags": self.tags,
         })
     }
 }
@@ -267,6 +293,79 @@ struct L2 {
     breaker: RefCell<Breaker>,
     /// The lease on L1 (`None`: coherence off).
     coherence: Option<Coherence>,
+    /// The tag versions this isolate has read from Redis.
+    tags: RefCell<TagTable>,
+}
+
+/// The most tag versions an isolate remembers (past it, it forgets them
+/// all: they only save a round trip and guard against rollbacks).
+const MAX_TAG_VERSIONS: usize = 100_000;
+
+/// Tag versions read from Redis, by tag key ([`Kind::Tag`]). L1 holds no
+/// tagged entry, so these vouch for nothing there: they pick the versions
+/// a write seals (checked by the `MGET` after its `SET`) and catch
+/// versions going back.
+#[derive(Default)]
+struct TagTable {
+    versions: HashMap<String, TagVersion>,
+    /// Raised each time the table learns a version: a request's answer is
+    /// compared with what was learned after it was sent.
+    epoch: u64,
+}
+
+/// What the isolate knows of one tag's version.
+struct TagVersion {
+    /// The highest seen.
+    v: u64,
+    /// Known to be current (a log entry of the tag makes it unknown until
+    /// read again).
+    known: bool,
+    /// The table's epoch when `v` was learned.
+    at: u64,
+}
+
+impl TagTable {
+    /// The version of `tk` if it is known to be current.
+    fn known(&self, tk: &str) -> Option<u64> {
+        self.versions.get(tk).and_then(|e| e.known.then_some(e.v))
+    }
+
+    /// `tk` was invalidated: its version is no longer known (the highest
+    /// seen is kept, against rollbacks).
+    fn forget(&mut self, tk: &str) {
+        if let Some(e) = self.versions.get_mut(tk) {
+            e.known = false;
+        }
+    }
+
+    fn forget_all(&mut self) {
+        for e in self.versions.values_mut() {
+            e.known = false;
+        }
+    }
+}
+
+/// A tag version as Redis answers it: absent (0), an integer reply `>= 0`
+/// (INCR), or a canonical decimal string; at most 2^53 - 1, as the JS side
+/// reads them (a number). `None` for anything else.
+fn tag_version(reply: &Reply) -> Option<u64> {
+    const MAX: u64 = (1 << 53) - 1;
+    let v = match reply {
+        Reply::Nil => 0,
+        Reply::Int(n) => u64::try_from(*n).ok()?,
+        Reply::Bytes(b) => {
+            let canonical = !b.is_empty()
+                && b.len() <= 16
+                && b.iter().all(u8::is_ascii_digit)
+                && (b[0] != b'0' || b.len() == 1);
+            if !canonical {
+                return None;
+            }
+            std::str::from_utf8(b).ok()?.parse().ok()?
+        }
+        Reply::Array(_) => return None,
+    };
+    (v <= MAX).then_some(v)
 }
 
 /// The coherence state of the cache (shared by its scope views): plain
@@ -287,6 +386,7 @@ struct Inner {
     l1_ttl: u64,
     default_ttl: u64,
     stats: RefCell<L2Stats>,
+    tag_stats: Cell<TagStats>,
     warned: RefCell<Vec<&'static str>>,
     log: Box<dyn Fn(&str)>,
     /// The in-flight rule, by Redis key: a read that overlapped a write or
@@ -375,6 +475,12 @@ impl Inner {
             drop(w);
             (self.log)(&format!("edgecache: {message}"));
         }
+    }
+
+    fn count_tags(&self, f: impl FnOnce(&mut TagStats)) {
+        let mut t = self.tag_stats.get();
+        f(&mut t);
+        self.tag_stats.set(t);
     }
 
     fn error(&self, e: &Error) {
@@ -514,6 +620,7 @@ impl EdgeCache {
                         settings.breaker_cooldown,
                     )?),
                     coherence,
+                    tags: RefCell::default(),
                 })
             }
             _ => None,
@@ -526,6 +633,7 @@ impl EdgeCache {
                 l1_ttl: settings.l1_ttl,
                 default_ttl: settings.default_ttl,
                 stats: RefCell::new(L2Stats::default()),
+                tag_stats: Cell::new(TagStats::default()),
                 warned: RefCell::new(Vec::new()),
                 log,
                 fence: RefCell::new(Fence::new()),
@@ -820,6 +928,19 @@ impl EdgeCache {
     /// no read or write under way puts an older value back.
     fn apply(&self, l2: &L2, out: Outcome) {
         let Some(c) = &l2.coherence else { return };
+        {
+            let mut tags = l2.tags.borrow_mut();
+            // A gap (a flush too: a new epoch) vouches for no version; the
+            // highest seen are kept all the same (a version that goes back
+            // is what a rollback looks like), as in JS.
+            if out.everything {
+                tags.forget_all();
+            }
+            // Tags invalidated elsewhere: read again when needed.
+            for tk in &out.tags {
+                tags.forget(tk);
+            }
+        }
         let mut dropped = 0;
         let mut everything = out.everything;
         let mut fence = self.inner.fence.borrow_mut();
@@ -897,9 +1018,11 @@ impl EdgeCache {
         self.read_log(l2, c).await || c.lease.borrow_mut().serve_unreachable()
     }
 
-    /// Opens what Redis holds for `key`: its encoding, payload and expiry,
-    /// or `None` (expired, or rejected and counted, never served).
-    fn open(&self, l2: &L2, key: &str, raw: &[u8]) -> Option<(Encoding, Vec<u8>, u64)> {
+    /// Opens what Redis holds for `key`: its encoding, payload, expiry and
+    /// tags with the versions they were written under (empty for an
+    /// untagged entry, format version 2), or `None` (expired, or rejected
+    /// and counted, never served).
+    fn open(&self, l2: &L2, key: &str, raw: &[u8]) -> Option<Opened> {
         let reject = |why: &str| {
             self.inner.stats.borrow_mut().rejected += 1;
             self.inner.warn_once(
@@ -910,18 +1033,14 @@ impl EdgeCache {
             );
             None
         };
-        match l2.signer.open_in(
+        match l2.signer.open_tagged_in(
             crate::envelope::Context::tier(&l2.layout, Kind::Value),
             self.scope.as_ref(),
             key,
             raw,
             self.now(),
         ) {
-            Ok(None) => None,
-            Ok(Some(o)) => {
-                let (encoding, expires_at) = (o.encoding(), o.expires_at());
-                Some((encoding, o.into_payload(), expires_at))
-            }
+            Ok(o) => o,
             Err(e) => reject(e.code()),
         }
     }
@@ -1015,10 +1134,26 @@ impl EdgeCache {
                 None
             }
         };
-        let Some((encoding, payload, expires_at)) = found else {
+        let Some(opened) = found else {
             self.inner.stats.borrow_mut().misses += 1;
             return Ok(None);
         };
+        let (encoding, expires_at) = (opened.encoding(), opened.expires_at());
+        if !opened.tags().is_empty() {
+            // A tagged entry: served only if no tag was invalidated since it
+            // was written, by versions read after the GET answered; never
+            // kept in L1 (read from Redis each time).
+            if !self.tags_current(l2, opened.tags()).await {
+                self.inner.stats.borrow_mut().misses += 1;
+                return Ok(None);
+            }
+            self.inner.stats.borrow_mut().hits += 1;
+            return Ok(Some(Hit {
+                value: (encoding, opened.into_payload()),
+                tier: Tier::L2,
+            }));
+        }
+        let payload = opened.into_payload();
         self.inner.stats.borrow_mut().hits += 1;
         // Not if a write or delete of the key overlapped: this may be older.
         if reading.may_promote(&rk) {
@@ -1126,6 +1261,365 @@ impl EdgeCache {
             self.l1_set(key, held(encoding, payload), l1_ttl);
         }
         Ok(())
+    }
+
+    /// Stores `value` for `ttl` ms (`0`: no expiry) with `tags`: an entry
+    /// that [`Self::invalidate_tags`] of any of them invalidates, in every
+    /// isolate and binding sharing the Redis (the JS `set(key, value, { ttl,
+    /// tags })`). It is sealed under the tags' versions (read from Redis
+    /// first where this isolate does not know them), and the versions are
+    /// read again after the `SET`, in the same pipeline: if one rose
+    /// meanwhile (an invalidation ran), it is sealed and set again under it,
+    /// at most twice more (after that it stays invalidated: a miss).
+    ///
+    /// A tagged entry is never kept in L1: every read of it goes to Redis
+    /// and checks its tags there (one more round trip). Without Redis, or
+    /// when Redis fails, it is not cached at all (fail open: counted, the
+    /// older value of `key` gone from L1). No tags: [`Self::set_with_ttl`].
+    /// `INVALID_TAG` (before anything is written) for a tag that breaks the
+    /// rule ([`check_tags`]).
+    pub async fn set_with_tags<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: u64,
+        tags: &[&str],
+    ) -> Result<()> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::Unserializable(e.to_string()))?;
+        self.put_tagged(key, Encoding::Json, &json, ttl, tags).await
+    }
+
+    /// Stores raw bytes for `ttl` ms (`0`: no expiry) with `tags`, as
+    /// [`Self::set_with_tags`] stores JSON.
+    pub async fn set_bytes_with_tags(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: u64,
+        tags: &[&str],
+    ) -> Result<()> {
+        self.put_tagged(key, Encoding::Bytes, value, ttl, tags)
+            .await
+    }
+
+    async fn put_tagged(
+        &self,
+        key: &str,
+        encoding: Encoding,
+        payload: &[u8],
+        ttl: u64,
+        tags: &[&str],
+    ) -> Result<()> {
+        check_key(key)?;
+        let tags = check_tags(tags)?;
+        if tags.is_empty() {
+            return self.put(key, encoding, payload, ttl).await;
+        }
+        let Some(l2) = &self.inner.l2 else {
+            // L1 keeps no tagged entry: the older value goes, nothing else.
+            self.l1_delete(key);
+            return Ok(());
+        };
+        let now = self.now();
+        let expires_at = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
+        let scope = self.scope.as_ref().map(Scope::encode);
+        let seal = |versions: &[u64]| {
+            let pairs: Vec<(&str, u64)> = tags
+                .iter()
+                .map(String::as_str)
+                .zip(versions.iter().copied())
+                .collect();
+            l2.signer.seal_bound(
+                crate::envelope::Context::tier(&l2.layout, Kind::Value),
+                scope.as_deref(),
+                key,
+                encoding,
+                payload,
+                expires_at,
+                &pairs,
+            )
+        };
+        // What sealing refuses does not depend on the versions: refused
+        // before any I/O.
+        seal(&vec![0; tags.len()])?;
+        let rk = l2.layout.key(Kind::Value, self.scope.as_ref(), key);
+        let tks: Vec<String> = tags.iter().map(|t| self.tag_key(l2, t)).collect();
+        // What L1 held is older than this write.
+        self.l1_delete(key);
+        self.first_read(l2).await;
+        // Reads that overlap the write keep what they read out of L1.
+        let writing = Writing::begin(&self.inner.fence, &rk);
+        let written = self.write_tagged(l2, &rk, &tks, ttl, &seal).await.is_ok();
+        drop(writing);
+        if written {
+            self.inner.stats.borrow_mut().writes += 1;
+        }
+        Ok(())
+    }
+
+    /// The `SET` of a tagged entry and its retries ([`Self::set_with_tags`]);
+    /// errors are counted where they arise.
+    async fn write_tagged(
+        &self,
+        l2: &L2,
+        rk: &str,
+        tks: &[String],
+        ttl: u64,
+        seal: &dyn Fn(&[u64]) -> Result<String>,
+    ) -> Result<()> {
+        let known: Vec<Option<u64>> = {
+            let t = l2.tags.borrow();
+            tks.iter().map(|k| t.known(k)).collect()
+        };
+        let unknown: Vec<&str> = tks
+            .iter()
+            .zip(&known)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let mut fetched = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.fetch_versions(l2, &unknown).await?
+        }
+        .into_iter();
+        let mut versions: Vec<u64> = known
+            .iter()
+            .map(|v| v.or_else(|| fetched.next()).unwrap_or(0))
+            .collect();
+        let px = i64::try_from(ttl).unwrap_or(i64::MAX);
+        for _attempt in 0..3 {
+            let sealed = seal(&versions)?;
+            let mut set: Vec<Arg<'_>> = vec!["SET".into(), rk.into(), sealed.as_str().into()];
+            if ttl > 0 {
+                set.extend([Arg::Str("PX"), Arg::Int(px)]);
+            }
+            let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
+            mget.extend(tks.iter().map(|k| Arg::Str(k)));
+            // Its log entry in the same pipeline, as for any write.
+            let entry = self.append(l2, Op::Set, &[rk])?;
+            let mut own = vec![set, mget];
+            own.extend(entry.iter().map(Command::args));
+            let sent = self.tag_epoch(l2);
+            let mut replies = self.round_trip(l2, &own).await?.into_iter();
+            let set = replies.next();
+            let current = replies.next();
+            // The SET and the log entry: a write others cannot learn of failed.
+            replies.try_for_each(|r| r.map(drop))?;
+            set.unwrap_or_else(|| Err(Error::L2Protocol("no reply".into())))?;
+            let current = self.versions_in(l2, tks, current, sent)?;
+            let mut moved = false;
+            for (v, c) in versions.iter_mut().zip(current) {
+                if c > *v {
+                    *v = c;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Invalidates every entry of this view's scope that carries one of
+    /// `tags`, in every isolate and binding sharing the Redis (the JS
+    /// `invalidateTags`): one `INCR` of each tag's version and a log entry,
+    /// in one pipeline, whatever the number of entries (nothing is
+    /// scanned: entries are checked when read). Once it returns, no
+    /// isolate serves such an entry written before it; entries written
+    /// after it with the tag are served as usual. A tag lives in one scope
+    /// (the root's tags are the root's only). Returns the number of
+    /// distinct tags invalidated.
+    ///
+    /// `INVALID_TAG` for a tag that breaks the rule; Redis errors are
+    /// returned, as [`Self::delete`] returns them: the entries would
+    /// otherwise stay valid. Without Redis there is nothing to do (L1 keeps
+    /// no tagged entry).
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        let tags = check_tags(tags)?;
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let n = tags.len();
+        let Some(l2) = &self.inner.l2 else {
+            self.inner.count_tags(|t| t.invalidations += n as u64);
+            return Ok(n);
+        };
+        let tks: Vec<String> = tags.iter().map(|t| self.tag_key(l2, t)).collect();
+        {
+            let mut t = l2.tags.borrow_mut();
+            for tk in &tks {
+                t.forget(tk);
+            }
+        }
+        self.first_read(l2).await;
+        let refs: Vec<&str> = tks.iter().map(String::as_str).collect();
+        let entry = self.append(l2, Op::Tag, &refs)?;
+        let mut own: Vec<Vec<Arg<'_>>> = tks
+            .iter()
+            .map(|k| vec!["INCR".into(), k.as_str().into()])
+            .collect();
+        own.extend(entry.iter().map(Command::args));
+        let sent = self.tag_epoch(l2);
+        let mut replies = self.round_trip(l2, &own).await?.into_iter();
+        for tk in &tks {
+            match replies.next() {
+                Some(Ok(r @ Reply::Int(_))) => {
+                    self.learn(l2, tk, &r, sent).ok_or_else(|| {
+                        Error::L2Protocol(format!("INCR of the tag version {tk:?} answered {r:?}"))
+                    })?;
+                }
+                Some(Err(e)) => return Err(e),
+                _ => {
+                    let e = Error::L2Protocol("INCR of a tag version answered no integer".into());
+                    self.inner.error(&e);
+                    return Err(e);
+                }
+            }
+        }
+        // Raised, but others would not learn of it: failed.
+        replies.try_for_each(|r| r.map(drop))?;
+        self.inner.count_tags(|t| t.invalidations += n as u64);
+        Ok(n)
+    }
+
+    /// The Redis key of `tag`'s version in this view's scope.
+    fn tag_key(&self, l2: &L2, tag: &str) -> String {
+        l2.layout.key(Kind::Tag, self.scope.as_ref(), tag)
+    }
+
+    /// Takes a tag version Redis answered to a request sent at the table's
+    /// epoch `sent`: the version to hold entries to, the highest seen (a
+    /// lower one is a rollback: counted, not believed; unless a higher one
+    /// was learned after the request was sent: then the answer is older,
+    /// not a rollback), or `None` if it is not a version at all (counted;
+    /// then nothing of the tag is served).
+    fn learn(&self, l2: &L2, tk: &str, reply: &Reply, sent: u64) -> Option<u64> {
+        let Some(r) = tag_version(reply) else {
+            self.inner
+                .error(&Error::L2Protocol("a malformed tag version".into()));
+            self.inner.warn_once(
+                "tag-version",
+                &format!("a tag version in redis ({tk:?}) is not an integer; entries with that tag are not served"),
+            );
+            return None;
+        };
+        let mut t = l2.tags.borrow_mut();
+        t.epoch += 1;
+        let at = t.epoch;
+        let Some(e) = t.versions.get_mut(tk) else {
+            if t.versions.len() >= MAX_TAG_VERSIONS {
+                t.versions.clear();
+            }
+            t.versions.insert(
+                tk.to_owned(),
+                TagVersion {
+                    v: r,
+                    known: true,
+                    at,
+                },
+            );
+            return Some(r);
+        };
+        let seen = e.v;
+        if r < seen && e.at > sent {
+            // Answered before the higher version was learned.
+            return Some(seen);
+        }
+        if r > seen {
+            e.v = r;
+            e.at = at;
+        }
+        e.known = true;
+        drop(t);
+        if r < seen {
+            self.inner.count_tags(|t| t.rollbacks += 1);
+            self.inner.warn_once(
+                "tag-rollback",
+                &format!("a tag version in redis went back ({tk:?}: {r} after {seen}); the higher one is kept (counted in stats().tags.rollbacks)"),
+            );
+        }
+        Some(r.max(seen))
+    }
+
+    /// The table's epoch now: what [`Self::learn`] compares a request's
+    /// answers with (take it before sending).
+    fn tag_epoch(&self, l2: &L2) -> u64 {
+        l2.tags.borrow().epoch
+    }
+
+    /// The versions of `tks` from one `MGET` reply (learned), or the error
+    /// (counted).
+    fn versions_in(
+        &self,
+        l2: &L2,
+        tks: &[String],
+        reply: Option<Result<Reply>>,
+        sent: u64,
+    ) -> Result<Vec<u64>> {
+        let items = match reply {
+            Some(Ok(Reply::Array(items))) if items.len() == tks.len() => items,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                let e = Error::L2Protocol("MGET of tag versions answered no array of them".into());
+                self.inner.error(&e);
+                return Err(e);
+            }
+        };
+        tks.iter()
+            .zip(&items)
+            .map(|(tk, r)| {
+                self.learn(l2, tk, r, sent).ok_or_else(|| {
+                    Error::L2Protocol(format!("malformed tag version in redis for {tk:?}"))
+                })
+            })
+            .collect()
+    }
+
+    /// The current versions of `tks`, read from Redis now (`MGET`).
+    async fn fetch_versions(&self, l2: &L2, tks: &[&str]) -> Result<Vec<u64>> {
+        let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
+        mget.extend(tks.iter().map(|k| Arg::Str(k)));
+        let sent = self.tag_epoch(l2);
+        let reply = self.round_trip(l2, &[mget]).await?.into_iter().next();
+        let owned: Vec<String> = tks.iter().map(|k| (*k).to_owned()).collect();
+        self.versions_in(l2, &owned, reply, sent)
+    }
+
+    /// Whether an entry read from Redis with `tags` (and the versions it
+    /// was written under) is still valid, by versions read now, after the
+    /// read answered: so an invalidation acknowledged before the read began
+    /// is seen. Not valid if the versions cannot be read (the error
+    /// counted); invalid ones (a tag invalidated since, or a malformed
+    /// version) are counted in `tags.invalidated`, as in JS.
+    async fn tags_current(&self, l2: &L2, tags: &[(String, u64)]) -> bool {
+        let keys: Vec<String> = tags.iter().map(|(t, _)| self.tag_key(l2, t)).collect();
+        let mut mget: Vec<Arg<'_>> = vec!["MGET".into()];
+        mget.extend(keys.iter().map(|k| Arg::Str(k)));
+        let sent = self.tag_epoch(l2);
+        let items = match self.round_trip(l2, &[mget]).await.map(|mut r| r.remove(0)) {
+            Ok(Ok(Reply::Array(items))) if items.len() == keys.len() => items,
+            Ok(Ok(_)) => {
+                self.inner.error(&Error::L2Protocol(
+                    "MGET of tag versions answered no array of them".into(),
+                ));
+                return false;
+            }
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        let mut valid = true;
+        for ((tk, (_, recorded)), r) in keys.iter().zip(tags).zip(&items) {
+            // Every version learned (rollbacks seen), even past an invalid one.
+            match self.learn(l2, tk, r, sent) {
+                Some(current) if *recorded >= current => {}
+                _ => valid = false,
+            }
+        }
+        if !valid {
+            self.inner.count_tags(|t| t.invalidated += 1);
+        }
+        valid
     }
 
     /// Deletes `key` (its value and its counter) in L1 and Redis; whether
@@ -1348,6 +1842,7 @@ impl EdgeCache {
                 l2: None,
                 breaker: None,
                 coherence: None,
+                tags: self.inner.tag_stats.get(),
             },
             Some(l2) => {
                 let b = l2.breaker.borrow();
@@ -1363,6 +1858,7 @@ impl EdgeCache {
                             invalidated: c.invalidated.get(),
                         }
                     }),
+                    tags: self.inner.tag_stats.get(),
                 }
             }
         }

@@ -62,9 +62,17 @@ impl Transport for FakeRedis {
                     d.insert(s(1), s(2));
                     json!("OK")
                 }
+                "MGET" => json!((1..cmd.len())
+                    .map(|i| d.get(&s(i)).map(|v| json!(b64(v.as_bytes()))))
+                    .collect::<Vec<_>>()),
                 "UNLINK" => json!((1..cmd.len())
                     .filter(|&i| d.remove(&s(i)).is_some())
                     .count()),
+                "INCR" => {
+                    let n: i64 = d.get(&s(1)).map(|v| v.parse().unwrap()).unwrap_or(0) + 1;
+                    d.insert(s(1), n.to_string());
+                    json!(n)
+                }
                 "INCRBY" => {
                     let n: i64 = d.get(&s(1)).map(|v| v.parse().unwrap()).unwrap_or(0)
                         + cmd[2].as_i64().unwrap();
@@ -90,8 +98,19 @@ impl Transport for FakeRedis {
         Box::pin(std::future::ready(answer))
     }
 
-    fn pipeline(&self, _body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
-        panic!("the fake Redis runs single commands: coherence is off in its tests")
+    /// Each command as [`Self::post`] runs it (coherence is off in these
+    /// tests: only a tagged set sends pipelines, its `SET` and `MGET`).
+    fn pipeline(&self, body: String) -> BoxFuture<'_, Result<(u16, Vec<u8>)>> {
+        let cmds: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let mut out = Vec::new();
+        for c in cmds {
+            match run(self.post(c.to_string())) {
+                Ok((_, b)) => out.push(serde_json::from_slice::<Value>(&b).unwrap()),
+                Err(e) => return Box::pin(std::future::ready(Err(e))),
+            }
+        }
+        let answer = Ok((200, serde_json::to_vec(&out).unwrap()));
+        Box::pin(std::future::ready(answer))
     }
 }
 
@@ -293,10 +312,10 @@ fn a_version_1_envelope_is_a_rejected_miss() {
 }
 
 #[test]
-fn a_tagged_envelope_is_a_rejected_miss() {
-    // A tagged entry (format version 3, as the JS tier writes one): this
-    // binding does not check tags, so it never serves one (a miss, counted
-    // and logged), as an older reader does not.
+fn a_tagged_envelope_sealed_as_js_seals_it_is_checked_not_rejected() {
+    // A tagged entry (format version 3, as the JS tier writes one): opened,
+    // and served only while its tags' versions in Redis are not above the
+    // ones it recorded; never kept in L1.
     let signer = signing_keys(KEY).unwrap();
     let tagged = signer
         .seal_tagged_in(
@@ -305,7 +324,7 @@ fn a_tagged_envelope_is_a_rejected_miss() {
             "page",
             crate::Payload::Json("\"old\""),
             0,
-            &[("product:7", 0)],
+            &[("product:7", 1)],
         )
         .unwrap();
     let redis = FakeRedis::default();
@@ -315,13 +334,25 @@ fn a_tagged_envelope_is_a_rejected_miss() {
         .insert("app:v:r|page".into(), tagged);
     let clock = crate::ManualClock::new(1_000);
     let (a, logs) = cache(&redis, &clock);
-    assert_eq!(run(a.get::<Value>("page")).unwrap(), None);
-    assert_eq!(a.stats().l2.unwrap().rejected, 1);
-    assert!(
-        logs.borrow()[0].contains("MALFORMED_ENVELOPE"),
-        "{:?}",
-        logs.borrow()
+    let hit = run(a.lookup::<Value>("page")).unwrap().unwrap();
+    assert_eq!((hit.value, hit.tier), (json!("old"), Tier::L2));
+    assert_eq!(
+        run(a.lookup::<Value>("page")).unwrap().unwrap().tier,
+        Tier::L2
     );
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:g:r|product:7".into(), "1".into());
+    assert_eq!(run(a.get::<Value>("page")).unwrap(), Some(json!("old")));
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:g:r|product:7".into(), "2".into());
+    assert_eq!(run(a.get::<Value>("page")).unwrap(), None);
+    let s = a.stats();
+    assert_eq!((s.l2.unwrap().rejected, s.tags.invalidated), (0, 1));
+    assert!(logs.borrow().is_empty(), "{:?}", logs.borrow());
     assert!(redis.data.borrow().contains_key("app:v:r|page"));
 }
 
@@ -1420,5 +1451,344 @@ fn coherence_a_first_read_that_fails_is_not_tried_alone_again() {
         sent[sent.len() - 1],
         r#"["GET","app:v:r|k"]"#,
         "the lease is fresh: no read along"
+    );
+}
+
+// ---- tags (issue 15), on the real redis-server ----
+
+/// What Redis holds for `key` at the root of prefix `app`, opened as the
+/// JS side opens it: (tag, version) pairs, empty for version 2.
+fn stored_tags(redis: &TestRedis, scope: Option<&Scope>, key: &str) -> Vec<(String, u64)> {
+    let rk = Layout::new("app").unwrap().key(Kind::Value, scope, key);
+    let answer = serde_json::to_vec(&redis.call(&["GET", &rk])).unwrap();
+    let Ok(Reply::Bytes(raw)) = decode_command(200, &answer, true) else {
+        panic!("no value in redis for {rk}")
+    };
+    let signer = signing_keys(KEY).unwrap();
+    // A reader that cannot check tags does not open it.
+    assert_eq!(
+        signer.open_in(APP, scope, key, &raw, 0).unwrap_err().code(),
+        "MALFORMED_ENVELOPE"
+    );
+    signer
+        .open_tagged_in(APP, scope, key, &raw, 0)
+        .unwrap()
+        .unwrap()
+        .tags()
+        .to_vec()
+}
+
+fn tag_stats(c: &EdgeCache) -> TagStats {
+    c.stats().tags
+}
+
+/// An invalidation in one isolate is a miss in every other at once (no
+/// waiting for the lease: tagged entries are read from Redis each time),
+/// for the tag's scope only, and an entry set after it is served.
+#[test]
+fn tags_invalidate_then_miss_everywhere_and_set_after_is_served() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    let b = redis.cache(&clock, |_| {});
+    let acme = Scope::tenant("acme").unwrap();
+    run(a.set("plain", &"p")).unwrap();
+    run(a.set_with_tags("k", &"old", 0, &["product:7", "list", "product:7"])).unwrap();
+    run(a
+        .scope(&acme)
+        .unwrap()
+        .set_with_tags("k", &"acme's", 0, &["product:7"]))
+    .unwrap();
+    assert_eq!(
+        stored_tags(&redis, None, "k"),
+        [("product:7".to_string(), 0), ("list".to_string(), 0)],
+        "deduplicated, each under version 0"
+    );
+    // Tagged: from Redis, every time, and never into L1.
+    for _ in 0..3 {
+        assert_eq!(tier(&b, "k"), Some(("old".to_string(), Tier::L2)));
+    }
+    assert_eq!(b.stats().l1.counters.entries, 0);
+    warm(&b, "plain", "p".to_string());
+
+    assert_eq!(
+        run(a.invalidate_tags(&["product:7", "product:7"])).unwrap(),
+        1
+    );
+    assert_eq!(
+        redis.call(&["GET", "app:g:r|product:7"])["result"],
+        b64(b"1")
+    );
+    // No clock advance: the lease is fresh, yet neither serves it.
+    assert_eq!(run(b.get::<String>("k")).unwrap(), None);
+    assert_eq!(run(a.get::<String>("k")).unwrap(), None);
+    assert_eq!(run(b.get::<String>("plain")).unwrap().as_deref(), Some("p"));
+    // Another scope's tag of the same name is another tag.
+    let b_acme = b.scope(&acme).unwrap();
+    assert_eq!(
+        run(b_acme.get::<String>("k")).unwrap().as_deref(),
+        Some("acme's")
+    );
+    assert_eq!(
+        tag_stats(&b),
+        TagStats {
+            invalidations: 0,
+            invalidated: 1,
+            rollbacks: 0
+        }
+    );
+    assert_eq!(tag_stats(&a).invalidations, 1);
+    assert_eq!(tag_stats(&a).invalidated, 1);
+
+    // Set after the invalidation: under version 1, served.
+    run(b.set_with_tags("k", &"new", 0, &["product:7", "list"])).unwrap();
+    assert_eq!(
+        stored_tags(&redis, None, "k"),
+        [("product:7".to_string(), 1), ("list".to_string(), 0)]
+    );
+    assert_eq!(tier(&a, "k"), Some(("new".to_string(), Tier::L2)));
+    // And invalidated again by its other tag.
+    assert_eq!(run(b.invalidate_tags(&["list"])).unwrap(), 1);
+    assert_eq!(run(a.get::<String>("k")).unwrap(), None);
+
+    let j = b.stats().to_json();
+    assert_eq!(
+        j["tags"],
+        json!({ "invalidations": 1, "invalidated": 1, "rollbacks": 0 })
+    );
+}
+
+/// Bytes carry tags too; a tagged set drops the older untagged value from
+/// L1 (it would otherwise be served over the tagged one).
+#[test]
+fn tags_bytes_and_an_older_untagged_value_in_l1() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    run(a.set_bytes("b", &[1, 2])).unwrap();
+    assert_eq!(run(a.lookup_bytes("b")).unwrap().unwrap().tier, Tier::L1);
+    run(a.set_bytes_with_tags("b", &[3], 60_000, &["t"])).unwrap();
+    let hit = run(a.lookup_bytes("b")).unwrap().unwrap();
+    assert_eq!((hit.value, hit.tier), (vec![3], Tier::L2));
+    let pttl = redis.call(&["PTTL", "app:v:r|b"])["result"]
+        .as_i64()
+        .unwrap();
+    assert!(pttl > 59_000 && pttl <= 60_000, "{pttl}");
+    assert!(matches!(
+        run(a.lookup_raw("b")).unwrap().unwrap().value,
+        Raw::Bytes(_)
+    ));
+    assert_eq!(run(a.invalidate_tags(&["t"])).unwrap(), 1);
+    assert_eq!(run(a.get_bytes("b")).unwrap(), None);
+    assert_eq!(run(a.lookup_raw("b")).unwrap(), None);
+    // No tags: an ordinary (version 2) set.
+    run(a.set_with_tags("plain", &1, 0, &[])).unwrap();
+    warm(&a, "plain", 1);
+}
+
+/// A writer that holds a version as known while another raised it (no log
+/// read in between) seals under the old one, sees the new one in the
+/// `MGET` after its `SET`, and sets again under it; a writer whose log says
+/// the tag moved reads the version first and sets once.
+#[test]
+fn tags_a_set_racing_an_invalidation_is_sealed_again() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    let b = redis.cache(&clock, |_| {});
+    run(a.set_with_tags("k", &1, 0, &["t"])).unwrap(); // a knows t = 0
+                                                       // Raised behind a's back: not through a cache, not logged.
+    redis.call(&["INCR", "app:g:r|t"]);
+    let sets = |from: usize| {
+        redis.resp.sent.borrow()[from..]
+            .iter()
+            .filter(|b| b.contains(r#"["SET","app:v:r|k""#))
+            .count()
+    };
+    let from = redis.resp.sent.borrow().len();
+    run(a.set_with_tags("k", &2, 0, &["t"])).unwrap();
+    assert_eq!(sets(from), 2, "sealed and set again");
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 1)]);
+    assert_eq!(tier(&b, "k"), Some((2, Tier::L2)));
+
+    // b invalidates through its cache (logged); a's log read names the
+    // tag, so its next write reads the version before it seals.
+    assert_eq!(run(b.invalidate_tags(&["t"])).unwrap(), 1);
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    run(a.set("other", &0)).unwrap(); // its log read rides along
+    let from = redis.resp.sent.borrow().len();
+    run(a.set_with_tags("k", &3, 0, &["t"])).unwrap();
+    assert_eq!(sets(from), 1, "once");
+    assert!(
+        redis.resp.sent.borrow()[from].starts_with(r#"[["MGET","app:g:r|t"]"#)
+            || redis.resp.sent.borrow()[from].starts_with(r#"["MGET","app:g:r|t"]"#),
+        "{:?}",
+        redis.resp.sent.borrow()[from]
+    );
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 2)]);
+    assert_eq!(tier(&b, "k"), Some((3, Tier::L2)));
+}
+
+/// A version that goes back (an attacker's write, or a restore) is counted
+/// and not believed by an isolate that saw the higher one; a malformed
+/// version serves nothing of the tag.
+#[test]
+fn tags_a_rollback_is_counted_not_believed_and_a_malformed_version_serves_nothing() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    let b = redis.cache(&clock, |_| {});
+    run(a.set_with_tags("k", &"old", 0, &["t"])).unwrap();
+    run(a.invalidate_tags(&["t"])).unwrap();
+    assert_eq!(run(b.get::<String>("k")).unwrap(), None); // b saw t = 1
+    redis.call(&["SET", "app:g:r|t", "0"]);
+    assert_eq!(run(b.get::<String>("k")).unwrap(), None, "not believed");
+    assert_eq!(tag_stats(&b).rollbacks, 1);
+    assert_eq!(tag_stats(&b).invalidated, 2);
+    // The documented limit: an isolate that never saw 1 cannot know.
+    let fresh = redis.cache(&clock, |_| {});
+    assert_eq!(
+        run(fresh.get::<String>("k")).unwrap().as_deref(),
+        Some("old")
+    );
+    redis.call(&["SET", "app:g:r|t", "01"]);
+    assert_eq!(run(fresh.get::<String>("k")).unwrap(), None);
+    assert!(fresh.stats().l2.unwrap().errors["L2_PROTOCOL"] >= 1);
+    // A write under it fails open (counted), and stores nothing.
+    redis.call(&["SET", "app:g:r|t", "x"]);
+    let writes = fresh.stats().l2.unwrap().writes;
+    run(fresh.set_with_tags("j", &1, 0, &["t"])).unwrap();
+    assert_eq!(fresh.stats().l2.unwrap().writes, writes);
+    assert_eq!(run(fresh.get::<i64>("j")).unwrap(), None);
+    // INCR of a non-integer: Redis's error, returned.
+    assert_eq!(
+        run(fresh.invalidate_tags(&["t"])).unwrap_err().code(),
+        "L2_REDIS"
+    );
+}
+
+/// Bad tags are refused before any request; Redis failing fails an
+/// invalidation (the entries would stay valid elsewhere), while a tagged
+/// set fails open and caches nothing (not even in L1); without Redis,
+/// tagged values are not cached.
+#[test]
+fn tags_errors_outages_and_l1_alone() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    run(a.set("warm", &0)).unwrap();
+    let sent = redis.resp.sent.borrow().len();
+    for bad in ["a,b", "", "\n"] {
+        let e = run(a.set_with_tags("k", &1, 0, &[bad])).unwrap_err();
+        assert_eq!(e.code(), "INVALID_TAG", "{e}");
+        let e = run(a.invalidate_tags(&["ok", bad])).unwrap_err();
+        assert_eq!(e.code(), "INVALID_TAG", "{e}");
+    }
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(
+        run(a.set_bytes_with_tags("k", &[1], 0, &many))
+            .unwrap_err()
+            .code(),
+        "INVALID_TAG"
+    );
+    assert_eq!(run(a.invalidate_tags(&[])).unwrap(), 0);
+    assert_eq!(redis.resp.sent.borrow().len(), sent, "no request");
+
+    redis.resp.down.set(true);
+    assert_eq!(
+        run(a.invalidate_tags(&["t"])).unwrap_err().code(),
+        "L2_HTTP"
+    );
+    run(a.set_with_tags("k", &1, 0, &["t"])).unwrap();
+    assert_eq!(a.stats().l1.counters.entries, 1, "warm only");
+    redis.resp.down.set(false);
+    assert_eq!(run(a.get::<i64>("k")).unwrap(), None);
+    assert_eq!(tag_stats(&a).invalidations, 0);
+
+    let l1 = EdgeCache::new(&settings(false), None, Now::new(|| 1), Box::new(|_| {})).unwrap();
+    run(l1.set("k", &1)).unwrap();
+    run(l1.set_with_tags("k", &2, 0, &["t"])).unwrap();
+    assert_eq!(run(l1.get::<i64>("k")).unwrap(), None, "not cached");
+    assert_eq!(run(l1.invalidate_tags(&["t", "u"])).unwrap(), 2);
+    assert_eq!(l1.stats().tags.invalidations, 2);
+}
+
+/// Concurrent requests of one isolate: a tag-version read answered after
+/// the isolate learned a higher version (its own invalidation, sent later
+/// and answered first) is an older answer, not a rollback; the entry is
+/// held to the higher version all the same.
+#[test]
+fn tags_an_older_answer_is_no_rollback() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(0);
+    let (writer, _) = cache(&redis, &clock);
+    run(writer.set_with_tags("k", &"v", 0, &["t"])).unwrap();
+    let open = Rc::new(Cell::new(false));
+    let c = clock.clone();
+    let reader = EdgeCache::new(
+        &settings(true),
+        Some(Box::new(Gated {
+            redis: redis.clone(),
+            open: open.clone(),
+            hold: "MGET",
+        })),
+        Now::new(move || c.now_ms()),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    // The GET passes; the MGET after it reads t = 0, its answer held.
+    let mut read = Box::pin(reader.get::<String>("k"));
+    assert!(read.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(run(reader.invalidate_tags(&["t"])).unwrap(), 1);
+    open.set(true);
+    let Poll::Ready(got) = read.as_mut().poll(&mut cx) else {
+        panic!("still pending")
+    };
+    assert_eq!(got.unwrap(), None, "held to t = 1, which it learned");
+    let t = reader.stats().tags;
+    assert_eq!((t.rollbacks, t.invalidated, t.invalidations), (0, 1, 1));
+    // A lower version read by a request sent after it learned 1 is one.
+    redis
+        .data
+        .borrow_mut()
+        .insert("app:g:r|t".into(), "0".into());
+    assert_eq!(run(reader.get::<String>("k")).unwrap(), None);
+    assert_eq!(reader.stats().tags.rollbacks, 1);
+}
+
+/// FLUSHALL resets versions to 0: an isolate that saw higher ones keeps
+/// them (as JS does), so an entry another isolate writes under 0 misses
+/// for it (counted as a rollback), while its own writes seal the higher
+/// version and are served everywhere.
+#[test]
+fn tags_after_a_flush_the_highest_version_seen_is_kept() {
+    let redis = TestRedis::start();
+    let clock = crate::ManualClock::new(1_000_000);
+    let a = redis.cache(&clock, |_| {});
+    run(a.set("warm", &0)).unwrap();
+    for _ in 0..3 {
+        run(a.invalidate_tags(&["t"])).unwrap();
+    }
+    redis.call(&["FLUSHALL"]);
+    redis.append_as_js(Op::Set, "app:v:r|_"); // the new epoch, named
+    clock.advance(crate::DEFAULT_MAX_STALENESS);
+    let fresh = redis.cache(&clock, |_| {});
+    run(fresh.set_with_tags("k", &"under 0", 0, &["t"])).unwrap();
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 0)]);
+    assert_eq!(run(a.get::<String>("k")).unwrap(), None);
+    assert!(coherence(&a).log.epoch >= 1, "{:?}", coherence(&a));
+    assert_eq!(a.stats().tags.rollbacks, 1);
+    run(a.set_with_tags("k", &"under 3", 0, &["t"])).unwrap();
+    assert_eq!(stored_tags(&redis, None, "k"), [("t".to_string(), 3)]);
+    assert_eq!(
+        run(fresh.get::<String>("k")).unwrap().as_deref(),
+        Some("under 3")
+    );
+    assert_eq!(
+        run(a.get::<String>("k")).unwrap().as_deref(),
+        Some("under 3")
     );
 }

@@ -17,11 +17,17 @@
 //!   a JSON key-value store, same token: what a JS `TieredCache` with the
 //!   same prefix and keys reads and writes too. `GET` answers the value
 //!   (`x-cache-tier: l1 | l2`) or 404; `PUT` takes a JSON body and
-//!   `&ttl=<ms>` (none: no expiry), answers 204. A body sent as
+//!   `&ttl=<ms>` (none: no expiry) and `&tags=a,b` (comma separated; a
+//!   tag has no comma), answers 204. A body sent as
 //!   `application/octet-stream` is stored as raw bytes (what JS stores for
 //!   a `Uint8Array`), and `GET` answers such a value with that type.
 //!   `DELETE` answers
-//!   `{"deleted": bool}`.
+//!   `{"deleted": bool}`. A tagged value is read from Redis each time
+//!   (never kept in this binding's L1), so it answers `x-cache-tier: l2`.
+//! * `POST /__edgecache/invalidate-tags?tags=a,b&tenant=&user=`:
+//!   invalidates every value of the scope carrying one of the tags, in
+//!   every isolate and in the JS bindings on the same Redis (one `INCR`
+//!   per tag); same token. Answers `{"invalidated": <number of tags>}`.
 //! * `POST /__edgecache/incr/<key>?by=<n>&tenant=&user=`: adds `by`
 //!   (default 1) to the counter `key` (Redis `INCRBY`, shared by every
 //!   isolate), answers `{"value": n}`; same token.
@@ -109,6 +115,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Post, p) if p.starts_with("/__edgecache/incr/") => {
             incr(&req, &env, &cache, &url).await
         }
+        (_, "/__edgecache/invalidate-tags") => invalidate_tags(&req, &env, &cache, &url).await,
         // For the tests of the reset rule only (off unless DEMO_PANIC_ROUTE=1):
         // a panic aborts this wasm instance; worker-build's reset hook starts
         // a fresh one for the next request, with an empty L1.
@@ -283,6 +290,10 @@ fn dashboard(cache: &EdgeCache) -> String {
         None if s.l2.is_some() => "off (EDGECACHE_MAX_STALENESS=off)".into(),
         None => "n/a".into(),
     };
+    let tags = format!(
+        "{} invalidated here, {} entries missed for a tag, {} rollbacks",
+        s.tags.invalidations, s.tags.invalidated, s.tags.rollbacks
+    );
     let served = SERVED.with(|s| {
         let s = s.borrow();
         format!("{} HIT, {} MISS, {} STALE", s.hit, s.miss, s.stale)
@@ -297,6 +308,7 @@ fn dashboard(cache: &EdgeCache) -> String {
          <tr><th align=left>L2</th><td>{}</td></tr>\
          <tr><th align=left>breaker</th><td>{}</td></tr>\
          <tr><th align=left>coherence</th><td>{}</td></tr>\
+         <tr><th align=left>tags</th><td>{}</td></tr>\
          </table><p><a href=/__edgecache/stats>JSON</a></p>\n",
         s.l1.hit_rate * 100.0,
         c.entries,
@@ -307,6 +319,7 @@ fn dashboard(cache: &EdgeCache) -> String {
         html_escape(&l2),
         breaker,
         coherence,
+        tags,
     )
 }
 
@@ -396,6 +409,7 @@ fn tier_error(e: &edgecache::Error) -> Result<Response> {
         | "INVALID_KEY"
         | "UNSERIALIZABLE_VALUE"
         | "ENVELOPE_TOO_LARGE"
+        | "INVALID_TAG"
         | "VALUE_TOO_LARGE" => (400, "not-applied"),
         // Sent, and no answer that says what happened (timeout, a broken
         // connection or body, an HTTP error from something in between).
@@ -441,6 +455,47 @@ async fn incr(req: &Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<
     with_breaker(answer, cache)
 }
 
+/// The tags of `?tags=a,b` (none if absent or empty); each piece is
+/// checked by the cache (a piece that breaks the rule, an empty one
+/// included, is `INVALID_TAG`).
+fn tags_param(url: &Url) -> Vec<String> {
+    match param(url, "tags") {
+        Some(t) if !t.is_empty() => t.split(',').map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Invalidates tags (same token as purge).
+async fn invalidate_tags(
+    req: &Request,
+    env: &Env,
+    cache: &EdgeCache,
+    url: &Url,
+) -> Result<Response> {
+    if let Some(r) = unauthorized(req, env)? {
+        return Ok(r);
+    }
+    if req.method() != Method::Post {
+        let mut r = Response::error("use POST\n", 405)?;
+        r.headers_mut().set("allow", "POST")?;
+        return Ok(r);
+    }
+    let tags = tags_param(url);
+    if tags.is_empty() {
+        return Response::error("give ?tags=a,b (comma separated)\n", 400);
+    }
+    let view = match scoped(cache, url) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let answer = match view.invalidate_tags(&tags).await {
+        Ok(n) => Response::from_json(&serde_json::json!({ "invalidated": n })),
+        Err(e) => tier_error(&e),
+    };
+    with_breaker(answer, cache)
+}
+
 /// The cache as a JSON key-value store (same token as purge).
 async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result<Response> {
     if let Some(r) = unauthorized(&req, env)? {
@@ -478,13 +533,15 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
         },
         Method::Put => {
             let ttl = param(url, "ttl").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let tags = tags_param(url);
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             let binary = req
                 .headers()
                 .get("content-type")?
                 .is_some_and(|t| t.starts_with("application/octet-stream"));
             let stored = if binary {
                 let body = req.bytes().await?;
-                view.set_bytes_with_ttl(&key, &body, ttl).await
+                view.set_bytes_with_tags(&key, &body, ttl, &tags).await
             } else {
                 let value: serde_json::Value = match req.json().await {
                     Ok(v) => v,
@@ -495,7 +552,7 @@ async fn kv(mut req: Request, env: &Env, cache: &EdgeCache, url: &Url) -> Result
                         )
                     }
                 };
-                view.set_with_ttl(&key, &value, ttl).await
+                view.set_with_tags(&key, &value, ttl, &tags).await
             };
             match stored {
                 Ok(()) => Ok(Response::empty()?.with_status(204)),
