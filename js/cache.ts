@@ -14,7 +14,7 @@ import { EdgeCacheError, rethrow } from './errors.js';
 import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { getOrSet, tagsOf, type GetOrSetOptions } from './getorset.js';
-import { checkTags } from './tags.js';
+import { checkTagList } from './tags.js';
 import { dropFlightsTagged } from './keys.js';
 
 /** Options of {@link MemoryCache}. */
@@ -1302,7 +1302,7 @@ export class MemoryCache<V = unknown> {
     const c = this.#core;
     c.live();
     // `tags` is required: undefined is not an array (INVALID_TAG), as null.
-    const names = checkTags(tags === undefined ? null : tags);
+    const names = checkTagList(tags);
     if (names.length === 0) return 0;
     const space = this.#read();
     const m = space?.tags;

@@ -145,6 +145,48 @@ interface Cmd {
 interface Pending extends Cmd {
   readonly resolve: (v: RedisValue) => void;
   readonly reject: (e: unknown) => void;
+  /** A `pipeline()` call's commands, queued together: never cut apart. */
+  readonly group?: Group;
+  /** Its place in the group. */
+  readonly at?: number;
+}
+
+/** The outcomes of a `pipeline()` call that joined the queue. */
+interface Group {
+  readonly outs: Outcome[];
+  left: number;
+  settled: boolean;
+  readonly resolve: (o: Outcome[]) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** Settles a queued command with its outcome: its caller's, or its group's part. */
+function settle(p: Pending, o: Outcome): void {
+  const g = p.group;
+  if (g === undefined) {
+    if (o.ok) p.resolve(o.value);
+    else p.reject(redisError(o.error));
+    return;
+  }
+  g.outs[p.at!] = o;
+  if (--g.left === 0 && !g.settled) {
+    g.settled = true;
+    g.resolve(g.outs);
+  }
+}
+
+/** Fails a queued command's caller (its whole group, once). */
+function fail(p: Pending, e: unknown): void {
+  const g = p.group;
+  if (g === undefined) return p.reject(e);
+  if (g.settled) return;
+  g.settled = true;
+  g.reject(e);
+}
+
+/** Whether `batch[i]` begins a caller's part (not the middle of a group). */
+function startsPart(batch: readonly Pending[], i: number): boolean {
+  return i === 0 || batch[i]!.group === undefined || batch[i]!.group !== batch[i - 1]!.group;
 }
 
 /**
@@ -328,6 +370,24 @@ export class RedisRest {
    */
   async pipeline(commands: RedisArg[][]): Promise<Outcome[]> {
     const cmds = prepareAll(commands, 'pipeline');
+    // Within one request's bounds, it joins the queue (autoPipeline) as a
+    // group that is never cut apart: concurrent pipelines (each mutation of
+    // the Redis tier with its log append is one) share requests as single
+    // commands do, and still run in order.
+    if (this.#auto && cmds.length > 0 && cmds.length <= this.#max) {
+      let bytes = 1;
+      for (const c of cmds) bytes += encoded(c).bytes + 1;
+      if (bytes <= this.#maxBytes) {
+        return new Promise((resolve, reject) => {
+          const group: Group = { outs: new Array<Outcome>(cmds.length), left: cmds.length, settled: false, resolve, reject };
+          cmds.forEach((c, at) => this.#queue.push({ ...c, resolve: () => {}, reject: () => {}, group, at }));
+          if (!this.#scheduled) {
+            this.#scheduled = true;
+            queueMicrotask(() => this.#flush());
+          }
+        });
+      }
+    }
     const out: Outcome[] = [];
     for (const part of this.#split(cmds)) {
       for (const o of await this.#exchange(part)) out.push(o);
@@ -556,17 +616,25 @@ export class RedisRest {
    * commands and `maxRequestBytes` bytes; a command larger than that on its
    * own is a run of its own. Order is kept.
    */
-  #split<T extends Cmd>(cmds: readonly T[]): T[][] {
+  #split<T extends Cmd & { group?: Group }>(cmds: readonly T[]): T[][] {
     if (cmds.length <= this.#max && boundBytes(cmds) <= this.#maxBytes) return [cmds as T[]];
     const out: T[][] = [];
     let run: T[] = [];
     let bytes = 1;
+    // Where the group of the last command in `run` begins (a group is cut
+    // before, never inside: it fits one request on its own, see pipeline()).
+    let start = 0;
     for (const c of cmds) {
       const size = encoded(c).bytes;
+      const inGroup = run.length > 0 && c.group !== undefined && c.group === run[run.length - 1]!.group;
+      if (!inGroup) start = run.length;
       if (run.length > 0 && (run.length >= this.#max || bytes + 1 + size > this.#maxBytes)) {
-        out.push(run);
-        run = [];
+        const moved = inGroup ? run.splice(start) : [];
+        if (run.length > 0) out.push(run);
+        run = moved;
         bytes = 1;
+        for (const m of moved) bytes += encoded(m).bytes + 1;
+        start = 0;
       }
       run.push(c);
       bytes += size + 1;
@@ -603,26 +671,30 @@ export class RedisRest {
     this.#post(batch).then(
       ({ status, text }) => {
         if (batch.length > 1 && REFUSED_WHOLE.has(status)) {
-          const half = batch.length >> 1;
-          this.#deliver(batch.slice(0, half));
-          this.#deliver(batch.slice(half));
-          return;
+          // Halves cut between callers' parts (a pipeline's group stays whole).
+          let half = -1;
+          for (let d = 0; d <= batch.length >> 1 && half < 0; d++) {
+            for (const i of [(batch.length >> 1) - d, (batch.length >> 1) + d]) {
+              if (half < 0 && i > 0 && i < batch.length && startsPart(batch, i)) half = i;
+            }
+          }
+          if (half > 0) {
+            this.#deliver(batch.slice(0, half));
+            this.#deliver(batch.slice(half));
+            return;
+          }
         }
         let outcomes: Outcome[];
         try {
           outcomes = this.#decode(status, text, batch);
         } catch (e) {
-          for (const p of batch) p.reject(e);
+          for (const p of batch) fail(p, e);
           return;
         }
-        for (let j = 0; j < batch.length; j++) {
-          const o = outcomes[j]!;
-          if (o.ok) batch[j]!.resolve(o.value);
-          else batch[j]!.reject(redisError(o.error));
-        }
+        for (let j = 0; j < batch.length; j++) settle(batch[j]!, outcomes[j]!);
       },
       (e) => {
-        for (const p of batch) p.reject(e);
+        for (const p of batch) fail(p, e);
       },
     );
   }

@@ -46,3 +46,17 @@ export function checkTags(tags: unknown): string[] {
     rethrow(e);
   }
 }
+
+/**
+ * @internal The tags of an `invalidateTags` call: each by the rule of a
+ * tag, deduplicated in order, but any number of them (the 64 of an entry
+ * bound what one entry carries, not what one call invalidates). `INVALID_TAG`
+ * for a value that is not an array, or a tag that breaks the rule.
+ */
+export function checkTagList(tags: unknown): string[] {
+  if (!Array.isArray(tags)) return checkTags(tags === undefined ? null : tags);
+  if (tags.length <= 64) return checkTags(tags);
+  const out = new Set<string>();
+  for (let i = 0; i < tags.length; i += 64) for (const t of checkTags(tags.slice(i, i + 64))) out.add(t);
+  return [...out];
+}

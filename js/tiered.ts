@@ -19,7 +19,7 @@ import { ensureWasm } from '#wasm-init';
 import { wellFormed } from './text.js';
 import { dropFlightsTagged, shareFlights } from './keys.js';
 import { getOrSet, tagsOf, type GetOrSetOptions } from './getorset.js';
-import { checkTags } from './tags.js';
+import { checkTagList } from './tags.js';
 
 /** Turns values into envelope payloads and back. */
 export interface Serializer {
@@ -1149,8 +1149,7 @@ export class TieredCache<V = unknown> {
    * otherwise stay valid elsewhere).
    */
   async invalidateTags(tags: readonly string[]): Promise<number> {
-    if (!Array.isArray(tags)) throw new EdgeCacheError('INVALID_TAG', 'invalid tag: invalidateTags takes an array of tags');
-    const list = checkTags(tags);
+    const list = checkTagList(tags);
     if (list.length === 0) return 0;
     const s = this.#s;
     const tks = list.map((t) => this.#gspace + t);

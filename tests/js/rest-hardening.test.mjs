@@ -215,6 +215,57 @@ describe('requests are bounded by count and by bytes (finding 8)', () => {
     assert.equal(alones.length, 2, 'the two large SETs went alone');
   });
 
+  test('concurrent pipelines share requests with commands, each kept whole and in order', async () => {
+    const f = recorder();
+    const r = client({ fetch: f });
+    // 40 callers' pipelines (as 40 concurrent tier writes with their log appends) and 10 single commands.
+    const pipes = Array.from({ length: 40 }, (_, i) => r.pipeline([['SET', `pg:${i}`, `v${i}`], ['INCR', `pg:n:${i}`], ['GET', `pg:${i}`], ['HGET', `pg:${i}`, 'x']]));
+    const singles = Array.from({ length: 10 }, (_, i) => r.command(['ECHO', `e${i}`]));
+    const outs = await Promise.all(pipes);
+    assert.deepEqual(await Promise.all(singles), Array.from({ length: 10 }, (_, i) => `e${i}`));
+    outs.forEach((o, i) => {
+      assert.deepEqual(o.slice(0, 3), [{ ok: true, value: 'OK' }, { ok: true, value: 1 }, { ok: true, value: `v${i}` }]);
+      assert.equal(o[3].ok, false, 'a command Redis refused is an outcome of its own pipeline, not a rejection');
+      assert.match(o[3].error, /WRONGTYPE/);
+    });
+    assert.equal(f.requests.length, 1, `one request, not ${f.requests.length}`);
+    assert.equal(f.requests[0].commands.length, 170);
+
+    // Past maxPipeline, requests are cut between callers' pipelines, never inside one.
+    const g = recorder();
+    const small = client({ fetch: g, maxPipeline: 10 });
+    const parts = await Promise.all(Array.from({ length: 7 }, (_, i) => small.pipeline([['SET', `pc:${i}`, 'a'], ['APPEND', `pc:${i}`, 'b'], ['GET', `pc:${i}`]])));
+    for (const o of parts) assert.deepEqual(o.map((x) => x.value), ['OK', 2, 'ab']);
+    assert.deepEqual(g.requests.map((q) => q.commands.length), [9, 9, 3]);
+  });
+
+  test('a request refused as a whole is halved between callers, never inside a pipeline', async () => {
+    // An older bridge refuses a request with a denied command as a whole (403).
+    const f = async (input, init) => {
+      f.bodies.push(JSON.parse(init.body));
+      if (init.body.includes('"FLUSHALL"')) return new Response('{"error":"ERR denied"}', { status: 403 });
+      return fetch(input, init);
+    };
+    f.bodies = [];
+    const r = client({ fetch: f });
+    const [a, b, c] = await Promise.allSettled([
+      r.pipeline([['SET', 'ph:a', '1'], ['GET', 'ph:a']]),
+      r.pipeline([['SET', 'ph:b', '2'], ['FLUSHALL'], ['GET', 'ph:b']]),
+      r.pipeline([['SET', 'ph:c', '3'], ['GET', 'ph:c']]),
+    ]);
+    assert.deepEqual(a.value.map((o) => o.value), ['OK', '1']);
+    assert.deepEqual(c.value.map((o) => o.value), ['OK', '3']);
+    assert.equal(b.status, 'rejected');
+    const sent = f.bodies.slice();
+    assert.ok(sent.length >= 3, 'halved, then sent again');
+    assert.equal(await r.command(['GET', 'ph:b']), null, 'the refused pipeline ran none of its commands');
+    for (const body of sent) {
+      const text = JSON.stringify(body);
+      // Every request holds whole pipelines: ph:b's SET never travels without its FLUSHALL.
+      if (text.includes('"ph:b"')) assert.ok(text.includes('"FLUSHALL"'), text);
+    }
+  });
+
   test('maxRequestBytes is an option, checked, and bounds every request', async () => {
     for (const bad of [0, -1, 1.5, '1', NaN]) {
       assert.throws(() => client({ maxRequestBytes: bad }), { code: 'INVALID_OPTION' });
