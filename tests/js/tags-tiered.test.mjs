@@ -11,7 +11,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { TieredCache, RedisRest, generateSecureKey, EdgeCacheError, memoize } from 'edgecache';
+import { TieredCache, RedisRest, generateSecureKey, EdgeCacheError, memoize, cachePage } from 'edgecache';
 import { redisAndBridge } from './servers.mjs';
 
 const TOKEN = 'tags-test-' + Math.random().toString(36).slice(2);
@@ -201,6 +201,27 @@ describe('tags in the Redis tier', () => {
     const b = make();
     const priceB = memoize(async (id) => `B ${id}`, { cache: b, tags: (id) => [`product:${id}`], ttl: 60_000 });
     assert.equal(await priceB(7), 'price 7 #3', 'the same memoized entry, read from Redis by another isolate');
+  });
+
+  test('cachePage over the tier: tags from Cache-Tag, invalidated in another isolate, the page rendered again', async () => {
+    const { make } = isolates();
+    let renders = 0;
+    const handler = (req) => new Response(`${new URL(req.url).pathname} #${++renders}`, { headers: { 'cache-tag': 'product:7, shop' } });
+    const a = cachePage(handler, { cache: make(), ttl: 60_000, cacheTagHeader: true });
+    const b = cachePage(handler, { cache: make(), ttl: 60_000, cacheTagHeader: true });
+    const get = async (h, path) => {
+      const r = await h(new Request(`https://shop.example${path}`));
+      return [await r.text(), r.headers.get('x-cache')];
+    };
+    assert.deepEqual(await get(a, '/p/7'), ['/p/7 #1', 'MISS']);
+    await sleep(100); // the page is stored after it is answered (two round trips with tags)
+    assert.deepEqual(await get(a, '/p/7'), ['/p/7 #1', 'HIT']);
+    assert.deepEqual(await get(b, '/p/7'), ['/p/7 #1', 'HIT'], 'B reads the page A stored in Redis');
+    await make().invalidateTags(['shop']);
+    await sleep(M + 50);
+    assert.deepEqual(await get(b, '/p/7'), ['/p/7 #2', 'MISS'], 'every isolate renders it again');
+    await sleep(100);
+    assert.deepEqual(await get(a, '/p/7'), ['/p/7 #2', 'HIT']);
   });
 
   test('a read under way when another isolate invalidates its tag puts nothing in L1', async () => {
