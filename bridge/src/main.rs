@@ -227,6 +227,10 @@ async fn run(args: Args) {
         ),
         None => None,
     };
+    // SIGTERM and SIGINT are caught from before the bridge says it listens:
+    // a process manager may stop it as soon as it is ready, and a signal
+    // that came before its handler would kill it without draining.
+    let stop = shutdown_signal();
     // The first line on stdout, for scripts and tests that start the bridge.
     println!("listening on http://{addr}");
     if let Some(l) = &metrics_listener {
@@ -251,21 +255,46 @@ async fn run(args: Args) {
         metrics_listener,
         streams,
     };
-    server::serve(listener, backend, settings, shutdown_signal()).await;
+    server::serve(listener, backend, settings, stop).await;
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now (a signal that comes
+/// before the returned future is polled is kept, not lost), and resolves
+/// on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+    let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A process manager may send SIGTERM as soon as the bridge says it
+    // listens, before the server first polls the shutdown future: the
+    // handler must be in place from the call on (it was registered on the
+    // first poll, so such a SIGTERM killed the bridge without draining;
+    // seen as a launcher that died of SIGTERM in pkg-bridge). Before the
+    // fix, this kill ends the test binary itself.
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_poll_is_kept() {
+        let stop = shutdown_signal();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(5), stop)
+            .await
+            .expect("the SIGTERM sent before the first poll ends the wait");
+    }
 
     // base64url tokens begin with '-' one time in 64: `--token -x…` must
     // still be the token, not an unknown flag (exit 2, a flaky CI run).
