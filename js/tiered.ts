@@ -1517,7 +1517,18 @@ export class TieredCache<V = unknown> {
   async #setTagged(items: readonly { key: string; value: unknown; ttl: number; tags: string[] | undefined }[]): Promise<this> {
     const s = this.#s;
     // What can be refused is refused before any I/O; L1 holds `local`.
-    const locals = items.map((it) => this.#seal(it.key, it.value, it.ttl, it.tags?.map((t) => [t, 0] as const)).local);
+    // Sealed under the versions this isolate knows (0 where it knows none,
+    // then sealed again once they are read): the usual case seals once.
+    const version = (t: string): number => {
+      const e = s.tagv.get(this.#gspace + t);
+      return e?.known === true ? e.v : -1;
+    };
+    const seals = items.map((it) => {
+      const tags = it.tags?.map((t) => [t, Math.max(0, version(t))] as const);
+      const { sealed, local } = this.#seal(it.key, it.value, it.ttl, tags);
+      return { local, sealed: it.tags === undefined || it.tags.every((t) => version(t) >= 0) ? sealed : undefined, under: tags?.map((t) => t[1]).join(',') };
+    });
+    const locals = seals.map((x) => x.local);
     const expiries = items.map((it) => this.#expiry(it.ttl));
     const tks = [...new Set(items.flatMap((it) => (it.tags ?? []).map((t) => this.#gspace + t)))];
     const first = this.#first();
@@ -1538,9 +1549,11 @@ export class TieredCache<V = unknown> {
         if (unknown.length > 0) (await this.#fetchVersions(unknown)).forEach((v, i) => versions.set(unknown[i]!, v));
         for (let attempt = 0; ; attempt++) {
           e0 = s.tagEpoch;
-          const cmds = items.map((it) => {
+          const cmds = items.map((it, i) => {
             const tags = it.tags?.map((t) => [t, versions.get(this.#gspace + t)!] as const);
-            return this.#setArgs(it.key, this.#seal(it.key, it.value, it.ttl, tags).sealed, it.ttl);
+            const pre = seals[i]!;
+            const sealed = pre.sealed !== undefined && pre.under === tags?.map((t) => t[1]).join(',') ? pre.sealed : this.#seal(it.key, it.value, it.ttl, tags).sealed;
+            return this.#setArgs(it.key, sealed, it.ttl);
           });
           cmds.push(['MGET', ...tks]);
           const out = await this.#send(cmds, 'set', rks);
