@@ -1094,13 +1094,21 @@ export class TieredCache<V = unknown> {
 
   /** Current versions of tag keys, from Redis (`MGET`); thrown on failure. */
   async #fetchVersions(tks: readonly string[]): Promise<number[]> {
-    const s = this.#s;
-    const sent = s.tagEpoch;
-    const raws = await s.redis.command(['MGET', ...tks]);
+    const sent = this.#s.tagEpoch;
+    return this.#learnAll(tks, await this.#s.redis.command(['MGET', ...tks]), sent, true) as number[];
+  }
+
+  /**
+   * Takes an `MGET` answer of tag versions (`#learn` each, its request
+   * sent at tag epoch `sent`): the versions to hold entries to. Throws
+   * `L2_PROTOCOL` for an answer of the wrong shape, and with `strict` for
+   * a version that is not one (else that version is `undefined`).
+   */
+  #learnAll(tks: readonly string[], raws: unknown, sent: number, strict: boolean): (number | undefined)[] {
     if (!Array.isArray(raws) || raws.length !== tks.length) throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: MGET of tag versions');
     return tks.map((k, i) => {
       const v = this.#learn(k, raws[i], sent);
-      if (v === undefined) throw new EdgeCacheError('L2_PROTOCOL', `malformed tag version in redis for ${JSON.stringify(k)}`);
+      if (v === undefined && strict) throw new EdgeCacheError('L2_PROTOCOL', `malformed tag version in redis for ${JSON.stringify(k)}`);
       return v;
     });
   }
@@ -1119,12 +1127,14 @@ export class TieredCache<V = unknown> {
     const raws = await this.#l2(() => s.redis.command(['MGET', ...tks]));
     const quiet = s.tagEpoch === e0;
     if (raws === FAILED) return undefined;
-    if (!Array.isArray(raws) || raws.length !== tks.length) {
+    let versions: (number | undefined)[];
+    try {
+      versions = this.#learnAll(tks, raws, e0, false);
+    } catch {
       s.count('L2_PROTOCOL');
       return undefined;
     }
-    const cur = new Map<string, number | undefined>();
-    tks.forEach((k, i) => cur.set(k, this.#learn(k, raws[i], e0)));
+    const cur = new Map(tks.map((k, i) => [k, versions[i]]));
     const valid = lists.map((l) =>
       l.every((t) => {
         const c = cur.get(this.#gspace + t[0]);
@@ -1560,14 +1570,11 @@ export class TieredCache<V = unknown> {
           const bad = out.find((o) => !o.ok);
           if (bad !== undefined && !bad.ok) throw new EdgeCacheError('L2_REDIS', `redis error: ${bad.error}`);
           const last = out[out.length - 1]!;
-          const raws = last.ok ? last.value : undefined;
-          if (!Array.isArray(raws) || raws.length !== tks.length) throw new EdgeCacheError('L2_PROTOCOL', 'malformed answer from the redis tier: MGET of tag versions');
+          const now = this.#learnAll(tks, last.ok ? last.value : undefined, e0, true) as number[];
           let moved = false;
           tks.forEach((k, i) => {
-            const v = this.#learn(k, raws[i], e0);
-            if (v === undefined) throw new EdgeCacheError('L2_PROTOCOL', `malformed tag version in redis for ${JSON.stringify(k)}`);
-            if (v > versions.get(k)!) {
-              versions.set(k, v);
+            if (now[i]! > versions.get(k)!) {
+              versions.set(k, now[i]!);
               moved = true;
             }
           });

@@ -10,7 +10,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { TieredCache, RedisRest, generateSecureKey, EdgeCacheError } from 'edgecache';
-import { redisAndBridge, startRedisOn } from './servers.mjs';
+import { redisAndBridge, startRedisOn, countingFetch } from './servers.mjs';
 
 const TOKEN = 'coherence-test-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
@@ -23,18 +23,6 @@ function cli(...args) {
   return execFileSync('redis-cli', ['-p', String(servers.redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
 }
 
-/** A fetch that counts requests and the commands in them. */
-function countingFetch() {
-  const f = (input, init) => {
-    f.requests++;
-    const body = JSON.parse(init.body);
-    f.commands.push(...(Array.isArray(body[0]) ? body : [body]));
-    return fetch(input, init);
-  };
-  f.requests = 0;
-  f.commands = [];
-  return f;
-}
 
 /** Two isolates on a fresh prefix, and whatever options they take. */
 function pair(opts = {}) {

@@ -5,6 +5,7 @@
 //   startBridge({ redisUrl, token, args? }) -> { url, token, proc, stop() }
 //   redisAndBridge({ token, args? }) -> { redis, bridge }, started before
 //     the file's (or describe block's) tests and stopped after them
+//   countingFetch() -> a fetch that counts requests and their commands
 import { spawn } from 'node:child_process';
 import { before, after } from 'node:test';
 import net from 'node:net';
@@ -276,4 +277,20 @@ export function redisAndBridge({ token, args } = {}) {
     await servers.redis?.stop();
   });
   return servers;
+}
+
+/**
+ * A fetch that counts the requests (`f.requests`) and the commands in them
+ * (`f.commands`, a `/pipeline` body's commands or a single command's).
+ */
+export function countingFetch() {
+  const f = (input, init) => {
+    f.requests++;
+    const body = JSON.parse(init.body);
+    f.commands.push(...(Array.isArray(body[0]) ? body : [body]));
+    return fetch(input, init);
+  };
+  f.requests = 0;
+  f.commands = [];
+  return f;
 }

@@ -12,7 +12,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { TieredCache, RedisRest, generateSecureKey, EdgeCacheError, memoize, cachePage } from 'edgecache';
-import { redisAndBridge } from './servers.mjs';
+import { redisAndBridge, countingFetch } from './servers.mjs';
 
 const TOKEN = 'tags-test-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
@@ -25,18 +25,6 @@ function cli(...args) {
   return execFileSync('redis-cli', ['-p', String(servers.redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
 }
 
-/** A fetch that counts requests and the commands in them. */
-function countingFetch() {
-  const f = (input, init) => {
-    f.requests++;
-    const body = JSON.parse(init.body);
-    f.commands.push(...(Array.isArray(body[0]) ? body : [body]));
-    return fetch(input, init);
-  };
-  f.requests = 0;
-  f.commands = [];
-  return f;
-}
 
 /** Isolates on a fresh prefix: `make()` gives another one. */
 function isolates(opts = {}) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TieredCache, RedisRest, Signer, MemoryCache, EdgeCacheError, generateSecureKey, memoize, cachePage, cached } from 'edgecache';
-import { startRedis, startRedisOn, startBridge } from './servers.mjs';
+import { startRedis, startRedisOn, startBridge, countingFetch } from './servers.mjs';
 
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 const SECRET = generateSecureKey();
@@ -32,17 +32,6 @@ function cliRaw(...args) {
   return execFileSync('redis-cli', ['-p', String(redis.port), '--raw', ...args], { encoding: 'utf8' }).replace(/\n$/, '');
 }
 
-/** A fetch that counts requests and the commands in them. */
-function countingFetch() {
-  const f = (input, init) => {
-    f.requests++;
-    f.commands.push(...JSON.parse(init.body));
-    return fetch(input, init);
-  };
-  f.requests = 0;
-  f.commands = [];
-  return f;
-}
 
 /** A new "isolate": its own L1 and client, the same Redis and secret. */
 function isolate(opts = {}) {
