@@ -27,6 +27,7 @@ use fred::types::{ClusterHash, CustomCommand, Resp3Frame};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls::ClientConfig;
 
 pub use crate::direct::Unavailable;
 
@@ -85,33 +86,33 @@ impl Backend {
         pool: usize,
         tx: usize,
         limits: Limits,
+        tls: Option<Arc<ClientConfig>>,
     ) -> Result<Backend, String> {
         let timeout = limits.timeout;
-        // This build has no TLS to Redis: a rediss:// URL would silently
-        // connect in plain text (fred only warns).
-        if url
-            .get(..9)
-            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
-        {
+        // TLS is the bridge's settings (`crate::tls::settings`), given to
+        // fred too for the transactions: never plain text once asked for.
+        if tls.is_some() != crate::tls::url_wants_tls(url) {
             return Err(format!(
-                "--redis-url {}: TLS to Redis (rediss://) is not supported by this build; \
-                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between",
-                redact(url)
+                "--redis-url {}: {}",
+                redact(url),
+                if tls.is_some() {
+                    "TLS settings for a plain-text URL"
+                } else {
+                    "a TLS URL (rediss://) without TLS settings"
+                }
             ));
         }
-        let mut config = Config::from_url(url)
+        let mut config = Config::from_url(&crate::tls::plain_scheme(url))
             .map_err(|e| format!("--redis-url {}: {}", redact(url), e.details()))?;
+        config.tls = tls.clone().map(|c| {
+            fred::types::config::TlsConnector::from(tokio_rustls::TlsConnector::from(c)).into()
+        });
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
         let direct: Vec<Conn> = match &config.server {
-            ServerConfig::Centralized { server } => {
-                let target = Target {
-                    host: server.host.to_string(),
-                    port: server.port,
-                    username: config.username.clone(),
-                    password: config.password.clone(),
-                    database: config.database,
-                };
+            ServerConfig::Centralized { .. } | ServerConfig::Sentinel { .. } => {
+                let target = Target::from_config(&config, tls)
+                    .map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
                 (0..pool.max(1))
                     .map(|_| Conn::start(target.clone(), limits))
                     .collect()
@@ -437,16 +438,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tls_url_is_refused_rather_than_used_in_plain_text() {
+    async fn a_tls_url_is_never_used_in_plain_text() {
         for url in ["rediss://127.0.0.1:6380", "REDISS://:pw@host:6380/0"] {
-            let e = Backend::connect(url, 1, 1, limits())
+            let e = Backend::connect(url, 1, 1, limits(), None)
                 .await
                 .err()
                 .expect("refused");
-            assert!(
-                e.contains("rediss://") && e.contains("not supported"),
-                "{e}"
-            );
+            assert!(e.contains("rediss://") && e.contains("without TLS"), "{e}");
             assert!(!e.contains("pw"), "{e}");
         }
     }
@@ -457,7 +455,7 @@ mod tests {
             "redis://:s3cret@127.0.0.1:notaport",
             "redis://u:s3cret@[::1:6379",
         ] {
-            let e = Backend::connect(url, 1, 1, limits())
+            let e = Backend::connect(url, 1, 1, limits(), None)
                 .await
                 .err()
                 .expect("refused");
