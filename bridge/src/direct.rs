@@ -473,8 +473,8 @@ async fn manage(
     let budget = Duration::from_secs(2) + sentinel::ASK_TIMEOUT * sentinels as u32;
     let watch_role = target.sentinel.is_some();
     loop {
-        match tokio::time::timeout(budget, connect(&target)).await {
-            Ok(Ok(stream)) => {
+        match tokio::time::timeout(budget, connect_to(&target)).await {
+            Ok(Ok((stream, at))) => {
                 attempt = 0;
                 if was_up {
                     tracing::info!("redis connection restored");
@@ -484,14 +484,22 @@ async fn manage(
                 // Plain text keeps the socket's own halves (no lock
                 // between the reader and the writer); TLS shares one
                 // session between them.
+                // Behind Sentinel, the connection also ends when the
+                // sentinels name another master.
+                let moved = async {
+                    match &target.sentinel {
+                        Some(s) => s.moved(at, target.tls.clone()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let why = match stream {
                     Stream::Plain(s) => {
                         let (rd, wr) = s.into_split();
-                        serve(rd, wr, watch_role, &mut rx, &queue, &limits).await
+                        serve(rd, wr, watch_role, moved, &mut rx, &queue, &limits).await
                     }
                     Stream::Tls(s) => {
                         let (rd, wr) = tokio::io::split(*s);
-                        serve(rd, wr, watch_role, &mut rx, &queue, &limits).await
+                        serve(rd, wr, watch_role, moved, &mut rx, &queue, &limits).await
                     }
                 };
                 up.store(false, Ordering::Release);
@@ -535,6 +543,11 @@ fn fail_unsent(queue: &Queue, job: Job, e: Unavailable) {
 /// server that accepts connections but does not answer them (stopped,
 /// overloaded) is not up. Behind Sentinel, `ROLE` must say master too.
 pub(crate) async fn connect(t: &Target) -> Result<Stream, String> {
+    connect_to(t).await.map(|(s, _)| s)
+}
+
+/// [`connect`], and the address connected to (the master's, behind Sentinel).
+async fn connect_to(t: &Target) -> Result<(Stream, (String, u16)), String> {
     let (host, port) = match &t.sentinel {
         Some(s) => s.master(t.tls.as_ref()).await?,
         None => (t.host.clone(), t.port),
@@ -585,7 +598,7 @@ pub(crate) async fn connect(t: &Target) -> Result<Stream, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(s)
+    Ok((s, (host, port)))
 }
 
 /// Runs one connection until it breaks or stalls; everything in flight
@@ -595,6 +608,7 @@ async fn serve<R, W>(
     rd: R,
     mut wr: W,
     watch_role: bool,
+    moved: impl std::future::Future<Output = String>,
     rx: &mut mpsc::UnboundedReceiver<Job>,
     queue: &Queue,
     limits: &Limits,
@@ -607,6 +621,7 @@ where
     let mut reader = tokio::spawn(read_loop(rd, fifo.clone(), watch_role));
     let watchdog = watch(fifo.clone(), limits.timeout);
     tokio::pin!(watchdog);
+    tokio::pin!(moved);
     let mut out = BytesMut::new();
     let mut seq = 0u64;
     let why = loop {
@@ -617,6 +632,7 @@ where
             },
             r = &mut reader => break r.unwrap_or_else(|e| e.to_string()),
             why = &mut watchdog => break why,
+            why = &mut moved => break why,
         };
         // Let the other tasks that are ready run first: the HTTP
         // connections whose requests are already read queue theirs too.
@@ -663,6 +679,7 @@ where
             },
             r = &mut reader => Err(r.unwrap_or_else(|e| e.to_string())),
             why = &mut watchdog => Err(why),
+            why = &mut moved => Err(why),
         };
         if let Err(e) = r {
             break e;

@@ -17,7 +17,7 @@ use crate::direct::encode;
 use bytes::BytesMut;
 use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::ClientConfig;
 
@@ -36,6 +36,9 @@ pub struct Sentinel {
     /// `sentinelPassword`); none: no AUTH.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A master a sentinel started replacing, and since when: not used
+    /// while the sentinels still name it (see [`Sentinel::moved`]).
+    leaving: Mutex<Option<((String, u16), Instant)>>,
 }
 
 impl Sentinel {
@@ -50,6 +53,7 @@ impl Sentinel {
             service,
             username,
             password,
+            leaving: Mutex::new(None),
         }
     }
 
@@ -66,6 +70,18 @@ impl Sentinel {
             let asked = tokio::time::timeout(ASK_TIMEOUT, self.ask(host, *port, tls)).await;
             match asked {
                 Ok(Ok(addr)) => {
+                    let mut leaving = self.leaving.lock().expect("never poisoned");
+                    match leaving.as_ref() {
+                        Some((old, since)) if *old == addr && since.elapsed() < LEAVING_HOLD => {
+                            return Err(format!(
+                                "Sentinel is replacing the master {}:{}; waiting for the new one",
+                                addr.0, addr.1
+                            ));
+                        }
+                        Some(_) => *leaving = None,
+                        None => {}
+                    }
+                    drop(leaving);
                     if i > 0 {
                         let mut h = self.hosts.lock().expect("never poisoned");
                         if let Some(at) = h.iter().position(|x| x.0 == *host && x.1 == *port) {
@@ -136,6 +152,176 @@ impl Sentinel {
             }
         }
         master_addr(addr, &self.service)
+    }
+}
+
+impl Sentinel {
+    /// Resolves when the connection to the master at `at` must end: the
+    /// sentinels name another master (at once if they already do), or one
+    /// of them starts promoting a replica of it (`at` is then not used
+    /// again until they name another master, or the failover is aborted,
+    /// or [`LEAVING_HOLD`] passed). Every sentinel is listened to, since
+    /// only the one leading a failover tells its steps. Why: a master that
+    /// Sentinel replaces keeps taking writes until Sentinel reconfigures
+    /// it, seconds later, and those writes are lost.
+    pub async fn moved(&self, at: (String, u16), tls: Option<Arc<ClientConfig>>) -> String {
+        let hosts = self.hosts.lock().expect("never poisoned").clone();
+        let watchers = hosts.into_iter().map(|(host, port)| {
+            let (at, tls) = (&at, tls.as_ref());
+            Box::pin(async move {
+                loop {
+                    match self.watch(&host, port, at, tls).await {
+                        Ok(why) => return why,
+                        Err(e) => {
+                            tracing::debug!(error = %e, sentinel = %format!("{host}:{port}"), "watching the sentinel failed");
+                            tokio::time::sleep(ASK_TIMEOUT).await;
+                        }
+                    }
+                }
+            })
+        });
+        futures::future::select_all(watchers).await.0
+    }
+
+    /// Subscribes to a sentinel's failover events, then checks the master
+    /// is still `at` (a switch before the subscription), then waits.
+    /// `Ok`: the connection to `at` must end; `Err`: this sentinel failed.
+    async fn watch(
+        &self,
+        host: &str,
+        port: u16,
+        at: &(String, u16),
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<String, String> {
+        let mut s = tokio::time::timeout(ASK_TIMEOUT, crate::tls::open(host, port, tls))
+            .await
+            .map_err(|_| "no answer in time".to_string())??;
+        let mut cmd = BytesMut::new();
+        if let Some(p) = &self.password {
+            match &self.username {
+                Some(u) => encode(
+                    &mut cmd,
+                    [b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()].into_iter(),
+                ),
+                None => encode(&mut cmd, [b"AUTH".as_slice(), p.as_bytes()].into_iter()),
+            }
+        }
+        let mut sub = vec![b"SUBSCRIBE".as_slice()];
+        sub.extend(CHANNELS.iter().map(|c| c.as_bytes()));
+        encode(&mut cmd, sub.into_iter());
+        s.write_all(&cmd).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut confirmed = 0;
+        loop {
+            match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
+                Ok(Some((f, _, _))) => match f {
+                    Resp2Frame::SimpleString(_) => {}
+                    Resp2Frame::Error(e) => return Err(e.to_string()),
+                    Resp2Frame::Array(parts) => {
+                        match event(&parts, &self.service) {
+                            Some(Event::Switched(to)) if to != *at => {
+                                return Ok(format!(
+                                    "Sentinel switched the master to {}:{}",
+                                    to.0, to.1
+                                ));
+                            }
+                            Some(Event::Promoting { master }) if master == *at => {
+                                *self.leaving.lock().expect("never poisoned") =
+                                    Some((master, Instant::now()));
+                                return Ok(format!(
+                                    "Sentinel is promoting a replica of {}:{}",
+                                    at.0, at.1
+                                ));
+                            }
+                            Some(Event::Aborted) => {
+                                *self.leaving.lock().expect("never poisoned") = None;
+                            }
+                            _ => {}
+                        }
+                        // Every subscription confirmed: now no event can
+                        // be missed; was there a switch before?
+                        if matches!(parts.first(), Some(Resp2Frame::BulkString(k)) if k.eq_ignore_ascii_case(b"subscribe"))
+                        {
+                            confirmed += 1;
+                            if confirmed == CHANNELS.len() {
+                                let now = self.ask(host, port, tls).await?;
+                                if now != *at {
+                                    return Ok(format!(
+                                        "Sentinel names another master: {}:{}",
+                                        now.0, now.1
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                Ok(None) => {
+                    if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                        return Err("closed by the sentinel".into());
+                    }
+                }
+                Err(e) => return Err(format!("bad reply: {e}")),
+            }
+        }
+    }
+}
+
+/// The sentinel events the bridge follows.
+const CHANNELS: [&str; 5] = [
+    "+switch-master",
+    "+failover-state-send-slaveof-noone",
+    "-failover-abort-not-elected",
+    "-failover-abort-slave-timeout",
+    "-failover-abort-no-good-slave",
+];
+
+/// How long a master Sentinel started replacing is not used, at most,
+/// while the sentinels still name it.
+pub const LEAVING_HOLD: Duration = Duration::from_secs(10);
+
+/// A failover step of one master's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `+switch-master`: the new master's address.
+    Switched((String, u16)),
+    /// `+failover-state-send-slaveof-noone`: a replica of `master` is
+    /// about to be promoted; `master` will be demoted.
+    Promoting { master: (String, u16) },
+    /// `-failover-abort-*`: the failover stopped; the master stays.
+    Aborted,
+}
+
+/// A pub/sub message from a sentinel, if it is a failover step of
+/// `service`'s. The messages are `<name> <old-ip> <old-port> <new-ip>
+/// <new-port>` (`+switch-master`), `slave <ip>:<port> <ip> <port> @
+/// <name> <master-ip> <master-port>` (the promotion) and `master <name>
+/// <ip> <port>` (an abort).
+pub fn event(parts: &[Resp2Frame], service: &str) -> Option<Event> {
+    let [Resp2Frame::BulkString(kind), Resp2Frame::BulkString(channel), Resp2Frame::BulkString(msg)] =
+        parts
+    else {
+        return None;
+    };
+    if !kind.eq_ignore_ascii_case(b"message") {
+        return None;
+    }
+    let msg = std::str::from_utf8(msg).ok()?;
+    let words: Vec<&str> = msg.split(' ').collect();
+    let addr = |host: &str, port: &str| Some((host.to_string(), port.parse::<u16>().ok()?));
+    match (channel.as_ref(), words.as_slice()) {
+        (b"+switch-master", [name, _, _, host, port]) if *name == service => {
+            addr(host, port).map(Event::Switched)
+        }
+        (b"+failover-state-send-slaveof-noone", [_, _, _, _, "@", name, host, port])
+            if *name == service =>
+        {
+            addr(host, port).map(|master| Event::Promoting { master })
+        }
+        (c, ["master", name, ..]) if c.starts_with(b"-failover-abort") && *name == service => {
+            Some(Event::Aborted)
+        }
+        _ => None,
     }
 }
 
@@ -247,5 +433,65 @@ mod tests {
         ));
         assert!(!is_readonly(b"ERR READONLY"));
         assert!(!is_readonly(b"READ"));
+
+        let msg = |kind: &str, channel: &str, m: &str| vec![bulk(kind), bulk(channel), bulk(m)];
+        assert_eq!(
+            event(
+                &msg(
+                    "message",
+                    "+switch-master",
+                    "mymaster 127.0.0.1 6379 10.0.0.2 6380"
+                ),
+                "mymaster"
+            ),
+            Some(Event::Switched(("10.0.0.2".to_string(), 6380)))
+        );
+        assert_eq!(
+            event(
+                &msg(
+                    "message",
+                    "+failover-state-send-slaveof-noone",
+                    "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379"
+                ),
+                "mymaster"
+            ),
+            Some(Event::Promoting {
+                master: ("127.0.0.1".to_string(), 6379)
+            })
+        );
+        assert_eq!(
+            event(
+                &msg(
+                    "message",
+                    "-failover-abort-no-good-slave",
+                    "master mymaster 127.0.0.1 6379"
+                ),
+                "mymaster"
+            ),
+            Some(Event::Aborted)
+        );
+        for other in [
+            msg(
+                "message",
+                "+switch-master",
+                "other 127.0.0.1 6379 10.0.0.2 6380",
+            ),
+            msg("message", "+switch-master", "mymaster 127.0.0.1 6379"),
+            msg("message", "+switch-master", "mymaster 1 2 h notaport"),
+            msg("message", "+sdown", "mymaster 127.0.0.1 6379 10.0.0.2 6380"),
+            msg(
+                "message",
+                "+failover-state-send-slaveof-noone",
+                "slave 127.0.0.1:6380 127.0.0.1 6380 @ other 127.0.0.1 6379",
+            ),
+            msg(
+                "message",
+                "-failover-abort-not-elected",
+                "master other 127.0.0.1 6379",
+            ),
+            msg("subscribe", "+switch-master", "1"),
+        ] {
+            assert_eq!(event(&other, "mymaster"), None, "{other:?}");
+        }
     }
 }

@@ -353,7 +353,7 @@ mod tests {
         let c = client_config(&files(Some(&crt), Some(&crt), Some(&key))).unwrap();
         assert!(c.client_auth_cert_resolver.has_certs());
 
-        let err = |f: Files| client_config(&f).err().expect("refused");
+        let err = |f: Files| client_config(&f).expect_err("refused");
         let e = err(Files {
             ca: Some(missing.clone()),
             ..Files::default()
@@ -389,9 +389,7 @@ mod tests {
             files(Some(&crt), None, None),
             files(None, Some(&crt), Some(&key)),
         ] {
-            let e = settings("redis://127.0.0.1:6379", &f)
-                .err()
-                .expect("refused");
+            let e = settings("redis://127.0.0.1:6379", &f).expect_err("refused");
             assert!(e.contains("rediss://"), "{e}");
         }
         assert!(settings("redis://127.0.0.1:6379", &Files::default())
