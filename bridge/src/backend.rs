@@ -1,7 +1,9 @@
 //! Redis: plain commands and pipelines on the bridge's own multiplexed
 //! connections (`crate::direct`, which batch every request queued since
-//! their last wakeup into one write), transactions on fred's exclusive
-//! pool, and, for a cluster or sentinel URL, plain commands on fred's pool.
+//! their last wakeup into one write; behind Sentinel, to the master the
+//! sentinels name, `crate::sentinel`), transactions on fred's exclusive
+//! pool, and, for a cluster URL, plain commands on fred's pool. Over TLS
+//! (`rediss`), all of them use the bridge's rustls settings (`crate::tls`).
 //!
 //! Why fred for those: it multiplexes and pipelines on each connection,
 //! reconnects by itself, and in cluster mode routes every command of a
@@ -57,8 +59,9 @@ pub enum TxOutcome {
 /// The Redis side of the bridge.
 pub struct Backend {
     /// The bridge's own multiplexed connections for commands and
-    /// pipelines, on a single Redis server (`crate::direct`); empty for a
-    /// cluster or sentinel URL, which goes through fred's `pool`.
+    /// pipelines, on a single Redis server or behind Sentinel
+    /// (`crate::direct`); empty for a cluster URL, which goes through
+    /// fred's `pool`.
     direct: Vec<Conn>,
     pool: Pool,
     /// When each pooled connection was last reported lost (ms since
@@ -234,7 +237,7 @@ impl Backend {
 
     /// For `/metrics`: requests and bytes queued for Redis and not yet
     /// written, the bridge's own connections up, and how many it has
-    /// (zeros for a cluster or sentinel URL, whose queues are fred's).
+    /// (zeros for a cluster URL, whose queues are fred's).
     pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
         self.direct.iter().fold((0, 0, 0, 0), |(j, b, up, n), c| {
             let (cj, cb) = c.queued();

@@ -1,6 +1,7 @@
 // edgecache-bridge behind Redis Sentinel (redis-sentinel://, bridge/src/
 // sentinel.rs), against real servers on loopback: a master, a replica and
-// three sentinels (down-after 1000 ms). Writes go through the bridge while
+// three sentinels (down-after 1000 ms). Commands, a transaction and a
+// subscription reach the master. Writes go through the bridge while
 // Sentinel fails over, first on command (SENTINEL FAILOVER: both servers
 // stay up, the old master keeps taking writes until Sentinel reconfigures
 // it), then after a kill -9 of the master. Each time writes succeed again
@@ -16,6 +17,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from '@upstash/redis';
 import { freePort, startBridge } from './servers.mjs';
 
 const TOKEN = 'sentinel-token-0123456789ab';
@@ -152,6 +154,20 @@ describe('edgecache-bridge behind Redis Sentinel', () => {
       body: JSON.stringify([['SET', 's:tx', '1'], ['INCR', 's:tx']]),
     });
     assert.deepEqual(await tx.json(), [{ result: 'OK' }, { result: 2 }]);
+  });
+
+  test('a subscription behind Sentinel is on the master', async () => {
+    const r = new Redis({ url: bridge.url, token: TOKEN, enableTelemetry: false, automaticDeserialization: false });
+    const sub = r.subscribe('s:chat');
+    const messages = [];
+    let confirmed = false;
+    sub.on('subscribe', () => (confirmed = true));
+    sub.on('message', (m) => messages.push(m.message));
+    await until(() => confirmed, 'the subscription', 5_000);
+    assert.equal(cli(ports.a, 'PUBLISH', 's:chat', 'on the master'), '1', 'the master has the subscriber');
+    await until(() => messages.length === 1, 'the message', 5_000);
+    assert.deepEqual(messages, ['on the master']);
+    await sub.unsubscribe();
   });
 
   test('SENTINEL FAILOVER: writes pause (503, not sent) during the promotion, then go to the new master; none lost, none run twice', async () => {
