@@ -1003,6 +1003,41 @@ mod tests {
         conn.close();
     }
 
+    /// Behind Sentinel, a READONLY reply (the server became a replica) is
+    /// the request's answer (nothing ran), and it costs the connection, so
+    /// that the next one goes to the master the sentinels name; on one
+    /// server it is just a reply.
+    #[tokio::test]
+    async fn a_readonly_reply_behind_sentinel_drops_the_connection() {
+        for watch_role in [true, false] {
+            let (mut redis, ours) = tokio::io::duplex(1024);
+            let fifo: Fifo = Arc::default();
+            let (tx, rx) = oneshot::channel();
+            fifo.lock().unwrap().push_back(Pending {
+                seq: 1,
+                n: 1,
+                frames: Vec::new(),
+                reply: tx,
+            });
+            let reader = tokio::spawn(read_loop(ours, fifo.clone(), watch_role));
+            redis
+                .write_all(b"-READONLY You can't write against a read only replica.\r\n")
+                .await
+                .unwrap();
+            let frames = rx.await.unwrap().unwrap();
+            assert!(crate::protocol::error_text(&frames[0])
+                .unwrap()
+                .starts_with("READONLY"));
+            let ended = tokio::time::timeout(Duration::from_millis(200), reader).await;
+            if watch_role {
+                let why = ended.expect("the connection is given up").unwrap();
+                assert!(why.contains("became a replica"), "{why}");
+            } else {
+                assert!(ended.is_err(), "one server's READONLY keeps the connection");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn fails_fast_while_down() {
         // Nothing listens there.

@@ -91,7 +91,14 @@ impl Sentinel {
                     }
                     return Ok(addr);
                 }
-                Ok(Err(e)) => why.push(format!("{host}:{port}: {e}")),
+                Ok(Err(e)) => {
+                    let at = format!("{host}:{port}");
+                    why.push(if e.starts_with(&at) {
+                        e
+                    } else {
+                        format!("{at}: {e}")
+                    });
+                }
                 Err(_) => why.push(format!("{host}:{port}: no answer in time")),
             }
         }
@@ -382,9 +389,79 @@ pub fn is_readonly(data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn bulk(s: &str) -> Resp2Frame {
         Resp2Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// A fake sentinel answering one connection: reads a command, writes `reply`.
+    async fn fake(reply: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            while !buf.ends_with(b"mymaster\r\n") {
+                assert!(s.read_buf(&mut buf).await.unwrap() > 0);
+            }
+            s.write_all(reply).await.unwrap();
+            let _ = s.read_buf(&mut buf).await;
+            buf.to_vec()
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn the_sentinels_are_asked_in_turn_and_the_one_that_answered_first_next_time() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (unknown, t1) = fake(b"+OK\r\n*-1\r\n").await;
+        let (knows, t2) = fake(b"+OK\r\n*2\r\n$9\r\n127.0.0.9\r\n$4\r\n6390\r\n").await;
+        let local = |p| ("127.0.0.1".to_string(), p);
+        let s = Sentinel::new(
+            vec![local(dead), local(unknown), local(knows)],
+            "mymaster".into(),
+            None,
+            Some("spw".into()),
+        );
+        assert_eq!(s.master(None).await, Ok(("127.0.0.9".to_string(), 6390)));
+        let asked = t2.await.unwrap();
+        assert!(
+            asked.starts_with(b"*2\r\n$4\r\nAUTH\r\n$3\r\nspw\r\n*3\r\n$8\r\nSENTINEL\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&asked)
+        );
+        t1.await.unwrap();
+        assert_eq!(
+            s.hosts.lock().unwrap()[0],
+            local(knows),
+            "asked first next time"
+        );
+
+        // A master being replaced is not named while the sentinels still name it.
+        let (again, _t3) = fake(b"*2\r\n$9\r\n127.0.0.9\r\n$4\r\n6390\r\n").await;
+        let s = Sentinel::new(vec![local(again)], "mymaster".into(), None, None);
+        *s.leaving.lock().unwrap() = Some((("127.0.0.9".to_string(), 6390), Instant::now()));
+        let e = s.master(None).await.unwrap_err();
+        assert!(e.contains("replacing the master 127.0.0.9:6390"), "{e}");
+
+        // None knows it: the error says what each said.
+        let (unknown, _t4) = fake(b"*-1\r\n").await;
+        let s = Sentinel::new(
+            vec![local(dead), local(unknown)],
+            "mymaster".into(),
+            None,
+            None,
+        );
+        let e = s.master(None).await.unwrap_err();
+        assert!(
+            e.contains("no sentinel knows the master of 'mymaster'"),
+            "{e}"
+        );
+        assert!(e.contains("does not know a master named"), "{e}");
     }
 
     #[test]
