@@ -155,7 +155,9 @@ fi
 if [ $RUN_ONLY = 1 ]; then wait_installs; log "ready to build and run (node $(node --version))"; exit 0; fi
 
 # ---- 4. real servers and a real browser for the tests ----
-apt_install redis-server webdis wrk chromium chromium-driver
+# openssl: tests/js/bridge-tls.test.mjs makes its CA and certificates;
+# redis-server also runs the sentinels of tests/js/bridge-sentinel.test.mjs.
+apt_install redis-server webdis wrk chromium chromium-driver openssl
 
 # ---- 5. the tools that test the packed package (tests/js/pkg-*.test.mjs) ----
 # Their own lock, installed once into target/pkg-tools/ (about 900 MB,

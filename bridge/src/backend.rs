@@ -1,7 +1,9 @@
 //! Redis: plain commands and pipelines on the bridge's own multiplexed
 //! connections (`crate::direct`, which batch every request queued since
-//! their last wakeup into one write), transactions on fred's exclusive
-//! pool, and, for a cluster or sentinel URL, plain commands on fred's pool.
+//! their last wakeup into one write; behind Sentinel, to the master the
+//! sentinels name, `crate::sentinel`), transactions on fred's exclusive
+//! pool, and, for a cluster URL, plain commands on fred's pool. Over TLS
+//! (`rediss`), all of them use the bridge's rustls settings (`crate::tls`).
 //!
 //! Why fred for those: it multiplexes and pipelines on each connection,
 //! reconnects by itself, and in cluster mode routes every command of a
@@ -27,6 +29,7 @@ use fred::types::{ClusterHash, CustomCommand, Resp3Frame};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls::ClientConfig;
 
 pub use crate::direct::Unavailable;
 
@@ -56,8 +59,9 @@ pub enum TxOutcome {
 /// The Redis side of the bridge.
 pub struct Backend {
     /// The bridge's own multiplexed connections for commands and
-    /// pipelines, on a single Redis server (`crate::direct`); empty for a
-    /// cluster or sentinel URL, which goes through fred's `pool`.
+    /// pipelines, on a single Redis server or behind Sentinel
+    /// (`crate::direct`); empty for a cluster URL, which goes through
+    /// fred's `pool`.
     direct: Vec<Conn>,
     pool: Pool,
     /// When each pooled connection was last reported lost (ms since
@@ -85,33 +89,33 @@ impl Backend {
         pool: usize,
         tx: usize,
         limits: Limits,
+        tls: Option<Arc<ClientConfig>>,
     ) -> Result<Backend, String> {
         let timeout = limits.timeout;
-        // This build has no TLS to Redis: a rediss:// URL would silently
-        // connect in plain text (fred only warns).
-        if url
-            .get(..9)
-            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
-        {
+        // TLS is the bridge's settings (`crate::tls::settings`), given to
+        // fred too for the transactions: never plain text once asked for.
+        if tls.is_some() != crate::tls::url_wants_tls(url) {
             return Err(format!(
-                "--redis-url {}: TLS to Redis (rediss://) is not supported by this build; \
-                 run the bridge next to Redis and use redis://, or put a TLS tunnel (stunnel) in between",
-                redact(url)
+                "--redis-url {}: {}",
+                redact(url),
+                if tls.is_some() {
+                    "TLS settings for a plain-text URL"
+                } else {
+                    "a TLS URL (rediss://) without TLS settings"
+                }
             ));
         }
-        let mut config = Config::from_url(url)
+        let mut config = Config::from_url(&crate::tls::plain_scheme(url))
             .map_err(|e| format!("--redis-url {}: {}", redact(url), e.details()))?;
+        config.tls = tls.clone().map(|c| {
+            fred::types::config::TlsConnector::from(tokio_rustls::TlsConnector::from(c)).into()
+        });
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
         let direct: Vec<Conn> = match &config.server {
-            ServerConfig::Centralized { server } => {
-                let target = Target {
-                    host: server.host.to_string(),
-                    port: server.port,
-                    username: config.username.clone(),
-                    password: config.password.clone(),
-                    database: config.database,
-                };
+            ServerConfig::Centralized { .. } | ServerConfig::Sentinel { .. } => {
+                let target = Target::from_config(&config, tls)
+                    .map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
                 (0..pool.max(1))
                     .map(|_| Conn::start(target.clone(), limits))
                     .collect()
@@ -233,7 +237,7 @@ impl Backend {
 
     /// For `/metrics`: requests and bytes queued for Redis and not yet
     /// written, the bridge's own connections up, and how many it has
-    /// (zeros for a cluster or sentinel URL, whose queues are fred's).
+    /// (zeros for a cluster URL, whose queues are fred's).
     pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
         self.direct.iter().fold((0, 0, 0, 0), |(j, b, up, n), c| {
             let (cj, cb) = c.queued();
@@ -437,16 +441,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tls_url_is_refused_rather_than_used_in_plain_text() {
+    async fn a_tls_url_is_never_used_in_plain_text() {
         for url in ["rediss://127.0.0.1:6380", "REDISS://:pw@host:6380/0"] {
-            let e = Backend::connect(url, 1, 1, limits())
+            let e = Backend::connect(url, 1, 1, limits(), None)
                 .await
                 .err()
                 .expect("refused");
-            assert!(
-                e.contains("rediss://") && e.contains("not supported"),
-                "{e}"
-            );
+            assert!(e.contains("rediss://") && e.contains("without TLS"), "{e}");
             assert!(!e.contains("pw"), "{e}");
         }
     }
@@ -457,7 +458,7 @@ mod tests {
             "redis://:s3cret@127.0.0.1:notaport",
             "redis://u:s3cret@[::1:6379",
         ] {
-            let e = Backend::connect(url, 1, 1, limits())
+            let e = Backend::connect(url, 1, 1, limits(), None)
                 .await
                 .err()
                 .expect("refused");

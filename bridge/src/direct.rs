@@ -29,6 +29,8 @@
 //!   with AUTH and SELECT as the URL says, and a PING: a server that
 //!   accepts the connection but does not answer is not up.
 
+use crate::sentinel::{self, Sentinel};
+use crate::tls::Stream;
 use bytes::{BufMut, Bytes, BytesMut};
 use fred::types::Resp3Frame;
 use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
@@ -36,9 +38,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls::ClientConfig;
 
 /// Why Redis gave no answer, and whether the command reached it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +108,78 @@ pub struct Target {
     pub username: Option<String>,
     pub password: Option<String>,
     pub database: Option<u8>,
+    /// TLS (`rediss://`): every connection to this target is TLS, the
+    /// server verified as `host` (`crate::tls`).
+    pub tls: Option<Arc<ClientConfig>>,
+    /// Sentinel (`redis-sentinel://`): `host` and `port` are unused; each
+    /// (re)connection asks the sentinels for the master's address and
+    /// checks its `ROLE` (`crate::sentinel`).
+    pub sentinel: Option<Arc<Sentinel>>,
+}
+
+impl Target {
+    /// The server at `host:port` with the same credentials and TLS
+    /// settings (the server name verified is `host`): a cluster node's.
+    pub fn at(&self, host: &str, port: u16) -> Target {
+        Target {
+            host: host.to_string(),
+            port,
+            sentinel: None,
+            ..self.clone()
+        }
+    }
+
+    /// The target a URL parsed by fred names, with the bridge's TLS
+    /// settings (`None`: plain text): the server; a cluster's first node
+    /// (no database); the sentinels of a sentinel URL, the URL's host
+    /// first.
+    pub fn from_config(
+        config: &fred::types::config::Config,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<Target, String> {
+        use fred::types::config::ServerConfig;
+        let mut target = Target {
+            host: String::new(),
+            port: 0,
+            username: config.username.clone(),
+            password: config.password.clone(),
+            database: config.database,
+            tls,
+            sentinel: None,
+        };
+        match &config.server {
+            ServerConfig::Centralized { server } => {
+                target.host = server.host.to_string();
+                target.port = server.port;
+            }
+            ServerConfig::Clustered { hosts, .. } if !hosts.is_empty() => {
+                target.host = hosts[0].host.to_string();
+                target.port = hosts[0].port;
+                target.database = None;
+            }
+            ServerConfig::Sentinel {
+                hosts,
+                service_name,
+                username,
+                password,
+            } if !hosts.is_empty() => {
+                // fred puts the URL's host last, after the `node=` ones.
+                let mut hosts: Vec<(String, u16)> =
+                    hosts.iter().map(|h| (h.host.to_string(), h.port)).collect();
+                hosts.rotate_right(1);
+                target.host = hosts[0].0.clone();
+                target.port = hosts[0].1;
+                target.sentinel = Some(Arc::new(Sentinel::new(
+                    hosts,
+                    service_name.to_string(),
+                    username.clone(),
+                    password.clone(),
+                )));
+            }
+            _ => return Err("the URL names no server".into()),
+        }
+        Ok(target)
+    }
 }
 
 /// How long a request may wait, and how much may wait.
@@ -393,16 +467,41 @@ async fn manage(
 ) {
     let mut attempt = 0u32;
     let mut was_up = false;
+    // Asking the sentinels takes up to `ASK_TIMEOUT` each, before the
+    // master's own connection.
+    let sentinels = target.sentinel.as_ref().map_or(0, |s| s.count());
+    let budget = Duration::from_secs(2) + sentinel::ASK_TIMEOUT * sentinels as u32;
+    let watch_role = target.sentinel.is_some();
     loop {
-        match tokio::time::timeout(Duration::from_secs(2), connect(&target)).await {
-            Ok(Ok(stream)) => {
+        match tokio::time::timeout(budget, connect_to(&target)).await {
+            Ok(Ok((stream, at))) => {
                 attempt = 0;
                 if was_up {
                     tracing::info!("redis connection restored");
                 }
                 was_up = true;
                 up.store(true, Ordering::Release);
-                let why = serve(stream, &mut rx, &queue, &limits).await;
+                // Plain text keeps the socket's own halves (no lock
+                // between the reader and the writer); TLS shares one
+                // session between them.
+                // Behind Sentinel, the connection also ends when the
+                // sentinels name another master.
+                let moved = async {
+                    match &target.sentinel {
+                        Some(s) => s.moved(at, target.tls.clone()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let why = match stream {
+                    Stream::Plain(s) => {
+                        let (rd, wr) = s.into_split();
+                        serve(rd, wr, watch_role, moved, &mut rx, &queue, &limits).await
+                    }
+                    Stream::Tls(s) => {
+                        let (rd, wr) = tokio::io::split(*s);
+                        serve(rd, wr, watch_role, moved, &mut rx, &queue, &limits).await
+                    }
+                };
                 up.store(false, Ordering::Release);
                 tracing::warn!(error = %why, "redis connection lost");
             }
@@ -439,13 +538,21 @@ fn fail_unsent(queue: &Queue, job: Job, e: Unavailable) {
     let _ = job.reply.send(Err(e));
 }
 
-/// Connects and runs AUTH and SELECT, then PING: a server that accepts
-/// connections but does not answer them (stopped, overloaded) is not up.
-pub(crate) async fn connect(t: &Target) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
+/// Connects (with TLS if the target says so; to the master the sentinels
+/// name for a sentinel target) and runs AUTH and SELECT, then PING: a
+/// server that accepts connections but does not answer them (stopped,
+/// overloaded) is not up. Behind Sentinel, `ROLE` must say master too.
+pub(crate) async fn connect(t: &Target) -> Result<Stream, String> {
+    connect_to(t).await.map(|(s, _)| s)
+}
+
+/// [`connect`], and the address connected to (the master's, behind Sentinel).
+async fn connect_to(t: &Target) -> Result<(Stream, (String, u16)), String> {
+    let (host, port) = match &t.sentinel {
+        Some(s) => s.master(t.tls.as_ref()).await?,
+        None => (t.host.clone(), t.port),
+    };
+    let mut s = crate::tls::open(&host, port, t.tls.as_ref()).await?;
     let mut hello = BytesMut::new();
     let mut expect = 1;
     if let Some(p) = &t.password {
@@ -467,11 +574,21 @@ pub(crate) async fn connect(t: &Target) -> Result<TcpStream, String> {
         expect += 1;
     }
     encode(&mut hello, [b"PING".as_slice()].into_iter());
+    if t.sentinel.is_some() {
+        encode(&mut hello, [b"ROLE".as_slice()].into_iter());
+        expect += 1;
+    }
     s.write_all(&hello).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(256);
     while expect > 0 {
         match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
             Ok(Some((Resp2Frame::SimpleString(_), _, _))) => expect -= 1,
+            Ok(Some((f, _, _))) if expect == 1 && t.sentinel.is_some() => {
+                sentinel::is_master(&f).map_err(|role| {
+                    format!("{host}:{port}, named master by Sentinel, says it is {role}")
+                })?;
+                expect -= 1;
+            }
             Ok(Some((f, _, _))) => return Err(format!("handshake refused: {f:?}")),
             Ok(None) => {
                 if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
@@ -481,23 +598,30 @@ pub(crate) async fn connect(t: &Target) -> Result<TcpStream, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(s)
+    Ok((s, (host, port)))
 }
 
 /// Runs one connection until it breaks or stalls; everything in flight
 /// then fails (outcome unknown), and whatever was queued but not written
 /// fails unsent.
-async fn serve(
-    stream: TcpStream,
+async fn serve<R, W>(
+    rd: R,
+    mut wr: W,
+    watch_role: bool,
+    moved: impl std::future::Future<Output = String>,
     rx: &mut mpsc::UnboundedReceiver<Job>,
     queue: &Queue,
     limits: &Limits,
-) -> String {
-    let (rd, mut wr) = stream.into_split();
+) -> String
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let fifo: Fifo = Arc::default();
-    let mut reader = tokio::spawn(read_loop(rd, fifo.clone()));
+    let mut reader = tokio::spawn(read_loop(rd, fifo.clone(), watch_role));
     let watchdog = watch(fifo.clone(), limits.timeout);
     tokio::pin!(watchdog);
+    tokio::pin!(moved);
     let mut out = BytesMut::new();
     let mut seq = 0u64;
     let why = loop {
@@ -508,6 +632,7 @@ async fn serve(
             },
             r = &mut reader => break r.unwrap_or_else(|e| e.to_string()),
             why = &mut watchdog => break why,
+            why = &mut moved => break why,
         };
         // Let the other tasks that are ready run first: the HTTP
         // connections whose requests are already read queue theirs too.
@@ -554,6 +679,7 @@ async fn serve(
             },
             r = &mut reader => Err(r.unwrap_or_else(|e| e.to_string())),
             why = &mut watchdog => Err(why),
+            why = &mut moved => Err(why),
         };
         if let Err(e) = r {
             break e;
@@ -602,8 +728,11 @@ async fn watch(fifo: Fifo, stall: Duration) -> String {
 }
 
 /// Parses replies and completes the requests in order. Returns why the
-/// connection is no longer usable.
-async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String {
+/// connection is no longer usable. With `watch_role` (behind Sentinel), a
+/// `READONLY` reply says the server is a replica now: the request gets it
+/// (the command did not run), and the connection is given up so that the
+/// next one goes to the master the sentinels name.
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, fifo: Fifo, watch_role: bool) -> String {
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut frames = Vec::new();
     loop {
@@ -619,10 +748,14 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String
             return e;
         }
         let mut q = fifo.lock().expect("never poisoned");
+        let mut demoted = false;
         for frame in frames.drain(..) {
             let Some(p) = q.front_mut() else {
                 return "a reply nobody asked for".into();
             };
+            if watch_role {
+                demoted |= matches!(&frame, Resp3Frame::SimpleError { data, .. } if sentinel::is_readonly(data.as_bytes()));
+            }
             p.frames.push(frame);
             if p.frames.len() == p.n {
                 let p = q.pop_front().expect("the front exists");
@@ -631,6 +764,9 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String
             }
         }
         drop(q);
+        if demoted {
+            return "the master became a replica (READONLY): asking Sentinel again".into();
+        }
     }
 }
 
@@ -638,7 +774,7 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, fifo: Fifo) -> String
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// One RESP2 reply as Redis writes it, nested arrays included.
     fn reply() -> impl Strategy<Value = Vec<u8>> {
@@ -716,6 +852,8 @@ mod tests {
             username: None,
             password: password.map(Into::into),
             database,
+            tls: None,
+            sentinel: None,
         }
     }
 
@@ -863,6 +1001,41 @@ mod tests {
         let mut rest = Vec::new();
         let _ = s2.read_to_end(&mut rest).await;
         conn.close();
+    }
+
+    /// Behind Sentinel, a READONLY reply (the server became a replica) is
+    /// the request's answer (nothing ran), and it costs the connection, so
+    /// that the next one goes to the master the sentinels name; on one
+    /// server it is just a reply.
+    #[tokio::test]
+    async fn a_readonly_reply_behind_sentinel_drops_the_connection() {
+        for watch_role in [true, false] {
+            let (mut redis, ours) = tokio::io::duplex(1024);
+            let fifo: Fifo = Arc::default();
+            let (tx, rx) = oneshot::channel();
+            fifo.lock().unwrap().push_back(Pending {
+                seq: 1,
+                n: 1,
+                frames: Vec::new(),
+                reply: tx,
+            });
+            let reader = tokio::spawn(read_loop(ours, fifo.clone(), watch_role));
+            redis
+                .write_all(b"-READONLY You can't write against a read only replica.\r\n")
+                .await
+                .unwrap();
+            let frames = rx.await.unwrap().unwrap();
+            assert!(crate::protocol::error_text(&frames[0])
+                .unwrap()
+                .starts_with("READONLY"));
+            let ended = tokio::time::timeout(Duration::from_millis(200), reader).await;
+            if watch_role {
+                let why = ended.expect("the connection is given up").unwrap();
+                assert!(why.contains("became a replica"), "{why}");
+            } else {
+                assert!(ended.is_err(), "one server's READONLY keeps the connection");
+            }
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`sse`]: `/subscribe` and `/psubscribe` as server-sent events, one
 //!   Redis connection per stream.
+//! - [`tls`]: TLS to Redis (`rediss://`), with rustls;
+//! - [`sentinel`]: the master's address from Redis Sentinel.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -18,5 +20,7 @@ pub mod direct;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;
+pub mod sentinel;
 pub mod server;
 pub mod sse;
+pub mod tls;

@@ -5,7 +5,7 @@ use edgecache_bridge::{
     backend::{redact, Backend},
     direct::Limits,
     policy::Policy,
-    server, sse,
+    server, sse, tls,
 };
 use std::time::Duration;
 
@@ -31,8 +31,13 @@ struct Args {
         default_value = "127.0.0.1:8079"
     )]
     listen: String,
-    /// The Redis server: redis://[[user]:password@]host:port[/db]. It
-    /// holds the password: prefer the environment variable.
+    /// The Redis to serve. One server: redis://[[user]:password@]host:port[/db];
+    /// a cluster: redis-cluster://[[user]:password@]host:port?node=host:port&node=...;
+    /// behind Sentinel: redis-sentinel://[[user]:password@]host:port[/db]?sentinelServiceName=NAME[&node=host:port...][&sentinelUsername=U][&sentinelPassword=P]
+    /// (host:port and each node are sentinels; the password before @ is
+    /// the master's). rediss://, rediss-cluster://, rediss-sentinel://: the
+    /// same over TLS (see --redis-ca). It holds the password: prefer the
+    /// environment variable.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REDIS_URL",
@@ -40,6 +45,19 @@ struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// TLS to Redis (rediss:// URLs only): trust the CA certificates in
+    /// this PEM file instead of the system roots. The server's name is
+    /// verified too: the URL's host (a cluster node's, or the address
+    /// Sentinel gives for the master).
+    #[arg(long, env = "EDGECACHE_BRIDGE_REDIS_CA")]
+    redis_ca: Option<std::path::PathBuf>,
+    /// TLS to Redis: a client certificate (PEM, the chain) to present, for
+    /// a Redis with `tls-auth-clients yes`; with --redis-key.
+    #[arg(long, env = "EDGECACHE_BRIDGE_REDIS_CERT")]
+    redis_cert: Option<std::path::PathBuf>,
+    /// TLS to Redis: the private key (PEM) of --redis-cert.
+    #[arg(long, env = "EDGECACHE_BRIDGE_REDIS_KEY")]
+    redis_key: Option<std::path::PathBuf>,
     /// The bearer token that may run every allowed command. A random
     /// base64url token may begin with `-`; that is read as the value.
     #[arg(
@@ -206,11 +224,27 @@ async fn run(args: Args) {
         max_queue: args.max_queue.max(1),
         max_queue_bytes: args.max_queue_bytes,
     };
-    let backend = Backend::connect(&args.redis_url, args.pool_size, args.tx_pool_size, limits)
-        .await
-        .unwrap_or_else(|e| fail(e));
+    let tls = tls::settings(
+        &args.redis_url,
+        &tls::Files {
+            ca: args.redis_ca.clone(),
+            cert: args.redis_cert.clone(),
+            key: args.redis_key.clone(),
+        },
+    )
+    .unwrap_or_else(|e| fail(e));
+    let backend = Backend::connect(
+        &args.redis_url,
+        args.pool_size,
+        args.tx_pool_size,
+        limits,
+        tls.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| fail(e));
     let streams = sse::Streams::new(
         &args.redis_url,
+        tls,
         args.max_streams,
         ms(args.stream_ping),
         ms(args.request_timeout),

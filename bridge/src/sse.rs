@@ -45,6 +45,7 @@
 
 use crate::direct::{self, Target};
 use crate::protocol;
+use crate::tls::Stream;
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body as HttpBody, Frame};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -55,8 +56,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::rustls::ClientConfig;
 
 /// A client that takes none of its stream's data for this long loses the
 /// stream (Redis would otherwise buffer for it, up to its
@@ -228,29 +229,20 @@ impl Streams {
     /// most `max` streams (0: subscriptions are off), a ping every `ping`,
     /// and `timeout` to connect and subscribe. A cluster's subscriptions go
     /// to one node of its URL (Redis forwards every `PUBLISH` to every
-    /// node; `SPUBLISH` stays on its shard); a sentinel URL has none.
-    pub fn new(url: &str, max: usize, ping: Duration, timeout: Duration) -> Streams {
-        let target = fred::types::config::Config::from_url(url)
+    /// node; `SPUBLISH` stays on its shard); a sentinel URL's to the master
+    /// the sentinels name when the stream opens (a failover breaks the
+    /// stream: Sentinel closes the demoted master's clients). `tls`: the
+    /// bridge's TLS settings for a `rediss` URL (`crate::tls::settings`).
+    pub fn new(
+        url: &str,
+        tls: Option<Arc<ClientConfig>>,
+        max: usize,
+        ping: Duration,
+        timeout: Duration,
+    ) -> Streams {
+        let target = fred::types::config::Config::from_url(&crate::tls::plain_scheme(url))
             .map_err(|e| e.details().to_string())
-            .and_then(|c| {
-                use fred::types::config::ServerConfig;
-                let server = match &c.server {
-                    ServerConfig::Centralized { server } => server.clone(),
-                    ServerConfig::Clustered { hosts, .. } if !hosts.is_empty() => hosts[0].clone(),
-                    _ => return Err(
-                        "subscriptions need a redis:// or redis-cluster:// URL (not a sentinel's)"
-                            .into(),
-                    ),
-                };
-                let cluster = matches!(c.server, ServerConfig::Clustered { .. });
-                Ok(Target {
-                    host: server.host.to_string(),
-                    port: server.port,
-                    username: c.username.clone(),
-                    password: c.password.clone(),
-                    database: if cluster { None } else { c.database },
-                })
-            });
+            .and_then(|c| Target::from_config(&c, tls));
         let (closing, _) = watch::channel(false);
         Streams {
             target,
@@ -361,7 +353,7 @@ enum Opening {
 async fn subscribe(
     target: &Target,
     sub: &Subscription,
-) -> Result<(TcpStream, BytesMut, Vec<u8>), Opening> {
+) -> Result<(Stream, BytesMut, Vec<u8>), Opening> {
     let mut sock = direct::connect(target).await.map_err(Opening::Down)?;
     let mut cmd = BytesMut::new();
     let args = std::iter::once(sub.command(true)).chain(sub.names.iter().map(|n| n.as_ref()));
@@ -427,7 +419,7 @@ impl HttpBody for Body {
 
 /// Moves one stream's messages from its Redis connection to its body.
 struct Pump {
-    sock: TcpStream,
+    sock: Stream,
     buf: BytesMut,
     tx: mpsc::Sender<Result<Bytes, Broken>>,
     closing: watch::Receiver<bool>,
@@ -708,16 +700,25 @@ mod tests {
     }
 
     #[test]
-    fn a_sentinel_url_has_no_subscriptions_and_a_cluster_uses_a_node_of_its_url() {
+    fn a_sentinel_url_subscribes_at_its_master_and_a_cluster_uses_a_node_of_its_url() {
         let s = Streams::new(
-            "redis-sentinel://h1:26379/0?sentinelServiceName=m",
+            "redis-sentinel://:pw@h1:26379/0?sentinelServiceName=m&node=h2:26380",
+            None,
             4,
             Duration::from_secs(1),
             Duration::from_secs(1),
         );
-        assert!(s.target.is_err());
+        let t = s.target.unwrap();
+        let sentinel = t.sentinel.as_ref().expect("resolved through the sentinels");
+        assert_eq!((sentinel.service.as_str(), sentinel.count()), ("m", 2));
+        assert_eq!(t.password.as_deref(), Some("pw"));
+        assert!(
+            sentinel.password.is_none(),
+            "the master's password is not the sentinels'"
+        );
         let c = Streams::new(
             "redis-cluster://:pw@10.0.0.1:7000?node=10.0.0.2:7001",
+            None,
             4,
             Duration::from_secs(1),
             Duration::from_secs(1),
@@ -731,6 +732,7 @@ mod tests {
         assert_eq!(t.password.as_deref(), Some("pw"));
         let one = Streams::new(
             "redis://u:p@127.0.0.1:6380/3",
+            None,
             4,
             Duration::from_secs(1),
             Duration::from_secs(1),

@@ -172,7 +172,8 @@ describe('edgecache-bridge against abusive clients', () => {
   test('the Redis password is never printed: a refused --redis-url, and --help with the URL in the environment', () => {
     const SECRET = 'redis-s3cret-pw-0123';
     for (const url of [
-      `rediss://:${SECRET}@127.0.0.1:6380`,
+      // rediss:// is served now (TLS); a sentinel URL without its service is refused.
+      `redis-sentinel://:${SECRET}@127.0.0.1:26379`,
       `redis://user:${SECRET}@127.0.0.1:notaport`,
       `redis://:${SECRET}@127.0.0.1:99999/0`,
       `redis://:${SECRET}@[::1:6379`,
