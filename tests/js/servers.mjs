@@ -6,7 +6,11 @@
 //   redisAndBridge({ token, args? }) -> { redis, bridge }, started before
 //     the file's (or describe block's) tests and stopped after them
 //   countingFetch() -> a fetch that counts requests and their commands
-import { spawn } from 'node:child_process';
+//   startCluster({ masters?, replicas?, nodeTimeout? }) -> { url, nodes,
+//     cli(i, ...args), waitOk(), topology(), stop() }: a Redis Cluster
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { before, after } from 'node:test';
 import net from 'node:net';
 import path from 'node:path';
@@ -293,4 +297,222 @@ export function countingFetch() {
   f.requests = 0;
   f.commands = [];
   return f;
+}
+
+// ---- Redis Cluster (issue 16): real redis-server nodes in cluster mode.
+
+const execFileP = (file, args, opts = {}) =>
+  new Promise((resolve, reject) =>
+    execFile(file, args, { timeout: 30_000, ...opts }, (err, stdout, stderr) =>
+      err ? reject(Object.assign(err, { stdout, stderr })) : resolve(stdout),
+    ),
+  );
+
+/** `n` distinct free ports. */
+async function freePorts(n) {
+  const ports = new Set();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+/**
+ * The parsed `CLUSTER NODES` of a node: one `{ id, addr, port, role:
+ * 'master'|'replica', masterId, flags, failed, slots: [[from, to], ...] }`
+ * per node it knows.
+ */
+function parseClusterNodes(text) {
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [id, addr, flags, masterId, , , , link, ...slotSpecs] = line.split(' ');
+      const f = flags.split(',');
+      const port = Number(addr.split('@')[0].split(':').pop());
+      const slots = slotSpecs
+        .filter((s) => !s.startsWith('['))
+        .map((s) => {
+          const [a, b = a] = s.split('-').map(Number);
+          return [a, b];
+        });
+      return {
+        id,
+        addr: addr.split('@')[0],
+        port,
+        role: f.includes('master') ? 'master' : 'replica',
+        masterId: masterId === '-' ? undefined : masterId,
+        flags: f,
+        failed: f.includes('fail') || f.includes('fail?') || link !== 'connected',
+        slots,
+      };
+    });
+}
+
+/**
+ * A Redis Cluster on loopback: `masters * (1 + replicas)` redis-server
+ * processes with `--cluster-enabled yes` on free ports (client and bus
+ * port both picked free), `--cluster-node-timeout nodeTimeout`, no
+ * persistence, each in its own temp dir (removed by `stop()`), joined by
+ * `redis-cli --cluster create ... --cluster-replicas`, and resolved once
+ * {@link waitOk} holds. Killed on process exit like the other servers.
+ *
+ * - `url`: `redis-cluster://127.0.0.1:p0?node=127.0.0.1:p1&node=...`
+ *   (every node, the bridge's cluster syntax);
+ * - `nodes[i]`: `{ port, proc, id, role, kill9(), restart() }`; `role` and
+ *   `id` are as of the last `waitOk()`/`topology()`. `kill9()` SIGKILLs
+ *   the node and resolves once it exited; `restart()` starts it again on
+ *   the same ports and dir (its nodes.conf keeps its identity; its data
+ *   is gone: a restarted master whose replica was not promoted comes back
+ *   empty, as with no persistence on one server);
+ * - `cli(i, ...args)`: runs `redis-cli -p <node i> ...args`, resolves to
+ *   its stdout (rejects if redis-cli fails; `-c` etc. are yours to pass);
+ * - `waitOk({ ms })`: resolves once every running node says
+ *   `cluster_state:ok`, they all agree on which node holds which slots
+ *   (16384 covered, every owner running, no running node seen as
+ *   failed), and every replica's link to its master is up; rejects after
+ *   `ms` (default 20 s). After a kill9() of a master it resolves once its
+ *   replica is promoted;
+ * - `topology()`: the parsed `CLUSTER NODES` of the first running node
+ *   (see parseClusterNodes), refreshing `nodes[i].role`/`.id`;
+ * - `masterOf(key)`: the index in `nodes` of the master owning `key`'s slot
+ *   (as of now);
+ * - `stop()`: stops every node and removes the dirs.
+ */
+export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 2000 } = {}) {
+  const count = masters * (1 + replicas);
+  const ports = await freePorts(count * 2);
+  const nodes = [];
+  const spawnNode = (node) => {
+    const proc = spawn(
+      'redis-server',
+      [
+        '--port', String(node.port),
+        '--cluster-port', String(node.busPort),
+        '--bind', '127.0.0.1',
+        '--dir', node.dir,
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', 'nodes.conf',
+        '--cluster-node-timeout', String(nodeTimeout),
+        '--save', '',
+        '--appendonly', 'no',
+        // A replica's first sync at once (the default waits 5 s for more).
+        '--repl-diskless-sync', 'yes',
+        '--repl-diskless-sync-delay', '0',
+        '--repl-diskless-load', 'swapdb',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    track(proc);
+    node.proc = proc;
+    node.stop = stopper(proc);
+    return Promise.race([waitForRedis(node.port), new Promise((_, reject) => proc.once('error', reject))]);
+  };
+  for (let i = 0; i < count; i++) {
+    const node = {
+      index: i,
+      port: ports[i],
+      busPort: ports[count + i],
+      dir: mkdtempSync(path.join(os.tmpdir(), 'edgecache-cluster-')),
+      proc: undefined,
+      id: undefined,
+      role: undefined,
+      async kill9() {
+        const p = node.proc;
+        if (p.exitCode !== null || p.signalCode !== null) return;
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      },
+      async restart() {
+        await node.kill9();
+        await spawnNode(node);
+      },
+    };
+    nodes.push(node);
+  }
+  const running = () => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
+  const cli = (i, ...args) => execFileP('redis-cli', ['-p', String(nodes[i].port), ...args.map(String)]);
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop?.()));
+    for (const n of nodes) rmSync(n.dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(nodes.map(spawnNode));
+    await execFileP('redis-cli', [
+      '--cluster', 'create',
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas', String(replicas),
+      '--cluster-yes',
+    ]);
+  } catch (e) {
+    await stop();
+    throw new Error(`redis-cli --cluster create failed: ${e.message}\n${e.stdout ?? ''}`);
+  }
+
+  const refresh = (parsed) => {
+    for (const p of parsed) {
+      const n = nodes.find((x) => x.port === p.port);
+      if (n) {
+        n.id = p.id;
+        n.role = p.role;
+      }
+    }
+    return parsed;
+  };
+  const topology = async () => refresh(parseClusterNodes(await cli(running()[0].index, 'CLUSTER', 'NODES')));
+
+  /** Why the cluster is not settled yet, or null when it is. */
+  const unsettled = async () => {
+    const live = running();
+    let layout;
+    for (const n of live) {
+      const info = await cli(n.index, 'CLUSTER', 'INFO').catch(() => '');
+      if (!/cluster_state:ok/.test(info)) return `node ${n.port}: not cluster_state:ok`;
+      const parsed = parseClusterNodes(await cli(n.index, 'CLUSTER', 'NODES'));
+      const failedLive = parsed.find((p) => p.failed && live.some((l) => l.port === p.port));
+      if (failedLive) return `node ${n.port} sees ${failedLive.port} (running) as failed`;
+      const owners = parsed
+        .filter((p) => p.role === 'master' && p.slots.length > 0)
+        .map((p) => `${p.port}:${p.slots.map((s) => s.join('-')).join(',')}`)
+        .sort()
+        .join(' ');
+      const deadOwner = parsed.find((p) => p.role === 'master' && p.slots.length > 0 && !live.some((l) => l.port === p.port));
+      if (deadOwner) return `node ${n.port}: slots still on ${deadOwner.port}, which is down`;
+      const covered = parsed.reduce((a, p) => a + p.slots.reduce((b, [x, y]) => b + y - x + 1, 0), 0);
+      if (covered !== 16384) return `node ${n.port}: ${covered} slots covered`;
+      if (layout === undefined) layout = owners;
+      else if (layout !== owners) return `nodes disagree on the slots: ${layout} / ${owners}`;
+      const me = parsed.find((p) => p.flags.includes('myself'));
+      if (me?.role === 'replica') {
+        const repl = await cli(n.index, 'INFO', 'replication');
+        if (!/master_link_status:up/.test(repl)) return `replica ${n.port}: link to its master not up`;
+      }
+      if (live.every((l) => parsed.some((p) => p.port === l.port)) === false) return `node ${n.port} does not know every node yet`;
+      refresh(parsed);
+    }
+    return null;
+  };
+  const waitOk = async ({ ms = 20_000 } = {}) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const why = await unsettled();
+      if (why === null) return;
+      if (Date.now() > deadline) throw new Error(`cluster not settled after ${ms} ms: ${why}`);
+      await sleep(50);
+    }
+  };
+  try {
+    await waitOk();
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const masterOf = async (key) => {
+    const slot = Number((await cli(running()[0].index, 'CLUSTER', 'KEYSLOT', key)).trim());
+    const owner = (await topology()).find((p) => p.role === 'master' && !p.flags.includes('fail') && p.slots.some(([a, b]) => a <= slot && slot <= b));
+    return nodes.findIndex((n) => n.port === owner?.port);
+  };
+  const [first, ...rest] = nodes;
+  const url = `redis-cluster://127.0.0.1:${first.port}?${rest.map((n) => `node=127.0.0.1:${n.port}`).join('&')}`;
+  return { url, nodes, cli, waitOk, topology, masterOf, stop };
 }
