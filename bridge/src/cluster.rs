@@ -291,6 +291,10 @@ fn kind(cmd: &[Bytes]) -> Kind {
         _ => None,
     };
     if let Some((how, step)) = split {
+        if (cmd.len() - 1) % step != 0 {
+            // `MSET a 1 b`: Redis refuses it whole; split, one part would run.
+            return first_key(cmd).map_or(Kind::Any, |i| Kind::Slot(slot(&cmd[i])));
+        }
         let mut slots = (1..cmd.len()).step_by(step).map(|i| slot(&cmd[i]));
         return match slots.next() {
             None => Kind::Any,
@@ -1492,6 +1496,10 @@ impl Inner {
             return Err("CLUSTER SLOTS answered no slot (the cluster is not set up yet)".into());
         }
         self.install(&ranges, &cur);
+        // A master new to the table: let it connect before requests find it.
+        for m in self.topo().masters.iter() {
+            m.ready(Duration::from_millis(500)).await;
+        }
         Ok(())
     }
 
@@ -1679,6 +1687,8 @@ mod tests {
             kind(&cmd(&["MSETNX", "a", "1", "b", "2"])),
             Kind::Slot(slot(b"a"))
         );
+        // A malformed MSET is not split: Redis refuses it whole.
+        assert_eq!(kind(&cmd(&["MSET", "a", "1", "b"])), Kind::Slot(slot(b"a")));
         assert_eq!(kind(&cmd(&["DBSIZE"])), Kind::All(Combine::Sum));
         assert_eq!(kind(&cmd(&["scan", "0"])), Kind::Scan);
         assert_eq!(kind(&cmd(&["PING"])), Kind::Any);

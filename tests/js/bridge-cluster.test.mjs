@@ -56,6 +56,11 @@ test('MGET, DEL, UNLINK, EXISTS, TOUCH and MSET across slots answer as one serve
   await same('/', ['TOUCH', ...keys.slice(0, 10), 'bc:none']);
   await same('/', ['MSET', 'bc:m1', 'a', 'bc:m2', 'b', 'bc:m3', 'c', 'bc:m1', 'last']);
   await same('/', ['MGET', 'bc:m1', 'bc:m2', 'bc:m3']);
+  // A malformed MSET is refused whole (Redis Cluster says CROSSSLOT, one
+  // server the arity): 400, nothing written.
+  const odd = await both('/', ['MSET', 'bc:odd1', 'a', 'bc:odd2']);
+  assert.deepEqual([odd.c.status, odd.s.status], [400, 400], JSON.stringify(odd));
+  await same('/', ['EXISTS', 'bc:odd1', 'bc:odd2']);
   await same('/', ['DEL', ...keys.slice(0, 10), keys[0], 'bc:none']);
   await same('/', ['UNLINK', ...keys.slice(10, 20), 'bc:none']);
   await same('/', ['MGET', ...keys]);
