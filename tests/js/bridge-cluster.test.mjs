@@ -171,6 +171,21 @@ test('a slot moved under the bridge: ASK during the migration and MOVED after it
   const tx = await call(onCluster, '/multi-exec', [['INCR', 'mv:{slot}n'], ['GET', key]]);
   assert.deepEqual(tx.body, [{ result: 3 }, { result: 'A' }]);
   await cluster.waitOk();
+
+  // Back again, transactions first: ASK while migrating (ASKING, then
+  // MULTI ... EXEC on the target), MOVED after.
+  await cli(from, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', to.id);
+  await cli(to, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', from.id);
+  await cli(to, 'MIGRATE', '127.0.0.1', from.port, '', 0, 5000, 'KEYS', key, 'mv:{slot}n');
+  const asked = await call(onCluster, '/multi-exec', [['INCR', 'mv:{slot}n'], ['GET', key]]);
+  assert.equal(asked.status, 200, JSON.stringify(asked.body));
+  assert.deepEqual(asked.body, [{ result: 4 }, { result: 'A' }]);
+  await cli(to, 'MIGRATE', '127.0.0.1', from.port, '', 0, 5000, 'KEYS', other, 'mv:{slot}c');
+  for (const n of cluster.nodes) await cluster.cli(n.index, 'CLUSTER', 'SETSLOT', slot, 'NODE', from.id).catch(() => {});
+  const movedTx = await call(onCluster, '/multi-exec', [['INCR', 'mv:{slot}n'], ['MGET', key, other, 'mv:{slot}c']]);
+  assert.equal(movedTx.status, 200, JSON.stringify(movedTx.body));
+  assert.deepEqual(movedTx.body, [{ result: 5 }, { result: ['A', 'B', 'C'] }], 'the transaction ran once, on the new owner');
+  await cluster.waitOk();
 });
 
 test('kill -9 of a master: the other masters keep answering, its slots fail fast (503) until its replica is promoted; /healthz names them', async () => {
