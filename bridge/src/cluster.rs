@@ -1624,6 +1624,7 @@ impl Inner {
 /// every 200 ms while a master is down or a slot has none, else every 5 s.
 async fn keep_fresh(inner: std::sync::Weak<Inner>) {
     let mut last = Instant::now();
+    let mut failing = false;
     loop {
         let Some(me) = inner.upgrade() else { return };
         let topo = me.topo();
@@ -1642,8 +1643,18 @@ async fn keep_fresh(inner: std::sync::Weak<Inner>) {
             () = tokio::time::sleep(wait.min(Duration::from_millis(200))) => false,
         };
         if woken || last.elapsed() >= due {
-            if let Err(e) = me.refresh().await {
-                tracing::warn!(error = %e, "cluster topology refresh failed");
+            match me.refresh().await {
+                // Once per outage, not every 200 ms.
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "cluster topology refresh failed (retrying every 200 ms)");
+                    failing = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "cluster topology refresh failed"),
+                Ok(()) if failing => {
+                    tracing::info!("cluster topology refresh works again");
+                    failing = false;
+                }
+                Ok(()) => {}
             }
             last = Instant::now();
             // At most one refresh per 50 ms, however many ask.
