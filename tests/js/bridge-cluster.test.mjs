@@ -266,7 +266,8 @@ test('kill -9 of a master: the other masters keep answering, its slots fail fast
           errors.victim++;
           assert.equal(r.status, 503, JSON.stringify(r.body));
           assert.match(r.body.error, /not sent/);
-          if (ms > 300) errors.slow++;
+          // At once, not at the request timeout (5 s); generous for a loaded machine.
+          if (ms > 1000) errors.slow++;
         }
       } else if (r.status !== 200 || r.body.result !== k) errors.others++;
     }
