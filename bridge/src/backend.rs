@@ -1,17 +1,9 @@
-//! Redis: plain commands and pipelines on the bridge's own multiplexed
-//! connections (`crate::direct`, which batch every request queued since
-//! their last wakeup into one write; behind Sentinel, to the master the
-//! sentinels name, `crate::sentinel`), transactions on fred's exclusive
-//! pool, and, for a cluster URL, plain commands on fred's pool. Over TLS
-//! (`rediss`), all of them use the bridge's rustls settings (`crate::tls`).
-//!
-//! Why fred for those: it multiplexes and pipelines on each connection,
-//! reconnects by itself, and in cluster mode routes every command of a
-//! pipeline to the node that owns its key, which the coming Redis Cluster
-//! step needs (one `/pipeline` request touches many hash slots; redis-rs
-//! refuses cross-slot async pipelines). It writes each command in a write
-//! of its own, though, which costs Redis and the bridge a system call per
-//! command under load; hence `direct` for a single server.
+//! Redis: plain commands, pipelines and transactions on the bridge's own
+//! multiplexed connections (`crate::direct`, which batch every request
+//! queued since their last wakeup into one write): to one server, to the
+//! master the sentinels name (`crate::sentinel`), or to every master of a
+//! Redis Cluster (`crate::cluster`). Over TLS (`rediss`), all of them use
+//! the bridge's rustls settings (`crate::tls`). fred parses the URL.
 //!
 //! Replies come back as raw RESP frames (`custom_raw`, or `direct`'s), so
 //! values keep their exact bytes and a Redis error is a frame, not a Rust
@@ -20,6 +12,7 @@
 //! the bridge (`max_command_attempts = 1`; `direct` never resends): an
 //! `INCRBY` whose reply was lost must not run twice.
 
+use crate::cluster::Cluster;
 use crate::direct::{Conn, Limits, Target};
 use crate::policy;
 use crate::protocol::{self, Command};
@@ -56,6 +49,106 @@ pub enum TxOutcome {
     Discarded(String),
 }
 
+/// The replies to one `[ASKING], MULTI, cmds..., EXEC` request.
+pub(crate) struct TxReplies {
+    multi: Resp3Frame,
+    /// One per command: `QUEUED`, or why Redis refused to queue it.
+    queued: Vec<Resp3Frame>,
+    exec: Resp3Frame,
+}
+
+impl TxReplies {
+    /// The first command Redis refused to queue, and its error.
+    pub(crate) fn refused(&self) -> Option<(usize, String)> {
+        self.queued
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| protocol::error_text(f).map(|e| (i, e)))
+    }
+
+    /// The error of the first command Redis refused to queue.
+    pub(crate) fn refused_frame(&self) -> Option<&Resp3Frame> {
+        self.queued
+            .iter()
+            .find(|f| protocol::error_text(f).is_some())
+    }
+
+    /// What the transaction did, as the bridge answers it.
+    pub(crate) fn outcome(self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
+        if !matches!(&self.multi, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"OK") {
+            // Not in MULTI: the commands after it ran one by one, or not.
+            return Err(Unavailable::lost(format!(
+                "MULTI was refused ({}): the commands of the transaction may have run outside it",
+                protocol::error_text(&self.multi).unwrap_or_else(|| format!("{:?}", self.multi))
+            )));
+        }
+        if let Some((i, e)) = self.refused() {
+            // Redis discards the whole transaction at EXEC (EXECABORT).
+            return Ok(TxOutcome::Discarded(format!(
+                "EXECABORT Transaction discarded because of an error in {}: {e}",
+                protocol::command_name(&cmds[i])
+            )));
+        }
+        if !self.queued.iter().all(
+            |f| matches!(f, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"QUEUED"),
+        ) {
+            return Err(Unavailable::lost("the transaction's connection left MULTI"));
+        }
+        match self.exec {
+            Resp3Frame::Array { data, .. } if data.len() == cmds.len() => {
+                Ok(TxOutcome::Executed(data))
+            }
+            other => match protocol::error_text(&other) {
+                Some(e) => Ok(TxOutcome::Discarded(e)),
+                None => Err(Unavailable::lost(
+                    "EXEC answered with something else than one reply per command",
+                )),
+            },
+        }
+    }
+}
+
+/// Sends `[ASKING,] MULTI, cmds..., EXEC` on `conn` as one request: they
+/// leave in one write, in order, and the connection's other requests go
+/// before or after them, never between (its writer copies each request
+/// whole into its buffer), so no other client's command runs inside the
+/// transaction.
+pub(crate) async fn exec_on(
+    conn: &Conn,
+    cmds: &[Command],
+    asking: bool,
+) -> Result<TxReplies, Unavailable> {
+    let word = |w: &'static str| vec![bytes::Bytes::from_static(w.as_bytes())];
+    let mut all = Vec::with_capacity(cmds.len() + 3);
+    if asking {
+        all.push(word("ASKING"));
+    }
+    all.push(word("MULTI"));
+    all.extend(cmds.iter().cloned());
+    all.push(word("EXEC"));
+    let mut replies = conn.run(&all).await?.into_iter();
+    if asking {
+        replies.next();
+    }
+    let multi = replies.next().expect("one reply per command");
+    let queued: Vec<Resp3Frame> = replies.by_ref().take(cmds.len()).collect();
+    let exec = replies.next().expect("one reply per command");
+    Ok(TxReplies {
+        multi,
+        queued,
+        exec,
+    })
+}
+
+/// What `/healthz` says.
+pub struct Health {
+    /// Redis answers (on a cluster: at least one master does).
+    pub up: bool,
+    /// On a cluster: the slot ranges (first, last) with no master that
+    /// answers PING.
+    pub slots_down: Vec<(u16, u16)>,
+}
+
 /// The Redis side of the bridge.
 pub struct Backend {
     /// The bridge's own multiplexed connections for commands and
@@ -63,6 +156,8 @@ pub struct Backend {
     /// (`crate::direct`); empty for a cluster URL, which goes through
     /// fred's `pool`.
     direct: Vec<Conn>,
+    /// A Redis Cluster, on direct connections too (`crate::cluster`).
+    cluster: Option<Cluster>,
     pool: Pool,
     /// When each pooled connection was last reported lost (ms since
     /// `epoch`, 0 while up), from fred's connection events: a request picks
@@ -74,7 +169,8 @@ pub struct Backend {
     lost: Arc<Vec<AtomicU64>>,
     epoch: Instant,
     next: AtomicUsize,
-    tx: ExclusivePool,
+    /// fred's connections for transactions, for a sentinel URL only.
+    tx: Option<ExclusivePool>,
     options: Options,
 }
 
@@ -114,7 +210,7 @@ impl Backend {
         config.fail_fast = false;
         let direct: Vec<Conn> = match &config.server {
             ServerConfig::Centralized { .. } | ServerConfig::Sentinel { .. } => {
-                let target = Target::from_config(&config, tls)
+                let target = Target::from_config(&config, tls.clone())
                     .map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
                 (0..pool.max(1))
                     .map(|_| Conn::start(target.clone(), limits))
@@ -122,6 +218,27 @@ impl Backend {
             }
             _ => Vec::new(),
         };
+        if let ServerConfig::Clustered { hosts, .. } = &config.server {
+            let seeds: Vec<(String, u16)> =
+                hosts.iter().map(|h| (h.host.to_string(), h.port)).collect();
+            let base = Target::from_config(&config, tls)
+                .map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
+            let cluster = Cluster::connect(base, seeds, pool, limits).await;
+            // fred is not used: its pool is built, never connected.
+            let pool = Builder::from_config(config)
+                .build_pool(1)
+                .map_err(|e| e.details().to_string())?;
+            return Ok(Backend {
+                direct,
+                cluster: Some(cluster),
+                pool,
+                lost: Arc::new(Vec::new()),
+                epoch: Instant::now(),
+                next: AtomicUsize::new(0),
+                tx: None,
+                options: Options::default(),
+            });
+        }
         // fred's pool serves the plain commands only without direct
         // connections; it keeps one idle connection otherwise.
         let fred_pool = if direct.is_empty() { pool.max(1) } else { 1 };
@@ -141,20 +258,28 @@ impl Backend {
         let pool = builder
             .build_pool(fred_pool)
             .map_err(|e| e.details().to_string())?;
-        let tx = builder
-            .build_exclusive_pool(tx.max(1))
-            .map_err(|e| e.details().to_string())?;
-        if direct.is_empty() {
+        // Transactions need fred's connections of their own only without
+        // direct connections (a sentinel URL).
+        let tx = if direct.is_empty() {
+            Some(
+                builder
+                    .build_exclusive_pool(tx.max(1))
+                    .map_err(|e| e.details().to_string())?,
+            )
+        } else {
+            None
+        };
+        if let Some(tx) = &tx {
             pool.connect_pool();
+            tx.connect_pool().await;
         }
-        tx.connect_pool().await;
         // Give the connections a moment, so the first requests find them up
         // (the transactions' too: /multi-exec answered 503 for the first
         // 100 ms without it); with Redis down, start anyway and answer 503
         // until it is back.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = tx.wait_for_connect().await;
-            if direct.is_empty() {
+            if let Some(tx) = &tx {
+                let _ = tx.wait_for_connect().await;
                 for c in pool.clients() {
                     let _ = c.wait_for_connect().await;
                 }
@@ -197,6 +322,7 @@ impl Backend {
         }
         Ok(Backend {
             direct,
+            cluster: None,
             pool,
             lost,
             epoch,
@@ -239,6 +365,9 @@ impl Backend {
     /// written, the bridge's own connections up, and how many it has
     /// (zeros for a cluster URL, whose queues are fred's).
     pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
+        if let Some(c) = &self.cluster {
+            return c.queue_gauges();
+        }
         self.direct.iter().fold((0, 0, 0, 0), |(j, b, up, n), c| {
             let (cj, cb) = c.queued();
             (j + cj, b + cb, up + usize::from(c.is_up()), n + 1)
@@ -249,6 +378,9 @@ impl Backend {
     /// one reply per command (a Redis error is an error frame in its place),
     /// within the request timeout.
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
+        if let Some(c) = &self.cluster {
+            return c.pipeline(cmds).await;
+        }
         if !self.direct.is_empty() {
             return self.conn()?.run(cmds).await;
         }
@@ -275,10 +407,21 @@ impl Backend {
             .collect()
     }
 
-    /// Runs `cmds` in MULTI/EXEC on a connection of its own, so that
-    /// concurrent transactions never interleave.
+    /// Runs `cmds` in MULTI/EXEC, atomically: on a direct connection, as
+    /// one request (`MULTI`, the commands, `EXEC` leave together in one
+    /// write, and no other request's commands come between them); on fred
+    /// (a sentinel URL), on a connection of its own.
     pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
-        let guard = self.tx.acquire().await;
+        if let Some(c) = &self.cluster {
+            return c.transaction(cmds).await;
+        }
+        if !self.direct.is_empty() {
+            return exec_on(self.conn()?, cmds, false).await?.outcome(cmds);
+        }
+        let Some(tx) = &self.tx else {
+            return Err(no_connection());
+        };
+        let guard = tx.acquire().await;
         if !guard.is_connected() {
             return Err(no_connection());
         }
@@ -293,6 +436,24 @@ impl Backend {
             }
         }
         result
+    }
+
+    /// Whether Redis answers PING; on a cluster, which slot ranges have
+    /// no master that answers.
+    pub async fn health(&self) -> Health {
+        match &self.cluster {
+            Some(c) => {
+                let h = c.health().await;
+                Health {
+                    up: h.up > 0,
+                    slots_down: h.down,
+                }
+            }
+            None => Health {
+                up: self.ping().await,
+                slots_down: Vec::new(),
+            },
+        }
     }
 
     /// Whether Redis answers PING.
@@ -322,11 +483,17 @@ impl Backend {
 
     /// Closes every connection.
     pub async fn quit(&self) {
+        if let Some(c) = &self.cluster {
+            c.close();
+            return;
+        }
         for c in &self.direct {
             c.close();
         }
         let _ = self.pool.quit().await;
-        let _ = self.tx.quit().await;
+        if let Some(tx) = &self.tx {
+            let _ = tx.quit().await;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! A multiplexed Redis connection written for the bridge's plain commands
-//! and pipelines (transactions stay on fred's exclusive pool).
+//! A multiplexed Redis connection written for the bridge's plain commands,
+//! pipelines and transactions (a transaction is one request, `MULTI`, its
+//! commands and `EXEC`, leaving in one write: nothing comes between them).
 //!
 //! Why not fred here: fred hands every command to its router task and
 //! flushes it in a write of its own, so under load Redis reads and answers

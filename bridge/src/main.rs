@@ -32,7 +32,8 @@ struct Args {
     )]
     listen: String,
     /// The Redis to serve. One server: redis://[[user]:password@]host:port[/db];
-    /// a cluster: redis-cluster://[[user]:password@]host:port?node=host:port&node=...;
+    /// a cluster: redis-cluster://[[user]:password@]host:port?node=host:port&node=...
+    /// (any of its nodes; the bridge reads the rest from CLUSTER SLOTS);
     /// behind Sentinel: redis-sentinel://[[user]:password@]host:port[/db]?sentinelServiceName=NAME[&node=host:port...][&sentinelUsername=U][&sentinelPassword=P]
     /// (host:port and each node are sentinels; the password before @ is
     /// the master's). rediss://, rediss-cluster://, rediss-sentinel://: the
@@ -119,11 +120,13 @@ struct Args {
         default_value_t = 30_000
     )]
     shutdown_timeout: u64,
-    /// Multiplexed Redis connections for commands and pipelines (one
-    /// pipelines concurrent requests best: measured faster than 2 or 4).
+    /// Multiplexed Redis connections for commands, pipelines and
+    /// transactions (one pipelines concurrent requests best: measured
+    /// faster than 2 or 4); on a cluster, per master.
     #[arg(long, env = "EDGECACHE_BRIDGE_POOL_SIZE", default_value_t = 1)]
     pool_size: usize,
-    /// Redis connections reserved for /multi-exec (one transaction each at a time).
+    /// No effect: a transaction is one request on the multiplexed
+    /// connections (kept so that existing command lines still start).
     #[arg(long, env = "EDGECACHE_BRIDGE_TX_POOL_SIZE", default_value_t = 2)]
     tx_pool_size: usize,
     /// Threads serving HTTP and Redis. 0: half the CPUs (at least one),
@@ -193,7 +196,7 @@ fn main() {
 
 async fn run(args: Args) {
     // Colours only on a terminal (not in a file or a log collector); fred,
-    // which now serves transactions and cluster URLs only, logs its errors
+    // which now serves sentinel URLs only, logs its errors
     // (its shutdown chatter is noise) unless RUST_LOG says otherwise.
     tracing_subscriber::fmt()
         .with_env_filter(
