@@ -26,6 +26,7 @@
 
 use crate::backend::{exec_on, TxOutcome};
 use crate::direct::{self, Conn, Limits, Target, Unavailable};
+use crate::policy;
 use crate::protocol::{self, Command};
 use bytes::{Bytes, BytesMut};
 use fred::types::Resp3Frame;
@@ -630,6 +631,62 @@ struct Part {
     reply: Option<Result<Resp3Frame, Unavailable>>,
 }
 
+/// Whether a command may write: anything the policy's default lists do
+/// not call a read (a command allowed by `--allow` included).
+fn may_write(cmd: &Command) -> bool {
+    let name = protocol::command_name(cmd);
+    let sub = match policy::CONTAINERS.contains(&name.as_str()) {
+        true => cmd
+            .get(1)
+            .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase()),
+        false => None,
+    };
+    policy::classify(&name, sub.as_deref()) != Some(policy::Class::Read)
+}
+
+/// The order a request's parts are sent in: consecutive runs (stages),
+/// one after the other; the parts of one stage go out together, each
+/// master's in order in one write.
+///
+/// On one server a pipeline runs in order. On a cluster its commands for
+/// different masters would run in any order, and the tier relies on the
+/// order: a mutation's pipeline is `[SET|DEL value, SET epoch NX, XADD
+/// log, PUBLISH]`, the value and the log on different masters. Were the
+/// XADD to run first, another cache could read the entry, drop its copy,
+/// read the old value again and keep it. So a part starts a new stage
+/// when an earlier part of the stage that may write goes to another
+/// master: nothing is sent before every earlier write to another master
+/// was answered (or failed: the later parts are still sent, since a log
+/// entry too many costs a re-read while one too few serves stale data;
+/// the request then fails as a whole). Reads alone, and writes to one
+/// master, stay in one stage: one round trip.
+fn stages(parts: &[Part], topo: &Topology) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    // The masters (None: a slot nobody serves yet) written to in this stage.
+    let mut written: Vec<Option<*const Node>> = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let node = match &p.dest {
+            Dest::Slot(s) => Some(topo.owner(*s).map(Arc::as_ptr)),
+            Dest::Node(n) => Some(Some(Arc::as_ptr(n))),
+            // Keyless (PING, ECHO, TIME): reads that run anywhere.
+            Dest::Any => None,
+        };
+        if let Some(node) = node {
+            if written.iter().any(|w| *w != node) {
+                out.push(start..i);
+                start = i;
+                written.clear();
+            }
+            if may_write(&p.cmd) && !written.contains(&node) {
+                written.push(node);
+            }
+        }
+    }
+    out.push(start..parts.len());
+    out
+}
+
 #[derive(Clone)]
 enum Dest {
     Slot(u16),
@@ -910,8 +967,11 @@ impl Cluster {
             };
             plans.push(plan);
         }
+        let stages = stages(&parts, &topo);
         drop(topo);
-        self.run_parts(&mut parts).await;
+        for stage in stages {
+            self.run_parts(&mut parts[stage]).await;
+        }
         // SCAN: the node scanned says which topology it is in, in the same
         // request; if it is not the one the cursor was made in (the
         // bridge's table was stale: slots moved since), the scan starts
@@ -1728,6 +1788,33 @@ mod tests {
         ];
         for (c, want) in cases {
             assert_eq!(keys(c), *want, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_default_lists_reads_are_reads() {
+        let c = |args: &[&str]| -> Command {
+            args.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        for read in [
+            &["GET", "k"][..],
+            &["mget", "a", "b"],
+            &["XREVRANGE", "l", "+", "-"],
+            &["OBJECT", "ENCODING", "k"],
+        ] {
+            assert!(!may_write(&c(read)), "{read:?}");
+        }
+        for write in [
+            &["SET", "k", "v"][..],
+            &["XADD", "l", "*", "f", "v"],
+            &["PUBLISH", "ch", "m"],
+            &["DEL", "a"],
+            &["XGROUP", "CREATE", "s", "g", "$"],
+            &["NOTACOMMAND", "k"],
+        ] {
+            assert!(may_write(&c(write)), "{write:?}");
         }
     }
 
