@@ -347,3 +347,46 @@ describe('TieredCache: every operation, as on one server', () => {
     });
   });
 });
+
+describe('the coherence log on a cluster: appended only after the mutation ran', () => {
+  // The tier sends a mutation and its log append (SET <epoch> NX, XADD) in
+  // one pipeline; on a cluster they are on different masters. Were the
+  // append to run first, another cache could read the entry, drop its L1
+  // copy, read the old value from Redis again and keep it: stale past
+  // maxStaleness (docs/REDIS.md, "The log"). The value's master is paused
+  // for writes (CLIENT PAUSE WRITE) while the mutation is in flight: the
+  // log must not grow before the value changed.
+  for (const [name, mutate] of [
+    ['set', (c) => c.set('k', 'new')],
+    ['delete', (c) => c.delete('k')],
+  ]) {
+    test(`${name}: the XADD does not run before the mutation`, async () => {
+      const { keySlot, slotOwners } = await import('../../bench/cluster-load.mjs');
+      const owners = await slotOwners(cluster);
+      let prefix;
+      for (let i = 0; prefix === undefined; i++) {
+        const p = `ord${name}${i}`;
+        if (owners[keySlot(`${p}:v:r|k`)] !== owners[keySlot(`${p}:c:{${p}:0}:log`)]) prefix = p;
+      }
+      const at = (key) => cluster.nodes.findIndex((n) => n.port === owners[keySlot(key)]);
+      const vm = at(`${prefix}:v:r|k`);
+      const lm = at(`${prefix}:c:{${prefix}:0}:log`);
+      const log = `${prefix}:c:{${prefix}:0}:log`;
+      const xlen = async () => Number((await cluster.cli(lm, 'XLEN', log)).trim());
+      const c = tier('cluster', prefix);
+      await c.set('k', 'old');
+      const before = await xlen();
+      assert.ok(before >= 1, 'the set was logged');
+      const raw = () => cluster.cli(vm, '--raw', 'GET', `${prefix}:v:r|k`);
+      const old = await raw();
+      await cluster.cli(vm, 'CLIENT', 'PAUSE', '700', 'WRITE');
+      const done = mutate(c);
+      await sleep(350);
+      const during = await xlen();
+      assert.equal(await raw(), old, 'the pause held the mutation (else this test proves nothing)');
+      await done;
+      assert.equal(during, before, 'no log entry while the mutation waited on its master');
+      assert.equal(await xlen(), before + 1);
+    });
+  }
+});
