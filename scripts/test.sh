@@ -80,7 +80,7 @@ collect rust-worker-build
 # Files that time recoveries, measure memory or put the machine under load:
 # alone, after the rest, so that neighbours neither slow them nor are
 # slowed by them.
-SERIAL=(tests/js/chaos.test.mjs tests/js/chaos-memory.test.mjs tests/js/bridge-abuse.test.mjs tests/js/coherence-multi.test.mjs)
+SERIAL=(tests/js/chaos.test.mjs tests/js/chaos-memory.test.mjs tests/js/bridge-abuse.test.mjs tests/js/coherence-multi.test.mjs tests/js/cluster-failover.test.mjs)
 parallel=()
 for f in tests/js/*.test.mjs; do
   [[ " ${SERIAL[*]} " == *" $f "* ]] || parallel+=("$f")
