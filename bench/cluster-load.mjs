@@ -292,3 +292,49 @@ export function summary(name, run, groups, extra = {}) {
     ...extra,
   };
 }
+
+/**
+ * Full SCANs (`MATCH match COUNT 50`) back to back, each checked to hold
+ * every key of `expect` (keys nobody writes during the run): a SCAN must
+ * cover every master and, through a topology change, skip no key (it may
+ * return one twice). `stop()` resolves to { scans, incomplete, errors,
+ * missing (the first incomplete scan's missing keys) }.
+ */
+export function scanLoop({ url, token, match, expect }) {
+  const r = new RedisRest({ url, token, retries: 0, timeout: 2000 });
+  const want = new Set(expect);
+  const out = { scans: 0, incomplete: 0, errors: 0, codes: {}, missing: undefined };
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) {
+      const seen = new Set();
+      let cursor = '0';
+      try {
+        do {
+          const [next, batch] = await r.scan(cursor, { match, count: 50 });
+          for (const k of batch) seen.add(k);
+          cursor = next;
+        } while (cursor !== '0');
+      } catch (e) {
+        out.errors++;
+        out.codes[e?.code ?? 'Error'] = (out.codes[e?.code ?? 'Error'] ?? 0) + 1;
+        await sleep(20);
+        continue;
+      }
+      out.scans++;
+      const missing = [...want].filter((k) => !seen.has(k));
+      if (missing.length) {
+        out.incomplete++;
+        out.missing ??= missing.slice(0, 5).concat(missing.length > 5 ? [`... ${missing.length} in all`] : []);
+      }
+      await sleep(50); // a bounded load
+    }
+  })();
+  return {
+    async stop() {
+      stop = true;
+      await loop;
+      return out;
+    },
+  };
+}

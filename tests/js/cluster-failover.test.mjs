@@ -11,7 +11,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBridge, startCluster } from './servers.mjs';
-import { underLoad, byGroup, summary, slotOwners, keySlot, keysIn, FAULTS } from '../../bench/cluster-load.mjs';
+import { RedisRest } from 'edgecache';
+import { underLoad, byGroup, summary, slotOwners, keySlot, keysIn, scanLoop, FAULTS } from '../../bench/cluster-load.mjs';
 
 const TOKEN = 'cluster-failover-' + Math.random().toString(36).slice(2);
 let cluster;
@@ -87,12 +88,21 @@ test('CLUSTER FAILOVER on a replica: no error, no wrong value', { timeout: 60_00
   assert.deepEqual(errors, [], 'a manual failover is followed (MOVED), never an error');
 });
 
-test('a reshard of 300 slots under load: no error, no wrong value', { timeout: 60_000 }, async (t) => {
+test('a reshard of 300 slots under load: no error, no wrong value; SCAN skips no key meanwhile', { timeout: 60_000 }, async (t) => {
   const victim = await victimFor(['reshard']);
+  // Keys nobody writes, a third of them in the slots that move: every full SCAN must list them all.
+  const low = (await masters()).find((n) => n.port === cluster.nodes[victim].port).slots[0][0];
+  const still = [...keysIn('still:', 200, () => true), ...keysIn('still:low:', 100, (sl) => sl >= low && sl < low + 300)];
+  const setup = new RedisRest({ url: bridge.url, token: TOKEN });
+  await setup.pipeline(still.map((k) => ['SET', k, 'x']));
+  const scans = scanLoop({ url: bridge.url, token: TOKEN, match: 'still:*', expect: still });
   const { res, groups, s } = await run('reshard', victim, { settle: 1500 });
-  t.diagnostic(JSON.stringify(s));
-  console.log('cluster-failover reshard:', JSON.stringify(s, null, 1));
+  const sc = await scans.stop();
+  t.diagnostic(JSON.stringify({ ...s, scans: sc }));
+  console.log('cluster-failover reshard:', JSON.stringify({ ...s, scans: sc }, null, 1));
   await cluster.waitOk();
+  assert.ok(sc.scans >= 3, `full scans during the run: ${sc.scans}`);
+  assert.deepEqual({ incomplete: sc.incomplete, errors: sc.errors, missing: sc.missing }, { incomplete: 0, errors: 0, missing: undefined }, 'every SCAN listed every key, through the reshard');
   assert.ok((groups['RedisRest moved']?.ops ?? 0) > 20, 'keys in the moved slots had load');
   assert.deepEqual([...res.wrong, ...res.tierWrong], []);
   const errors = Object.entries(s.groups).filter(([, g]) => g.errors > 0);

@@ -103,10 +103,35 @@ describe('@upstash/redis, unchanged, as on one server', () => {
       out.mget = await r.mget(...ks, `${tag}:absent`);
       out.mset = await r.mset(Object.fromEntries(names(`${tag}:m:`, 9).map((k, i) => [k, `m${i}`])));
       out.mgetAfterMset = await r.mget(...names(`${tag}:m:`, 9));
-      out.msetnx = await r.msetnx({ [`${tag}:m:0`]: 'x', [`${tag}:new`]: 'y' });
-      out.afterMsetnx = await r.mget(`${tag}:m:0`, `${tag}:new`);
+      out.msetnx = await r.msetnx({ [`{${tag}}a`]: 'x', [`{${tag}}b`]: 'y' });
+      out.msetnxAgain = await r.msetnx({ [`{${tag}}a`]: 'z', [`{${tag}}c`]: 'y' });
+      out.afterMsetnx = await r.mget(`{${tag}}a`, `{${tag}}b`, `{${tag}}c`);
       return out;
     });
+  });
+
+  test('msetnx across slots: as on one server, or refused (CROSSSLOT) with nothing written', async () => {
+    const tag = `nx${++prefixes}`;
+    const ks = names(`${tag}:`, 6);
+    const one = await upstash('single').msetnx(Object.fromEntries(ks.map((k) => [k, 'v'])));
+    assert.equal(one, 1);
+    const r = upstash('cluster');
+    const got = await r.msetnx(Object.fromEntries(ks.map((k) => [k, 'v']))).catch((e) => e);
+    if (got instanceof Error) {
+      assert.match(got.message, /CROSSSLOT/);
+      assert.equal(await r.exists(...ks), 0, 'nothing written');
+    } else {
+      assert.equal(got, 1);
+      assert.equal(await r.exists(...ks), 6);
+    }
+  });
+
+  test('randomkey: a key that exists, or a clear refusal', async () => {
+    const r = upstash('cluster');
+    await r.set(`rk${++prefixes}`, 'x');
+    const got = await r.randomkey().catch((e) => e);
+    if (got instanceof Error) assert.match(got.message, /RANDOMKEY|cluster|not supported|denied/i);
+    else assert.equal(await r.exists(got), 1, `${got} exists`);
   });
 
   test('del, unlink, exists and touch count across slots', async () => {
@@ -146,9 +171,16 @@ describe('@upstash/redis, unchanged, as on one server', () => {
   });
 
   test('dbsize: every master summed', async () => {
-    // Both databases hold the keys of the same tests, run in the same order.
-    const [one, all] = await Promise.all([upstash('single').dbsize(), upstash('cluster').dbsize()]);
-    assert.equal(all, one);
+    const r = upstash('cluster');
+    const before = await r.dbsize();
+    const ks = names(`db${++prefixes}:`, 30);
+    await Promise.all(ks.map((k) => r.set(k, 'x')));
+    assert.equal(await r.dbsize(), before + 30);
+    let sum = 0;
+    for (const m of (await cluster.topology()).filter((n) => n.role === 'master' && n.slots.length > 0)) {
+      sum += Number(await cluster.cli(cluster.nodes.findIndex((n) => n.port === m.port), 'DBSIZE'));
+    }
+    assert.equal(await r.dbsize(), sum);
   });
 
   test('pipeline() over keys in every slot, in order', async () => {
