@@ -1,7 +1,8 @@
-//! Redis: plain commands and pipelines on the bridge's own multiplexed
-//! connections (`crate::direct`, which batch every request queued since
-//! their last wakeup into one write), transactions on fred's exclusive
-//! pool, and, for a cluster or sentinel URL, plain commands on fred's pool.
+//! Redis: plain commands, pipelines and transactions on the bridge's own
+//! multiplexed connections (`crate::direct`, which batch every request
+//! queued since their last wakeup into one write), and, for a cluster or
+//! sentinel URL, plain commands on fred's pool (transactions on fred's
+//! exclusive pool for those).
 //!
 //! Why fred for those: it multiplexes and pipelines on each connection,
 //! reconnects by itself, and in cluster mode routes every command of a
@@ -53,6 +54,90 @@ pub enum TxOutcome {
     Discarded(String),
 }
 
+/// The replies to one `[ASKING], MULTI, cmds..., EXEC` request.
+pub(crate) struct TxReplies {
+    multi: Resp3Frame,
+    /// One per command: `QUEUED`, or why Redis refused to queue it.
+    queued: Vec<Resp3Frame>,
+    exec: Resp3Frame,
+}
+
+impl TxReplies {
+    /// The first command Redis refused to queue, and its error.
+    pub(crate) fn refused(&self) -> Option<(usize, String)> {
+        self.queued
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| protocol::error_text(f).map(|e| (i, e)))
+    }
+
+    /// What the transaction did, as the bridge answers it.
+    pub(crate) fn outcome(self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
+        if !matches!(&self.multi, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"OK") {
+            // Not in MULTI: the commands after it ran one by one, or not.
+            return Err(Unavailable::lost(format!(
+                "MULTI was refused ({}): the commands of the transaction may have run outside it",
+                protocol::error_text(&self.multi).unwrap_or_else(|| format!("{:?}", self.multi))
+            )));
+        }
+        if let Some((i, e)) = self.refused() {
+            // Redis discards the whole transaction at EXEC (EXECABORT).
+            return Ok(TxOutcome::Discarded(format!(
+                "EXECABORT Transaction discarded because of an error in {}: {e}",
+                protocol::command_name(&cmds[i])
+            )));
+        }
+        if !self.queued.iter().all(
+            |f| matches!(f, Resp3Frame::SimpleString { data, .. } if data.as_ref() == b"QUEUED"),
+        ) {
+            return Err(Unavailable::lost("the transaction's connection left MULTI"));
+        }
+        match self.exec {
+            Resp3Frame::Array { data, .. } if data.len() == cmds.len() => {
+                Ok(TxOutcome::Executed(data))
+            }
+            other => match protocol::error_text(&other) {
+                Some(e) => Ok(TxOutcome::Discarded(e)),
+                None => Err(Unavailable::lost(
+                    "EXEC answered with something else than one reply per command",
+                )),
+            },
+        }
+    }
+}
+
+/// Sends `[ASKING,] MULTI, cmds..., EXEC` on `conn` as one request: they
+/// leave in one write, in order, and the connection's other requests go
+/// before or after them, never between (its writer copies each request
+/// whole into its buffer), so no other client's command runs inside the
+/// transaction.
+pub(crate) async fn exec_on(
+    conn: &Conn,
+    cmds: &[Command],
+    asking: bool,
+) -> Result<TxReplies, Unavailable> {
+    let word = |w: &'static str| vec![bytes::Bytes::from_static(w.as_bytes())];
+    let mut all = Vec::with_capacity(cmds.len() + 3);
+    if asking {
+        all.push(word("ASKING"));
+    }
+    all.push(word("MULTI"));
+    all.extend(cmds.iter().cloned());
+    all.push(word("EXEC"));
+    let mut replies = conn.run(&all).await?.into_iter();
+    if asking {
+        replies.next();
+    }
+    let multi = replies.next().expect("one reply per command");
+    let queued: Vec<Resp3Frame> = replies.by_ref().take(cmds.len()).collect();
+    let exec = replies.next().expect("one reply per command");
+    Ok(TxReplies {
+        multi,
+        queued,
+        exec,
+    })
+}
+
 /// The Redis side of the bridge.
 pub struct Backend {
     /// The bridge's own multiplexed connections for commands and
@@ -70,7 +155,8 @@ pub struct Backend {
     lost: Arc<Vec<AtomicU64>>,
     epoch: Instant,
     next: AtomicUsize,
-    tx: ExclusivePool,
+    /// fred's connections for transactions, for a sentinel URL only.
+    tx: Option<ExclusivePool>,
     options: Options,
 }
 
@@ -137,20 +223,28 @@ impl Backend {
         let pool = builder
             .build_pool(fred_pool)
             .map_err(|e| e.details().to_string())?;
-        let tx = builder
-            .build_exclusive_pool(tx.max(1))
-            .map_err(|e| e.details().to_string())?;
-        if direct.is_empty() {
+        // Transactions need fred's connections of their own only without
+        // direct connections (a sentinel URL).
+        let tx = if direct.is_empty() {
+            Some(
+                builder
+                    .build_exclusive_pool(tx.max(1))
+                    .map_err(|e| e.details().to_string())?,
+            )
+        } else {
+            None
+        };
+        if let Some(tx) = &tx {
             pool.connect_pool();
+            tx.connect_pool().await;
         }
-        tx.connect_pool().await;
         // Give the connections a moment, so the first requests find them up
         // (the transactions' too: /multi-exec answered 503 for the first
         // 100 ms without it); with Redis down, start anyway and answer 503
         // until it is back.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = tx.wait_for_connect().await;
-            if direct.is_empty() {
+            if let Some(tx) = &tx {
+                let _ = tx.wait_for_connect().await;
                 for c in pool.clients() {
                     let _ = c.wait_for_connect().await;
                 }
@@ -271,10 +365,18 @@ impl Backend {
             .collect()
     }
 
-    /// Runs `cmds` in MULTI/EXEC on a connection of its own, so that
-    /// concurrent transactions never interleave.
+    /// Runs `cmds` in MULTI/EXEC, atomically: on a direct connection, as
+    /// one request (`MULTI`, the commands, `EXEC` leave together in one
+    /// write, and no other request's commands come between them); on fred
+    /// (a sentinel URL), on a connection of its own.
     pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
-        let guard = self.tx.acquire().await;
+        if !self.direct.is_empty() {
+            return exec_on(self.conn()?, cmds, false).await?.outcome(cmds);
+        }
+        let Some(tx) = &self.tx else {
+            return Err(no_connection());
+        };
+        let guard = tx.acquire().await;
         if !guard.is_connected() {
             return Err(no_connection());
         }
@@ -322,7 +424,9 @@ impl Backend {
             c.close();
         }
         let _ = self.pool.quit().await;
-        let _ = self.tx.quit().await;
+        if let Some(tx) = &self.tx {
+            let _ = tx.quit().await;
+        }
     }
 }
 

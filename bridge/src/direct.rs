@@ -1,5 +1,6 @@
-//! A multiplexed Redis connection written for the bridge's plain commands
-//! and pipelines (transactions stay on fred's exclusive pool).
+//! A multiplexed Redis connection written for the bridge's plain commands,
+//! pipelines and transactions (a transaction is one request, `MULTI`, its
+//! commands and `EXEC`, leaving in one write: nothing comes between them).
 //!
 //! Why not fred here: fred hands every command to its router task and
 //! flushes it in a write of its own, so under load Redis reads and answers
@@ -106,6 +107,18 @@ pub struct Target {
     pub username: Option<String>,
     pub password: Option<String>,
     pub database: Option<u8>,
+}
+
+impl Target {
+    /// The same credentials and settings at another address (a cluster
+    /// node as `CLUSTER SLOTS` names it).
+    pub fn at(&self, host: &str, port: u16) -> Target {
+        Target {
+            host: host.to_string(),
+            port,
+            ..self.clone()
+        }
+    }
 }
 
 /// How long a request may wait, and how much may wait.
