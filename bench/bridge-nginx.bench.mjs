@@ -6,6 +6,11 @@
 // HTTP-to-Redis adapter, two threads, same Redis) stays in the table for
 // continuity with bench/tier.bench.mjs.
 //
+// Redis Cluster (issue 16): the same bridge in front of a local 3-master,
+// 3-replica cluster, serving the same GET and a 10-command /pipeline whose
+// keys sit on every master, side by side with the bridge on one server:
+// target >= 0.9x the single server's throughput.
+//
 //   node bench/bridge-nginx.bench.mjs [--quick]      (make bench runs it;
 //   `scripts/setup.sh --bench` installs nginx-light)
 //
@@ -21,7 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RedisRest, generateSecureKey } from 'edgecache';
-import { startRedis, startBridge, freePort } from '../tests/js/servers.mjs';
+import { startRedis, startBridge, startCluster, freePort } from '../tests/js/servers.mjs';
 import { QUICK } from './lib.mjs';
 
 const ROUNDS = QUICK ? 3 : 5;
@@ -91,12 +96,29 @@ async function waitFor(url) {
 
 const redis = await startRedis();
 const bridge = await startBridge({ redisUrl: redis.url, token: TOKEN });
+const cluster = await startCluster();
+const clusterBridge = await startBridge({ redisUrl: cluster.url, token: TOKEN });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bridge-nginx-'));
 let nginx;
 let webdis;
 try {
   const client = new RedisRest({ url: bridge.url, token: TOKEN });
   await client.set('bench:key', 'v'.repeat(100));
+  const onCluster = new RedisRest({ url: clusterBridge.url, token: TOKEN });
+  await onCluster.set('bench:key', 'v'.repeat(100));
+  // Ten keys on all three masters of redis-cli's layout (slots 0-5460,
+  // 5461-10922, 10923-16383): 6, 2 and 2 of them.
+  const keys = Array.from({ length: 10 }, (_, i) => `bench:p${i}`);
+  for (const k of keys) {
+    await client.set(k, 'v'.repeat(100));
+    await onCluster.set(k, 'v'.repeat(100));
+  }
+  const script = path.join(dir, 'pipeline.lua');
+  fs.writeFileSync(
+    script,
+    `wrk.method = "POST"\nwrk.body = '${JSON.stringify(keys.map((k) => ['GET', k]))}'\nwrk.headers["Content-Type"] = "application/json"\n`,
+  );
+  const masters = cluster.nodes.filter((n) => n.role === 'master').map((n) => n.proc.pid);
   const bridgeUrl = `${bridge.url}/get/bench:key`;
   const auth = ['-H', `Authorization: Bearer ${TOKEN}`];
   // nginx answers exactly what the bridge answers for this GET.
@@ -149,7 +171,12 @@ http {
     'edgecache-bridge': { url: bridgeUrl, pids: [bridge.proc.pid, redis.proc.pid], extra: auth, runs: [] },
     'nginx (constant)': { url: nginxUrl, pids: family(nginx.pid), extra: [], runs: [] },
     webdis: { url: webdisUrl, pids: [webdis.pid, redis.proc.pid], extra: [], runs: [] },
+    'bridge, cluster': { url: `${clusterBridge.url}/get/bench:key`, pids: [clusterBridge.proc.pid, ...masters], extra: auth, runs: [] },
+    'pipeline x10': { url: `${bridge.url}/pipeline`, pids: [bridge.proc.pid, redis.proc.pid], extra: [...auth, '-s', script], runs: [] },
+    'pipeline x10, cluster': { url: `${clusterBridge.url}/pipeline`, pids: [clusterBridge.proc.pid, ...masters], extra: [...auth, '-s', script], runs: [] },
   };
+  const clusterBody = await (await fetch(sides['bridge, cluster'].url, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  if (clusterBody !== body) throw new Error(`the bridge on the cluster answers ${clusterBody}, on one server ${body}`);
   if (sides['nginx (constant)'].pids.length < 2) throw new Error('nginx has no worker process');
   const names = Object.keys(sides);
   for (const name of names) wrk(sides[name].url, sides[name].pids, [...sides[name].extra]); // warm-up
@@ -173,18 +200,27 @@ http {
   for (const n of names) {
     const x = m[n];
     console.log(
-      `  ${n.padEnd(18)} ${fmt(x.rps).padStart(9)} req/s  ${(x.rps / ng.rps).toFixed(2)}x nginx   ` +
+      `  ${n.padEnd(22)} ${fmt(x.rps).padStart(9)} req/s  ${(x.rps / ng.rps).toFixed(2)}x nginx   ` +
         `${x.cpu.toFixed(1).padStart(6)} µs CPU/request  ${(x.cpu / ng.cpu).toFixed(2)}x nginx's`,
     );
   }
   const b = m['edgecache-bridge'];
   console.log(`  (the bridge's ${b.cpu.toFixed(1)} µs: ${b.first.toFixed(1)} in the bridge, ${(b.cpu - b.first).toFixed(1)} in redis-server)`);
   console.log(`  target: the bridge >= 0.80x nginx in req/s (now ${(m['edgecache-bridge'].rps / ng.rps).toFixed(2)}x)`);
+  const c = m['bridge, cluster'];
+  const pc = m['pipeline x10, cluster'];
+  const ps = m['pipeline x10'];
+  console.log(
+    `  Redis Cluster (3 masters), target >= 0.90x one server: GET ${(c.rps / b.rps).toFixed(2)}x, ` +
+      `10-command pipeline over every master ${(pc.rps / ps.rps).toFixed(2)}x (CPU per request ${(c.cpu / b.cpu).toFixed(2)}x, ${(pc.cpu / ps.cpu).toFixed(2)}x)`,
+  );
 } finally {
   nginx?.kill('SIGTERM');
   webdis?.kill('SIGKILL');
   await bridge.stop();
   await redis.stop();
+  await clusterBridge.stop();
+  await cluster.stop();
   await new Promise((r) => setTimeout(r, 100));
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -19,6 +19,7 @@
 //! the bridge (`max_command_attempts = 1`; `direct` never resends): an
 //! `INCRBY` whose reply was lost must not run twice.
 
+use crate::cluster::Cluster;
 use crate::direct::{Conn, Limits, Target};
 use crate::policy;
 use crate::protocol::{self, Command};
@@ -69,6 +70,13 @@ impl TxReplies {
             .iter()
             .enumerate()
             .find_map(|(i, f)| protocol::error_text(f).map(|e| (i, e)))
+    }
+
+    /// The error of the first command Redis refused to queue.
+    pub(crate) fn refused_frame(&self) -> Option<&Resp3Frame> {
+        self.queued
+            .iter()
+            .find(|f| protocol::error_text(f).is_some())
     }
 
     /// What the transaction did, as the bridge answers it.
@@ -138,12 +146,23 @@ pub(crate) async fn exec_on(
     })
 }
 
+/// What `/healthz` says.
+pub struct Health {
+    /// Redis answers (on a cluster: at least one master does).
+    pub up: bool,
+    /// On a cluster: the slot ranges (first, last) with no master that
+    /// answers PING.
+    pub slots_down: Vec<(u16, u16)>,
+}
+
 /// The Redis side of the bridge.
 pub struct Backend {
     /// The bridge's own multiplexed connections for commands and
     /// pipelines, on a single Redis server (`crate::direct`); empty for a
     /// cluster or sentinel URL, which goes through fred's `pool`.
     direct: Vec<Conn>,
+    /// A Redis Cluster, on direct connections too (`crate::cluster`).
+    cluster: Option<Cluster>,
     pool: Pool,
     /// When each pooled connection was last reported lost (ms since
     /// `epoch`, 0 while up), from fred's connection events: a request picks
@@ -189,21 +208,42 @@ impl Backend {
             .map_err(|e| format!("--redis-url {}: {}", redact(url), e.details()))?;
         // Keep reconnecting in the background rather than failing at start.
         config.fail_fast = false;
+        let base = |host: &str, port: u16| Target {
+            host: host.to_string(),
+            port,
+            username: config.username.clone(),
+            password: config.password.clone(),
+            database: config.database,
+        };
         let direct: Vec<Conn> = match &config.server {
             ServerConfig::Centralized { server } => {
-                let target = Target {
-                    host: server.host.to_string(),
-                    port: server.port,
-                    username: config.username.clone(),
-                    password: config.password.clone(),
-                    database: config.database,
-                };
+                let target = base(&server.host, server.port);
                 (0..pool.max(1))
                     .map(|_| Conn::start(target.clone(), limits))
                     .collect()
             }
             _ => Vec::new(),
         };
+        if let ServerConfig::Clustered { hosts, .. } = &config.server {
+            let seeds: Vec<(String, u16)> =
+                hosts.iter().map(|h| (h.host.to_string(), h.port)).collect();
+            let first = seeds.first().cloned().unwrap_or_default();
+            let cluster = Cluster::connect(base(&first.0, first.1), seeds, pool, limits).await;
+            // fred is not used: its pool is built, never connected.
+            let pool = Builder::from_config(config)
+                .build_pool(1)
+                .map_err(|e| e.details().to_string())?;
+            return Ok(Backend {
+                direct,
+                cluster: Some(cluster),
+                pool,
+                lost: Arc::new(Vec::new()),
+                epoch: Instant::now(),
+                next: AtomicUsize::new(0),
+                tx: None,
+                options: Options::default(),
+            });
+        }
         // fred's pool serves the plain commands only without direct
         // connections; it keeps one idle connection otherwise.
         let fred_pool = if direct.is_empty() { pool.max(1) } else { 1 };
@@ -287,6 +327,7 @@ impl Backend {
         }
         Ok(Backend {
             direct,
+            cluster: None,
             pool,
             lost,
             epoch,
@@ -329,6 +370,9 @@ impl Backend {
     /// written, the bridge's own connections up, and how many it has
     /// (zeros for a cluster or sentinel URL, whose queues are fred's).
     pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
+        if let Some(c) = &self.cluster {
+            return c.queue_gauges();
+        }
         self.direct.iter().fold((0, 0, 0, 0), |(j, b, up, n), c| {
             let (cj, cb) = c.queued();
             (j + cj, b + cb, up + usize::from(c.is_up()), n + 1)
@@ -339,6 +383,9 @@ impl Backend {
     /// one reply per command (a Redis error is an error frame in its place),
     /// within the request timeout.
     pub async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<Resp3Frame>, Unavailable> {
+        if let Some(c) = &self.cluster {
+            return c.pipeline(cmds).await;
+        }
         if !self.direct.is_empty() {
             return self.conn()?.run(cmds).await;
         }
@@ -370,6 +417,9 @@ impl Backend {
     /// write, and no other request's commands come between them); on fred
     /// (a sentinel URL), on a connection of its own.
     pub async fn transaction(&self, cmds: &[Command]) -> Result<TxOutcome, Unavailable> {
+        if let Some(c) = &self.cluster {
+            return c.transaction(cmds).await;
+        }
         if !self.direct.is_empty() {
             return exec_on(self.conn()?, cmds, false).await?.outcome(cmds);
         }
@@ -391,6 +441,24 @@ impl Backend {
             }
         }
         result
+    }
+
+    /// Whether Redis answers PING; on a cluster, which slot ranges have
+    /// no master that answers.
+    pub async fn health(&self) -> Health {
+        match &self.cluster {
+            Some(c) => {
+                let h = c.health().await;
+                Health {
+                    up: h.up > 0,
+                    slots_down: h.down,
+                }
+            }
+            None => Health {
+                up: self.ping().await,
+                slots_down: Vec::new(),
+            },
+        }
     }
 
     /// Whether Redis answers PING.
@@ -420,6 +488,10 @@ impl Backend {
 
     /// Closes every connection.
     pub async fn quit(&self) {
+        if let Some(c) = &self.cluster {
+            c.close();
+            return;
+        }
         for c in &self.direct {
             c.close();
         }

@@ -4,8 +4,11 @@
 //!
 //! - [`protocol`]: requests to commands and replies to JSON, pure functions;
 //! - [`policy`]: which commands a token may run;
-//! - [`backend`]: Redis: plain commands and pipelines on [`direct`]
-//!   connections, transactions (and cluster URLs) through fred;
+//! - [`backend`]: Redis: commands, pipelines and transactions on
+//!   [`direct`] connections (a cluster through [`cluster`]; a sentinel
+//!   URL through fred);
+//! - [`cluster`]: Redis Cluster: slot routing, split multi-key commands,
+//!   commands on every master, redirects, topology refresh;
 //! - [`direct`]: a multiplexed RESP connection that batches writes;
 //! - [`server`]: HTTP with bounded connections, timeouts and graceful shutdown;
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
@@ -14,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod cluster;
 pub mod direct;
 pub mod metrics;
 pub mod policy;

@@ -31,8 +31,10 @@ struct Args {
         default_value = "127.0.0.1:8079"
     )]
     listen: String,
-    /// The Redis server: redis://[[user]:password@]host:port[/db]. It
-    /// holds the password: prefer the environment variable.
+    /// The Redis server: redis://[[user]:password@]host:port[/db]. A Redis
+    /// Cluster: redis-cluster://[[user]:password@]host:port?node=host:port&node=...
+    /// (any of its nodes; the bridge reads the rest from CLUSTER SLOTS).
+    /// It holds the password: prefer the environment variable.
     #[arg(
         long,
         env = "EDGECACHE_BRIDGE_REDIS_URL",
@@ -101,11 +103,14 @@ struct Args {
         default_value_t = 30_000
     )]
     shutdown_timeout: u64,
-    /// Multiplexed Redis connections for commands and pipelines (one
-    /// pipelines concurrent requests best: measured faster than 2 or 4).
+    /// Multiplexed Redis connections for commands, pipelines and
+    /// transactions (one pipelines concurrent requests best: measured
+    /// faster than 2 or 4); on a cluster, per master.
     #[arg(long, env = "EDGECACHE_BRIDGE_POOL_SIZE", default_value_t = 1)]
     pool_size: usize,
-    /// Redis connections reserved for /multi-exec (one transaction each at a time).
+    /// Redis connections reserved for /multi-exec, with a sentinel URL
+    /// only (elsewhere a transaction is one request on the multiplexed
+    /// connections).
     #[arg(long, env = "EDGECACHE_BRIDGE_TX_POOL_SIZE", default_value_t = 2)]
     tx_pool_size: usize,
     /// Threads serving HTTP and Redis. 0: half the CPUs (at least one),
@@ -175,7 +180,7 @@ fn main() {
 
 async fn run(args: Args) {
     // Colours only on a terminal (not in a file or a log collector); fred,
-    // which now serves transactions and cluster URLs only, logs its errors
+    // which now serves sentinel URLs only, logs its errors
     // (its shutdown chatter is noise) unless RUST_LOG says otherwise.
     tracing_subscriber::fmt()
         .with_env_filter(

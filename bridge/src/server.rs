@@ -347,11 +347,25 @@ async fn subscribe(
 async fn route(app: &App, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     if path == "/healthz" {
-        return if app.backend.ping().await {
-            json(StatusCode::OK, br#"{"result":"PONG"}"#.to_vec())
-        } else {
-            error(StatusCode::SERVICE_UNAVAILABLE, "ERR Redis is unreachable")
-        };
+        // On a cluster, 200 while any master answers (the bridge serves
+        // their slots; every bridge sees the same outage, so taking them
+        // all out of a load balancer would turn a partial one total),
+        // with the slot ranges that have no master that answers.
+        let h = app.backend.health().await;
+        if !h.up {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "ERR Redis is unreachable");
+        }
+        let mut body = br#"{"result":"PONG""#.to_vec();
+        if !h.slots_down.is_empty() {
+            let ranges: Vec<String> = h
+                .slots_down
+                .iter()
+                .map(|(a, b)| format!("\"{a}-{b}\""))
+                .collect();
+            body.extend_from_slice(format!(r#","slotsDown":[{}]"#, ranges.join(",")).as_bytes());
+        }
+        body.push(b'}');
+        return json(StatusCode::OK, body);
     }
     if path == "/metrics" && app.metrics_token.is_some() {
         return metrics_answer(app, &req);
