@@ -80,7 +80,7 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
   const secret = generateSecureKey();
   const h = history(keys.length);
   const th = history(tierKeys.length);
-  const ops = []; // [t0, t1, ok, kind ('r'|'t'), key index, code, write?]
+  const ops = []; // [t0, t1, ok, kind ('r'|'t'), key index, code, write?, message]
   const reads = [];
   const tierReads = [];
   let stop = false;
@@ -112,7 +112,7 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
           ops.push([t0, t1, true, 'r', i, undefined, true]);
         } catch (e) {
           h.unknown(t0, [i], [v]);
-          ops.push([t0, now(), false, 'r', i, code(e), true]);
+          ops.push([t0, now(), false, 'r', i, code(e), true, e?.message]);
         }
       } else {
         try {
@@ -121,7 +121,7 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
           reads.push([t0, t1, i, v]);
           ops.push([t0, t1, true, 'r', i, undefined, false]);
         } catch (e) {
-          ops.push([t0, now(), false, 'r', i, code(e), false]);
+          ops.push([t0, now(), false, 'r', i, code(e), false, e?.message]);
         }
       }
       await pace(t0);
@@ -158,7 +158,7 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
           ops.push([t0, t1, true, 't', i, undefined, true]);
         } catch (e) {
           th.unknown(t0, [i], [v]);
-          ops.push([t0, now(), false, 't', i, code(e), true]);
+          ops.push([t0, now(), false, 't', i, code(e), true, e?.message]);
         }
       } else {
         const i = Math.floor(Math.random() * tierKeys.length);
@@ -168,7 +168,7 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
           tierReads.push([t0, t1, i, v ?? null]);
           ops.push([t0, t1, true, 't', i, undefined, false]);
         } catch (e) {
-          ops.push([t0, now(), false, 't', i, code(e), false]);
+          ops.push([t0, now(), false, 't', i, code(e), false, e?.message]);
         }
       }
       await pace(t0);
@@ -194,20 +194,23 @@ export async function underLoad({ url, token, keys, tierKeys = [], tiers = 2, wo
 
 /**
  * Errors grouped: `groupOf(kind, keyIndex)` -> a group name. Per group:
- * operations, errors (by code), the first and last failure and the first
+ * operations, errors (by code, and by message with digits blanked), the first and last failure and the first
  * success after the last failure, in ms since `since`.
  */
 export function byGroup(ops, groupOf, since) {
   const groups = {};
-  for (const [t0, t1, ok, kind, i, code, write] of ops) {
+  for (const [t0, t1, ok, kind, i, code, write, message] of ops) {
     const g = groupOf(kind, i);
-    const s = (groups[g] ??= { ops: 0, errors: 0, codes: {}, firstFail: undefined, lastFail: undefined, writesOkAgain: undefined, _okWrites: [] });
+    const s = (groups[g] ??= { ops: 0, errors: 0, codes: {}, messages: {}, firstFail: undefined, lastFail: undefined, writesOkAgain: undefined, _okWrites: [] });
     s.ops++;
     if (ok) {
       if (write) s._okWrites.push(t1);
     } else {
       s.errors++;
       s.codes[code] = (s.codes[code] ?? 0) + 1;
+      // The distinct messages (numbers and ports blanked), with a count.
+      const m = String(message).replace(/\d+/g, 'N').slice(0, 160);
+      s.messages[m] = (s.messages[m] ?? 0) + 1;
       s.firstFail = Math.min(s.firstFail ?? Infinity, t0 - since);
       s.lastFail = Math.max(s.lastFail ?? -Infinity, t1 - since);
     }
