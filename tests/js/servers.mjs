@@ -368,8 +368,9 @@ function parseClusterNodes(text) {
  *   its stdout (rejects if redis-cli fails; `-c` etc. are yours to pass);
  * - `waitOk({ ms })`: resolves once every running node says
  *   `cluster_state:ok`, they all agree on which node holds which slots
- *   and on every running node's role and master (16384 covered, every owner running, no running node seen as
- *   failed), and every replica's link to its master is up; rejects after
+ *   and on every running node's role and master (16384 covered, every
+ *   owner running, no running node seen as failed), and every replica's
+ *   link to its master is up; rejects after
  *   `ms` (default 20 s). After a kill9() of a master it resolves once its
  *   replica is promoted;
  * - `topology()`: the parsed `CLUSTER NODES` of the first running node
