@@ -315,9 +315,10 @@ fn kind(cmd: &[Bytes]) -> Kind {
 /// `node_cursor << 30 | topology_hash (20 bits) << 10 | master (10 bits)`.
 ///
 /// A scan goes through the masters one after another, each with its own
-/// SCAN. When the topology changes (a failover, a reshard), the cursor's
-/// hash no longer matches and the scan starts again from the first
-/// master: it may then return again every key it already returned, but
+/// SCAN (and a `CLUSTER SLOTS` in the same request, so a change the
+/// bridge's table has not seen yet is caught too). When the topology
+/// changes (a failover, a reshard), the cursor's hash no longer matches
+/// and the scan starts again from the first master: it may then return again every key it already returned, but
 /// it skips no key that existed from its start to its end. `0` starts,
 /// and ends, as on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,7 +535,8 @@ pub fn topology_hash(ranges: &[SlotRange]) -> u32 {
         eat(r.master.0.as_bytes());
         eat(&r.master.1.to_be_bytes());
     }
-    ((h ^ (h >> 32)) & ((1 << HASH_BITS) - 1)) as u32
+    // Never 0: a restarting cursor (0, hash, master 0) must not read as "0".
+    (((h ^ (h >> 32)) & ((1 << HASH_BITS) - 1)) as u32).max(1)
 }
 
 /// Reads `CLUSTER SLOTS`' reply; an empty host means the node asked
@@ -651,9 +653,13 @@ enum Plan {
     },
     Scan {
         part: usize,
+        /// `CLUSTER SLOTS` from the same node, in the same request.
+        slots: usize,
         master: usize,
         hash: u32,
         masters: usize,
+        /// The node's topology is not the cursor's: start again.
+        restart: Option<u32>,
     },
     /// Answered without Redis.
     Local(Resp3Frame),
@@ -885,12 +891,18 @@ impl Cluster {
                             let (m, node_cursor) = scan_resume(cursor, topo.hash, masters);
                             let mut sub = c.clone();
                             sub[1] = Bytes::from(node_cursor.to_string());
-                            let id = part(&mut parts, sub, Dest::Node(topo.masters[m].clone()));
+                            let node = Dest::Node(topo.masters[m].clone());
+                            let id = part(&mut parts, sub, node.clone());
+                            let slots_cmd =
+                                vec![Bytes::from_static(b"CLUSTER"), Bytes::from_static(b"SLOTS")];
+                            let slots = part(&mut parts, slots_cmd, node);
                             Plan::Scan {
                                 part: id,
+                                slots,
                                 master: m,
                                 hash: topo.hash,
                                 masters,
+                                restart: None,
                             }
                         }
                     }
@@ -900,6 +912,35 @@ impl Cluster {
         }
         drop(topo);
         self.run_parts(&mut parts).await;
+        // SCAN: the node scanned says which topology it is in, in the same
+        // request; if it is not the one the cursor was made in (the
+        // bridge's table was stale: slots moved since), the scan starts
+        // again rather than skip the keys that moved to a master already
+        // scanned.
+        for plan in &mut plans {
+            if let Plan::Scan {
+                slots,
+                part,
+                hash,
+                restart,
+                ..
+            } = plan
+            {
+                let Some(Ok(f)) = parts[*slots].reply.take() else {
+                    continue;
+                };
+                let Dest::Node(node) = &parts[*part].dest else {
+                    continue;
+                };
+                if let Ok(ranges) = parse_slots(&f, &node.host) {
+                    if !ranges.is_empty() && topology_hash(&ranges) != *hash {
+                        let cur = self.inner.topo();
+                        self.inner.install(&ranges, &cur);
+                        *restart = Some(self.inner.topo().hash);
+                    }
+                }
+            }
+        }
         let sent_any = parts.iter().any(|p| {
             matches!(
                 p.reply,
@@ -1232,6 +1273,8 @@ fn assemble(plan: Plan, parts: &mut [Part]) -> Result<Resp3Frame, Unavailable> {
             master,
             hash,
             masters,
+            restart,
+            ..
         } => {
             let f = take(parts, part)?;
             let Resp3Frame::Array { mut data, .. } = f else {
@@ -1249,7 +1292,18 @@ fn assemble(plan: Plan, parts: &mut [Part]) -> Result<Resp3Frame, Unavailable> {
             let Some(next) = next else {
                 return Ok(array(data));
             };
-            match scan_next(master, next, hash, masters) {
+            let c = match restart {
+                // The keys of this batch are kept (they exist); the scan
+                // starts again from the first master.
+                Some(h) => ScanCursor {
+                    node_cursor: 0,
+                    hash: h,
+                    master: 0,
+                }
+                .encode(),
+                None => scan_next(master, next, hash, masters),
+            };
+            match c {
                 Some(c) => {
                     data[0] = blob(c.to_string());
                     Ok(array(data))
@@ -1443,7 +1497,7 @@ impl Inner {
             replicas: cur.replicas.clone(),
             // SCAN cursors of the old table restart: its master order may
             // differ now.
-            hash: cur.hash ^ 1,
+            hash: if cur.hash == 1 { 2 } else { cur.hash ^ 1 },
         });
     }
 
@@ -1570,6 +1624,7 @@ impl Inner {
 /// every 200 ms while a master is down or a slot has none, else every 5 s.
 async fn keep_fresh(inner: std::sync::Weak<Inner>) {
     let mut last = Instant::now();
+    let mut failing = false;
     loop {
         let Some(me) = inner.upgrade() else { return };
         let topo = me.topo();
@@ -1588,8 +1643,18 @@ async fn keep_fresh(inner: std::sync::Weak<Inner>) {
             () = tokio::time::sleep(wait.min(Duration::from_millis(200))) => false,
         };
         if woken || last.elapsed() >= due {
-            if let Err(e) = me.refresh().await {
-                tracing::warn!(error = %e, "cluster topology refresh failed");
+            match me.refresh().await {
+                // Once per outage, not every 200 ms.
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "cluster topology refresh failed (retrying every 200 ms)");
+                    failing = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "cluster topology refresh failed"),
+                Ok(()) if failing => {
+                    tracing::info!("cluster topology refresh works again");
+                    failing = false;
+                }
+                Ok(()) => {}
             }
             last = Instant::now();
             // At most one refresh per 50 ms, however many ask.

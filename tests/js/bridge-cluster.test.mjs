@@ -136,6 +136,54 @@ test('/multi-exec: one slot runs atomically on its owner; several slots get 400 
   runs.forEach((r, i) => assert.deepEqual(r.body[2], { result: [`${i}a`, `${i}b`] }));
 });
 
+test('SCAN skips no key when a slot moves during the scan behind the bridge\'s back (from a master not yet scanned to one already scanned)', async () => {
+  const n = 300;
+  await call(onCluster, '/pipeline', Array.from({ length: n }, (_, i) => ['SET', `sm:${i}`, 'x']));
+  const topo = await cluster.topology();
+  // The bridge scans masters in the order of their first slot.
+  const order = topo.filter((p) => p.role === 'master').sort((a, b) => a.slots[0][0] - b.slots[0][0]);
+  const [first, , last] = order;
+  const seen = new Set();
+  let cursor = '0';
+  // Scan until the scan is on the second master (the first one done).
+  do {
+    const r = await call(onCluster, '/', ['SCAN', cursor, 'MATCH', 'sm:*', 'COUNT', 10]);
+    [cursor] = r.body.result;
+    for (const k of r.body.result[1]) seen.add(k);
+  } while (cursor !== '0' && (BigInt(cursor) & 1023n) === 0n);
+  assert.notEqual(cursor, '0');
+  // A slot of the last master, with keys, moves to the first one, straight
+  // through redis-cli: the bridge sees no MOVED.
+  let slot;
+  let moving;
+  for (let i = 0; i < n && moving === undefined; i++) {
+    const s = Number((await cluster.cli(0, 'CLUSTER', 'KEYSLOT', `sm:${i}`)).trim());
+    if (last.slots.some(([a, b]) => a <= s && s <= b)) {
+      slot = s;
+      moving = `sm:${i}`;
+    }
+  }
+  const fromNode = cluster.nodes.find((x) => x.port === last.port);
+  const toNode = cluster.nodes.find((x) => x.port === first.port);
+  await cluster.cli(toNode.index, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', last.id);
+  await cluster.cli(fromNode.index, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', first.id);
+  const inSlot = (await cluster.cli(fromNode.index, 'CLUSTER', 'GETKEYSINSLOT', slot, 1000)).split('\n').filter(Boolean);
+  assert.ok(inSlot.includes(moving));
+  await cluster.cli(fromNode.index, 'MIGRATE', '127.0.0.1', toNode.port, '', 0, 5000, 'KEYS', ...inSlot);
+  for (const x of cluster.nodes) await cluster.cli(x.index, 'CLUSTER', 'SETSLOT', slot, 'NODE', first.id).catch(() => {});
+  let rounds = 0;
+  while (cursor !== '0') {
+    const r = await call(onCluster, '/', ['SCAN', cursor, 'MATCH', 'sm:*', 'COUNT', 10]);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    [cursor] = r.body.result;
+    for (const k of r.body.result[1]) seen.add(k);
+    assert.ok(++rounds < 2000);
+  }
+  const missed = Array.from({ length: n }, (_, i) => `sm:${i}`).filter((k) => !seen.has(k));
+  assert.deepEqual(missed, [], `the keys of slot ${slot} (moved to a master already scanned) were skipped`);
+  await cluster.waitOk();
+});
+
 /** The node ids and indexes of the master of `key`'s slot and another master. */
 async function twoMasters(key) {
   const slot = Number((await cluster.cli(0, 'CLUSTER', 'KEYSLOT', key)).trim());
@@ -218,7 +266,8 @@ test('kill -9 of a master: the other masters keep answering, its slots fail fast
           errors.victim++;
           assert.equal(r.status, 503, JSON.stringify(r.body));
           assert.match(r.body.error, /not sent/);
-          if (ms > 300) errors.slow++;
+          // At once, not at the request timeout (5 s); generous for a loaded machine.
+          if (ms > 1000) errors.slow++;
         }
       } else if (r.status !== 200 || r.body.result !== k) errors.others++;
     }
