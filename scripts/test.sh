@@ -83,10 +83,14 @@ collect rust-worker-build
 # Files that time recoveries, measure memory or put the machine under load:
 # alone, after the rest, so that neighbours neither slow them nor are
 # slowed by them.
-SERIAL=(tests/js/chaos.test.mjs tests/js/chaos-memory.test.mjs tests/js/bridge-abuse.test.mjs tests/js/coherence-multi.test.mjs tests/js/bridge-sentinel.test.mjs)
+SERIAL=(tests/js/chaos.test.mjs tests/js/chaos-memory.test.mjs tests/js/bridge-abuse.test.mjs tests/js/coherence-multi.test.mjs)
+# Failovers timed against Redis's own promotion (Sentinel's and a
+# cluster's): mostly waiting, little CPU, so these two run side by side,
+# after the rest.
+FAILOVER=(tests/js/bridge-sentinel.test.mjs tests/js/cluster-failover.test.mjs)
 parallel=()
 for f in tests/js/*.test.mjs; do
-  [[ " ${SERIAL[*]} " == *" $f "* ]] || parallel+=("$f")
+  [[ " ${SERIAL[*]} ${FAILOVER[*]} " == *" $f "* ]] || parallel+=("$f")
 done
 rc=0
 section "JS tests of the built package (dist/), ${#parallel[@]} files, 3 at a time"
@@ -94,5 +98,7 @@ section "JS tests of the built package (dist/), ${#parallel[@]} files, 3 at a ti
 node --test --test-concurrency=3 "${parallel[@]}" || rc=1
 section "JS tests that run alone: ${SERIAL[*]}"
 node --test --test-concurrency=1 "${SERIAL[@]}" || rc=1
+section "JS failover tests, side by side: ${FAILOVER[*]}"
+node --test --test-concurrency=2 "${FAILOVER[@]}" || rc=1
 section "Done: $([ $rc = 0 ] && echo passed || echo FAILED)"
 exit $rc

@@ -368,8 +368,9 @@ function parseClusterNodes(text) {
  *   its stdout (rejects if redis-cli fails; `-c` etc. are yours to pass);
  * - `waitOk({ ms })`: resolves once every running node says
  *   `cluster_state:ok`, they all agree on which node holds which slots
- *   (16384 covered, every owner running, no running node seen as
- *   failed), and every replica's link to its master is up; rejects after
+ *   and on every running node's role and master (16384 covered, every
+ *   owner running, no running node seen as failed), and every replica's
+ *   link to its master is up; rejects after
  *   `ms` (default 20 s). After a kill9() of a master it resolves once its
  *   replica is promoted;
  * - `topology()`: the parsed `CLUSTER NODES` of the first running node
@@ -471,9 +472,11 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 20
       const parsed = parseClusterNodes(await cli(n.index, 'CLUSTER', 'NODES'));
       const failedLive = parsed.find((p) => p.failed && live.some((l) => l.port === p.port));
       if (failedLive) return `node ${n.port} sees ${failedLive.port} (running) as failed`;
+      // Who holds which slots, and the role and master of every running node.
+      const portOf = (id) => parsed.find((x) => x.id === id)?.port;
       const owners = parsed
-        .filter((p) => p.role === 'master' && p.slots.length > 0)
-        .map((p) => `${p.port}:${p.slots.map((s) => s.join('-')).join(',')}`)
+        .filter((p) => (p.role === 'master' && p.slots.length > 0) || live.some((l) => l.port === p.port))
+        .map((p) => `${p.port}:${p.role === 'master' ? p.slots.map((s) => s.join('-')).join(',') : `replica of ${portOf(p.masterId)}`}`)
         .sort()
         .join(' ');
       const deadOwner = parsed.find((p) => p.role === 'master' && p.slots.length > 0 && !live.some((l) => l.port === p.port));
