@@ -394,7 +394,7 @@ describe('the coherence log on a cluster: appended only after the mutation ran',
   ]) {
     // Known to fail at h-cluster d2c07c2: a pipeline's parts run on their
     // masters in parallel (a bridge or js/ decision for the lead).
-    test(`${name}: the XADD does not run before the mutation`, { todo: "the bridge runs a pipeline's parts on their masters in parallel" }, async () => {
+    test(`${name}: the XADD does not run before the mutation`, async () => {
       const { keySlot, slotOwners } = await import('../../bench/cluster-load.mjs');
       const owners = await slotOwners(cluster);
       let prefix;
