@@ -87,6 +87,29 @@ describe('the Rust example Worker, L1 only', () => {
     assert.equal(said.length, 1, `said once: ${JSON.stringify(mf.logs)}`);
   });
 
+  test('pages are keyed by path and query as the URL reads them (the short way splits the raw URL); other methods and routes keep their answers', async () => {
+    // The key is what `Url::path()` and `query()` gave before the page path
+    // stopped parsing the URL: each distinct path + query is its own page.
+    for (const p of ['/search?q=a%20b&x=1', '/search?q=other', '/search', '/search?', '/caf%C3%A9/x?y=%2F']) {
+      assert.equal((await get(mf, p)).cache, 'MISS', p);
+      const hit = await get(mf, p);
+      assert.equal(hit.cache, 'HIT', p);
+      assert.ok(hit.text.includes(`<h1>${p.replaceAll('&', '&amp;')}</h1>`), `${p}: ${hit.text}`);
+    }
+    // workerd hands the Worker its URLs serialized: the same page.
+    assert.equal((await get(mf, '/café/x?y=%2F')).cache, 'HIT');
+    assert.equal((await get(mf, '/search?q=a%20b&x=1#frag')).cache, 'HIT', 'a fragment is not part of the key');
+    const head = await mf.dispatchFetch('http://localhost/search?q=other', { method: 'HEAD' });
+    assert.equal(head.headers.get('x-cache'), 'HIT');
+    assert.equal(head.headers.get('x-cache-tier'), 'l1');
+    assert.match(head.headers.get('content-type'), /^text\/html/);
+    assert.equal(head.headers.get('age'), '0');
+    const post = await mf.dispatchFetch('http://localhost/search', { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal((await mf.dispatchFetch('http://localhost/__edgecache/nope')).status, 404);
+    assert.equal((await mf.dispatchFetch('http://localhost/__edgecache/stats', { method: 'HEAD' })).status, 404);
+  });
+
   test('purge: 401 without the token, 403 with a wrong one; the glob is the caller\'s', async () => {
     await get(mf, '/p/1');
     await get(mf, '/p/2');

@@ -52,7 +52,10 @@ use std::time::Duration;
 use edgecache::worker::{EdgeCache, Hit, Raw, Tier};
 use edgecache::Scope;
 use serde::{Deserialize, Serialize};
-use worker::{event, Context, Date, Delay, Env, Fetch, Method, Request, Response, Result, Url};
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    event, js_sys, web_sys, Context, Delay, Env, Fetch, Method, Request, Response, Result, Url,
+};
 
 /// A page as cached: what the origin answered, and when.
 #[derive(Serialize, Deserialize)]
@@ -79,30 +82,88 @@ thread_local! {
     static REVALIDATING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
 
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+thread_local! {
+    /// The fixed strings this Worker hands to JS on every request (binding
+    /// names, header names and values), as JS strings made once each.
+    static STRINGS: RefCell<Vec<(&'static str, JsValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `s` as a JS string, made once per isolate: a Rust string sent to JS is
+/// decoded again each time, and an L1 HIT sends about ten fixed ones.
+fn js(s: &'static str) -> JsValue {
+    STRINGS.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.iter().find(|(k, _)| *k == s) {
+            Some((_, v)) => v.clone(),
+            None => {
+                let v = JsValue::from_str(s);
+                t.push((s, v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// A var's or a secret's text (both are strings on `env`), `None` if unset
+/// or empty.
+fn var(env: &Env, name: &'static str) -> Option<String> {
+    js_sys::Reflect::get(env, &js(name))
         .ok()
+        .and_then(|v| v.as_string())
         .filter(|v| !v.is_empty())
 }
 
-fn ms(env: &Env, name: &str, dflt: u64) -> u64 {
+fn ms(env: &Env, name: &'static str, dflt: u64) -> u64 {
     var(env, name)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(dflt)
 }
 
 fn now() -> u64 {
-    Date::now().as_millis()
+    js_sys::Date::now() as u64
 }
 
+/// `(path, query)` of a request URL as workerd hands it over (already in
+/// its WHATWG serialization, which parsing it again leaves as it is): the
+/// `Url`'s `path()` and `query()`, without parsing it.
+fn path_query(href: &str) -> (&str, Option<&str>) {
+    let rest = href.split_once("://").map_or(href, |(_, r)| r);
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    let rest = rest.find('/').map_or("/", |i| &rest[i..]);
+    match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    }
+}
+
+/// Pages take the short way (the raw request: its URL and method read
+/// once, no `Url` parsed, the response built in one go); the admin routes
+/// go through `worker::Request`.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(raw: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let cache = match EdgeCache::from_env(&env) {
         Ok(c) => c,
-        Err(e) => return Response::error(format!("edgecache configuration: {e}\n"), 500),
+        Err(e) => {
+            return Ok(Response::error(format!("edgecache configuration: {e}\n"), 500)?.into())
+        }
     };
+    let href = raw.url();
+    let (path, query) = path_query(&href);
+    if !path.starts_with("/__edgecache") {
+        let method = raw.method();
+        if method == "GET" || method == "HEAD" {
+            let key = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            };
+            return read_through(&env, &ctx, &cache, key).await;
+        }
+    }
+    admin(Request::from(raw), env, cache).await.map(Into::into)
+}
+
+/// The routes under `/__edgecache`, and the answer to other methods.
+async fn admin(req: Request, env: Env, cache: EdgeCache) -> Result<Response> {
     let url = req.url()?;
     let path = url.path().to_owned();
     match (req.method(), path.as_str()) {
@@ -128,17 +189,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             panic!("a deliberate panic (DEMO_PANIC_ROUTE)")
         }
         (_, p) if p.starts_with("/__edgecache") => Response::error("not found\n", 404),
-        (Method::Get | Method::Head, _) => read_through(&env, &ctx, &cache, &url).await,
         _ => Response::error("method not allowed: this cache serves GET and HEAD\n", 405),
     }
 }
 
-/// The page at `url`: from the cache, or from the origin (then cached).
-async fn read_through(env: &Env, ctx: &Context, cache: &EdgeCache, url: &Url) -> Result<Response> {
-    let key = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
+/// The page at `key` (the path and query): from the cache, or from the
+/// origin (then cached).
+async fn read_through(
+    env: &Env,
+    ctx: &Context,
+    cache: &EdgeCache,
+    key: String,
+) -> Result<web_sys::Response> {
     let fresh = ms(env, "CACHE_TTL", 60_000);
     let stale = ms(env, "STALE_TTL", 300_000);
     // A value that does not read as a Page (written by someone else) is a miss.
@@ -154,9 +216,8 @@ async fn read_through(env: &Env, ctx: &Context, cache: &EdgeCache, url: &Url) ->
                 ms(env, "ORIGIN_DELAY_MS", 300),
                 key.clone(),
             );
-            let target = url.clone();
             ctx.wait_until(async move {
-                if let Ok(page) = origin.get(&target, delay).await {
+                if let Ok(page) = origin.get(&key2, delay).await {
                     if page.status == 200 {
                         let _ = cache.set_with_ttl(&key2, &page, fresh + stale).await;
                     }
@@ -175,11 +236,11 @@ async fn read_through(env: &Env, ctx: &Context, cache: &EdgeCache, url: &Url) ->
         return respond(&page, state, Some(tier), age);
     }
     let page = match Origin::from_env(env)
-        .get(url, ms(env, "ORIGIN_DELAY_MS", 300))
+        .get(&key, ms(env, "ORIGIN_DELAY_MS", 300))
         .await
     {
         Ok(p) => p,
-        Err(e) => return Response::error(format!("origin unreachable: {e}\n"), 502),
+        Err(e) => return Ok(Response::error(format!("origin unreachable: {e}\n"), 502)?.into()),
     };
     if page.status == 200 {
         // Fails open: with Redis down the page still lands in L1.
@@ -191,16 +252,31 @@ async fn read_through(env: &Env, ctx: &Context, cache: &EdgeCache, url: &Url) ->
     respond(&page, "MISS", None, 0)
 }
 
-fn respond(page: &Page, state: &str, tier: Option<Tier>, age: u64) -> Result<Response> {
-    let mut r = Response::ok(page.body.clone())?.with_status(page.status);
-    let h = r.headers_mut();
-    h.set("content-type", &page.content_type)?;
-    h.set("x-cache", state)?;
+/// The page as an answer. Built on `web_sys` directly: the headers as one
+/// plain object of JS strings made once (what a JS Worker writes), the body
+/// as a string; `worker::Response` would copy the body into a
+/// `Uint8Array` and send each header's name and value as Rust strings.
+fn respond(
+    page: &Page,
+    state: &'static str,
+    tier: Option<Tier>,
+    age: u64,
+) -> Result<web_sys::Response> {
+    let headers = js_sys::Object::new();
+    let set = |k: &'static str, v: &JsValue| js_sys::Reflect::set(&headers, &js(k), v);
+    set("content-type", &JsValue::from_str(&page.content_type))?;
+    set("x-cache", &js(state))?;
     if let Some(t) = tier {
-        h.set("x-cache-tier", t.as_str())?;
-        h.set("age", &(age / 1000).to_string())?;
+        set("x-cache-tier", &js(t.as_str()))?;
+        set("age", &JsValue::from((age / 1000) as f64))?;
     }
-    Ok(r)
+    let init = web_sys::ResponseInit::new();
+    init.set_status(page.status);
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_str_and_init(
+        Some(&page.body),
+        &init,
+    )?)
 }
 
 /// Where pages come from: `ORIGIN_URL`, or the demo origin in this Worker.
@@ -217,11 +293,7 @@ impl Origin {
         }
     }
 
-    async fn get(&self, url: &Url, delay: u64) -> Result<Page> {
-        let path_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
+    async fn get(&self, path_query: &str, delay: u64) -> Result<Page> {
         match self {
             Origin::Demo => {
                 // Deliberately slow, so a HIT is visibly faster than a MISS.
@@ -229,7 +301,7 @@ impl Origin {
                 let t = now();
                 let body = format!(
                     "<!doctype html><title>{p}</title><h1>{p}</h1><p>Rendered by the demo origin at {t} after {delay} ms. Reload: the next answer comes from the cache (x-cache: HIT).</p>\n",
-                    p = html_escape(&path_query)
+                    p = html_escape(path_query)
                 );
                 Ok(Page {
                     status: 200,
