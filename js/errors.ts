@@ -64,7 +64,7 @@ export type EdgeCacheErrorCode =
   | 'UNSERIALIZABLE_VALUE'
   /** The Redis tier did not answer within `timeout`. */
   | 'L2_TIMEOUT'
-  /** The Redis tier could not be reached, or answered with an unexpected HTTP status (`status` on the error). */
+  /** The Redis tier could not be reached, or answered with an unexpected HTTP status (`status` on the error; `partial: true` when the bridge says only some masters of a Redis Cluster failed). */
   | 'L2_HTTP'
   /** The Redis tier refused the token (missing, wrong, or not allowed to run the command). */
   | 'L2_AUTH'

@@ -81,6 +81,11 @@ export function statusError(status: number, body: unknown): EdgeCacheError {
   if (status === 400 && msg !== undefined) return new EdgeCacheError('L2_REDIS', `redis error: ${msg}`);
   const e = new EdgeCacheError('L2_HTTP', `redis tier answered HTTP ${status}${msg ? `: ${msg}` : ''}`);
   (e as EdgeCacheError & { status?: number }).status = status;
+  // The bridge on a Redis Cluster: this failure is some masters' only, the
+  // others answer (`partial` on the error; the tier's breaker skips it).
+  if (body !== null && typeof body === 'object' && (body as { partial?: unknown }).partial === true) {
+    (e as EdgeCacheError & { partial?: boolean }).partial = true;
+  }
   return e;
 }
 

@@ -700,11 +700,15 @@ export class TieredCache<V = unknown> {
       // A wrong token fails every call: say so at once, not at the breaker.
       if (code === 'L2_AUTH') s.warn('auth', (e as Error).message);
       const answered = code === 'L2_REDIS' || (e as { status?: unknown }).status === 413;
+      // A failure of some masters of a Redis Cluster (the bridge says
+      // `partial`): the others answer, so it neither opens the breaker for
+      // every key nor closes it.
+      const partial = (e as { partial?: unknown }).partial === true;
       if (answered) {
         // The tier answered: it is healthy, the command was refused (by
         // Redis, or as too large for the server's body limit).
         this.#answered();
-      } else if (s.breaker.failure(s.now()) && !s.outage) {
+      } else if (!partial && s.breaker.failure(s.now()) && !s.outage) {
         // Once per outage (a failed probe reopens the breaker: the same outage).
         s.outage = true;
         s.log(`edgecache: the redis tier failed repeatedly (${code}: ${(e as Error).message}); the circuit breaker is open, serving from L1 until it recovers`);

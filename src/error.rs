@@ -79,6 +79,10 @@ pub enum Error {
         status: u16,
         /// The server's error message, if it gave one.
         message: String,
+        /// The bridge on a Redis Cluster said only some masters failed
+        /// (`"partial": true`): the rest of the tier answers, so the
+        /// circuit breaker does not count it.
+        partial: bool,
     },
     /// The shared tier refused the token (missing, wrong, or not allowed
     /// to run this command).
@@ -184,7 +188,9 @@ impl fmt::Display for Error {
                 "out of memory: {bytes} bytes for the cache's slots could not be allocated; lower maxEntries, or free() caches no longer used"
             ),
             Error::L2Timeout(why) => write!(f, "redis tier timed out: {why}"),
-            Error::L2Http { status, message } => {
+            Error::L2Http {
+                status, message, ..
+            } => {
                 write!(f, "redis tier answered HTTP {status}: {message}")
             }
             // 403: this token may not run this command (a read-only token,

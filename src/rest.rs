@@ -151,6 +151,7 @@ fn status_error(status: u16, detail: &str) -> Error {
         _ => Error::L2Http {
             status,
             message: detail.into(),
+            partial: false,
         },
     }
 }
@@ -226,7 +227,17 @@ fn non_2xx(status: u16, v: &Value) -> Error {
             Error::L2Auth(format!("HTTP {status}: {msg}"))
         }
         Some(msg) if status == 400 => Error::L2Redis(msg.into()),
-        Some(msg) => status_error(status, msg),
+        Some(msg) => match status_error(status, msg) {
+            // The bridge on a Redis Cluster: only some masters failed.
+            Error::L2Http {
+                status, message, ..
+            } if v.get("partial") == Some(&Value::Bool(true)) => Error::L2Http {
+                status,
+                message,
+                partial: true,
+            },
+            e => e,
+        },
         None => status_error(status, "no error message"),
     }
 }

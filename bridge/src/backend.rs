@@ -361,6 +361,14 @@ impl Backend {
             .ok_or_else(no_connection)
     }
 
+    /// On a cluster, whether some master is reachable: then a failure is
+    /// its slots' alone, and the bridge says so (`"partial": true` in the
+    /// answer), so that a client's circuit breaker does not count it
+    /// against the whole tier. Always false for one server or Sentinel.
+    pub fn partly_up(&self) -> bool {
+        self.cluster.as_ref().is_some_and(Cluster::some_master_up)
+    }
+
     /// For `/metrics`: requests and bytes queued for Redis and not yet
     /// written, the bridge's own connections up, and how many it has
     /// (zeros for a cluster URL, whose queues are fred's).

@@ -1254,6 +1254,12 @@ impl Cluster {
         }
     }
 
+    /// Whether some master has a connection up: a failure then concerns
+    /// only some slots (see `Backend::partly_up`).
+    pub fn some_master_up(&self) -> bool {
+        self.inner.topo().masters.iter().any(|m| m.is_up())
+    }
+
     /// Requests and bytes queued, connections up, connections.
     pub fn queue_gauges(&self) -> (usize, usize, usize, usize) {
         let topo = self.inner.topo();

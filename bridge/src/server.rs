@@ -557,7 +557,14 @@ fn failure(app: &App, e: Unavailable) -> Resp {
     };
     // Connection losses are logged once, by the backend; not per request.
     tracing::debug!(error = %e, "redis");
-    error(status, &e.to_string())
+    let mut body = protocol::error_body(&e.to_string());
+    if app.backend.partly_up() {
+        // `{"error":"..."}` -> `{"error":"...","partial":true}`: the other
+        // masters of the cluster answer (docs/REDIS.md).
+        body.pop();
+        body.extend_from_slice(br#","partial":true}"#);
+    }
+    json(status, body)
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {

@@ -45,6 +45,7 @@ impl FetchTransport {
         let http = |e: worker::Error| Error::L2Http {
             status: 0,
             message: e.to_string(),
+            partial: false,
         };
         let headers = Headers::new();
         headers

@@ -785,7 +785,10 @@ impl EdgeCache {
                 if let Error::L2Auth(_) = e {
                     self.inner.warn_once("auth", &e.to_string());
                 }
-                if l2.breaker.borrow_mut().failure(self.now()) {
+                // Some masters of a Redis Cluster failed, the others
+                // answer: not a failure of the whole tier.
+                let partial = matches!(e, Error::L2Http { partial: true, .. });
+                if !partial && l2.breaker.borrow_mut().failure(self.now()) {
                     self.inner.warn_once(
                         "breaker",
                         &format!("the redis tier failed repeatedly ({}): serving from L1 until it recovers", e.code()),

@@ -36,6 +36,9 @@ struct FakeRedis {
     down: Rc<Cell<bool>>,
     /// Answers 401 WRONGPASS, as the bridge does for a wrong token.
     wrong_token: Rc<Cell<bool>>,
+    /// Answers 503 with `"partial": true`, as the bridge does on a Redis
+    /// Cluster for the slots of a master that is down.
+    partial: Rc<Cell<bool>>,
     calls: Rc<Cell<u32>>,
 }
 
@@ -44,10 +47,16 @@ impl Transport for FakeRedis {
         self.calls.set(self.calls.get() + 1);
         let answer = if self.wrong_token.get() {
             Ok((401, br#"{"error":"WRONGPASS invalid token"}"#.to_vec()))
+        } else if self.partial.get() {
+            Ok((
+                503,
+                br#"{"error":"no master serves slot 866, not sent","partial":true}"#.to_vec(),
+            ))
         } else if self.down.get() {
             Err(Error::L2Http {
                 status: 0,
                 message: "connection refused".into(),
+                partial: false,
             })
         } else {
             let cmd: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -377,6 +386,42 @@ fn redis_down_serves_l1_and_opens_the_breaker() {
     redis.down.set(false);
     assert_eq!(run(a.get::<String>("x")).unwrap(), None);
     assert_eq!(a.stats().breaker.unwrap().0, BreakerState::Closed);
+}
+
+#[test]
+fn a_cluster_master_down_fails_its_calls_without_opening_the_breaker() {
+    let redis = FakeRedis::default();
+    let clock = crate::ManualClock::new(1_000);
+    let (a, _) = cache(&redis, &clock);
+    redis.partial.set(true);
+    for i in 0..10 {
+        let e = run(a.get::<String>(&format!("k{i}"))).map(|_| ()).err();
+        // Failing open (a miss) or with the bridge's error, never the breaker's.
+        assert!(e.as_ref().is_none_or(|e| e.code() == "L2_HTTP"), "{e:?}");
+    }
+    assert_eq!(redis.calls.get(), 10, "every call reached the tier");
+    let s = a.stats();
+    assert_eq!(s.breaker.unwrap().0, BreakerState::Closed);
+    assert_eq!(s.l2.unwrap().errors["L2_HTTP"], 10);
+    let e = run(a.delete("k0")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::L2Http {
+                status: 503,
+                partial: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The same answers without `partial` (one server down) open it.
+    redis.partial.set(false);
+    redis.down.set(true);
+    for i in 0..3 {
+        let _ = run(a.get::<String>(&format!("k{i}")));
+    }
+    assert_eq!(a.stats().breaker.unwrap().0, BreakerState::Open);
 }
 
 #[test]
@@ -999,6 +1044,7 @@ impl Transport for Resp {
             Err(Error::L2Http {
                 status: 0,
                 message: "connection refused".into(),
+                partial: false,
             })
         } else {
             let cmd: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -1015,6 +1061,7 @@ impl Transport for Resp {
             Err(Error::L2Http {
                 status: 0,
                 message: "connection refused".into(),
+                partial: false,
             })
         } else {
             let cmds: Vec<Vec<Value>> = serde_json::from_str(&body).unwrap();
