@@ -43,6 +43,10 @@ pub const SLOTS: usize = 16384;
 const NONE: u16 = u16::MAX;
 /// Redirects (`MOVED`, `ASK`, `TRYAGAIN`) followed per command.
 const MAX_REDIRECTS: usize = 5;
+/// How long a part no master could take waits for the topology, in
+/// steps: 10 x 25 ms (see `run_parts`).
+const HOLD_ROUNDS: usize = 10;
+const HOLD_STEP: Duration = Duration::from_millis(25);
 
 /// The slot of a key (CRC16, or of its `{hash tag}`).
 pub fn slot(key: &[u8]) -> u16 {
@@ -865,6 +869,10 @@ impl Cluster {
                     match r {
                         Ok(f) if redirect(&f[0]).is_none() => return down_as_unsent(f),
                         Ok(_) => {}
+                        // Not sent: routed again after the topology (below).
+                        Err(Unavailable::Down { sent: false, .. }) if !node.is_up() => {
+                            self.inner.wake.notify_one()
+                        }
                         Err(e) => {
                             self.inner.wake.notify_one();
                             return Err(e);
@@ -1022,7 +1030,18 @@ impl Cluster {
     /// Sends every part that has no reply yet, grouped by node (each
     /// node's parts in order, in one request), follows redirects.
     async fn run_parts(&self, parts: &mut [Part]) {
-        for round in 0..=MAX_REDIRECTS {
+        // Rounds that resent redirected parts (bounded by MAX_REDIRECTS),
+        // and rounds that held parts no master could take (HOLD_ROUNDS).
+        let (mut round, mut held) = (0, 0);
+        while round <= MAX_REDIRECTS {
+            // Parts that were not sent because their master has no
+            // connection up or their slot no master (a failover under way):
+            // they wait a moment for the topology and are routed again,
+            // which is safe since Redis never saw them. A manual failover
+            // costs the old master's connections for a few tens of ms;
+            // a dead master's slots fail after HOLD_ROUNDS * HOLD_STEP.
+            let hold_ok = held < HOLD_ROUNDS;
+            let mut hold = false;
             let todo: Vec<usize> = (0..parts.len())
                 .filter(|&i| parts[i].reply.is_none())
                 .collect();
@@ -1037,10 +1056,14 @@ impl Cluster {
                     Dest::Slot(s) => match topo.owner(*s) {
                         Some(n) => n.clone(),
                         None => {
-                            parts[i].reply = Some(Err(Unavailable::unsent(format!(
-                                "no master serves slot {s} (the cluster is failing over, or the topology is not known yet)"
-                            ))));
                             self.inner.wake.notify_one();
+                            if hold_ok {
+                                hold = true;
+                            } else {
+                                parts[i].reply = Some(Err(Unavailable::unsent(format!(
+                                    "no master serves slot {s} (the cluster is failing over, or the topology is not known yet)"
+                                ))));
+                            }
                             continue;
                         }
                     },
@@ -1093,8 +1116,13 @@ impl Cluster {
             let results = futures::future::join_all(runs).await;
             let mut moved: Vec<(u16, (String, u16))> = Vec::new();
             let mut again = false;
-            for ((_, ids), r) in groups.iter().zip(results) {
+            for ((node, ids), r) in groups.iter().zip(results) {
                 match r {
+                    // Its connection is down (not a full queue, which fails at once).
+                    Err(Unavailable::Down { sent: false, .. }) if hold_ok && !node.is_up() => {
+                        self.inner.wake.notify_one();
+                        hold = true;
+                    }
                     Err(e) => {
                         self.inner.wake.notify_one();
                         for &i in ids {
@@ -1150,6 +1178,12 @@ impl Cluster {
             }
             if again {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if hold {
+                held += 1;
+                tokio::time::sleep(HOLD_STEP).await;
+            } else {
+                round += 1;
             }
         }
     }
