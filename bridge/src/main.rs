@@ -128,6 +128,7 @@ struct Args {
     /// No effect: a transaction is one request on the multiplexed
     /// connections (kept so that existing command lines still start).
     #[arg(long, env = "EDGECACHE_BRIDGE_TX_POOL_SIZE", default_value_t = 2)]
+    #[allow(dead_code)]
     tx_pool_size: usize,
     /// Threads serving HTTP and Redis. 0: half the CPUs (at least one),
     /// leaving the rest to Redis and the kernel's network stack; 1 runs
@@ -236,15 +237,9 @@ async fn run(args: Args) {
         },
     )
     .unwrap_or_else(|e| fail(e));
-    let backend = Backend::connect(
-        &args.redis_url,
-        args.pool_size,
-        args.tx_pool_size,
-        limits,
-        tls.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| fail(e));
+    let backend = Backend::connect(&args.redis_url, args.pool_size, limits, tls.clone())
+        .await
+        .unwrap_or_else(|e| fail(e));
     let streams = sse::Streams::new(
         &args.redis_url,
         tls,

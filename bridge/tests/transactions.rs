@@ -43,7 +43,7 @@ async fn concurrent_transactions_on_one_connection_never_interleave() {
     let (server, _conn) = RedisServer::start();
     // One multiplexed connection: every request below shares it.
     let url = format!("redis://127.0.0.1:{}", server.port);
-    let backend = Arc::new(Backend::connect(&url, 1, 1, limits(), None).await.unwrap());
+    let backend = Arc::new(Backend::connect(&url, 1, limits(), None).await.unwrap());
     let mut tasks = Vec::new();
     for i in 0..300 {
         let b = backend.clone();
@@ -90,7 +90,7 @@ async fn concurrent_transactions_on_one_connection_never_interleave() {
 async fn a_command_that_fails_to_queue_discards_the_transaction() {
     let (server, _conn) = RedisServer::start();
     let url = format!("redis://127.0.0.1:{}", server.port);
-    let backend = Backend::connect(&url, 1, 1, limits(), None).await.unwrap();
+    let backend = Backend::connect(&url, 1, limits(), None).await.unwrap();
     let tx = [
         cmd(&["SET", "k", "v"]),
         cmd(&["INCR"]),
