@@ -6,13 +6,15 @@
 //   redisAndBridge({ token, args? }) -> { redis, bridge }, started before
 //     the file's (or describe block's) tests and stopped after them
 //   countingFetch() -> a fetch that counts requests and their commands
-//   startCluster({ masters?, replicas?, nodeTimeout? }) -> { url, nodes,
-//     cli(i, ...args), waitOk(), topology(), stop() }: a Redis Cluster
+//   startCluster({ masters?, replicas?, nodeTimeout?, tls? }) -> { url,
+//     nodes, cli(i, ...args), waitOk(), topology(), stop() }: a Redis
+//     Cluster (over TLS only with `tls`)
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { before, after } from 'node:test';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -39,14 +41,18 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Resolves once `port` answers PING with PONG, or rejects after `ms`. */
-async function waitForRedis(port, ms = 10_000) {
+/**
+ * Resolves once `port` answers PING with PONG, or rejects after `ms`; over
+ * TLS with `tlsOptions` (node:tls's: `ca`, `cert`, `key`; the certificate
+ * is verified for 127.0.0.1).
+ */
+async function waitForRedis(port, ms = 10_000, tlsOptions) {
   const deadline = Date.now() + ms;
   for (;;) {
     const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = tlsOptions ? tls.connect({ host: '127.0.0.1', port, ...tlsOptions }) : net.connect(port, '127.0.0.1');
       s.setTimeout(500);
-      s.on('connect', () => s.write('PING\r\n'));
+      s.on(tlsOptions ? 'secureConnect' : 'connect', () => s.write('PING\r\n'));
       s.on('data', (d) => {
         s.destroy();
         resolve(d.toString().startsWith('+PONG'));
@@ -378,16 +384,45 @@ function parseClusterNodes(text) {
  * - `masterOf(key)`: the index in `nodes` of the master owning `key`'s slot
  *   (as of now);
  * - `stop()`: stops every node and removes the dirs.
+ *
+ * With `tls: { cert, key, ca, client? }` (PEM file paths; `cert` valid for
+ * 127.0.0.1) every node listens on a TLS port only (`--port 0`), its
+ * cluster bus and replication over TLS too, so `CLUSTER SLOTS` names the
+ * TLS ports; `url` is `rediss-cluster://...`, and `cli()` and `--cluster
+ * create` run `redis-cli --tls --cacert ca`. Clients need no certificate
+ * (`--tls-auth-clients no`) unless `client: { cert, key }` is given: then
+ * the nodes require one, present `client` to each other, and `cli()`
+ * presents it too.
  */
-export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 2000 } = {}) {
+export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 2000, tls: tlsFiles } = {}) {
   const count = masters * (1 + replicas);
   const ports = await freePorts(count * 2);
   const nodes = [];
+  const client = tlsFiles?.client;
+  const listen = (port) =>
+    tlsFiles
+      ? [
+          '--port', '0',
+          '--tls-port', String(port),
+          '--tls-cluster', 'yes',
+          '--tls-replication', 'yes',
+          '--tls-cert-file', tlsFiles.cert,
+          '--tls-key-file', tlsFiles.key,
+          '--tls-ca-cert-file', tlsFiles.ca,
+          '--tls-auth-clients', client ? 'yes' : 'no',
+          ...(client ? ['--tls-client-cert-file', client.cert, '--tls-client-key-file', client.key] : []),
+        ]
+      : ['--port', String(port)];
+  const cliTls = tlsFiles ? ['--tls', '--cacert', tlsFiles.ca, ...(client ? ['--cert', client.cert, '--key', client.key] : [])] : [];
+  const pingTls = tlsFiles && {
+    ca: readFileSync(tlsFiles.ca),
+    ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
+  };
   const spawnNode = (node) => {
     const proc = spawn(
       'redis-server',
       [
-        '--port', String(node.port),
+        ...listen(node.port),
         '--cluster-port', String(node.busPort),
         '--bind', '127.0.0.1',
         '--dir', node.dir,
@@ -406,7 +441,7 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 20
     track(proc);
     node.proc = proc;
     node.stop = stopper(proc);
-    return Promise.race([waitForRedis(node.port), new Promise((_, reject) => proc.once('error', reject))]);
+    return Promise.race([waitForRedis(node.port, undefined, pingTls), new Promise((_, reject) => proc.once('error', reject))]);
   };
   for (let i = 0; i < count; i++) {
     const node = {
@@ -432,7 +467,7 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 20
     nodes.push(node);
   }
   const running = () => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
-  const cli = (i, ...args) => execFileP('redis-cli', ['-p', String(nodes[i].port), ...args.map(String)]);
+  const cli = (i, ...args) => execFileP('redis-cli', [...cliTls, '-p', String(nodes[i].port), ...args.map(String)]);
   const stop = async () => {
     await Promise.all(nodes.map((n) => n.stop?.()));
     for (const n of nodes) rmSync(n.dir, { recursive: true, force: true });
@@ -440,6 +475,7 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 20
   try {
     await Promise.all(nodes.map(spawnNode));
     await execFileP('redis-cli', [
+      ...cliTls,
       '--cluster', 'create',
       ...nodes.map((n) => `127.0.0.1:${n.port}`),
       '--cluster-replicas', String(replicas),
@@ -516,6 +552,6 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 20
     return nodes.findIndex((n) => n.port === owner?.port);
   };
   const [first, ...rest] = nodes;
-  const url = `redis-cluster://127.0.0.1:${first.port}?${rest.map((n) => `node=127.0.0.1:${n.port}`).join('&')}`;
+  const url = `${tlsFiles ? 'rediss' : 'redis'}-cluster://127.0.0.1:${first.port}?${rest.map((n) => `node=127.0.0.1:${n.port}`).join('&')}`;
   return { url, nodes, cli, waitOk, topology, masterOf, stop };
 }
