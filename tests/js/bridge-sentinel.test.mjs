@@ -191,7 +191,13 @@ describe('edgecache-bridge behind Redis Sentinel', () => {
     // sent) meanwhile instead of being acknowledged and lost. Following
     // +switch-master alone lost about 400 acknowledged writes here.
     assert.deepEqual(r.missing, [], 'every acknowledged write is on the new master');
-    assert.ok(r.failures.every((f) => f.status === 503 && /was not sent/.test(JSON.stringify(f.body))), JSON.stringify(r.failures.slice(0, 3)));
+    // All 503; "not sent" but for the one write that may be in flight on
+    // the connection when the bridge leaves the old master (outcome
+    // unknown, counted among the INCRs that may have run, as one server's
+    // lost connection is).
+    assert.ok(r.failures.every((f) => f.status === 503), JSON.stringify(r.failures.slice(0, 3)));
+    const unknown = r.failures.filter((f) => !/was not sent/.test(JSON.stringify(f.body)));
+    assert.ok(unknown.length <= 1, JSON.stringify(unknown.slice(0, 3)));
     assert.ok(r.n >= w.incrAcked && r.n <= w.incrs, `INCR ran ${r.n} times: ${w.incrAcked} acknowledged, ${w.incrs} sent`);
     // The old master becomes a replica of the new one (Sentinel reconfigures it).
     await until(() => /role:slave/.test(tryCli(ports.a, 'INFO', 'replication') ?? ''), 'the old master demoted');
