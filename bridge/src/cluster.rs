@@ -1335,6 +1335,19 @@ fn cluster_down(f: &Resp3Frame) -> Option<Unavailable> {
     }
 }
 
+/// The sum of the parts' integer replies (DEL, EXISTS, DBSIZE...).
+fn sum(frames: &[Resp3Frame]) -> Resp3Frame {
+    number(
+        frames
+            .iter()
+            .map(|f| match f {
+                Resp3Frame::Number { data, .. } => *data,
+                _ => 0,
+            })
+            .sum(),
+    )
+}
+
 fn down_as_unsent(f: Vec<Resp3Frame>) -> Result<Vec<Resp3Frame>, Unavailable> {
     match cluster_down(&f[0]) {
         Some(e) => Err(e),
@@ -1432,15 +1445,7 @@ fn assemble(plan: Plan, parts: &mut [Part]) -> Result<Resp3Frame, Unavailable> {
             }
             Ok(match how {
                 Combine::Same => frames.swap_remove(0),
-                Combine::Sum => number(
-                    frames
-                        .iter()
-                        .map(|f| match f {
-                            Resp3Frame::Number { data, .. } => *data,
-                            _ => 0,
-                        })
-                        .sum(),
-                ),
+                Combine::Sum => sum(&frames),
                 Combine::Concat => array(
                     frames
                         .into_iter()
@@ -1513,15 +1518,7 @@ fn assemble(plan: Plan, parts: &mut [Part]) -> Result<Resp3Frame, Unavailable> {
             }
             Ok(match how {
                 Split::Mset => frames.into_iter().next().unwrap_or_else(|| blob("OK")),
-                Split::Sum { .. } => number(
-                    frames
-                        .iter()
-                        .map(|f| match f {
-                            Resp3Frame::Number { data, .. } => *data,
-                            _ => 0,
-                        })
-                        .sum(),
-                ),
+                Split::Sum { .. } => sum(&frames),
                 Split::Mget => {
                     let mut out = vec![Resp3Frame::Null; keys];
                     for (f, at) in frames.into_iter().zip(places) {

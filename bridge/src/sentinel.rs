@@ -42,6 +42,22 @@ pub struct Sentinel {
 }
 
 impl Sentinel {
+    /// Appends `AUTH` with the sentinels' own credentials, if any; true
+    /// when it did (one more reply to read).
+    fn auth(&self, cmd: &mut BytesMut) -> bool {
+        let Some(p) = &self.password else {
+            return false;
+        };
+        match &self.username {
+            Some(u) => encode(
+                cmd,
+                [b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()].into_iter(),
+            ),
+            None => encode(cmd, [b"AUTH".as_slice(), p.as_bytes()].into_iter()),
+        }
+        true
+    }
+
     pub fn new(
         hosts: Vec<(String, u16)>,
         service: String,
@@ -118,14 +134,7 @@ impl Sentinel {
         let mut s = crate::tls::open(host, port, tls).await?;
         let mut cmd = BytesMut::new();
         let mut n = 1;
-        if let Some(p) = &self.password {
-            match &self.username {
-                Some(u) => encode(
-                    &mut cmd,
-                    [b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()].into_iter(),
-                ),
-                None => encode(&mut cmd, [b"AUTH".as_slice(), p.as_bytes()].into_iter()),
-            }
+        if self.auth(&mut cmd) {
             n += 1;
         }
         encode(
@@ -204,15 +213,7 @@ impl Sentinel {
             .await
             .map_err(|_| "no answer in time".to_string())??;
         let mut cmd = BytesMut::new();
-        if let Some(p) = &self.password {
-            match &self.username {
-                Some(u) => encode(
-                    &mut cmd,
-                    [b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()].into_iter(),
-                ),
-                None => encode(&mut cmd, [b"AUTH".as_slice(), p.as_bytes()].into_iter()),
-            }
-        }
+        self.auth(&mut cmd);
         let mut sub = vec![b"SUBSCRIBE".as_slice()];
         sub.extend(CHANNELS.iter().map(|c| c.as_bytes()));
         encode(&mut cmd, sub.into_iter());
