@@ -93,6 +93,19 @@ const getContenders = {
     for (let i = 0; i < N_KEYS; i++) c.set(keys[i], valueOf(i));
     return (k) => c.get(k);
   },
+  // A Map from key to slot and an array of values by slot, with no recency
+  // at all: the floor of any design that keeps an exact LRU order beside a
+  // JS Map index (edgecache and lru-cache both do). What a get-hit pays
+  // above this row is the recency update and the bookkeeping.
+  'Map+slots': () => {
+    const index = new Map();
+    const values = new Array(N_KEYS);
+    for (let i = 0; i < N_KEYS; i++) {
+      index.set(keys[i], i);
+      values[i] = valueOf(i);
+    }
+    return (k) => values[index.get(k)];
+  },
 };
 
 let expectLen = 0;
@@ -223,7 +236,7 @@ function report(title, unit, results) {
   console.log(`\n${title}${Array.isArray(results['lru-cache']) ? ': wall clock | main thread CPU' : ''}`);
   for (const [name, v] of Object.entries(results)) {
     const cols = pair(v).map((x, i) => `${x.toFixed(1).padStart(8)} ${unit}   ${(x / base[i]).toFixed(2)}x lru-cache`);
-    console.log(`  ${name.padEnd(10)} ${cols.join('   | ')}`);
+    console.log(`  ${name.padEnd(11)} ${cols.join('   | ')}`);
   }
 }
 
