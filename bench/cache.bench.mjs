@@ -1,4 +1,6 @@
-// MemoryCache against lru-cache (latest) and a plain Map, in one process.
+// MemoryCache against lru-cache (latest), a plain Map and, for get-hit, a
+// Map+slots floor (a key-to-slot Map and a value array, no recency), in one
+// process.
 //
 //   node --expose-gc bench/cache.bench.mjs        (make bench runs it)
 //   node --expose-gc bench/cache.bench.mjs --only=get,set   (some parts: get, set, memory)
