@@ -249,6 +249,15 @@ test('kill -9 of a master: the other masters keep answering, its slots fail fast
   const otherKeys = keys.filter((k) => !victimKeys.includes(k));
   await cluster.nodes[victim].kill9();
   const killedAt = Date.now();
+  // A request written to the dead master's socket before the bridge has
+  // read the close is rightly "sent: its outcome is unknown". /healthz
+  // pings every master on its connection, so once it names slots down the
+  // bridge has seen the close, and every later request must be "not sent".
+  let seen = await call(onCluster, '/healthz');
+  while (!(seen.body.slotsDown?.length > 0) && Date.now() - killedAt < 1000) {
+    await new Promise((r) => setTimeout(r, 10));
+    seen = await call(onCluster, '/healthz');
+  }
   const errors = { victim: 0, others: 0, slow: 0 };
   // Before the node timeout (2 s) the cluster is still "ok": the bridge
   // alone decides what fails.
